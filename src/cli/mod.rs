@@ -1,0 +1,155 @@
+//! Command line: clap types (their doc comments are the `--help` text), one module per
+//! subcommand, all with the same shape: `run(args) -> Result<exit code>`.
+
+mod demo;
+mod diff;
+mod snapshot;
+mod verify;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::db::conninfo::ConnInfo;
+use crate::engine::Limits;
+use crate::model::Report;
+use crate::report::{self, Format};
+use crate::spec::{Spec, parse_duration_ms};
+
+/// Validate PostgreSQL migrations: capture a baseline in one consistent snapshot, re-capture
+/// after the change, compare exactly, and decide go or roll back.
+///
+/// Exit codes: 0 every check passed (allowed changes included), 1 a check failed,
+/// 2 migval could not do its job (bad spec, connection or SQL error, unreadable baseline).
+#[derive(Debug, Parser)]
+#[command(name = "migval", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Capture the baseline: every check of the spec, read-only, in one consistent snapshot,
+    /// into a checksummed file.
+    Snapshot(snapshot::SnapshotArgs),
+    /// Re-capture the checks now (after the migration), compare them with a baseline file and
+    /// print the verdict.
+    Verify(verify::VerifyArgs),
+    /// Compare two snapshot files (baseline and after) without touching a database.
+    Diff(diff::DiffArgs),
+    /// Show the whole flow on a throwaway PostgreSQL: snapshot, a good migration that
+    /// passes, its rollback, a broken migration that fails.
+    Demo(demo::DemoArgs),
+}
+
+/// Where to connect.
+#[derive(Debug, Clone, Args)]
+pub struct ConnArgs {
+    /// Connection string: postgres://user:pass@host:5432/db?sslmode=verify-full&sslrootcert=ca.pem
+    /// or libpq key=value form. Without it, DATABASE_URL, then the PG* variables
+    /// (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE, PGSSLMODE, PGSSLROOTCERT) and ~/.pgpass.
+    #[arg(long, value_name = "URL", env = "DATABASE_URL", hide_env_values = true)]
+    pub db: Option<String>,
+}
+
+impl ConnArgs {
+    pub fn resolve(&self) -> anyhow::Result<ConnInfo> {
+        ConnInfo::resolve(self.db.as_deref(), &|k| std::env::var(k).ok())
+            .context("resolving the connection settings")
+    }
+}
+
+/// Production-safety limits (override the spec's [settings]).
+#[derive(Debug, Clone, Args)]
+pub struct LimitArgs {
+    /// Longest a single probe may run (e.g. 30s, 10min). Default: the spec's
+    /// settings.statement_timeout, else 10min.
+    #[arg(long, value_name = "DURATION")]
+    pub statement_timeout: Option<String>,
+    /// Longest a probe waits for a lock (e.g. 2s). Default: the spec's settings.lock_timeout,
+    /// else 5s.
+    #[arg(long, value_name = "DURATION")]
+    pub lock_timeout: Option<String>,
+    /// Connections used in parallel, all sharing one snapshot. Default: settings.parallel, else 4.
+    #[arg(long, value_name = "N")]
+    pub parallel: Option<usize>,
+}
+
+impl LimitArgs {
+    pub fn apply(&self, spec: &Spec) -> anyhow::Result<Limits> {
+        let mut l = Limits::from_spec(spec);
+        if let Some(s) = &self.statement_timeout {
+            l.statement_timeout_ms = parse_duration_ms(s).map_err(anyhow::Error::msg).context("--statement-timeout")?;
+        }
+        if let Some(s) = &self.lock_timeout {
+            l.lock_timeout_ms = parse_duration_ms(s).map_err(anyhow::Error::msg).context("--lock-timeout")?;
+        }
+        if let Some(p) = self.parallel {
+            anyhow::ensure!((1..=64).contains(&p), "--parallel must be between 1 and 64");
+            l.parallel = p;
+        }
+        Ok(l)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+/// How the report is written.
+#[derive(Debug, Clone, Args)]
+pub struct OutputArgs {
+    /// Report format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Write the report to this file instead of standard output (the verdict line is still
+    /// printed).
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Colour in the text report.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+}
+
+impl OutputArgs {
+    /// Print or write the report; returns the exit code of its verdict.
+    pub fn emit(&self, report: &Report) -> anyhow::Result<u8> {
+        let to_terminal = self.output.is_none() && std::io::stdout().is_terminal();
+        let color = match self.color {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => to_terminal && std::env::var_os("NO_COLOR").is_none(),
+        };
+        let text = report::render(report, self.format, color);
+        match &self.output {
+            Some(path) => {
+                std::fs::write(path, &text).with_context(|| format!("writing the report to {}", path.display()))?;
+                println!("{}", report::verdict_line(report));
+                println!("report written to {}", path.display());
+            }
+            None => print!("{text}"),
+        }
+        Ok(report.verdict.exit_code())
+    }
+}
+
+/// Load and validate a spec file (errors list file, line, check and key).
+pub fn load_spec(path: &std::path::Path) -> anyhow::Result<Spec> {
+    Spec::load(path).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// Run the parsed command line; the result is the process exit code.
+pub async fn run(cli: Cli) -> anyhow::Result<u8> {
+    match cli.command {
+        Command::Snapshot(a) => snapshot::run(a).await,
+        Command::Verify(a) => verify::run(a).await,
+        Command::Diff(a) => diff::run(a),
+        Command::Demo(a) => demo::run(a).await,
+    }
+}

@@ -1,0 +1,570 @@
+//! Capturing every check in one consistent database snapshot, in parallel.
+//!
+//! ```text
+//!   exporter conn:  BEGIN REPEATABLE READ READ ONLY; SET LOCAL timeouts, TimeZone=UTC
+//!                   LOCK TABLE <relations read> IN ACCESS SHARE MODE   (waits <= lock_timeout)
+//!                   SELECT pg_export_snapshot(), lsn, ...              -> snapshot id S
+//!   worker 1..n:    BEGIN REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT 'S'
+//!   all (exporter included) pull probes from one queue, biggest first:
+//!                   SAVEPOINT p; <probe>; RELEASE p   (on error: ROLLBACK TO p, check = ERROR)
+//!   end:            ROLLBACK everywhere (nothing was written; nothing could be)
+//! ```
+//!
+//! Every connection sees the same state, so `sum(a) + sum(b)` stays consistent while a writer
+//! moves money between `a` and `b`. If a worker cannot import the snapshot (the exporter died),
+//! the whole capture starts over rather than mixing two states.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use futures_util::TryStreamExt;
+use tokio_postgres::Client;
+use tokio_postgres::types::ToSql;
+
+use crate::db::conninfo::ConnInfo;
+use crate::db::decode::{self, Decoder};
+use crate::db::{self, ConnectError};
+use crate::model::{
+    CheckCapture, Column, DbFailure, Kind, Origin, Outcome, Snapshot, SpecCopy, Table, Value,
+};
+use crate::spec::Spec;
+use crate::sql::{self, ident};
+
+use super::plan::{self, FactParam, Naming, Output, Probe, ProbeKind};
+use super::preflight::{self, Catalog, PreflightError};
+
+/// Why a capture produced no snapshot at all (a failing check is not one of these: it is
+/// recorded in the snapshot and the other checks still run).
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    #[error("{0}")]
+    Preflight(#[from] PreflightError),
+    #[error("could not take a consistent snapshot: {0}")]
+    Snapshot(DbFailure),
+}
+
+/// Limits for one capture.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub statement_timeout_ms: u64,
+    pub lock_timeout_ms: u64,
+    pub parallel: usize,
+}
+
+impl Limits {
+    pub fn from_spec(spec: &Spec) -> Limits {
+        Limits {
+            statement_timeout_ms: spec.settings.statement_timeout_ms,
+            lock_timeout_ms: spec.settings.lock_timeout_ms,
+            parallel: spec.settings.parallel,
+        }
+    }
+
+    /// Session settings for a capture transaction. The numbers come from parsed settings,
+    /// never from raw user text.
+    fn set_local(&self) -> String {
+        format!(
+            "SET LOCAL statement_timeout = {}; SET LOCAL lock_timeout = {}; \
+             SET LOCAL idle_in_transaction_session_timeout = 0; \
+             SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, YMD'; \
+             SET LOCAL IntervalStyle = 'postgres'; SET LOCAL extra_float_digits = 3;",
+            self.statement_timeout_ms, self.lock_timeout_ms
+        )
+    }
+}
+
+const BEGIN: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+
+/// Capture `spec` on one side of the migration. `previous` is the baseline's catalog (used
+/// only to explain missing columns).
+pub async fn capture(
+    info: &ConnInfo,
+    spec: &Spec,
+    naming: &Naming,
+    limits: Limits,
+    previous: Option<&BTreeMap<String, Vec<String>>>,
+) -> Result<Snapshot, CaptureError> {
+    let started = Instant::now();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let exporter = db::connect(info).await?;
+        let catalog = preflight::run(&exporter, spec, naming, previous).await?;
+        let probes = plan::plan(spec, naming, &catalog);
+        match attempt_capture(info, exporter, spec, &catalog, probes, limits).await {
+            Ok((origin_parts, captures, connections)) => {
+                let (snapshot_id, lsn, in_recovery, server_version, database, captured_at) =
+                    origin_parts;
+                let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                return Ok(Snapshot {
+                    format: Snapshot::FORMAT,
+                    tool: format!("migval {}", env!("CARGO_PKG_VERSION")),
+                    origin: Origin {
+                        target: info.redacted(),
+                        database,
+                        server_version,
+                        snapshot_id,
+                        lsn,
+                        in_recovery,
+                        captured_at,
+                        connections,
+                        duration_ms,
+                    },
+                    spec: SpecCopy {
+                        path: spec.path.clone(),
+                        sha256: spec.sha256.clone(),
+                        text: spec.text.clone(),
+                    },
+                    renames: if naming.after {
+                        naming.renames().pairs()
+                    } else {
+                        Vec::new()
+                    },
+                    catalog: catalog.to_map(),
+                    checks: captures,
+                });
+            }
+            Err(Attempt::Retry(_)) if attempt < 3 => continue,
+            Err(Attempt::Retry(f)) | Err(Attempt::Fatal(f)) => return Err(CaptureError::Snapshot(f)),
+            Err(Attempt::Connect(e)) => return Err(CaptureError::Connect(e)),
+        }
+    }
+}
+
+enum Attempt {
+    /// The snapshot could not be shared (exporter gone): start over.
+    Retry(DbFailure),
+    Fatal(DbFailure),
+    Connect(ConnectError),
+}
+
+type OriginParts = (String, String, bool, String, String, String);
+type ProbeResult = (usize, Result<Vec<(usize, Table)>, DbFailure>);
+
+async fn attempt_capture(
+    info: &ConnInfo,
+    exporter: Client,
+    spec: &Spec,
+    catalog: &Catalog,
+    probes: Vec<Probe>,
+    limits: Limits,
+) -> Result<(OriginParts, Vec<CheckCapture>, usize), Attempt> {
+    let fatal = |e: tokio_postgres::Error, what: &str| Attempt::Fatal(db::failure(&e, Some(what.into())));
+    exporter
+        .batch_execute(&format!("{BEGIN}; {}", limits.set_local()))
+        .await
+        .map_err(|e| fatal(e, "starting the snapshot transaction"))?;
+    let lockable: Vec<String> = catalog
+        .relations
+        .iter()
+        .filter(|r| matches!(r.kind.as_str(), "r" | "p" | "m" | "v"))
+        .map(|r| ident::quote_qualified(&r.schema, &r.name))
+        .collect();
+    if !lockable.is_empty() {
+        exporter
+            .batch_execute(&format!("LOCK TABLE {} IN ACCESS SHARE MODE", lockable.join(", ")))
+            .await
+            .map_err(|e| {
+                fatal(
+                    e,
+                    "taking ACCESS SHARE locks on the relations read (another session holds a \
+                     conflicting lock; retry, or raise settings.lock_timeout)",
+                )
+            })?;
+    }
+    let row = exporter
+        .query_one(sql::SNAPSHOT_EXPORT.sql, &[])
+        .await
+        .map_err(|e| fatal(e, "exporting the snapshot"))?;
+    let get_s = |i: usize| row.try_get::<_, String>(i).map_err(|e| fatal(e, "reading the snapshot id"));
+    let origin: OriginParts = (
+        get_s(0)?,
+        get_s(1)?,
+        row.try_get::<_, bool>(2).map_err(|e| fatal(e, "reading the snapshot id"))?,
+        get_s(3)?,
+        get_s(4)?,
+        get_s(5)?,
+    );
+    let snapshot_id = origin.0.clone();
+    if !snapshot_id.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+        return Err(Attempt::Fatal(DbFailure {
+            message: format!("unexpected snapshot id `{snapshot_id}`"),
+            sqlstate: None,
+            detail: None,
+            hint: None,
+            context: None,
+        }));
+    }
+
+    let workers = limits.parallel.min(probes.len()).max(1);
+    let probes = Arc::new(probes);
+    let spec = Arc::new(spec.clone());
+    let queue: Arc<Mutex<VecDeque<usize>>> = Arc::new(Mutex::new((0..probes.len()).collect()));
+    let exporter = Arc::new(exporter);
+
+    // Extra connections import the exporter's snapshot.
+    let pool = if workers > 1 {
+        Some(db::pool(info, workers - 1).map_err(Attempt::Connect)?)
+    } else {
+        None
+    };
+    let mut handles = Vec::new();
+    for w in 1..workers {
+        let Some(pool) = pool.clone() else { break };
+        let (probes, spec, queue, info) = (probes.clone(), spec.clone(), queue.clone(), info.clone());
+        let snapshot_id = snapshot_id.clone();
+        handles.push(tokio::spawn(async move {
+            let client = db::pooled(&pool, &info).await.map_err(Attempt::Connect)?;
+            let import = format!(
+                "{BEGIN}; SET TRANSACTION SNAPSHOT {}; {}",
+                ident::quote_literal(&snapshot_id),
+                limits.set_local()
+            );
+            if let Err(e) = client.batch_execute(&import).await {
+                let f = db::failure(&e, Some(format!("connection {w} importing snapshot {snapshot_id}")));
+                let lost = db::is_connection_lost(&e) || f.sqlstate.as_deref() == Some("22023");
+                return Err(if lost { Attempt::Retry(f) } else { Attempt::Fatal(f) });
+            }
+            let out = work(&client, &probes, &spec, &queue, w).await;
+            let _ = client.batch_execute("ROLLBACK").await;
+            Ok(out)
+        }));
+    }
+    let mut results: Vec<ProbeResult> = work(&exporter, &probes, &spec, &queue, 0).await;
+    let mut first_err = None;
+    for h in handles {
+        match h.await {
+            Ok(Ok(mut r)) => results.append(&mut r),
+            Ok(Err(e)) => {
+                first_err.get_or_insert(e);
+            }
+            Err(join) => {
+                first_err.get_or_insert(Attempt::Fatal(DbFailure {
+                    message: format!("a capture worker stopped unexpectedly: {join}"),
+                    sqlstate: None,
+                    detail: None,
+                    hint: None,
+                    context: None,
+                }));
+            }
+        }
+    }
+    let _ = exporter.batch_execute("ROLLBACK").await;
+    if let Some(e) = first_err {
+        return Err(e);
+    }
+
+    // Assemble per check, in spec order.
+    let mut tables: Vec<Option<Result<Table, DbFailure>>> = vec![None; spec.checks.len()];
+    let mut sql_of: Vec<Vec<String>> = vec![Vec::new(); spec.checks.len()];
+    for p in probes.iter() {
+        for &c in &p.checks {
+            sql_of[c] = p.sql_text();
+        }
+    }
+    for (pi, r) in results {
+        match r {
+            Ok(list) => {
+                for (c, t) in list {
+                    tables[c] = Some(Ok(t));
+                }
+            }
+            Err(f) => {
+                for &c in &probes[pi].checks {
+                    tables[c] = Some(Err(f.clone()));
+                }
+            }
+        }
+    }
+    let captures = spec
+        .checks
+        .iter()
+        .zip(tables)
+        .zip(sql_of)
+        .map(|((check, t), sql)| {
+            let outcome = match t {
+                Some(Ok(mut table)) => {
+                    table.sort_by_key();
+                    match duplicate_key(&table) {
+                        Some(k) => Outcome::Failed(plain_failure(format!(
+                            "the key columns do not identify rows uniquely: key ({k}) appears more than once; declare more key columns"
+                        ))),
+                        None => Outcome::Captured(table),
+                    }
+                }
+                Some(Err(f)) => Outcome::Failed(f),
+                None => Outcome::Failed(plain_failure("the check was not run (its connection was lost)".into())),
+            };
+            CheckCapture {
+                name: check.name.clone(),
+                fingerprint: check.fingerprint.clone(),
+                sql,
+                outcome,
+            }
+        })
+        .collect();
+    Ok((origin, captures, workers))
+}
+
+fn plain_failure(message: String) -> DbFailure {
+    DbFailure {
+        message,
+        sqlstate: None,
+        detail: None,
+        hint: None,
+        context: None,
+    }
+}
+
+fn duplicate_key(t: &Table) -> Option<String> {
+    if t.key_len == 0 {
+        return (t.len() > 1).then(|| "<no key>".to_string());
+    }
+    (1..t.len()).find_map(|i| {
+        let (a, b) = (t.key(i - 1), t.key(i));
+        a.iter().zip(b).all(|(x, y)| x.same(y)).then(|| {
+            b.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+        })
+    })
+}
+
+/// Pull probes from the queue until it is empty.
+async fn work(
+    client: &Client,
+    probes: &[Probe],
+    spec: &Spec,
+    queue: &Mutex<VecDeque<usize>>,
+    worker: usize,
+) -> Vec<ProbeResult> {
+    let mut out = Vec::new();
+    loop {
+        let next = match queue.lock() {
+            Ok(mut q) => q.pop_front(),
+            Err(_) => None,
+        };
+        let Some(i) = next else { break };
+        let probe = &probes[i];
+        let context = Some(format!(
+            "check `{}` on connection {worker}",
+            probe
+                .checks
+                .iter()
+                .map(|&c| spec.checks[c].name.as_str())
+                .collect::<Vec<_>>()
+                .join("`, `")
+        ));
+        if let Err(e) = client.batch_execute("SAVEPOINT migval_probe").await {
+            out.push((i, Err(db::failure(&e, context))));
+            if db::is_connection_lost(&e) {
+                break;
+            }
+            continue;
+        }
+        let r = run_probe(client, probe, spec).await;
+        let end = if r.is_ok() {
+            "RELEASE SAVEPOINT migval_probe"
+        } else {
+            "ROLLBACK TO SAVEPOINT migval_probe"
+        };
+        let ended = client.batch_execute(end).await;
+        out.push((
+            i,
+            r.map_err(|mut f| {
+                f.context = context;
+                f
+            }),
+        ));
+        if ended.is_err() {
+            break;
+        }
+    }
+    out
+}
+
+async fn run_probe(client: &Client, probe: &Probe, spec: &Spec) -> Result<Vec<(usize, Table)>, DbFailure> {
+    let fail = |e: tokio_postgres::Error| db::failure(&e, None);
+    match &probe.kind {
+        ProbeKind::Query { sql, outputs } => run_query(client, sql, outputs).await,
+        ProbeKind::Fact {
+            check,
+            query,
+            params,
+            attributes,
+        } => {
+            let boxed: Vec<Box<dyn ToSql + Sync + Send>> = params
+                .iter()
+                .map(|p| -> Box<dyn ToSql + Sync + Send> {
+                    match p {
+                        FactParam::Schemas(s) => Box::new(s.clone()),
+                        FactParam::Text(t) => Box::new(t.clone()),
+                    }
+                })
+                .collect();
+            let refs: Vec<&(dyn ToSql + Sync)> = boxed.iter().map(|b| b.as_ref() as &(dyn ToSql + Sync)).collect();
+            let rows = client.query(query.sql, &refs).await.map_err(fail)?;
+            let mut t = Table::new(
+                attributes
+                    .iter()
+                    .map(|(n, k)| Column {
+                        name: (*n).to_string(),
+                        kind: *k,
+                    })
+                    .collect(),
+                0,
+            );
+            for (i, (_, kind)) in attributes.iter().enumerate() {
+                let v = match rows.first() {
+                    None if i == 0 => Value::Bool(false),
+                    None => Value::Null,
+                    Some(row) => match kind {
+                        Kind::Bool => row
+                            .try_get::<_, Option<bool>>(i)
+                            .map_err(fail)?
+                            .map_or(Value::Null, Value::Bool),
+                        _ => row
+                            .try_get::<_, Option<String>>(i)
+                            .map_err(fail)?
+                            .map_or(Value::Null, Value::Text),
+                    },
+                };
+                t.cells.push(v);
+            }
+            Ok(vec![(*check, t)])
+        }
+        ProbeKind::ViewsQueryable { check, views } => {
+            let mut t = Table::new(
+                vec![
+                    Column { name: "view".into(), kind: Kind::Text },
+                    Column { name: "queryable".into(), kind: Kind::Bool },
+                    Column { name: "error".into(), kind: Kind::Text },
+                ],
+                1,
+            );
+            for (label, target) in views {
+                let (ok, err) = match target {
+                    None => (false, Value::Text("does not exist".into())),
+                    Some(q) => {
+                        client.batch_execute("SAVEPOINT migval_view").await.map_err(fail)?;
+                        match client.query(&format!("SELECT 1 FROM {q} LIMIT 1"), &[]).await {
+                            Ok(_) => {
+                                client.batch_execute("RELEASE SAVEPOINT migval_view").await.map_err(fail)?;
+                                (true, Value::Null)
+                            }
+                            Err(e) => {
+                                client.batch_execute("ROLLBACK TO SAVEPOINT migval_view").await.map_err(fail)?;
+                                (false, Value::Text(db::failure(&e, None).to_string()))
+                            }
+                        }
+                    }
+                };
+                t.cells.extend([Value::Text(label.clone()), Value::Bool(ok), err]);
+            }
+            let _ = spec;
+            Ok(vec![(*check, t)])
+        }
+    }
+}
+
+/// Prepare, pick a decoder per column (casting to text where there is no exact native one),
+/// stream the rows and split them into the outputs' tables.
+async fn run_query(client: &Client, sql: &str, outputs: &[Output]) -> Result<Vec<(usize, Table)>, DbFailure> {
+    let fail = |e: tokio_postgres::Error| db::failure(&e, None);
+    let inner = client.prepare(sql).await.map_err(fail)?;
+    let names: Vec<String> = inner.columns().iter().map(|c| c.name().to_string()).collect();
+    let native: Vec<Option<Decoder>> = inner.columns().iter().map(|c| Decoder::for_type(c.type_())).collect();
+    let (stmt, decoders) = if native.iter().all(Option::is_some) {
+        (inner, native.into_iter().flatten().collect::<Vec<_>>())
+    } else {
+        let aliases: Vec<String> = (1..=names.len()).map(|i| format!("c{i}")).collect();
+        let select: Vec<String> = native
+            .iter()
+            .zip(&aliases)
+            .map(|(d, a)| match d {
+                Some(_) => format!("q.{a}"),
+                None => format!("q.{a}::text"),
+            })
+            .collect();
+        let wrapped = format!(
+            "SELECT {} FROM ({sql}\n) AS q({})",
+            select.join(", "),
+            aliases.join(", ")
+        );
+        let stmt = client.prepare(&wrapped).await.map_err(fail)?;
+        let decoders = native.iter().map(|d| d.unwrap_or(Decoder::Text)).collect();
+        (stmt, decoders)
+    };
+
+    // Resolve outputs to (check, key positions, value positions, table).
+    let mut plans: Vec<(usize, Vec<usize>, Vec<usize>, Table)> = Vec::new();
+    for o in outputs {
+        match o {
+            Output::Columns { check, key, values } => {
+                let mut cols = Vec::new();
+                for (pos, label) in key.iter().chain(values) {
+                    cols.push(decoders[*pos].column(label));
+                }
+                plans.push((
+                    *check,
+                    key.iter().map(|(p, _)| *p).collect(),
+                    values.iter().map(|(p, _)| *p).collect(),
+                    Table::new(cols, key.len()),
+                ));
+            }
+            Output::Custom { check, key } => {
+                let mut seen = std::collections::HashSet::new();
+                if let Some(dup) = names.iter().find(|n| !seen.insert(n.as_str())) {
+                    return Err(custom_error(format!(
+                        "the query returns two columns named `{dup}`; give each column its own name (AS ...)"
+                    )));
+                }
+                let mut kpos = Vec::new();
+                for k in key {
+                    let pos = names.iter().position(|n| n == k).ok_or_else(|| {
+                        custom_error(format!(
+                            "key column `{k}` is not in the query's result (it returns: {})",
+                            names.join(", ")
+                        ))
+                    })?;
+                    kpos.push(pos);
+                }
+                let vpos: Vec<usize> = (0..names.len()).filter(|p| !kpos.contains(p)).collect();
+                let cols = kpos
+                    .iter()
+                    .chain(&vpos)
+                    .map(|&p| decoders[p].column(&names[p]))
+                    .collect();
+                plans.push((*check, kpos, vpos, Table::new(cols, key.len())));
+            }
+        }
+    }
+
+    let params: Vec<&(dyn ToSql + Sync)> = Vec::new();
+    let stream = client.query_raw(&stmt, params).await.map_err(fail)?;
+    let mut stream = std::pin::pin!(stream);
+    while let Some(row) = stream.try_next().await.map_err(fail)? {
+        let mut cells = Vec::with_capacity(decoders.len());
+        for (i, d) in decoders.iter().enumerate() {
+            cells.push(decode::decode(&row, i, *d).map_err(fail)?);
+        }
+        if plans.len() == 1 {
+            let (_, k, v, t) = &mut plans[0];
+            for &p in k.iter().chain(v.iter()) {
+                t.cells.push(std::mem::replace(&mut cells[p], Value::Null));
+            }
+        } else {
+            for (_, k, v, t) in plans.iter_mut() {
+                for &p in k.iter().chain(v.iter()) {
+                    t.cells.push(cells[p].clone());
+                }
+            }
+        }
+    }
+    Ok(plans.into_iter().map(|(c, _, _, t)| (c, t)).collect())
+}
+
+fn custom_error(message: String) -> DbFailure {
+    plain_failure(message)
+}

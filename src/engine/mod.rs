@@ -1,0 +1,44 @@
+//! The engine: plan -> capture (one consistent snapshot) -> compare -> verdict. It returns
+//! data ([`Snapshot`], [`Report`]); it never prints.
+
+pub mod capture;
+pub mod compare;
+pub mod plan;
+pub mod preflight;
+
+use crate::db::conninfo::ConnInfo;
+use crate::model::{Report, Snapshot};
+use crate::spec::Spec;
+
+pub use capture::{CaptureError, Limits};
+use plan::Naming;
+
+/// Capture the baseline: every check as the database is now, names as written in the spec.
+pub async fn snapshot(info: &ConnInfo, spec: &Spec, limits: Limits) -> Result<Snapshot, CaptureError> {
+    capture::capture(info, spec, &Naming::baseline(), limits, None).await
+}
+
+/// Capture the post-state (with the [rename] map applied) and compare it with `baseline`.
+/// Returns the report and the post-state snapshot.
+pub async fn verify(
+    info: &ConnInfo,
+    spec: &Spec,
+    baseline: &Snapshot,
+    limits: Limits,
+) -> Result<(Report, Snapshot), CaptureError> {
+    let after = capture::capture(
+        info,
+        spec,
+        &Naming::after(&spec.renames),
+        limits,
+        Some(&baseline.catalog),
+    )
+    .await?;
+    let report = compare::compare(spec, baseline, &after, "verify");
+    Ok((report, after))
+}
+
+/// Compare two saved snapshots under `spec`'s rules.
+pub fn diff(spec: &Spec, baseline: &Snapshot, after: &Snapshot) -> Report {
+    compare::compare(spec, baseline, after, "diff")
+}

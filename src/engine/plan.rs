@@ -1,0 +1,443 @@
+//! From validated checks to probes: the SQL statements a capture runs.
+//!
+//! Checks that read the same relation are fused so that N checks cost about one scan:
+//!
+//! ```text
+//!   ungrouped metrics + NULL counts on T      ->  SELECT agg1 FILTER (WHERE f1), agg2, ...
+//!                                                FROM T                      (1 scan of T)
+//!   grouped metrics on (T, where, group_by)   ->  SELECT g.., aggs.. FROM T WHERE .. GROUP BY ..
+//!   orphans, custom SQL, schema facts          ->  one probe each
+//! ```
+//!
+//! On the post-migration side every name goes through the [rename] map (`Naming`), while the
+//! labels of the captured values keep the pre-migration names, so both sides line up.
+
+use crate::spec::{CheckKind, FactObject, Func, MetricArg, Renames, Spec};
+use crate::sql::ident::{Name, quote, quote_qualified, rename_identifiers};
+use crate::sql::{self, Query};
+
+use super::preflight::Catalog;
+
+/// Which side of the migration a capture is for.
+#[derive(Debug, Clone)]
+pub struct Naming {
+    pub after: bool,
+    renames: Renames,
+}
+
+impl Naming {
+    pub fn baseline() -> Naming {
+        Naming {
+            after: false,
+            renames: Renames::default(),
+        }
+    }
+
+    pub fn after(renames: &Renames) -> Naming {
+        Naming {
+            after: true,
+            renames: renames.clone(),
+        }
+    }
+
+    pub fn renames(&self) -> &Renames {
+        &self.renames
+    }
+
+    /// A relation as it is named on this side.
+    pub fn rel(&self, n: &Name) -> Name {
+        match self.renames.table(&n.name) {
+            Some(new) if self.after => Name {
+                schema: n.schema.clone(),
+                name: new.to_string(),
+            },
+            _ => n.clone(),
+        }
+    }
+
+    /// A column of `table` (named as before the migration) as it is named on this side.
+    pub fn col(&self, table: &Name, col: &str) -> String {
+        match self.renames.column(&table.name, col) {
+            Some(new) if self.after => new.to_string(),
+            _ => col.to_string(),
+        }
+    }
+
+    /// A SQL fragment over `table`'s columns, with renamed columns substituted.
+    pub fn fragment(&self, table: &Name, sql: &str) -> String {
+        if !self.after {
+            return sql.to_string();
+        }
+        rename_identifiers(sql, &self.renames.columns_of(&table.name))
+    }
+
+    /// A whole query: every renamed column and table substituted.
+    pub fn query(&self, sql: &str) -> String {
+        if !self.after {
+            return sql.to_string();
+        }
+        let mut pairs: Vec<(String, String)> = self.renames.tables.clone();
+        for (_, o, n) in &self.renames.columns {
+            if !pairs.iter().any(|(x, _)| x == o) {
+                pairs.push((o.clone(), n.clone()));
+            }
+        }
+        rename_identifiers(sql, &pairs)
+    }
+}
+
+/// What a probe's result feeds.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Result columns `key` then `values` become check `check`'s table, with these labels.
+    Columns {
+        check: usize,
+        key: Vec<(usize, String)>,
+        values: Vec<(usize, String)>,
+    },
+    /// Custom SQL: key columns by name, every other column is a value.
+    Custom { check: usize, key: Vec<String> },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProbeKind {
+    /// A generated or user-written query, streamed.
+    Query { sql: String, outputs: Vec<Output> },
+    /// A catalog fact from `queries/`, bound parameters, result row becomes the check's table.
+    Fact {
+        check: usize,
+        query: Query,
+        params: Vec<FactParam>,
+        attributes: &'static [(&'static str, crate::model::Kind)],
+    },
+    /// `SELECT 1 FROM view LIMIT 1` for each view.
+    ViewsQueryable {
+        check: usize,
+        views: Vec<(String, Option<String>)>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum FactParam {
+    Schemas(Vec<String>),
+    Text(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Probe {
+    pub kind: ProbeKind,
+    /// Estimated rows read: bigger probes start first.
+    pub cost: f64,
+    /// Checks fed by this probe.
+    pub checks: Vec<usize>,
+}
+
+impl Probe {
+    /// The SQL for the audit trail.
+    pub fn sql_text(&self) -> Vec<String> {
+        match &self.kind {
+            ProbeKind::Query { sql, .. } => vec![sql.clone()],
+            ProbeKind::Fact { query, params, .. } => {
+                let binds: Vec<String> = params
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| match p {
+                        FactParam::Schemas(s) => format!("${} = {{{}}}", i + 1, s.join(",")),
+                        FactParam::Text(t) => format!("${} = '{t}'", i + 1),
+                    })
+                    .collect();
+                vec![format!("-- {} with {}\n{}", query.name, binds.join(", "), query.sql.trim())]
+            }
+            ProbeKind::ViewsQueryable { views, .. } => views
+                .iter()
+                .map(|(label, q)| match q {
+                    Some(q) => format!("SELECT 1 FROM {q} LIMIT 1"),
+                    None => format!("-- view `{label}` not found"),
+                })
+                .collect(),
+        }
+    }
+}
+
+use crate::model::Kind;
+
+const EXISTS: &[(&str, Kind)] = &[("exists", Kind::Bool)];
+const COLUMN: &[(&str, Kind)] = &[("exists", Kind::Bool), ("type", Kind::Text), ("nullable", Kind::Bool)];
+const CONSTRAINT: &[(&str, Kind)] = &[("exists", Kind::Bool), ("validated", Kind::Bool)];
+const INDEX: &[(&str, Kind)] = &[("exists", Kind::Bool), ("valid", Kind::Bool)];
+const RLS: &[(&str, Kind)] = &[("exists", Kind::Bool), ("enabled", Kind::Bool)];
+
+fn qualified(catalog: &Catalog, n: &Name) -> String {
+    match catalog.resolve(n) {
+        Some(r) => quote_qualified(&r.schema, &r.name),
+        // Preflight guarantees resolution for the relations planned here; keep a sane fallback.
+        None => match &n.schema {
+            Some(s) => quote_qualified(s, &n.name),
+            None => quote(&n.name),
+        },
+    }
+}
+
+fn aggregate(func: Func, arg: &str) -> String {
+    match func {
+        Func::CountStar => "count(*)".into(),
+        Func::Count => format!("count({arg})"),
+        Func::CountDistinct => format!("count(DISTINCT {arg})"),
+        Func::Sum => format!("sum({arg})"),
+        Func::Min => format!("min({arg})"),
+        Func::Max => format!("max({arg})"),
+        Func::Avg => format!("avg({arg})"),
+    }
+}
+
+/// Plan every check of `spec` for one side.
+pub fn plan(spec: &Spec, naming: &Naming, catalog: &Catalog) -> Vec<Probe> {
+    // Fused scans: (relation, filter, group_by) -> columns and outputs.
+    struct Scan {
+        rel: String,
+        cost: f64,
+        grouped: Option<(Option<String>, Vec<String>)>,
+        select: Vec<String>,
+        outputs: Vec<Output>,
+        checks: Vec<usize>,
+    }
+    let mut scans: Vec<Scan> = Vec::new();
+    let mut probes = Vec::new();
+    let cost_of = |n: &Name| catalog.resolve(n).map_or(0.0, |r| r.est_rows.max(0.0));
+
+    for (ci, check) in spec.checks.iter().enumerate() {
+        match &check.kind {
+            CheckKind::Metrics(m) => {
+                let rel_name = naming.rel(&m.table);
+                let rel = qualified(catalog, &rel_name);
+                let filter = m.filter.as_ref().map(|f| naming.fragment(&m.table, f));
+                let exprs: Vec<String> = m
+                    .metrics
+                    .iter()
+                    .map(|metric| {
+                        let arg = match &metric.arg {
+                            MetricArg::Star => "*".to_string(),
+                            MetricArg::Column(c) => quote(&naming.col(&m.table, c)),
+                            MetricArg::Expr(e) => format!("({})", naming.fragment(&m.table, e)),
+                        };
+                        aggregate(metric.func, &arg)
+                    })
+                    .collect();
+                if m.group_by.is_empty() {
+                    let scan = find_or_add(&mut scans, &rel, None, cost_of(&rel_name), |s| {
+                        s.grouped.is_none()
+                    });
+                    let mut values = Vec::new();
+                    for (metric, e) in m.metrics.iter().zip(exprs) {
+                        let e = match &filter {
+                            Some(f) => format!("{e} FILTER (WHERE {f})"),
+                            None => e,
+                        };
+                        values.push((scan.select.len(), metric.label.clone()));
+                        scan.select.push(e);
+                    }
+                    scan.outputs.push(Output::Columns {
+                        check: ci,
+                        key: Vec::new(),
+                        values,
+                    });
+                    scan.checks.push(ci);
+                } else {
+                    let group: Vec<String> = m
+                        .group_by
+                        .iter()
+                        .map(|g| quote(&naming.col(&m.table, g)))
+                        .collect();
+                    let key_sig = (filter.clone(), group.clone());
+                    let scan = find_or_add(
+                        &mut scans,
+                        &rel,
+                        Some(key_sig.clone()),
+                        cost_of(&rel_name),
+                        |s| s.grouped.as_ref() == Some(&key_sig),
+                    );
+                    if scan.select.is_empty() {
+                        scan.select.extend(group.iter().cloned());
+                    }
+                    let key = m
+                        .group_by
+                        .iter()
+                        .enumerate()
+                        .map(|(i, g)| (i, g.clone()))
+                        .collect();
+                    let mut values = Vec::new();
+                    for (metric, e) in m.metrics.iter().zip(exprs) {
+                        values.push((scan.select.len(), metric.label.clone()));
+                        scan.select.push(e);
+                    }
+                    scan.outputs.push(Output::Columns {
+                        check: ci,
+                        key,
+                        values,
+                    });
+                    scan.checks.push(ci);
+                }
+            }
+            CheckKind::NullCount(n) => {
+                let rel_name = naming.rel(&n.table);
+                let rel = qualified(catalog, &rel_name);
+                let col = quote(&naming.col(&n.table, &n.column));
+                let cond = match &n.filter {
+                    Some(f) => format!("{col} IS NULL AND ({})", naming.fragment(&n.table, f)),
+                    None => format!("{col} IS NULL"),
+                };
+                let scan = find_or_add(&mut scans, &rel, None, cost_of(&rel_name), |s| s.grouped.is_none());
+                scan.outputs.push(Output::Columns {
+                    check: ci,
+                    key: Vec::new(),
+                    values: vec![(scan.select.len(), "null_count".into())],
+                });
+                scan.select.push(format!("count(*) FILTER (WHERE {cond})"));
+                scan.checks.push(ci);
+            }
+            CheckKind::Orphans(o) => {
+                let child = qualified(catalog, &naming.rel(&o.child));
+                let parent = qualified(catalog, &naming.rel(&o.parent));
+                let cc: Vec<String> = o.child_columns.iter().map(|c| quote(&naming.col(&o.child, c))).collect();
+                let pc: Vec<String> = o.parent_columns.iter().map(|c| quote(&naming.col(&o.parent, c))).collect();
+                let not_null: Vec<String> = cc.iter().map(|c| format!("c.{c} IS NOT NULL")).collect();
+                let join: Vec<String> = cc.iter().zip(&pc).map(|(c, p)| format!("p.{p} = c.{c}")).collect();
+                let sql = format!(
+                    "SELECT count(*) AS orphans\nFROM {child} AS c\nWHERE {}\n  AND NOT EXISTS (SELECT 1 FROM {parent} AS p WHERE {})",
+                    not_null.join(" AND "),
+                    join.join(" AND ")
+                );
+                probes.push(Probe {
+                    kind: ProbeKind::Query {
+                        sql,
+                        outputs: vec![Output::Columns {
+                            check: ci,
+                            key: Vec::new(),
+                            values: vec![(0, "orphans".into())],
+                        }],
+                    },
+                    cost: cost_of(&naming.rel(&o.child)) + cost_of(&naming.rel(&o.parent)),
+                    checks: vec![ci],
+                });
+            }
+            CheckKind::Custom(c) => {
+                let sql = match (&c.sql_after, naming.after) {
+                    (Some(after), true) => after.clone(),
+                    _ => naming.query(&c.sql),
+                };
+                probes.push(Probe {
+                    kind: ProbeKind::Query {
+                        sql,
+                        outputs: vec![Output::Custom {
+                            check: ci,
+                            key: c.key.clone(),
+                        }],
+                    },
+                    cost: f64::MAX / 2.0,
+                    checks: vec![ci],
+                });
+            }
+            CheckKind::Schema(s) => probes.push(fact_probe(ci, &s.object, naming, catalog)),
+        }
+    }
+    for s in scans {
+        let mut sql = format!("SELECT {}\nFROM {}", s.select.join(",\n       "), s.rel);
+        if let Some((filter, group)) = &s.grouped {
+            if let Some(f) = filter {
+                sql.push_str(&format!("\nWHERE {f}"));
+            }
+            sql.push_str(&format!("\nGROUP BY {}", group.join(", ")));
+        }
+        probes.push(Probe {
+            kind: ProbeKind::Query {
+                sql,
+                outputs: s.outputs,
+            },
+            cost: s.cost,
+            checks: s.checks,
+        });
+    }
+    probes.sort_by(|a, b| b.cost.total_cmp(&a.cost));
+    return probes;
+
+    fn find_or_add<'a>(
+        scans: &'a mut Vec<Scan>,
+        rel: &str,
+        grouped: Option<(Option<String>, Vec<String>)>,
+        cost: f64,
+        same: impl Fn(&Scan) -> bool,
+    ) -> &'a mut Scan {
+        let pos = scans.iter().position(|s| s.rel == rel && same(s));
+        let i = match pos {
+            Some(i) => i,
+            None => {
+                scans.push(Scan {
+                    rel: rel.to_string(),
+                    cost,
+                    grouped,
+                    select: Vec::new(),
+                    outputs: Vec::new(),
+                    checks: Vec::new(),
+                });
+                scans.len() - 1
+            }
+        };
+        &mut scans[i]
+    }
+}
+
+fn fact_probe(ci: usize, object: &FactObject, naming: &Naming, catalog: &Catalog) -> Probe {
+    let fact = |query: Query, params: Vec<FactParam>, attributes| Probe {
+        kind: ProbeKind::Fact {
+            check: ci,
+            query,
+            params,
+            attributes,
+        },
+        cost: 0.0,
+        checks: vec![ci],
+    };
+    let rel_params = |n: &Name| {
+        let n = naming.rel(n);
+        vec![FactParam::Schemas(catalog.search(&n)), FactParam::Text(n.name)]
+    };
+    match object {
+        FactObject::Table(n) => fact(sql::FACT_TABLE, rel_params(n), EXISTS),
+        FactObject::View(n) => fact(sql::FACT_VIEW, rel_params(n), EXISTS),
+        FactObject::Function(n) => fact(sql::FACT_FUNCTION, rel_params(n), EXISTS),
+        FactObject::Index(n) => fact(sql::FACT_INDEX, rel_params(n), INDEX),
+        FactObject::Rls(n) => fact(sql::FACT_RLS, rel_params(n), RLS),
+        FactObject::Column(t, c) => {
+            let mut p = rel_params(t);
+            p.push(FactParam::Text(naming.col(t, c)));
+            fact(sql::FACT_COLUMN, p, COLUMN)
+        }
+        FactObject::Constraint(t, c) => {
+            let mut p = rel_params(t);
+            p.push(FactParam::Text(c.clone()));
+            fact(sql::FACT_CONSTRAINT, p, CONSTRAINT)
+        }
+        FactObject::Policy(t, p) => {
+            let mut ps = rel_params(t);
+            ps.push(FactParam::Text(p.clone()));
+            fact(sql::FACT_POLICY, ps, EXISTS)
+        }
+        FactObject::ViewsQueryable(views) => Probe {
+            kind: ProbeKind::ViewsQueryable {
+                check: ci,
+                views: views
+                    .iter()
+                    .map(|v| {
+                        let target = naming.rel(v);
+                        let q = catalog
+                            .resolve(&target)
+                            .map(|r| quote_qualified(&r.schema, &r.name));
+                        (v.to_string(), q)
+                    })
+                    .collect(),
+            },
+            cost: 0.0,
+            checks: vec![ci],
+        },
+    }
+}

@@ -1,0 +1,27 @@
+//! migval: a migration validation engine for PostgreSQL.
+//!
+//! The pipeline, one module per stage:
+//!
+//! ```text
+//!   spec      the checks file, parsed and validated once (spec::Spec)
+//!   engine    plan    checks -> fused probes (one scan per table), renames applied after
+//!             capture one exported snapshot shared by a pool of read-only connections
+//!             compare merge on sorted keys, tolerance and intent rules -> CheckResult
+//!   store     snapshot files: atomic, checksummed
+//!   report    text | json | markdown | junit, from model::Report only
+//!   cli       one module per subcommand; main.rs maps the verdict to the exit code
+//! ```
+//!
+//! Supporting modules: `db` (connections like libpq, TLS, exact decoding, error mapping),
+//! `sql` (the query catalogue in `queries/` and identifier quoting), `model` (plain data),
+//! `cluster` (throwaway PostgreSQL for the demo and tests).
+
+pub mod cli;
+pub mod cluster;
+pub mod db;
+pub mod engine;
+pub mod model;
+pub mod report;
+pub mod spec;
+pub mod sql;
+pub mod store;

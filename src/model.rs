@@ -1,0 +1,610 @@
+//! Plain, serializable data shared by the engine and the renderers: captured values,
+//! snapshots, per-check results and the verdict. Nothing here talks to a database or prints.
+
+use std::cmp::Ordering;
+use std::fmt;
+
+use rust_decimal::Decimal;
+use serde::de::{self, SeqAccess, Visitor};
+use serde::ser::SerializeSeq;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// One captured cell. NULL is its own value, never zero.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    Int(i64),
+    /// NUMERIC that rust_decimal holds exactly (at most 28 fraction digits, 96-bit mantissa).
+    Dec(Decimal),
+    /// NUMERIC that rust_decimal cannot hold exactly (wider values, NaN, ±Infinity), kept as
+    /// PostgreSQL's exact text. Compared exactly as text; no arithmetic.
+    BigNum(String),
+    /// float4/float8; PostgreSQL's shortest exact text is kept for the file.
+    Float(f64),
+    /// Everything else, as PostgreSQL's text output in a UTC/ISO session.
+    Text(String),
+}
+
+/// How the cells of a column are typed in the snapshot file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Bool,
+    Int,
+    Decimal,
+    Float,
+    Text,
+}
+
+impl Value {
+    /// Exact numeric view of the value, if it has one that rust_decimal can hold.
+    pub fn as_decimal(&self) -> Option<Decimal> {
+        match self {
+            Value::Int(i) => Some(Decimal::from(*i)),
+            Value::Dec(d) => Some(*d),
+            _ => None,
+        }
+    }
+
+    pub fn is_null(&self) -> bool {
+        matches!(self, Value::Null)
+    }
+
+    fn rank(&self) -> u8 {
+        match self {
+            Value::Null => 0,
+            Value::Bool(_) => 1,
+            Value::Int(_) | Value::Dec(_) | Value::BigNum(_) | Value::Float(_) => 2,
+            Value::Text(_) => 3,
+        }
+    }
+
+    /// Total order used to sort and merge group keys. It is our own (not the database
+    /// collation), so baseline and post-state always sort the same way. Integers and decimals
+    /// compare by value, so a key column changed from int to numeric still matches.
+    pub fn key_cmp(&self, other: &Value) -> Ordering {
+        use Value::*;
+        match (self, other) {
+            (Null, Null) => Ordering::Equal,
+            (Bool(a), Bool(b)) => a.cmp(b),
+            (Int(a), Int(b)) => a.cmp(b),
+            (Text(a), Text(b)) | (BigNum(a), BigNum(b)) => a.cmp(b),
+            (Float(a), Float(b)) => a.total_cmp(b),
+            (a, b) if a.rank() == 2 && b.rank() == 2 => match (a.as_decimal(), b.as_decimal()) {
+                (Some(x), Some(y)) => x.cmp(&y),
+                _ => a.to_string().cmp(&b.to_string()),
+            },
+            (a, b) => a.rank().cmp(&b.rank()),
+        }
+    }
+
+    /// Equality for comparison purposes: numerics by value (1.10 = 1.1), NULL = NULL.
+    pub fn same(&self, other: &Value) -> bool {
+        match (self, other) {
+            (Value::BigNum(a), Value::BigNum(b)) => canonical_numeric(a) == canonical_numeric(b),
+            (Value::Float(a), Value::Float(b)) => a == b || (a.is_nan() && b.is_nan()),
+            _ => self.key_cmp(other) == Ordering::Equal,
+        }
+    }
+}
+
+/// Numeric text without insignificant trailing zeros ("12.500" -> "12.5", "-0.0" -> "0").
+pub fn canonical_numeric(s: &str) -> String {
+    let mut t = s.trim().to_string();
+    if t.contains('.') && !t.contains(['e', 'E']) {
+        while t.ends_with('0') {
+            t.pop();
+        }
+        if t.ends_with('.') {
+            t.pop();
+        }
+    }
+    if t == "-0" || t.is_empty() {
+        t = "0".into();
+    }
+    t
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Null => f.write_str("NULL"),
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::Int(i) => write!(f, "{i}"),
+            Value::Dec(d) => write!(f, "{d}"),
+            Value::BigNum(s) | Value::Text(s) => f.write_str(s),
+            Value::Float(x) => write!(f, "{x}"),
+        }
+    }
+}
+
+/// Serialized compactly: JSON null/bool/number for NULL/bool/int, strings for everything else.
+/// The column's [`Kind`] tells the reader how to parse the strings back.
+impl Serialize for Value {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Value::Null => s.serialize_none(),
+            Value::Bool(b) => s.serialize_bool(*b),
+            Value::Int(i) => s.serialize_i64(*i),
+            Value::Dec(d) => s.collect_str(d),
+            Value::BigNum(t) | Value::Text(t) => s.serialize_str(t),
+            Value::Float(x) => s.collect_str(&FloatText(*x)),
+        }
+    }
+}
+
+struct FloatText(f64);
+impl fmt::Display for FloatText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_nan() {
+            f.write_str("NaN")
+        } else if self.0.is_infinite() {
+            f.write_str(if self.0 > 0.0 { "Infinity" } else { "-Infinity" })
+        } else {
+            write!(f, "{:?}", self.0)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Value {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Value;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("null, a boolean, an integer or a string")
+            }
+            fn visit_unit<E>(self) -> Result<Value, E> {
+                Ok(Value::Null)
+            }
+            fn visit_none<E>(self) -> Result<Value, E> {
+                Ok(Value::Null)
+            }
+            fn visit_bool<E>(self, b: bool) -> Result<Value, E> {
+                Ok(Value::Bool(b))
+            }
+            fn visit_i64<E>(self, i: i64) -> Result<Value, E> {
+                Ok(Value::Int(i))
+            }
+            fn visit_u64<E: de::Error>(self, u: u64) -> Result<Value, E> {
+                i64::try_from(u)
+                    .map(Value::Int)
+                    .map_err(|_| E::custom(format!("integer {u} out of range")))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Value, E> {
+                Ok(Value::Text(s.to_string()))
+            }
+            fn visit_string<E>(self, s: String) -> Result<Value, E> {
+                Ok(Value::Text(s))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Parse PostgreSQL numeric text exactly: a [`Decimal`] when it fits without rounding,
+/// otherwise the text itself.
+pub fn numeric_from_text(s: &str) -> Value {
+    match Decimal::from_str_exact(s) {
+        Ok(d) => Value::Dec(d),
+        Err(_) => Value::BigNum(s.to_string()),
+    }
+}
+
+/// A column of captured data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Column {
+    pub name: String,
+    pub kind: Kind,
+}
+
+/// The captured result of one check: `key_len` key columns followed by value columns, rows
+/// sorted by key ([`Value::key_cmp`]). Stored flat: row `i` is `cells[i*w .. (i+1)*w]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Table {
+    pub columns: Vec<Column>,
+    pub key_len: usize,
+    #[serde(serialize_with = "ser_rows", deserialize_with = "de_rows")]
+    pub cells: Vec<Value>,
+}
+
+impl Table {
+    pub fn new(columns: Vec<Column>, key_len: usize) -> Table {
+        Table {
+            columns,
+            key_len,
+            cells: Vec::new(),
+        }
+    }
+
+    pub fn width(&self) -> usize {
+        self.columns.len()
+    }
+
+    pub fn len(&self) -> usize {
+        self.cells.len().checked_div(self.width()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn row(&self, i: usize) -> &[Value] {
+        let w = self.width();
+        &self.cells[i * w..(i + 1) * w]
+    }
+
+    pub fn key(&self, i: usize) -> &[Value] {
+        &self.row(i)[..self.key_len]
+    }
+
+    /// Sort rows by key (parallel for large results) so that two tables merge linearly.
+    pub fn sort_by_key(&mut self) {
+        use rayon::prelude::*;
+        let w = self.width();
+        let k = self.key_len;
+        if w == 0 || k == 0 || self.len() < 2 {
+            return;
+        }
+        let mut rows: Vec<Vec<Value>> = self.cells.chunks(w).map(<[Value]>::to_vec).collect();
+        rows.par_sort_unstable_by(|a, b| cmp_keys(&a[..k], &b[..k]));
+        self.cells = rows.into_iter().flatten().collect();
+    }
+
+    /// After reading a file: turn the strings of decimal/float columns back into numbers.
+    pub fn restore_kinds(&mut self) -> Result<(), String> {
+        let w = self.width();
+        if w == 0 {
+            return Ok(());
+        }
+        if self.cells.len() % w != 0 {
+            return Err("a row has the wrong number of cells".into());
+        }
+        for (i, cell) in self.cells.iter_mut().enumerate() {
+            let kind = self.columns[i % w].kind;
+            if let Value::Text(s) = cell {
+                match kind {
+                    Kind::Decimal => *cell = numeric_from_text(s),
+                    Kind::Float => {
+                        let x: f64 = s
+                            .parse()
+                            .map_err(|_| format!("`{s}` is not a float"))?;
+                        *cell = Value::Float(x);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+pub fn cmp_keys(a: &[Value], b: &[Value]) -> Ordering {
+    for (x, y) in a.iter().zip(b) {
+        match x.key_cmp(y) {
+            Ordering::Equal => continue,
+            o => return o,
+        }
+    }
+    a.len().cmp(&b.len())
+}
+
+fn ser_rows<S: Serializer>(cells: &[Value], s: S) -> Result<S::Ok, S::Error> {
+    // `cells` alone does not know the width; the caller serializes rows through `Table`,
+    // so this writes a flat list that `de_rows` reads back. Kept flat on purpose: a nested
+    // list per row costs an allocation per row when reading 1M groups.
+    let mut seq = s.serialize_seq(Some(cells.len()))?;
+    for c in cells {
+        seq.serialize_element(c)?;
+    }
+    seq.end()
+}
+
+fn de_rows<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Value>, D::Error> {
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = Vec<Value>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a list of cells")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Value>, A::Error> {
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 24));
+            while let Some(v) = seq.next_element::<Value>()? {
+                out.push(v);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_seq(V)
+}
+
+/// A database error kept as PostgreSQL reported it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DbFailure {
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sqlstate: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+    /// Where it happened, e.g. "check `revenue per company` on connection 2".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+}
+
+impl fmt::Display for DbFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        if let Some(code) = &self.sqlstate {
+            write!(f, " (SQLSTATE {code})")?;
+        }
+        if let Some(d) = &self.detail {
+            write!(f, "\nDETAIL:  {d}")?;
+        }
+        if let Some(h) = &self.hint {
+            write!(f, "\nHINT:  {h}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Where and when a snapshot was taken.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Origin {
+    /// Connection target with the password masked.
+    pub target: String,
+    pub database: String,
+    pub server_version: String,
+    /// pg_export_snapshot() id shared by every connection of the capture.
+    pub snapshot_id: String,
+    /// WAL position of the snapshot (replay LSN on a standby).
+    pub lsn: String,
+    pub in_recovery: bool,
+    /// Server clock at the snapshot, UTC.
+    pub captured_at: String,
+    pub connections: usize,
+    pub duration_ms: u64,
+}
+
+/// The spec a snapshot was taken with, kept verbatim for audit and for `migval diff`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpecCopy {
+    pub path: String,
+    pub sha256: String,
+    pub text: String,
+}
+
+/// What one check captured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Captured(Table),
+    Failed(DbFailure),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckCapture {
+    pub name: String,
+    /// Hash of the check's definition: tells which checks changed since the baseline.
+    pub fingerprint: String,
+    /// The SQL that produced it (after renames), so the file is auditable.
+    pub sql: Vec<String>,
+    pub outcome: Outcome,
+}
+
+/// A consistent capture of every check, as stored in a snapshot file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub format: u32,
+    pub tool: String,
+    pub origin: Origin,
+    pub spec: SpecCopy,
+    /// Renames applied to this capture (old -> new), empty for a baseline.
+    pub renames: Vec<(String, String)>,
+    /// Columns of every relation the checks read (`schema.table` -> columns), used to explain
+    /// a missing column after a migration.
+    pub catalog: std::collections::BTreeMap<String, Vec<String>>,
+    pub checks: Vec<CheckCapture>,
+}
+
+impl Snapshot {
+    pub const FORMAT: u32 = 1;
+
+    pub fn check(&self, name: &str) -> Option<&CheckCapture> {
+        self.checks.iter().find(|c| c.name == name)
+    }
+}
+
+/// Result of one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Status {
+    Pass,
+    /// A difference that the spec allows (`expect = "may_change"`): reported, never fails.
+    Warn,
+    Fail,
+    Error,
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Status::Pass => "PASS",
+            Status::Warn => "WARN",
+            Status::Fail => "FAIL",
+            Status::Error => "ERROR",
+        })
+    }
+}
+
+/// One compared value: a metric of an ungrouped check, a total, or a group's metric.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Comparison {
+    /// Group key rendered as text; empty for ungrouped values and totals.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub key: Vec<String>,
+    pub metric: String,
+    /// "value", "total", "group", "appeared" or "disappeared".
+    pub scope: String,
+    pub baseline: Option<Value>,
+    pub after: Option<Value>,
+    /// after - baseline when both are numbers.
+    pub difference: Option<String>,
+    /// Rule that was applied, e.g. "unchanged, |diff| <= 0.01".
+    pub rule: String,
+    pub ok: bool,
+    /// Why it failed or could not be compared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// Counts for grouped checks.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GroupStats {
+    pub baseline_groups: usize,
+    pub after_groups: usize,
+    pub changed: usize,
+    pub appeared: usize,
+    pub disappeared: usize,
+    /// Groups whose difference breaks the rule.
+    pub failing: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckResult {
+    pub name: String,
+    pub kind: String,
+    pub status: Status,
+    /// One line for people: what was found.
+    pub summary: String,
+    pub tolerance: String,
+    pub expect: String,
+    /// Ungrouped values and totals.
+    pub values: Vec<Comparison>,
+    /// Grouped checks only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups: Option<GroupStats>,
+    /// The worst groups, by absolute difference (appeared/disappeared first).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub worst: Vec<Comparison>,
+    pub baseline_sql: Vec<String>,
+    pub after_sql: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<DbFailure>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    pub total: usize,
+    pub passed: usize,
+    pub warned: usize,
+    pub failed: usize,
+    pub errored: usize,
+}
+
+impl Verdict {
+    pub fn from_results(results: &[CheckResult]) -> Verdict {
+        let mut v = Verdict {
+            total: results.len(),
+            ..Verdict::default()
+        };
+        for r in results {
+            match r.status {
+                Status::Pass => v.passed += 1,
+                Status::Warn => v.warned += 1,
+                Status::Fail => v.failed += 1,
+                Status::Error => v.errored += 1,
+            }
+        }
+        v
+    }
+
+    pub fn passed(&self) -> bool {
+        self.failed == 0 && self.errored == 0
+    }
+
+    /// The exit-code contract: 0 pass (warnings included), 1 a check failed, 2 the tool could
+    /// not do its job (a check errored).
+    pub fn exit_code(&self) -> u8 {
+        if self.errored > 0 {
+            2
+        } else if self.failed > 0 {
+            1
+        } else {
+            0
+        }
+    }
+}
+
+/// Everything a renderer needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// "verify", "diff", ...
+    pub command: String,
+    /// A banner line above the results, e.g. "rehearsal: nothing was committed".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub banner: Option<String>,
+    pub spec_path: String,
+    pub baseline: Origin,
+    pub after: Origin,
+    pub renames: Vec<(String, String)>,
+    /// Checks whose definition changed since the baseline, and other spec drift.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub spec_changes: Vec<String>,
+    pub checks: Vec<CheckResult>,
+    pub verdict: Verdict,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numeric_text_beyond_28_digits_is_kept_exact() {
+        assert_eq!(numeric_from_text("12.34"), Value::Dec("12.34".parse().unwrap()));
+        assert_eq!(
+            numeric_from_text("0.00000000000000000000000000001"),
+            Value::BigNum("0.00000000000000000000000000001".into())
+        );
+        assert_eq!(numeric_from_text("NaN"), Value::BigNum("NaN".into()));
+    }
+
+    #[test]
+    fn null_is_not_zero_and_scale_is_ignored() {
+        assert!(!Value::Null.same(&Value::Int(0)));
+        assert!(Value::Dec("1.10".parse().unwrap()).same(&Value::Dec("1.1".parse().unwrap())));
+        assert!(Value::Int(5).same(&Value::Dec("5.00".parse().unwrap())));
+        assert!(Value::BigNum("1.500".into()).same(&Value::BigNum("1.5".into())));
+    }
+
+    #[test]
+    fn table_round_trips_through_json_exactly() {
+        let mut t = Table::new(
+            vec![
+                Column { name: "k".into(), kind: Kind::Text },
+                Column { name: "sum".into(), kind: Kind::Decimal },
+                Column { name: "f".into(), kind: Kind::Float },
+            ],
+            1,
+        );
+        t.cells = vec![
+            Value::Text("b".into()),
+            Value::Dec("999999999999999.9999".parse().unwrap()),
+            Value::Float(0.1),
+            Value::Null,
+            Value::BigNum("1e-40".into()),
+            Value::Float(f64::NAN),
+        ];
+        t.sort_by_key();
+        assert!(t.key(0)[0].is_null(), "NULL keys sort first");
+        let json = serde_json::to_string(&t).unwrap();
+        let mut back: Table = serde_json::from_str(&json).unwrap();
+        back.restore_kinds().unwrap();
+        assert_eq!(back.row(1)[1], Value::Dec("999999999999999.9999".parse().unwrap()));
+        assert_eq!(back.row(1)[2], Value::Float(0.1));
+        assert_eq!(back.row(0)[1], Value::BigNum("1e-40".into()));
+        assert!(matches!(back.row(0)[2], Value::Float(x) if x.is_nan()));
+    }
+}

@@ -1,0 +1,58 @@
+//! JUnit XML: one test case per check; FAIL is a <failure>, ERROR an <error>, WARN passes with
+//! the change in <system-out>.
+
+use crate::model::{Report, Status};
+
+fn xml(s: &str) -> String {
+    s.chars()
+        .filter(|c| !c.is_control() || matches!(c, '\n' | '\t'))
+        .collect::<String>()
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&apos;")
+}
+
+pub fn render(r: &Report) -> String {
+    let v = &r.verdict;
+    let seconds = |ms: u64| format!("{}.{:03}", ms / 1000, ms % 1000);
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    out.push_str(&format!(
+        "<testsuites name=\"migval\" tests=\"{}\" failures=\"{}\" errors=\"{}\">\n",
+        v.total, v.failed, v.errored
+    ));
+    out.push_str(&format!(
+        "  <testsuite name=\"migval {} {}\" tests=\"{}\" failures=\"{}\" errors=\"{}\" skipped=\"0\" time=\"{}\">\n",
+        xml(&r.command),
+        xml(&r.spec_path),
+        v.total,
+        v.failed,
+        v.errored,
+        seconds(r.after.duration_ms)
+    ));
+    for c in &r.checks {
+        out.push_str(&format!(
+            "    <testcase classname=\"migval.{}\" name=\"{}\">\n",
+            xml(&c.kind.replace(' ', "_")),
+            xml(&c.name)
+        ));
+        match c.status {
+            Status::Fail => out.push_str(&format!(
+                "      <failure message=\"{}\">{}</failure>\n",
+                xml(&c.summary),
+                xml(&format!("tolerance: {}\nexpect: {}\nSQL:\n{}", c.tolerance, c.expect, c.after_sql.join("\n")))
+            )),
+            Status::Error => out.push_str(&format!(
+                "      <error message=\"{}\">{}</error>\n",
+                xml(&c.summary),
+                xml(&c.error.as_ref().map(ToString::to_string).unwrap_or_default())
+            )),
+            Status::Warn => out.push_str(&format!("      <system-out>{}</system-out>\n", xml(&c.summary))),
+            Status::Pass => {}
+        }
+        out.push_str("    </testcase>\n");
+    }
+    out.push_str("  </testsuite>\n</testsuites>\n");
+    out
+}

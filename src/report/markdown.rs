@@ -1,0 +1,83 @@
+//! Markdown report, for a change ticket: verdict first, a table of checks, then the details of
+//! what did not pass.
+
+use super::{show, verdict_line};
+use crate::model::{Report, Status};
+
+fn esc(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', " ")
+}
+
+pub fn render(r: &Report) -> String {
+    let mut out = String::new();
+    let icon = if r.verdict.passed() { "✅" } else { "❌" };
+    out.push_str(&format!("## {icon} {}\n\n", verdict_line(r)));
+    if let Some(b) = &r.banner {
+        out.push_str(&format!("> **{b}**\n\n"));
+    }
+    out.push_str(&format!("- spec: `{}`\n", r.spec_path));
+    out.push_str(&format!(
+        "- baseline: `{}` database `{}`, {} (snapshot `{}`, LSN `{}`)\n",
+        r.baseline.target, r.baseline.database, r.baseline.captured_at, r.baseline.snapshot_id, r.baseline.lsn
+    ));
+    out.push_str(&format!(
+        "- after: `{}` database `{}`, {} (snapshot `{}`, LSN `{}`)\n",
+        r.after.target, r.after.database, r.after.captured_at, r.after.snapshot_id, r.after.lsn
+    ));
+    for (o, n) in &r.renames {
+        out.push_str(&format!("- rename: `{o}` → `{n}`\n"));
+    }
+    for s in &r.spec_changes {
+        out.push_str(&format!("- spec change: {}\n", esc(s)));
+    }
+    out.push_str("\n| status | check | tolerance | result |\n|---|---|---|---|\n");
+    for c in &r.checks {
+        out.push_str(&format!(
+            "| **{}** | {} | {} | {} |\n",
+            c.status,
+            esc(&c.name),
+            esc(&c.tolerance),
+            esc(&c.summary)
+        ));
+    }
+    for c in r.checks.iter().filter(|c| c.status != Status::Pass) {
+        out.push_str(&format!("\n### {} — {}\n\n{}\n", c.status, esc(&c.name), esc(&c.summary)));
+        if let Some(e) = &c.error {
+            out.push_str(&format!("\n```\n{e}\n```\n"));
+        }
+        let rows: Vec<_> = c.values.iter().filter(|v| !v.ok || v.scope == "total").collect();
+        if !rows.is_empty() {
+            out.push_str("\n| value | scope | baseline | after | difference | rule | ok |\n|---|---|---|---|---|---|---|\n");
+            for v in rows {
+                out.push_str(&format!(
+                    "| {} | {} | {} | {} | {} | {} | {} |\n",
+                    esc(&v.metric),
+                    v.scope,
+                    esc(&show(&v.baseline)),
+                    esc(&show(&v.after)),
+                    v.difference.clone().unwrap_or_default(),
+                    esc(&v.rule),
+                    if v.ok { "yes" } else { "**no**" }
+                ));
+            }
+        }
+        if !c.worst.is_empty() {
+            out.push_str("\nWorst groups:\n\n| group | value | baseline | after | difference | change |\n|---|---|---|---|---|---|\n");
+            for w in &c.worst {
+                out.push_str(&format!(
+                    "| {} | {} | {} | {} | {} | {} |\n",
+                    esc(&w.key.join(", ")),
+                    esc(&w.metric),
+                    esc(&show(&w.baseline)),
+                    esc(&show(&w.after)),
+                    w.difference.clone().unwrap_or_default(),
+                    w.scope
+                ));
+            }
+        }
+        if !c.after_sql.is_empty() {
+            out.push_str(&format!("\n<details><summary>SQL</summary>\n\n```sql\n{}\n```\n</details>\n", c.after_sql.join(";\n\n")));
+        }
+    }
+    out
+}

@@ -1,0 +1,62 @@
+//! Renderers: one per format, each a pure function from [`Report`] to text. They depend on
+//! the model only.
+
+mod json;
+mod junit;
+mod markdown;
+mod terminal;
+
+use crate::model::{Report, Value};
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Tables for a terminal (colour when writing to a terminal).
+    Text,
+    /// Machine-readable, with every check's SQL, for audit trails.
+    Json,
+    /// For a change ticket or pull request.
+    Markdown,
+    /// JUnit XML for CI systems.
+    Junit,
+}
+
+/// Render `report`. `color` only affects the text format.
+pub fn render(report: &Report, format: Format, color: bool) -> String {
+    match format {
+        Format::Text => terminal::render(report, color),
+        Format::Json => json::render(report),
+        Format::Markdown => markdown::render(report),
+        Format::Junit => junit::render(report),
+    }
+}
+
+/// The last line: `VALIDATION PASSED` or `VALIDATION FAILED: k of n checks`.
+pub fn verdict_line(report: &Report) -> String {
+    let v = &report.verdict;
+    if v.passed() {
+        let warn = if v.warned > 0 {
+            format!(", {} with allowed changes", v.warned)
+        } else {
+            String::new()
+        };
+        format!("VALIDATION PASSED ({} checks{warn})", v.total)
+    } else {
+        let mut s = format!(
+            "VALIDATION FAILED: {} of {} checks",
+            v.failed + v.errored,
+            v.total
+        );
+        if v.errored > 0 {
+            s.push_str(&format!(" ({} could not be evaluated)", v.errored));
+        }
+        s
+    }
+}
+
+fn show(v: &Option<Value>) -> String {
+    match v {
+        None => "(none)".into(),
+        Some(v) => v.to_string(),
+    }
+}

@@ -1,0 +1,169 @@
+//! The terminal report: a header saying what was compared, one row per check, details for
+//! every check that did not pass (values, worst groups, the server's error), and the verdict.
+
+use tabled::builder::Builder;
+use tabled::settings::Style;
+
+use super::{show, verdict_line};
+use crate::model::{CheckResult, Report, Status};
+
+fn paint(text: &str, status: Status, color: bool) -> String {
+    if !color {
+        return text.to_string();
+    }
+    let code = match status {
+        Status::Pass => "32",
+        Status::Warn => "33",
+        Status::Fail => "31",
+        Status::Error => "35",
+    };
+    format!("\x1b[1;{code}m{text}\x1b[0m")
+}
+
+fn cell(text: &str, max: usize) -> String {
+    let one_line = text.replace('\n', " ");
+    if one_line.chars().count() <= max {
+        one_line
+    } else {
+        let cut: String = one_line.chars().take(max.saturating_sub(1)).collect();
+        format!("{cut}…")
+    }
+}
+
+/// Baseline / after / difference for the overview row.
+fn overview(c: &CheckResult) -> (String, String, String) {
+    if let Some(g) = &c.groups {
+        return (
+            format!("{} groups", g.baseline_groups),
+            format!("{} groups", g.after_groups),
+            format!("{} changed", g.changed),
+        );
+    }
+    match c.values.as_slice() {
+        [one] => (
+            show(&one.baseline),
+            show(&one.after),
+            one.difference.clone().unwrap_or_default(),
+        ),
+        [] => (String::new(), String::new(), String::new()),
+        many => {
+            let changed = many
+                .iter()
+                .filter(|v| {
+                    v.baseline
+                        .as_ref()
+                        .zip(v.after.as_ref())
+                        .is_none_or(|(b, a)| !b.same(a))
+                })
+                .count();
+            (
+                format!("{} values", many.len()),
+                format!("{} values", many.len()),
+                format!("{changed} changed"),
+            )
+        }
+    }
+}
+
+pub fn render(r: &Report, color: bool) -> String {
+    let mut out = String::new();
+    if let Some(b) = &r.banner {
+        out.push_str(&format!("== {b} ==\n"));
+    }
+    out.push_str(&format!("migval {} — spec {}\n", r.command, r.spec_path));
+    out.push_str(&format!(
+        "  baseline: {} db {} at {} (snapshot {}, lsn {})\n",
+        r.baseline.target, r.baseline.database, r.baseline.captured_at, r.baseline.snapshot_id, r.baseline.lsn
+    ));
+    out.push_str(&format!(
+        "  after:    {} db {} at {} (snapshot {}, lsn {})\n",
+        r.after.target, r.after.database, r.after.captured_at, r.after.snapshot_id, r.after.lsn
+    ));
+    for (o, n) in &r.renames {
+        out.push_str(&format!("  rename:   {o} -> {n}\n"));
+    }
+    for s in &r.spec_changes {
+        out.push_str(&format!("  spec:     {s}\n"));
+    }
+    out.push('\n');
+
+    let mut b = Builder::default();
+    b.push_record(["status", "check", "baseline", "after", "difference", "tolerance", "result"]);
+    for c in &r.checks {
+        let (base, after, diff) = overview(c);
+        b.push_record([
+            paint(&c.status.to_string(), c.status, color),
+            cell(&c.name, 40),
+            cell(&base, 22),
+            cell(&after, 22),
+            cell(&diff, 16),
+            cell(&c.tolerance, 24),
+            cell(&c.summary, 70),
+        ]);
+    }
+    let mut t = b.build();
+    t.with(Style::psql());
+    out.push_str(&t.to_string());
+    out.push('\n');
+
+    for c in r.checks.iter().filter(|c| c.status != Status::Pass) {
+        out.push_str(&format!("\n{} {} ({})\n", paint(&c.status.to_string(), c.status, color), c.name, c.kind));
+        out.push_str(&format!("  {}\n", c.summary));
+        if let Some(e) = &c.error {
+            for line in e.to_string().lines() {
+                out.push_str(&format!("  {line}\n"));
+            }
+            if let Some(ctx) = &e.context {
+                out.push_str(&format!("  CONTEXT:  {ctx}\n"));
+            }
+        }
+        let details: Vec<_> = c.values.iter().filter(|v| !v.ok || v.scope == "total").collect();
+        if !details.is_empty() {
+            let mut b = Builder::default();
+            b.push_record(["value", "scope", "baseline", "after", "difference", "rule", "ok", "note"]);
+            for v in details {
+                b.push_record([
+                    cell(&v.metric, 40),
+                    v.scope.clone(),
+                    cell(&show(&v.baseline), 30),
+                    cell(&show(&v.after), 30),
+                    v.difference.clone().unwrap_or_default(),
+                    cell(&v.rule, 30),
+                    if v.ok { "yes".into() } else { "NO".into() },
+                    cell(v.note.as_deref().unwrap_or(""), 60),
+                ]);
+            }
+            let mut t = b.build();
+            t.with(Style::psql());
+            for line in t.to_string().lines() {
+                out.push_str(&format!("  {line}\n"));
+            }
+        }
+        if !c.worst.is_empty() {
+            out.push_str(&format!("  worst {} groups by absolute difference:\n", c.worst.len()));
+            let mut b = Builder::default();
+            b.push_record(["group", "value", "baseline", "after", "difference", "change", "ok"]);
+            for w in &c.worst {
+                b.push_record([
+                    cell(&w.key.join(", "), 40),
+                    cell(&w.metric, 30),
+                    cell(&show(&w.baseline), 30),
+                    cell(&show(&w.after), 30),
+                    w.difference.clone().unwrap_or_default(),
+                    w.scope.clone(),
+                    if w.ok { "yes".into() } else { "NO".into() },
+                ]);
+            }
+            let mut t = b.build();
+            t.with(Style::psql());
+            for line in t.to_string().lines() {
+                out.push_str(&format!("  {line}\n"));
+            }
+        }
+    }
+    out.push('\n');
+    let status = if r.verdict.passed() { Status::Pass } else { Status::Fail };
+    out.push_str(&paint(&verdict_line(r), status, color));
+    out.push('\n');
+    out
+}

@@ -1,0 +1,424 @@
+#!/usr/bin/env bash
+# migval benchmark: fee_rename at N rows (default 1M and 10M), one run, on a throwaway
+# PostgreSQL started from the local server binaries.
+#
+#   bash benches/run.sh [N ...]          default: 1000000 10000000
+#
+# Per N, in one run (so every ratio is against a reference measured minutes apart):
+#   load     fresh database, fixtures/fee_rename/schema.sql, fee_rename_generate(N), VACUUM ANALYZE
+#   warm     one SELECT count(*) per table
+#   snapshot psql -f benches/psql_checks.sql (the runbook's hand-written queries, one per check)
+#            vs  migval snapshot --spec fixtures/fee_rename/checks.toml          (interleaved, x3)
+#   groups   migval snapshot --spec benches/groups_1m.toml  (1,000,000 groups, baseline for below)
+#   migrate  psql -1 -f fixtures/fee_rename/migration.sql
+#   verify   psql -f psql_checks.sql with fixed_cost -> fixed_fee_facilitated (the post-state half
+#            of the runbook)  vs  migval verify (post snapshot + diff)          (interleaved, x3)
+#   1M diff  change 10 of the 1M groups, migval verify --save-after (1M-group post snapshot),
+#            then migval diff of the two 1M-group snapshots                     (x3)
+# Every timed command runs under /usr/bin/time -f "%e %M" (wall seconds, max RSS of that
+# process); the figure kept is the median of the repetitions. The 1-minute load average is
+# recorded before each measurement because the machine is shared.
+#
+# Output: benches/results/results-<git short hash>[-dirty]-<N>.csv (one row per measurement;
+# earlier commits' files are kept) and BENCHMARKS.md at the repo root (regenerated).
+# Environment: BENCH_REPS (default 3), BENCH_KEEP=1 keeps the work directory,
+# CARGO_TARGET_DIR is honoured, MIGVAL_PG_BIN points at the server binaries' directory.
+# Exit status: 0 when every command exited as expected, 1 otherwise (the failures are
+# printed with their stderr and recorded in the CSV and BENCHMARKS.md, never hidden).
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$REPO"
+
+SIZES=("$@")
+[ ${#SIZES[@]} -gt 0 ] || SIZES=(1000000 10000000)
+for n in "${SIZES[@]}"; do
+    [[ $n =~ ^[0-9]+$ ]] && [ "$n" -ge 1000000 ] || {
+        echo "run.sh: N must be an integer >= 1000000 (the 1M-group check needs 1M products), got '$n'" >&2
+        exit 2
+    }
+done
+REPS=${BENCH_REPS:-3}
+FIXTURE=$REPO/fixtures/fee_rename
+SPEC=$FIXTURE/checks.toml
+GROUPS_SPEC=$REPO/benches/groups_1m.toml
+RESULTS=$REPO/benches/results
+PG_SETTINGS=(shared_buffers=2GB work_mem=256MB max_parallel_workers_per_gather=2 fsync=off synchronous_commit=off)
+
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "FATAL: $*"; exit 2; }
+
+[ -x /usr/bin/time ] || die "/usr/bin/time (GNU time) is needed for wall time and max RSS"
+
+# ---------------------------------------------------------------------------------------------
+# Build
+# ---------------------------------------------------------------------------------------------
+log "cargo build --release"
+cargo build --release
+BIN=${CARGO_TARGET_DIR:-target}/release/migval
+[[ $BIN = /* ]] || BIN=$REPO/$BIN
+[ -x "$BIN" ] || die "no binary at $BIN"
+
+COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+TREE=clean
+# The binary is built from the working tree; say so when it differs from the commit.
+if [ -n "$(git status --porcelain -- src queries Cargo.toml Cargo.lock 2>/dev/null)" ]; then
+    TREE=dirty
+fi
+TAG=$COMMIT
+[ "$TREE" = clean ] || TAG=$COMMIT-dirty
+RUN_DATE=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+
+# ---------------------------------------------------------------------------------------------
+# Throwaway PostgreSQL
+# ---------------------------------------------------------------------------------------------
+find_pg_bin() {
+    if [ -n "${MIGVAL_PG_BIN:-}" ]; then echo "$MIGVAL_PG_BIN"; return; fi
+    if command -v initdb >/dev/null 2>&1; then
+        dirname "$(readlink -f "$(command -v initdb)")"
+        return
+    fi
+    local d
+    d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
+    [ -n "$d" ] && echo "$d"
+}
+PGBIN=$(find_pg_bin) || true
+[ -n "${PGBIN:-}" ] && [ -x "$PGBIN/initdb" ] && [ -x "$PGBIN/pg_ctl" ] ||
+    die "no PostgreSQL server binaries (initdb, pg_ctl) on PATH or in /usr/lib/postgresql/*/bin"
+PSQL_BIN=$PGBIN/psql
+[ -x "$PSQL_BIN" ] || PSQL_BIN=$(command -v psql) || die "no psql"
+
+AS_PG=()
+if [ "$(id -u)" -eq 0 ]; then
+    # initdb refuses to run as root: run the server as the postgres system user.
+    id postgres >/dev/null 2>&1 || die "running as root but there is no 'postgres' user to run the server as"
+    AS_PG=(runuser -u postgres --)
+fi
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/migval-bench.XXXXXX")
+chmod 755 "$WORK"
+PGDIR=$WORK/pg        # socket directory; the data directory is $PGDIR/data
+OUT=$WORK/out         # snapshots, reports, psql outputs
+mkdir -p "$PGDIR" "$OUT"
+[ ${#AS_PG[@]} -eq 0 ] || chown postgres: "$PGDIR"
+PG_STARTED=
+FAILURES=0
+
+cleanup() {
+    local rc=$?
+    if [ -n "$PG_STARTED" ]; then
+        "${AS_PG[@]}" "$PGBIN/pg_ctl" -D "$PGDIR/data" -m fast -w -t 60 stop >/dev/null 2>&1 ||
+            "${AS_PG[@]}" "$PGBIN/pg_ctl" -D "$PGDIR/data" -m immediate -w stop >/dev/null 2>&1 || true
+    fi
+    if [ "$rc" -ne 0 ] && [ -f "$PGDIR/server.log" ]; then
+        log "exit $rc; last lines of the server log:"
+        tail -n 20 "$PGDIR/server.log" >&2 || true
+    fi
+    if [ -n "${BENCH_KEEP:-}" ]; then
+        log "work directory kept: $WORK"
+    else
+        rm -rf "$WORK"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+port_in_use() { (: <"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+PORT=
+for _ in $(seq 1 50); do
+    p=$(shuf -i 20000-60000 -n 1)
+    if ! port_in_use "$p"; then PORT=$p; break; fi
+done
+[ -n "$PORT" ] || die "no free port found"
+
+log "initdb ($PGBIN) in $PGDIR/data"
+"${AS_PG[@]}" "$PGBIN/initdb" -D "$PGDIR/data" -U postgres --auth=trust -E UTF8 --locale=C \
+    >"$WORK/initdb.log" 2>&1 || { cat "$WORK/initdb.log" >&2; die "initdb failed"; }
+OPTS="-p $PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories=$PGDIR"
+for s in "${PG_SETTINGS[@]}"; do OPTS+=" -c $s"; done
+log "starting PostgreSQL on 127.0.0.1:$PORT"
+"${AS_PG[@]}" "$PGBIN/pg_ctl" -D "$PGDIR/data" -l "$PGDIR/server.log" -w -t 120 -o "$OPTS" start >/dev/null ||
+    die "pg_ctl start failed"
+PG_STARTED=1
+
+url() { echo "postgres://postgres@127.0.0.1:$PORT/$1?sslmode=disable"; }
+psql_db() { local db=$1; shift; "$PSQL_BIN" -X -q -v ON_ERROR_STOP=1 -d "$(url "$db")" "$@"; }
+
+PG_VERSION=$(psql_db postgres -At -c "SHOW server_version")
+PG_SHOWN=$(psql_db postgres -At -c "SELECT string_agg(name || '=' || setting || coalesce(unit, ''), ', ' ORDER BY name) FROM pg_settings WHERE name IN ('shared_buffers','work_mem','max_parallel_workers_per_gather','fsync','synchronous_commit')")
+NPROC=$(nproc)
+MEM_GB=$(awk '/^MemTotal:/ {printf "%.1f", $2 / 1048576}' /proc/meminfo)
+CPU_MODEL=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
+MIGVAL_VERSION=$("$BIN" --version)
+RUSTC_VERSION=$(rustc --version 2>/dev/null || echo unknown)
+
+# ---------------------------------------------------------------------------------------------
+# Measurement
+# ---------------------------------------------------------------------------------------------
+CSV_HEADER="commit,tree,date_utc,n,task,tool,rep,wall_s,max_rss_mb,exit_code,expected_exit,load1_before,note"
+CSV=
+
+load1() { cut -d ' ' -f 1 /proc/loadavg; }
+
+# measure TASK TOOL REP EXPECTED_EXIT NOTE STDOUT_FILE -- command...
+# Runs the command under /usr/bin/time, appends one CSV row. A wrong exit status is
+# printed with the command's stderr and counted as a failure.
+measure() {
+    local task=$1 tool=$2 rep=$3 expected=$4 note=$5 stdout=$6
+    shift 7
+    local tf=$OUT/time.$$ ef=$OUT/stderr.$$ load rc wall rss
+    load=$(load1)
+    set +e
+    /usr/bin/time -f "%e %M" -o "$tf" "$@" >"$stdout" 2>"$ef"
+    rc=$?
+    set -e
+    read -r wall rss < <(tail -n 1 "$tf")
+    rss=$(awk -v k="$rss" 'BEGIN {printf "%.1f", k / 1024}')
+    if [ "$rc" -ne "$expected" ]; then
+        FAILURES=$((FAILURES + 1))
+        log "UNEXPECTED EXIT $rc (expected $expected) from: $*"
+        log "stdout (last 20 lines):"; tail -n 20 "$stdout" >&2 || true
+        log "stderr:"; cat "$ef" >&2
+    fi
+    printf '%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s\n' \
+        "$COMMIT" "$TREE" "$RUN_DATE" "$N" "$task" "$tool" "$rep" "$wall" "$rss" "$rc" "$expected" "$load" "$note" >>"$CSV"
+    log "$(printf '%-16s %-7s rep %s  %8ss  %8s MB  exit %s  load1 %s' "$task" "$tool" "$rep" "$wall" "$rss" "$rc" "$load")"
+}
+
+# expect_json FILE JQ-LIKE-DESCRIPTION: small checks on a report with python-free tools.
+report_field() { # FILE KEY -> first integer value of "KEY": in FILE
+    grep -o "\"$2\":[0-9]*" "$1" | head -n 1 | cut -d: -f2
+}
+
+mkdir -p "$RESULTS"
+for N in "${SIZES[@]}"; do
+    CSV=$RESULTS/results-$TAG-$N.csv
+    echo "$CSV_HEADER" >"$CSV"
+    DB=fee_rename_$N
+    D=$OUT/$N
+    mkdir -p "$D"
+    log "=== N = $N: database $DB"
+    psql_db postgres -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB"
+
+    # Load (once).
+    measure load psql 1 0 "schema.sql + fee_rename_generate($N) + VACUUM ANALYZE" "$D/load.out" -- \
+        "$PSQL_BIN" -X -q -v ON_ERROR_STOP=1 -d "$(url "$DB")" -f "$FIXTURE/schema.sql" \
+        -c "SELECT fee_rename_generate($N)" -c "VACUUM ANALYZE"
+    psql_db "$DB" -At -c "SELECT count(*) FROM companies" -c "SELECT count(*) FROM clients" \
+        -c "SELECT count(*) FROM client_products" >"$D/warm.out"
+    SIZE_MB=$(psql_db "$DB" -At -c "SELECT round(pg_total_relation_size('client_products') / 1048576.0)")
+    echo "$SIZE_MB" >"$D/size_mb"
+
+    # Reference SQL, post-migration names.
+    sed 's/fixed_cost/fixed_fee_facilitated/g' "$REPO/benches/psql_checks.sql" >"$D/psql_checks_after.sql"
+
+    # Baseline: psql runbook queries vs migval snapshot, interleaved.
+    for r in $(seq 1 "$REPS"); do
+        measure snapshot psql "$r" 0 "psql_checks.sql > file" "$D/psql_before.txt" -- \
+            "$PSQL_BIN" -X -q -v ON_ERROR_STOP=1 -d "$(url "$DB")" -f "$REPO/benches/psql_checks.sql"
+        measure snapshot migval "$r" 0 "checks.toml" "$D/snapshot.out" -- \
+            "$BIN" snapshot --spec "$SPEC" --out "$D/base.json" --db "$(url "$DB")"
+    done
+
+    # 1M-group baseline (before the migration, so [rename] is exercised by verify below).
+    for r in $(seq 1 "$REPS"); do
+        measure groups_snapshot migval "$r" 0 "groups_1m.toml" "$D/groups_snapshot.out" -- \
+            "$BIN" snapshot --spec "$GROUPS_SPEC" --out "$D/groups_a.json" --db "$(url "$DB")"
+    done
+
+    # The migration, as the runbook applies it (one transaction).
+    measure migrate psql 1 0 "migration.sql, psql -1" "$D/migrate.out" -- \
+        "$PSQL_BIN" -X -q -v ON_ERROR_STOP=1 -d "$(url "$DB")" -1 -f "$FIXTURE/migration.sql"
+
+    # Post-migration: psql runbook queries vs migval verify, interleaved.
+    for r in $(seq 1 "$REPS"); do
+        measure verify psql "$r" 0 "psql_checks.sql with renamed column > file" "$D/psql_after.txt" -- \
+            "$PSQL_BIN" -X -q -v ON_ERROR_STOP=1 -d "$(url "$DB")" -f "$D/psql_checks_after.sql"
+        measure verify migval "$r" 0 "checks.toml, --format json -o report.json" "$D/verify.out" -- \
+            "$BIN" verify --spec "$SPEC" --baseline "$D/base.json" --db "$(url "$DB")" \
+            --format json -o "$D/report.json"
+    done
+    # The runbook's "compare to baseline" step on the saved psql outputs (not part of the
+    # ratio: the reference for verify is the post-state queries alone).
+    for r in $(seq 1 "$REPS"); do
+        measure compare_outputs diff "$r" 0 "diff psql_before.txt psql_after.txt" "$D/outputs.diff" -- \
+            diff "$D/psql_before.txt" "$D/psql_after.txt"
+    done
+
+    # 1M-group diff: change 10 of the 1M groups (NULL fees become 0.01, so exactly 10 change),
+    # capture the post state through verify --save-after (applies [rename]), diff the files.
+    psql_db "$DB" -c "UPDATE client_products
+        SET fixed_fee_facilitated = coalesce(fixed_fee_facilitated, 0) + 0.01
+        WHERE id % 100000 = 0 AND id <= 1000000" >/dev/null
+    for r in $(seq 1 "$REPS"); do
+        # Exit 1 is the right answer: 10 groups changed and the check has no tolerance.
+        measure groups_verify migval "$r" 1 "groups_1m.toml, --save-after, 10 groups changed" "$D/groups_verify.out" -- \
+            "$BIN" verify --spec "$GROUPS_SPEC" --baseline "$D/groups_a.json" --db "$(url "$DB")" \
+            --save-after "$D/groups_b.json" --format json -o "$D/groups_verify.json"
+    done
+    for r in $(seq 1 "$REPS"); do
+        measure groups_diff migval "$r" 1 "diff of two 1M-group snapshots, 10 groups changed" "$D/groups_diff.out" -- \
+            "$BIN" diff "$D/groups_a.json" "$D/groups_b.json" --format json -o "$D/groups_diff.json"
+    done
+
+    # Sanity of what was measured (a fast wrong answer is not a result).
+    GROUPS_BASE=$(report_field "$D/groups_diff.json" baseline_groups || true)
+    GROUPS_CHANGED=$(report_field "$D/groups_diff.json" changed || true)
+    if [ "${GROUPS_BASE:-}" != 1000000 ] || [ "${GROUPS_CHANGED:-}" != 10 ]; then
+        FAILURES=$((FAILURES + 1))
+        log "UNEXPECTED 1M-group diff result: baseline_groups=${GROUPS_BASE:-?} changed=${GROUPS_CHANGED:-?} (want 1000000 and 10)"
+    fi
+    VERIFY_FAILED=$(grep -o '"verdict":{[^}]*}' "$D/report.json" | head -n 1 || true)
+    OUTPUTS_DIFFER=$(wc -l <"$D/outputs.diff")
+    {
+        echo "size,client_products_total_mb,$SIZE_MB"
+        echo "size,base_json_bytes,$(stat -c %s "$D/base.json")"
+        echo "size,groups_a_json_bytes,$(stat -c %s "$D/groups_a.json")"
+        echo "size,groups_b_json_bytes,$(stat -c %s "$D/groups_b.json")"
+        echo "size,groups_diff_report_bytes,$(stat -c %s "$D/groups_diff.json")"
+        echo "size,psql_before_txt_bytes,$(stat -c %s "$D/psql_before.txt")"
+        echo "check,groups_diff_baseline_groups,${GROUPS_BASE:-?}"
+        echo "check,groups_diff_changed,${GROUPS_CHANGED:-?}"
+        echo "check,psql_outputs_diff_lines,$OUTPUTS_DIFFER"
+        echo "check,verify_verdict,\"${VERIFY_FAILED//\"/\'}\""
+    } | sed "s/^/$COMMIT,$TREE,$RUN_DATE,$N,/; s/^\([^,]*,[^,]*,[^,]*,[^,]*\),\([^,]*\),\([^,]*\),/\1,\2,\3,,,,,,,/" >>"$CSV"
+    # Per-check SQL of the verify run, kept for EXPLAIN ANALYZE when something is slow.
+    cp "$D/report.json" "$RESULTS/verify-report-$TAG-$N.json.tmp" 2>/dev/null || true
+    rm -f "$RESULTS/verify-report-$TAG-$N.json.tmp"
+
+    psql_db postgres -c "DROP DATABASE $DB"
+    log "=== N = $N done: $CSV"
+done
+
+# ---------------------------------------------------------------------------------------------
+# BENCHMARKS.md
+# ---------------------------------------------------------------------------------------------
+# stat FILE TASK TOOL FIELD(wall|rss) -> "median (min..max)" over the reps, or "-"
+col_of() { case $1 in wall) echo 8 ;; rss) echo 9 ;; load) echo 12 ;; esac; }
+values() { # FILE TASK TOOL FIELD
+    awk -F, -v t="$2" -v o="$3" -v c="$(col_of "$4")" 'NR > 1 && $5 == t && $6 == o {print $c}' "$1"
+}
+median() { sort -g | awk '{v[NR] = $1} END {if (NR == 0) exit; if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+range() { sort -g | awk 'NR == 1 {lo = $1} {hi = $1} END {if (NR > 1) printf " (%s..%s)", lo, hi}'; }
+med() { values "$@" | median; }
+spread() { values "$@" | range; }
+exits() { # FILE TASK TOOL -> "" when every rep exited as expected, else " **exit N**"
+    awk -F, -v t="$2" -v o="$3" 'NR > 1 && $5 == t && $6 == o && $10 != $11 {bad = bad " **exit " $10 "**"} END {printf "%s", bad}' "$1"
+}
+extra() { awk -F, -v k="$2" '$5 == "size" || $5 == "check" {if ($6 == k) print $NF}' "$1" | tail -n 1; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a == "" || b == "" || b == 0) print "-"; else printf "%.2f", a / b}'; }
+le() { awk -v a="$1" -v b="$2" 'BEGIN {exit !(a != "" && a + 0 <= b + 0)}'; }
+mib() { awk -v b="$1" 'BEGIN {printf "%.1f MB", b / 1048576}'; }
+fmt_n() { awk -v n="$1" 'BEGIN {if (n % 1000000 == 0) printf "%dM", n / 1000000; else printf "%d", n}'; }
+
+MD=$REPO/BENCHMARKS.md
+{
+    echo "# migval benchmarks"
+    echo
+    echo "Generated by \`bash benches/run.sh ${SIZES[*]}\` (do not edit by hand; rerun the script)."
+    echo
+    echo "- Date: $RUN_DATE"
+    echo "- Commit: \`$COMMIT\`$([ "$TREE" = clean ] || echo " **plus uncommitted changes** in src/, queries/ or Cargo files (the binary was built from the working tree)"), $MIGVAL_VERSION, $RUSTC_VERSION, release profile"
+    echo "- Machine: $NPROC CPUs ($CPU_MODEL), $MEM_GB GiB RAM, shared with other workloads (see load averages)"
+    echo "- PostgreSQL $PG_VERSION, throwaway cluster on 127.0.0.1: $PG_SHOWN; initdb --locale=C"
+    echo "- Raw figures: \`benches/results/results-$TAG-<N>.csv\` (one row per measurement)"
+    echo
+    echo "Targets (issue, at 10M rows): snapshot and verify each <= 0.4x the psql reference time;"
+    echo "a diff of 1M groups <= 2 s and <= 500 MB peak RSS. At other sizes the same thresholds are shown for information."
+    for N in "${SIZES[@]}"; do
+        F=$RESULTS/results-$TAG-$N.csv
+        [ -f "$F" ] || continue
+        echo
+        echo "## N = $(fmt_n "$N") products (client_products $(extra "$F" client_products_total_mb) MB with indexes)"
+        echo
+        echo "Median of $REPS runs, (min..max) in brackets. Ratio = migval median / psql median, same run."
+        echo
+        echo "| task | psql reference s | migval s | ratio migval/psql | migval peak RSS MB | psql peak RSS MB | target | met |"
+        echo "|---|---|---|---|---|---|---|---|"
+        for task in snapshot verify; do
+            pw=$(med "$F" $task psql wall); mw=$(med "$F" $task migval wall)
+            r=$(ratio "$mw" "$pw")
+            met="not met"; le "$r" 0.4 && met=met
+            [ -n "$(exits "$F" $task migval)$(exits "$F" $task psql)" ] && met="not met (error)"
+            [ "$N" = 10000000 ] || met="$met (target is for 10M)"
+            label=$task; [ $task = verify ] && label="verify (post snapshot + diff)"
+            echo "| $label | $pw$(spread "$F" $task psql wall)$(exits "$F" $task psql) | $mw$(spread "$F" $task migval wall)$(exits "$F" $task migval) | **$r** | $(med "$F" $task migval rss) | $(med "$F" $task psql rss) | <= 0.4 | $met |"
+        done
+        dw=$(med "$F" groups_diff migval wall); dr=$(med "$F" groups_diff migval rss)
+        met="not met"; le "$dw" 2 && le "$dr" 500 && met=met
+        [ -n "$(exits "$F" groups_diff migval)" ] && met="not met (error)"
+        echo "| diff of 1M groups (\`migval diff a.json b.json\`, 10 groups changed) | - | $dw$(spread "$F" groups_diff migval wall)$(exits "$F" groups_diff migval) | - | $dr$(spread "$F" groups_diff migval rss) | - | <= 2 s, <= 500 MB | $met |"
+        echo
+        echo "Other figures of this run:"
+        echo
+        echo "- load (schema + \`fee_rename_generate($N)\` + VACUUM ANALYZE, once): $(med "$F" load psql wall) s; migration (\`psql -1 -f migration.sql\`): $(med "$F" migrate psql wall) s"
+        echo "- runbook compare step, \`diff\` of the saved psql outputs: $(med "$F" compare_outputs diff wall) s, $(extra "$F" psql_outputs_diff_lines) differing lines; psql output file $(mib "$(extra "$F" psql_before_txt_bytes)")"
+        echo "- 1M-group snapshot (\`groups_1m.toml\`): $(med "$F" groups_snapshot migval wall)$(spread "$F" groups_snapshot migval wall) s, $(med "$F" groups_snapshot migval rss) MB$(exits "$F" groups_snapshot migval); 1M-group verify with \`--save-after\`: $(med "$F" groups_verify migval wall)$(spread "$F" groups_verify migval wall) s, $(med "$F" groups_verify migval rss) MB$(exits "$F" groups_verify migval) (exit 1 expected: 10 groups changed)"
+        echo "- snapshot files: checks.toml baseline $(mib "$(extra "$F" base_json_bytes)"); 1M-group snapshots $(mib "$(extra "$F" groups_a_json_bytes)") and $(mib "$(extra "$F" groups_b_json_bytes)"); 1M-group diff report $(mib "$(extra "$F" groups_diff_report_bytes)")"
+        echo "- 1M-group diff found $(extra "$F" groups_diff_baseline_groups) baseline groups, $(extra "$F" groups_diff_changed) changed (10 expected)"
+        echo "- 1-minute load average before each measurement: $(awk -F, 'NR > 1 && $12 != "" {print $12}' "$F" | sort -g | awk 'NR == 1 {lo = $1} {hi = $1} END {printf "%s..%s", lo, hi}')"
+    done
+    cat <<'EOF'
+
+## Method
+
+- `benches/run.sh` builds the release binary, starts a throwaway PostgreSQL (initdb as the
+  `postgres` user when run as root) on a free loopback port, and per N creates a fresh database,
+  loads `fixtures/fee_rename/schema.sql`, runs `fee_rename_generate(N)` and `VACUUM ANALYZE`, and
+  warms the cache with one `SELECT count(*)` per table. Hot cache only.
+- **Reference** (`benches/psql_checks.sql`): the same checks as `fixtures/fee_rename/checks.toml`
+  written by hand, one query per check, run the way the runbook runs its baseline script:
+  `psql -X -q -f psql_checks.sql > file` (default aligned output, to a file, grouped and keyed
+  results ordered so two outputs can be compared). After the migration the same file is run with
+  `sed s/fixed_cost/fixed_fee_facilitated/g` applied (the only name the migration changes).
+  The runbook's compare step (`diff` of the two outputs) is listed separately and is not in the ratio.
+- **migval snapshot** = `migval snapshot --spec fixtures/fee_rename/checks.toml --out base.json --db URL`.
+  **migval verify** = `migval verify --spec ... --baseline base.json --db URL --format json -o report.json`
+  after `psql -1 -f fixtures/fee_rename/migration.sql`: a post-migration capture with the
+  [rename] map applied, plus the comparison and the report. Expected exit code 0.
+- psql and migval runs are interleaved (psql, migval, psql, migval, ...) so slow phases of the
+  shared machine hit both; the figure is the median of the repetitions.
+- **1M-group diff**: `benches/groups_1m.toml` has one grouped check on `client_products`
+  `WHERE id <= 1000000 GROUP BY id` (1,000,000 groups, three metrics). Its baseline snapshot is taken
+  before the migration; after the migration `UPDATE ... SET fixed_fee_facilitated = coalesce(..., 0) + 0.01
+  WHERE id % 100000 = 0 AND id <= 1000000` changes exactly 10 groups, `migval verify --save-after`
+  captures the post state (with [rename]), and `migval diff a.json b.json --format json -o out.json`
+  is timed. Exit code 1 is expected there (10 groups changed, no tolerance), and the script checks
+  that the report counts 1,000,000 baseline groups and 10 changed ones.
+- Wall time and peak RSS come from `/usr/bin/time -f "%e %M"` around each command: peak RSS is the
+  client process only (migval, or psql). The PostgreSQL backends' CPU and memory are not in any
+  RSS column; migval runs its probes on up to 4 connections (the spec default), psql on one.
+
+## Noise and caveats
+
+- The machine is shared (2 vCPUs): other sessions run their own PostgreSQL clusters and builds at the
+  same time. The load average before every measurement is in the CSV (`load1_before`). Earlier
+  measurements on this machine varied by up to ~40% between reruns of the same command; treat
+  differences under ~30% as noise, and read the ratio (both sides measured minutes apart) rather
+  than absolute seconds.
+- Hot cache: every table fits in RAM and was read once before timing; no cold-cache figures.
+- The 10M load runs once; every timed command runs the number of times given above.
+- `fsync=off` and `synchronous_commit=off` only speed up the load and the migration; the checks are reads.
+EOF
+    echo
+    echo "## History"
+    echo
+    echo "Every run's raw CSV is kept in \`benches/results/\`:"
+    echo
+    echo "| file | date | N | snapshot ratio | verify ratio | 1M-group diff s / MB |"
+    echo "|---|---|---|---|---|---|"
+    for F in $(ls -t "$RESULTS"/results-*.csv 2>/dev/null); do
+        fn=$(awk -F, 'NR == 2 {print $4}' "$F"); fd=$(awk -F, 'NR == 2 {print $3}' "$F")
+        sr=$(ratio "$(med "$F" snapshot migval wall)" "$(med "$F" snapshot psql wall)")
+        vr=$(ratio "$(med "$F" verify migval wall)" "$(med "$F" verify psql wall)")
+        echo "| \`$(basename "$F")\` | $fd | $(fmt_n "$fn") | $sr | $vr | $(med "$F" groups_diff migval wall) / $(med "$F" groups_diff migval rss) |"
+    done
+} >"$MD"
+log "wrote $MD"
+
+if [ "$FAILURES" -ne 0 ]; then
+    log "$FAILURES command(s) did not exit as expected; see above and the exit_code column"
+    exit 1
+fi

@@ -1,0 +1,21 @@
+//! migval's integration tests: one binary, a throwaway PostgreSQL cluster (or
+//! MIGVAL_TEST_DATABASE_URL), a fresh database per test.
+
+mod common;
+
+/// Every query of the catalogue in queries/ prepares against a real server.
+mod catalogue;
+/// Each check kind captures the right numbers and catches what it should.
+mod check_kinds;
+/// Tolerance (per group, total, both), every intent, group keys, exact numerics.
+mod rules;
+/// [rename] applied to the post-state; missing objects reported before anything runs.
+mod renames;
+/// One snapshot shared by parallel connections; time zones normalised to UTC.
+mod consistency;
+/// The command line: exit codes, spec errors, corrupted baselines, passwords, formats, diff.
+mod cli;
+/// The seed-000 story end to end, and `migval demo`.
+mod fee_rename;
+/// TLS against a real server with ssl=on: sslmode require / verify-ca / verify-full.
+mod tls;

@@ -307,7 +307,9 @@ fn free_port() -> Result<u16, ClusterError> {
 
 /// `/proc/self` is owned by the effective user of this process.
 fn effective_uid_is_root() -> bool {
-    fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
+    fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
 }
 
 /// uid/gid of `postgres`, else `nobody`, from /etc/passwd.
@@ -331,10 +333,10 @@ fn unprivileged_user() -> Option<(u32, u32)> {
 /// Directory holding `initdb` and `pg_ctl`.
 pub fn find_bin_dir() -> Option<PathBuf> {
     let has_tools = |d: &Path| d.join("initdb").is_file() && d.join("pg_ctl").is_file();
-    if let Some(d) = std::env::var_os("MIGVAL_PG_BIN").map(PathBuf::from) {
-        if has_tools(&d) {
-            return Some(d);
-        }
+    if let Some(d) = std::env::var_os("MIGVAL_PG_BIN").map(PathBuf::from)
+        && has_tools(&d)
+    {
+        return Some(d);
     }
     if let Some(path) = std::env::var_os("PATH") {
         for d in std::env::split_paths(&path) {

@@ -140,7 +140,11 @@ impl fmt::Display for FloatText {
         if self.0.is_nan() {
             f.write_str("NaN")
         } else if self.0.is_infinite() {
-            f.write_str(if self.0 > 0.0 { "Infinity" } else { "-Infinity" })
+            f.write_str(if self.0 > 0.0 {
+                "Infinity"
+            } else {
+                "-Infinity"
+            })
         } else {
             write!(f, "{:?}", self.0)
         }
@@ -258,7 +262,7 @@ impl Table {
         if w == 0 {
             return Ok(());
         }
-        if self.cells.len() % w != 0 {
+        if !self.cells.len().is_multiple_of(w) {
             return Err("a row has the wrong number of cells".into());
         }
         for (i, cell) in self.cells.iter_mut().enumerate() {
@@ -267,9 +271,7 @@ impl Table {
                 match kind {
                     Kind::Decimal => *cell = numeric_from_text(s),
                     Kind::Float => {
-                        let x: f64 = s
-                            .parse()
-                            .map_err(|_| format!("`{s}` is not a float"))?;
+                        let x: f64 = s.parse().map_err(|_| format!("`{s}` is not a float"))?;
                         *cell = Value::Float(x);
                     }
                     _ => {}
@@ -563,7 +565,10 @@ mod tests {
 
     #[test]
     fn numeric_text_beyond_28_digits_is_kept_exact() {
-        assert_eq!(numeric_from_text("12.34"), Value::Dec("12.34".parse().unwrap()));
+        assert_eq!(
+            numeric_from_text("12.34"),
+            Value::Dec("12.34".parse().unwrap())
+        );
         assert_eq!(
             numeric_from_text("0.00000000000000000000000000001"),
             Value::BigNum("0.00000000000000000000000000001".into())
@@ -583,9 +588,18 @@ mod tests {
     fn table_round_trips_through_json_exactly() {
         let mut t = Table::new(
             vec![
-                Column { name: "k".into(), kind: Kind::Text },
-                Column { name: "sum".into(), kind: Kind::Decimal },
-                Column { name: "f".into(), kind: Kind::Float },
+                Column {
+                    name: "k".into(),
+                    kind: Kind::Text,
+                },
+                Column {
+                    name: "sum".into(),
+                    kind: Kind::Decimal,
+                },
+                Column {
+                    name: "f".into(),
+                    kind: Kind::Float,
+                },
             ],
             1,
         );
@@ -602,7 +616,10 @@ mod tests {
         let json = serde_json::to_string(&t).unwrap();
         let mut back: Table = serde_json::from_str(&json).unwrap();
         back.restore_kinds().unwrap();
-        assert_eq!(back.row(1)[1], Value::Dec("999999999999999.9999".parse().unwrap()));
+        assert_eq!(
+            back.row(1)[1],
+            Value::Dec("999999999999999.9999".parse().unwrap())
+        );
         assert_eq!(back.row(1)[2], Value::Float(0.1));
         assert_eq!(back.row(0)[1], Value::BigNum("1e-40".into()));
         assert!(matches!(back.row(0)[2], Value::Float(x) if x.is_nan()));

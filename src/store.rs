@@ -29,7 +29,9 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path} is not a migval snapshot (no checksum header); was it written by `migval snapshot`?")]
+    #[error(
+        "{path} is not a migval snapshot (no checksum header); was it written by `migval snapshot`?"
+    )]
     NotASnapshot { path: PathBuf },
     #[error(
         "{path}: checksum mismatch (file says {expected}, content hashes to {actual}): the file was \
@@ -46,7 +48,10 @@ pub enum StoreError {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Write `snap` to `path` atomically.
@@ -58,8 +63,14 @@ pub fn write(path: &Path, snap: &Snapshot) -> Result<(), StoreError> {
     let body = serde_json::to_vec(snap).map_err(|e| err(std::io::Error::other(e)))?;
     // body = `{` + REST
     let rest = &body[1..];
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "snapshot".into());
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| "snapshot".into());
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let result = (|| {
         let mut f = fs::File::create(&tmp)?;

@@ -15,8 +15,8 @@ use crate::db::{self, conninfo::ConnInfo};
 use crate::engine::{self, Limits};
 use crate::model::{Report, Status};
 use crate::report::{self, Format};
-use crate::sql::ident;
 use crate::spec::Spec;
+use crate::sql::ident;
 use crate::store;
 
 pub const SCHEMA: &str = include_str!("../../fixtures/fee_rename/schema.sql");
@@ -54,19 +54,30 @@ impl Step {
 pub async fn run(a: DemoArgs) -> anyhow::Result<u8> {
     anyhow::ensure!(a.rows >= 100, "--rows must be at least 100");
     let mut step = Step { n: 0, total: 7 };
-    println!("migval demo: runbook 000, rename client_products.fixed_cost -> fixed_fee_facilitated");
-    println!("(three views depend on the column; the broken migration recreates one of them wrongly)");
+    println!(
+        "migval demo: runbook 000, rename client_products.fixed_cost -> fixed_fee_facilitated"
+    );
+    println!(
+        "(three views depend on the column; the broken migration recreates one of them wrongly)"
+    );
 
     step.say("starting a throwaway PostgreSQL from the local server binaries");
     let t = Instant::now();
     let (cluster, admin) = match &a.db {
-        Some(url) => (None, ConnInfo::resolve(Some(url), &|k| std::env::var(k).ok())?),
+        Some(url) => (
+            None,
+            ConnInfo::resolve(Some(url), &|k| std::env::var(k).ok())?,
+        ),
         None => {
             let c = tokio::task::spawn_blocking(|| Cluster::start(&ClusterOptions::default()))
                 .await
                 .context("starting the throwaway cluster")??;
             let info = ConnInfo::resolve(Some(&c.url("postgres")), &|_| None)?;
-            println!("      listening on 127.0.0.1:{} ({:.1} s)", c.port(), t.elapsed().as_secs_f64());
+            println!(
+                "      listening on 127.0.0.1:{} ({:.1} s)",
+                c.port(),
+                t.elapsed().as_secs_f64()
+            );
             (Some(c), info)
         }
     };
@@ -76,15 +87,30 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<u8> {
     step.say("cleaning up");
     if let Ok(client) = db::connect(&admin).await {
         let _ = client
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", ident::quote(&dbname)))
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                ident::quote(&dbname)
+            ))
             .await;
     }
     drop(cluster);
-    println!("      scratch database dropped{}", if a.db.is_none() { ", cluster stopped and removed" } else { "" });
+    println!(
+        "      scratch database dropped{}",
+        if a.db.is_none() {
+            ", cluster stopped and removed"
+        } else {
+            ""
+        }
+    );
     result
 }
 
-async fn story(a: &DemoArgs, step: &mut Step, admin: &ConnInfo, dbname: &str) -> anyhow::Result<u8> {
+async fn story(
+    a: &DemoArgs,
+    step: &mut Step,
+    admin: &ConnInfo,
+    dbname: &str,
+) -> anyhow::Result<u8> {
     let client = db::connect(admin).await?;
     client
         .batch_execute(&format!("CREATE DATABASE {}", ident::quote(dbname)))
@@ -94,7 +120,10 @@ async fn story(a: &DemoArgs, step: &mut Step, admin: &ConnInfo, dbname: &str) ->
     let info = admin.with_dbname(dbname);
     let work = db::connect(&info).await?;
 
-    step.say(&format!("loading the fee_rename world: {} products", a.rows));
+    step.say(&format!(
+        "loading the fee_rename world: {} products",
+        a.rows
+    ));
     let t = Instant::now();
     exec(&work, SCHEMA, "fixtures/fee_rename/schema.sql").await?;
     work.execute("SELECT fee_rename_generate($1)", &[&a.rows])
@@ -103,7 +132,8 @@ async fn story(a: &DemoArgs, step: &mut Step, admin: &ConnInfo, dbname: &str) ->
         .context("generating the data")?;
     println!("      loaded in {:.1} s", t.elapsed().as_secs_f64());
 
-    let spec = Spec::parse("fixtures/fee_rename/checks.toml", CHECKS).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let spec = Spec::parse("fixtures/fee_rename/checks.toml", CHECKS)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let limits = Limits::from_spec(&spec);
     let dir = std::env::temp_dir().join(format!("migval-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;

@@ -24,7 +24,12 @@ use crate::spec::{Spec, parse_duration_ms};
 /// Exit codes: 0 every check passed (allowed changes included), 1 a check failed,
 /// 2 migval could not do its job (bad spec, connection or SQL error, unreadable baseline).
 #[derive(Debug, Parser)]
-#[command(name = "migval", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "migval",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -82,10 +87,14 @@ impl LimitArgs {
     pub fn apply(&self, spec: &Spec) -> anyhow::Result<Limits> {
         let mut l = Limits::from_spec(spec);
         if let Some(s) = &self.statement_timeout {
-            l.statement_timeout_ms = parse_duration_ms(s).map_err(anyhow::Error::msg).context("--statement-timeout")?;
+            l.statement_timeout_ms = parse_duration_ms(s)
+                .map_err(anyhow::Error::msg)
+                .context("--statement-timeout")?;
         }
         if let Some(s) = &self.lock_timeout {
-            l.lock_timeout_ms = parse_duration_ms(s).map_err(anyhow::Error::msg).context("--lock-timeout")?;
+            l.lock_timeout_ms = parse_duration_ms(s)
+                .map_err(anyhow::Error::msg)
+                .context("--lock-timeout")?;
         }
         if let Some(p) = self.parallel {
             anyhow::ensure!((1..=64).contains(&p), "--parallel must be between 1 and 64");
@@ -129,7 +138,8 @@ impl OutputArgs {
         let text = report::render(report, self.format, color);
         match &self.output {
             Some(path) => {
-                std::fs::write(path, &text).with_context(|| format!("writing the report to {}", path.display()))?;
+                std::fs::write(path, &text)
+                    .with_context(|| format!("writing the report to {}", path.display()))?;
                 println!("{}", report::verdict_line(report));
                 println!("report written to {}", path.display());
             }

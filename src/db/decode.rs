@@ -69,14 +69,22 @@ pub fn decode(row: &Row, i: usize, d: Decoder) -> Result<Value, tokio_postgres::
     }
     Ok(match d {
         Decoder::Bool => opt(row.try_get::<_, Option<bool>>(i)?, Value::Bool),
-        Decoder::I16 => opt(row.try_get::<_, Option<i16>>(i)?, |x| Value::Int(i64::from(x))),
-        Decoder::I32 => opt(row.try_get::<_, Option<i32>>(i)?, |x| Value::Int(i64::from(x))),
+        Decoder::I16 => opt(row.try_get::<_, Option<i16>>(i)?, |x| {
+            Value::Int(i64::from(x))
+        }),
+        Decoder::I32 => opt(row.try_get::<_, Option<i32>>(i)?, |x| {
+            Value::Int(i64::from(x))
+        }),
         Decoder::I64 => opt(row.try_get::<_, Option<i64>>(i)?, Value::Int),
-        Decoder::Oid => opt(row.try_get::<_, Option<u32>>(i)?, |x| Value::Int(i64::from(x))),
+        Decoder::Oid => opt(row.try_get::<_, Option<u32>>(i)?, |x| {
+            Value::Int(i64::from(x))
+        }),
         Decoder::Numeric => opt(row.try_get::<_, Option<ExactNumeric>>(i)?, |x| {
             numeric_from_text(&x.0)
         }),
-        Decoder::F32 => opt(row.try_get::<_, Option<f32>>(i)?, |x| Value::Float(f64::from(x))),
+        Decoder::F32 => opt(row.try_get::<_, Option<f32>>(i)?, |x| {
+            Value::Float(f64::from(x))
+        }),
         Decoder::F64 => opt(row.try_get::<_, Option<f64>>(i)?, Value::Float),
         Decoder::Text => opt(row.try_get::<_, Option<String>>(i)?, Value::Text),
     })
@@ -88,7 +96,9 @@ pub struct ExactNumeric(pub String);
 
 impl<'a> FromSql<'a> for ExactNumeric {
     fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn Error + Sync + Send>> {
-        numeric_binary_to_text(raw).map(ExactNumeric).map_err(Into::into)
+        numeric_binary_to_text(raw)
+            .map(ExactNumeric)
+            .map_err(Into::into)
     }
 
     fn accepts(ty: &Type) -> bool {
@@ -166,7 +176,12 @@ mod tests {
 
     fn enc(ndigits: u16, weight: i16, sign: u16, dscale: u16, digits: &[u16]) -> Vec<u8> {
         let mut v = Vec::new();
-        for w in [ndigits, u16::from_be_bytes(weight.to_be_bytes()), sign, dscale] {
+        for w in [
+            ndigits,
+            u16::from_be_bytes(weight.to_be_bytes()),
+            sign,
+            dscale,
+        ] {
             v.extend_from_slice(&w.to_be_bytes());
         }
         for d in digits {
@@ -178,20 +193,38 @@ mod tests {
     #[test]
     fn decodes_exactly() {
         // 12345.6789 = [1, 2345, 6789] weight 1
-        assert_eq!(numeric_binary_to_text(&enc(3, 1, 0, 4, &[1, 2345, 6789])).unwrap(), "12345.6789");
+        assert_eq!(
+            numeric_binary_to_text(&enc(3, 1, 0, 4, &[1, 2345, 6789])).unwrap(),
+            "12345.6789"
+        );
         // -0.0012 with dscale 4: digits [12] weight -1
-        assert_eq!(numeric_binary_to_text(&enc(1, -1, 0x4000, 4, &[12])).unwrap(), "-0.0012");
+        assert_eq!(
+            numeric_binary_to_text(&enc(1, -1, 0x4000, 4, &[12])).unwrap(),
+            "-0.0012"
+        );
         // 1e-29, dscale 29: digit 1000 at weight -8 (10^-32 * 1000)
         assert_eq!(
             numeric_binary_to_text(&enc(1, -8, 0, 29, &[1000])).unwrap(),
             "0.00000000000000000000000000001"
         );
         // 100.00: [100] weight 0 dscale 2
-        assert_eq!(numeric_binary_to_text(&enc(1, 0, 0, 2, &[100])).unwrap(), "100.00");
+        assert_eq!(
+            numeric_binary_to_text(&enc(1, 0, 0, 2, &[100])).unwrap(),
+            "100.00"
+        );
         // 20000 = [2] weight 1
-        assert_eq!(numeric_binary_to_text(&enc(1, 1, 0, 0, &[2])).unwrap(), "20000");
-        assert_eq!(numeric_binary_to_text(&enc(0, 0, 0, 2, &[])).unwrap(), "0.00");
-        assert_eq!(numeric_binary_to_text(&enc(0, 0, 0xC000, 0, &[])).unwrap(), "NaN");
+        assert_eq!(
+            numeric_binary_to_text(&enc(1, 1, 0, 0, &[2])).unwrap(),
+            "20000"
+        );
+        assert_eq!(
+            numeric_binary_to_text(&enc(0, 0, 0, 2, &[])).unwrap(),
+            "0.00"
+        );
+        assert_eq!(
+            numeric_binary_to_text(&enc(0, 0, 0xC000, 0, &[])).unwrap(),
+            "NaN"
+        );
         assert!(numeric_binary_to_text(&[0, 1]).is_err());
     }
 }

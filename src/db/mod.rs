@@ -16,7 +16,9 @@ use conninfo::ConnInfo;
 
 /// A connection could not be opened.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot connect to {target}: {cause}\n  (set the server with --db URL, DATABASE_URL or the PG* variables; the password is read from the URL, PGPASSWORD or ~/.pgpass)")]
+#[error(
+    "cannot connect to {target}: {cause}\n  (set the server with --db URL, DATABASE_URL or the PG* variables; the password is read from the URL, PGPASSWORD or ~/.pgpass)"
+)]
 pub struct ConnectError {
     pub target: String,
     pub cause: String,
@@ -64,7 +66,10 @@ pub fn pool(info: &ConnInfo, size: usize) -> Result<Pool, ConnectError> {
 }
 
 /// Get a pooled connection, with the pool's error turned into a [`ConnectError`].
-pub async fn pooled(pool: &Pool, info: &ConnInfo) -> Result<deadpool_postgres::Object, ConnectError> {
+pub async fn pooled(
+    pool: &Pool,
+    info: &ConnInfo,
+) -> Result<deadpool_postgres::Object, ConnectError> {
     pool.get().await.map_err(|e| {
         let cause = match &e {
             deadpool_postgres::PoolError::Backend(pg) => failure(pg, None).to_string(),
@@ -82,10 +87,8 @@ pub async fn pooled(pool: &Pool, info: &ConnInfo) -> Result<deadpool_postgres::O
 pub fn failure(e: &tokio_postgres::Error, context: Option<String>) -> DbFailure {
     if let Some(db) = e.as_db_error() {
         let mut message = db.message().to_string();
-        if let Some(pos) = db.position() {
-            if let tokio_postgres::error::ErrorPosition::Original(p) = pos {
-                message.push_str(&format!(" (at character {p})"));
-            }
+        if let Some(tokio_postgres::error::ErrorPosition::Original(p)) = db.position() {
+            message.push_str(&format!(" (at character {p})"));
         }
         return DbFailure {
             message,

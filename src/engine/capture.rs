@@ -128,7 +128,9 @@ pub async fn capture(
                 });
             }
             Err(Attempt::Retry(_)) if attempt < 3 => continue,
-            Err(Attempt::Retry(f)) | Err(Attempt::Fatal(f)) => return Err(CaptureError::Snapshot(f)),
+            Err(Attempt::Retry(f)) | Err(Attempt::Fatal(f)) => {
+                return Err(CaptureError::Snapshot(f));
+            }
             Err(Attempt::Connect(e)) => return Err(CaptureError::Connect(e)),
         }
     }
@@ -152,7 +154,8 @@ async fn attempt_capture(
     probes: Vec<Probe>,
     limits: Limits,
 ) -> Result<(OriginParts, Vec<CheckCapture>, usize), Attempt> {
-    let fatal = |e: tokio_postgres::Error, what: &str| Attempt::Fatal(db::failure(&e, Some(what.into())));
+    let fatal =
+        |e: tokio_postgres::Error, what: &str| Attempt::Fatal(db::failure(&e, Some(what.into())));
     exporter
         .batch_execute(&format!("{BEGIN}; {}", limits.set_local()))
         .await
@@ -165,7 +168,10 @@ async fn attempt_capture(
         .collect();
     if !lockable.is_empty() {
         exporter
-            .batch_execute(&format!("LOCK TABLE {} IN ACCESS SHARE MODE", lockable.join(", ")))
+            .batch_execute(&format!(
+                "LOCK TABLE {} IN ACCESS SHARE MODE",
+                lockable.join(", ")
+            ))
             .await
             .map_err(|e| {
                 fatal(
@@ -179,17 +185,24 @@ async fn attempt_capture(
         .query_one(sql::SNAPSHOT_EXPORT.sql, &[])
         .await
         .map_err(|e| fatal(e, "exporting the snapshot"))?;
-    let get_s = |i: usize| row.try_get::<_, String>(i).map_err(|e| fatal(e, "reading the snapshot id"));
+    let get_s = |i: usize| {
+        row.try_get::<_, String>(i)
+            .map_err(|e| fatal(e, "reading the snapshot id"))
+    };
     let origin: OriginParts = (
         get_s(0)?,
         get_s(1)?,
-        row.try_get::<_, bool>(2).map_err(|e| fatal(e, "reading the snapshot id"))?,
+        row.try_get::<_, bool>(2)
+            .map_err(|e| fatal(e, "reading the snapshot id"))?,
         get_s(3)?,
         get_s(4)?,
         get_s(5)?,
     );
     let snapshot_id = origin.0.clone();
-    if !snapshot_id.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+    if !snapshot_id
+        .chars()
+        .all(|c| c.is_ascii_hexdigit() || c == '-')
+    {
         return Err(Attempt::Fatal(DbFailure {
             message: format!("unexpected snapshot id `{snapshot_id}`"),
             sqlstate: None,
@@ -214,7 +227,8 @@ async fn attempt_capture(
     let mut handles = Vec::new();
     for w in 1..workers {
         let Some(pool) = pool.clone() else { break };
-        let (probes, spec, queue, info) = (probes.clone(), spec.clone(), queue.clone(), info.clone());
+        let (probes, spec, queue, info) =
+            (probes.clone(), spec.clone(), queue.clone(), info.clone());
         let snapshot_id = snapshot_id.clone();
         handles.push(tokio::spawn(async move {
             let client = db::pooled(&pool, &info).await.map_err(Attempt::Connect)?;
@@ -224,9 +238,16 @@ async fn attempt_capture(
                 limits.set_local()
             );
             if let Err(e) = client.batch_execute(&import).await {
-                let f = db::failure(&e, Some(format!("connection {w} importing snapshot {snapshot_id}")));
+                let f = db::failure(
+                    &e,
+                    Some(format!("connection {w} importing snapshot {snapshot_id}")),
+                );
                 let lost = db::is_connection_lost(&e) || f.sqlstate.as_deref() == Some("22023");
-                return Err(if lost { Attempt::Retry(f) } else { Attempt::Fatal(f) });
+                return Err(if lost {
+                    Attempt::Retry(f)
+                } else {
+                    Attempt::Fatal(f)
+                });
             }
             let out = work(&client, &probes, &spec, &queue, w).await;
             let _ = client.batch_execute("ROLLBACK").await;
@@ -326,7 +347,10 @@ fn duplicate_key(t: &Table) -> Option<String> {
     (1..t.len()).find_map(|i| {
         let (a, b) = (t.key(i - 1), t.key(i));
         a.iter().zip(b).all(|(x, y)| x.same(y)).then(|| {
-            b.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+            b.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
         })
     })
 }
@@ -384,7 +408,11 @@ async fn work(
     out
 }
 
-async fn run_probe(client: &Client, probe: &Probe, spec: &Spec) -> Result<Vec<(usize, Table)>, DbFailure> {
+async fn run_probe(
+    client: &Client,
+    probe: &Probe,
+    spec: &Spec,
+) -> Result<Vec<(usize, Table)>, DbFailure> {
     let fail = |e: tokio_postgres::Error| db::failure(&e, None);
     match &probe.kind {
         ProbeKind::Query { sql, outputs } => run_query(client, sql, outputs).await,
@@ -403,7 +431,10 @@ async fn run_probe(client: &Client, probe: &Probe, spec: &Spec) -> Result<Vec<(u
                     }
                 })
                 .collect();
-            let refs: Vec<&(dyn ToSql + Sync)> = boxed.iter().map(|b| b.as_ref() as &(dyn ToSql + Sync)).collect();
+            let refs: Vec<&(dyn ToSql + Sync)> = boxed
+                .iter()
+                .map(|b| b.as_ref() as &(dyn ToSql + Sync))
+                .collect();
             let rows = client.query(query.sql, &refs).await.map_err(fail)?;
             let mut t = Table::new(
                 attributes
@@ -437,9 +468,18 @@ async fn run_probe(client: &Client, probe: &Probe, spec: &Spec) -> Result<Vec<(u
         ProbeKind::ViewsQueryable { check, views } => {
             let mut t = Table::new(
                 vec![
-                    Column { name: "view".into(), kind: Kind::Text },
-                    Column { name: "queryable".into(), kind: Kind::Bool },
-                    Column { name: "error".into(), kind: Kind::Text },
+                    Column {
+                        name: "view".into(),
+                        kind: Kind::Text,
+                    },
+                    Column {
+                        name: "queryable".into(),
+                        kind: Kind::Bool,
+                    },
+                    Column {
+                        name: "error".into(),
+                        kind: Kind::Text,
+                    },
                 ],
                 1,
             );
@@ -447,20 +487,33 @@ async fn run_probe(client: &Client, probe: &Probe, spec: &Spec) -> Result<Vec<(u
                 let (ok, err) = match target {
                     None => (false, Value::Text("does not exist".into())),
                     Some(q) => {
-                        client.batch_execute("SAVEPOINT migval_view").await.map_err(fail)?;
-                        match client.query(&format!("SELECT 1 FROM {q} LIMIT 1"), &[]).await {
+                        client
+                            .batch_execute("SAVEPOINT migval_view")
+                            .await
+                            .map_err(fail)?;
+                        match client
+                            .query(&format!("SELECT 1 FROM {q} LIMIT 1"), &[])
+                            .await
+                        {
                             Ok(_) => {
-                                client.batch_execute("RELEASE SAVEPOINT migval_view").await.map_err(fail)?;
+                                client
+                                    .batch_execute("RELEASE SAVEPOINT migval_view")
+                                    .await
+                                    .map_err(fail)?;
                                 (true, Value::Null)
                             }
                             Err(e) => {
-                                client.batch_execute("ROLLBACK TO SAVEPOINT migval_view").await.map_err(fail)?;
+                                client
+                                    .batch_execute("ROLLBACK TO SAVEPOINT migval_view")
+                                    .await
+                                    .map_err(fail)?;
                                 (false, Value::Text(db::failure(&e, None).to_string()))
                             }
                         }
                     }
                 };
-                t.cells.extend([Value::Text(label.clone()), Value::Bool(ok), err]);
+                t.cells
+                    .extend([Value::Text(label.clone()), Value::Bool(ok), err]);
             }
             let _ = spec;
             Ok(vec![(*check, t)])
@@ -470,11 +523,23 @@ async fn run_probe(client: &Client, probe: &Probe, spec: &Spec) -> Result<Vec<(u
 
 /// Prepare, pick a decoder per column (casting to text where there is no exact native one),
 /// stream the rows and split them into the outputs' tables.
-async fn run_query(client: &Client, sql: &str, outputs: &[Output]) -> Result<Vec<(usize, Table)>, DbFailure> {
+async fn run_query(
+    client: &Client,
+    sql: &str,
+    outputs: &[Output],
+) -> Result<Vec<(usize, Table)>, DbFailure> {
     let fail = |e: tokio_postgres::Error| db::failure(&e, None);
     let inner = client.prepare(sql).await.map_err(fail)?;
-    let names: Vec<String> = inner.columns().iter().map(|c| c.name().to_string()).collect();
-    let native: Vec<Option<Decoder>> = inner.columns().iter().map(|c| Decoder::for_type(c.type_())).collect();
+    let names: Vec<String> = inner
+        .columns()
+        .iter()
+        .map(|c| c.name().to_string())
+        .collect();
+    let native: Vec<Option<Decoder>> = inner
+        .columns()
+        .iter()
+        .map(|c| Decoder::for_type(c.type_()))
+        .collect();
     let (stmt, decoders) = if native.iter().all(Option::is_some) {
         (inner, native.into_iter().flatten().collect::<Vec<_>>())
     } else {

@@ -52,7 +52,10 @@ pub fn compare(spec: &Spec, baseline: &Snapshot, after: &Snapshot, command: &str
     }
     for b in &baseline.checks {
         if !spec.checks.iter().any(|c| c.name == b.name) {
-            spec_changes.push(format!("check `{}` is in the baseline but no longer in the spec: not verified", b.name));
+            spec_changes.push(format!(
+                "check `{}` is in the baseline but no longer in the spec: not verified",
+                b.name
+            ));
         }
     }
     let checks: Vec<CheckResult> = spec
@@ -88,7 +91,13 @@ pub fn compare(spec: &Spec, baseline: &Snapshot, after: &Snapshot, command: &str
     }
 }
 
-fn error_result(check: &Check, message: String, error: Option<DbFailure>, b: Option<&CheckCapture>, a: Option<&CheckCapture>) -> CheckResult {
+fn error_result(
+    check: &Check,
+    message: String,
+    error: Option<DbFailure>,
+    b: Option<&CheckCapture>,
+    a: Option<&CheckCapture>,
+) -> CheckResult {
     CheckResult {
         name: check.name.clone(),
         kind: check.kind.label().to_string(),
@@ -116,14 +125,32 @@ fn compare_check(
         return error_result(check, d, None, b, a);
     }
     let (Some(bc), Some(ac)) = (b, a) else {
-        return error_result(check, "missing from the post-state capture".into(), None, b, a);
+        return error_result(
+            check,
+            "missing from the post-state capture".into(),
+            None,
+            b,
+            a,
+        );
     };
     let (bt, at) = match (&bc.outcome, &ac.outcome) {
         (Outcome::Failed(f), _) => {
-            return error_result(check, format!("the baseline could not capture it: {}", f.message), Some(f.clone()), b, a);
+            return error_result(
+                check,
+                format!("the baseline could not capture it: {}", f.message),
+                Some(f.clone()),
+                b,
+                a,
+            );
         }
         (_, Outcome::Failed(f)) => {
-            return error_result(check, format!("the post-state capture failed: {}", f.message), Some(f.clone()), b, a);
+            return error_result(
+                check,
+                format!("the post-state capture failed: {}", f.message),
+                Some(f.clone()),
+                b,
+                a,
+            );
         }
         (Outcome::Captured(bt), Outcome::Captured(at)) => (bt, at),
     };
@@ -214,7 +241,11 @@ fn within_f(diff: f64, reference: f64, tol: Tolerance) -> bool {
 const WIDE: &str = "the value is wider than 28 digits (or NaN/Infinity): compared exactly as text, a tolerance cannot apply; round it in the check (e.g. sum(round(x, 2))) if a tolerance is meant";
 
 fn judge(b: Option<&Value>, a: Option<&Value>, rule: &Rule, exact: bool) -> Judged {
-    let tol = if exact { Tolerance::Exact } else { rule.tolerance };
+    let tol = if exact {
+        Tolerance::Exact
+    } else {
+        rule.tolerance
+    };
     let changed = match (b, a) {
         (Some(x), Some(y)) => !x.same(y),
         (None, None) => false,
@@ -224,18 +255,32 @@ fn judge(b: Option<&Value>, a: Option<&Value>, rule: &Rule, exact: bool) -> Judg
         (Some(x), Some(y)) => y.checked_sub(x),
         _ => None,
     };
-    let res = |ok: bool, note: Option<String>| Judged { ok, changed, difference, note };
+    let res = |ok: bool, note: Option<String>| Judged {
+        ok,
+        changed,
+        difference,
+        note,
+    };
     let target = |v: Decimal, a: &Value, reference: Decimal| -> (bool, Option<String>) {
         match a {
-            Value::Null => (false, Some("NULL is not a number (NULL is not zero)".into())),
+            Value::Null => (
+                false,
+                Some("NULL is not a number (NULL is not zero)".into()),
+            ),
             Value::BigNum(_) => (false, Some(WIDE.into())),
             Value::Float(f) => {
                 let vf = v.to_string().parse::<f64>().unwrap_or(f64::NAN);
-                (within_f(f - vf, reference.to_string().parse().unwrap_or(0.0), tol), None)
+                (
+                    within_f(f - vf, reference.to_string().parse().unwrap_or(0.0), tol),
+                    None,
+                )
             }
             other => match other.as_decimal().and_then(|x| x.checked_sub(v)) {
                 Some(d) => (within(d, reference, tol), None),
-                None => (false, Some("not a number, or the difference overflows 28 digits".into())),
+                None => (
+                    false,
+                    Some("not a number, or the difference overflows 28 digits".into()),
+                ),
             },
         }
     };
@@ -247,9 +292,10 @@ fn judge(b: Option<&Value>, a: Option<&Value>, rule: &Rule, exact: bool) -> Judg
             (None, Some(_)) => res(false, Some("appeared".into())),
             (None, None) => res(true, None),
             (Some(x), Some(y)) => match (x, y) {
-                (Value::Null, _) | (_, Value::Null) => {
-                    res(false, Some("NULL on one side only (NULL is not zero)".into()))
-                }
+                (Value::Null, _) | (_, Value::Null) => res(
+                    false,
+                    Some("NULL on one side only (NULL is not zero)".into()),
+                ),
                 (Value::BigNum(_), _) | (_, Value::BigNum(_)) => res(false, Some(WIDE.into())),
                 (Value::Float(p), Value::Float(q)) => res(within_f(q - p, *p, tol), None),
                 _ => match (difference, x.as_decimal()) {
@@ -292,7 +338,11 @@ fn judge(b: Option<&Value>, a: Option<&Value>, rule: &Rule, exact: bool) -> Judg
 }
 
 fn rule_text(rule: &Rule, exact: bool) -> String {
-    let tol = if exact { Tolerance::Exact } else { rule.tolerance };
+    let tol = if exact {
+        Tolerance::Exact
+    } else {
+        rule.tolerance
+    };
     match rule.expect {
         Expect::Unchanged => match tol {
             Tolerance::Exact => "unchanged".into(),
@@ -321,7 +371,12 @@ fn compare_keyed(bt: &Table, at: &Table, rules: &[ColumnRule], worst_n: usize) -
     let mut values = Vec::new();
     let grouped = bt.key_len > 0 || at.key_len > 0;
     // Value columns of `after` by name (custom SQL columns are compared by name).
-    let col_in = |t: &Table, label: &str| t.columns[t.key_len..].iter().position(|c| c.name == label).map(|p| p + t.key_len);
+    let col_in = |t: &Table, label: &str| {
+        t.columns[t.key_len..]
+            .iter()
+            .position(|c| c.name == label)
+            .map(|p| p + t.key_len)
+    };
     let mut any_fail = false;
     let mut any_change = false;
     let mut missing_cols = Vec::new();
@@ -343,7 +398,14 @@ fn compare_keyed(bt: &Table, at: &Table, rules: &[ColumnRule], worst_n: usize) -
                 difference: None,
                 rule: "column present on both sides".into(),
                 ok: false,
-                note: Some(if bcol.is_none() { "column missing in the baseline" } else { "column missing after the migration" }.into()),
+                note: Some(
+                    if bcol.is_none() {
+                        "column missing in the baseline"
+                    } else {
+                        "column missing after the migration"
+                    }
+                    .into(),
+                ),
             });
         }
     }
@@ -413,7 +475,8 @@ fn compare_keyed(bt: &Table, at: &Table, rules: &[ColumnRule], worst_n: usize) -
         after_groups: at.len(),
         ..GroupStats::default()
     };
-    let mut totals: Vec<(Option<Value>, Option<Value>, Option<String>)> = vec![(None, None, None); rules.len()];
+    let mut totals: Vec<(Option<Value>, Option<Value>, Option<String>)> =
+        vec![(None, None, None); rules.len()];
     let mut candidates: Vec<Candidate> = Vec::new();
     let (mut bi, mut ai) = (0usize, 0usize);
     while bi < bt.len() || ai < at.len() {
@@ -441,7 +504,8 @@ fn compare_keyed(bt: &Table, at: &Table, rules: &[ColumnRule], worst_n: usize) -
             if r.rule.scope.total() {
                 accumulate(&mut totals[i], bv, av, r.total);
             }
-            if !r.rule.scope.per_group() && !(bv.is_some() && av.is_some()) && r.rule.expect == Expect::Unchanged {
+            let one_sided = bv.is_none() || av.is_none();
+            if !r.rule.scope.per_group() && one_sided && r.rule.expect == Expect::Unchanged {
                 // Appeared/disappeared groups still count as differences under a total-only rule.
                 group_failing = true;
                 group_changed = true;
@@ -493,12 +557,17 @@ fn compare_keyed(bt: &Table, at: &Table, rules: &[ColumnRule], worst_n: usize) -
         }
     }
     prune(&mut candidates, worst_n);
-    let key_text = |t: &Table, i: usize| t.key(i).iter().map(ToString::to_string).collect::<Vec<_>>();
+    let key_text =
+        |t: &Table, i: usize| t.key(i).iter().map(ToString::to_string).collect::<Vec<_>>();
     let worst: Vec<Comparison> = candidates
         .into_iter()
         .map(|c| {
             let r = &rules[c.col];
-            let (_, bc, ac) = usable.iter().find(|(i, _, _)| *i == c.col).copied().unwrap_or((0, 0, 0));
+            let (_, bc, ac) = usable
+                .iter()
+                .find(|(i, _, _)| *i == c.col)
+                .copied()
+                .unwrap_or((0, 0, 0));
             let scope = match (c.bi, c.ai) {
                 (Some(_), None) => "disappeared",
                 (None, Some(_)) => "appeared",
@@ -566,11 +635,20 @@ fn compare_keyed(bt: &Table, at: &Table, rules: &[ColumnRule], worst_n: usize) -
 
 /// Keep the `n` worst candidates: failing first, then by absolute difference.
 fn prune(c: &mut Vec<Candidate>, n: usize) {
-    c.sort_by(|x, y| y.failing.cmp(&x.failing).then(y.magnitude.cmp(&x.magnitude)));
+    c.sort_by(|x, y| {
+        y.failing
+            .cmp(&x.failing)
+            .then(y.magnitude.cmp(&x.magnitude))
+    });
     c.truncate(n);
 }
 
-fn accumulate(acc: &mut (Option<Value>, Option<Value>, Option<String>), b: Option<&Value>, a: Option<&Value>, how: Option<Combine>) {
+fn accumulate(
+    acc: &mut (Option<Value>, Option<Value>, Option<String>),
+    b: Option<&Value>,
+    a: Option<&Value>,
+    how: Option<Combine>,
+) {
     let Some(how) = how else { return };
     for (slot, v) in [(&mut acc.0, b), (&mut acc.1, a)] {
         let Some(v) = v else { continue };
@@ -608,7 +686,11 @@ fn status_of(fail: bool, change: bool, rules: &[ColumnRule]) -> Status {
 fn tolerance_text(rules: &[ColumnRule]) -> String {
     let mut parts: Vec<String> = Vec::new();
     for r in rules {
-        let t = if r.exact { Tolerance::Exact } else { r.rule.tolerance };
+        let t = if r.exact {
+            Tolerance::Exact
+        } else {
+            r.rule.tolerance
+        };
         let scope = match r.rule.scope {
             Scope::Group => "",
             Scope::Total => " on the total",
@@ -650,17 +732,31 @@ fn ungrouped_summary(values: &[Comparison], status: Status) -> String {
         s
     } else if status == Status::Warn {
         "changed, as allowed".into()
-    } else if values.iter().any(|v| v.baseline.as_ref().zip(v.after.as_ref()).is_some_and(|(b, a)| !b.same(a))) {
+    } else if values.iter().any(|v| {
+        v.baseline
+            .as_ref()
+            .zip(v.after.as_ref())
+            .is_some_and(|(b, a)| !b.same(a))
+    }) {
         "within tolerance".into()
     } else {
         match values {
-            [one] => format!("{} = {}", one.metric, one.after.as_ref().map_or("-".into(), ToString::to_string)),
+            [one] => format!(
+                "{} = {}",
+                one.metric,
+                one.after.as_ref().map_or("-".into(), ToString::to_string)
+            ),
             _ => format!("{} values identical", values.len()),
         }
     }
 }
 
-fn grouped_summary(stats: &GroupStats, totals: &[Comparison], status: Status, missing: bool) -> String {
+fn grouped_summary(
+    stats: &GroupStats,
+    totals: &[Comparison],
+    status: Status,
+    missing: bool,
+) -> String {
     let mut s = format!(
         "{} groups: {} changed, {} appeared, {} disappeared",
         stats.after_groups.max(stats.baseline_groups),
@@ -671,9 +767,16 @@ fn grouped_summary(stats: &GroupStats, totals: &[Comparison], status: Status, mi
     if stats.failing > 0 {
         s.push_str(&format!("; {} break the rule", stats.failing));
     }
-    let bad_totals: Vec<&str> = totals.iter().filter(|t| !t.ok && t.scope == "total").map(|t| t.metric.as_str()).collect();
+    let bad_totals: Vec<&str> = totals
+        .iter()
+        .filter(|t| !t.ok && t.scope == "total")
+        .map(|t| t.metric.as_str())
+        .collect();
     if !bad_totals.is_empty() {
-        s.push_str(&format!("; total of {} breaks the rule", bad_totals.join(", ")));
+        s.push_str(&format!(
+            "; total of {} breaks the rule",
+            bad_totals.join(", ")
+        ));
     }
     if missing {
         s.push_str("; a column is missing on one side");
@@ -686,13 +789,21 @@ fn grouped_summary(stats: &GroupStats, totals: &[Comparison], status: Status, mi
 
 /// Schema facts: declared attributes are asserted on the post-state; undeclared ones must be
 /// unchanged when the object exists on both sides.
-fn compare_fact(object: &FactObject, expect: &FactExpect, may_change: bool, bt: &Table, at: &Table) -> CheckResult {
+fn compare_fact(
+    object: &FactObject,
+    expect: &FactExpect,
+    may_change: bool,
+    bt: &Table,
+    at: &Table,
+) -> CheckResult {
     let mut values = Vec::new();
     if let FactObject::ViewsQueryable(_) = object {
         for i in 0..at.len() {
             let row = at.row(i);
             let ok = row[1] == Value::Bool(true);
-            let before = (0..bt.len()).find(|&j| bt.row(j)[0].same(&row[0])).map(|j| bt.row(j)[1].clone());
+            let before = (0..bt.len())
+                .find(|&j| bt.row(j)[0].same(&row[0]))
+                .map(|j| bt.row(j)[1].clone());
             values.push(Comparison {
                 key: vec![row[0].to_string()],
                 metric: format!("{} queryable", row[0]),
@@ -713,9 +824,15 @@ fn compare_fact(object: &FactObject, expect: &FactExpect, may_change: bool, bt: 
             let pos = t.columns.iter().position(|c| c.name == name)?;
             (!t.is_empty()).then(|| t.row(0)[pos].clone())
         };
-        let both_exist = get(bt, "exists") == Some(Value::Bool(true)) && get(at, "exists") == Some(Value::Bool(true));
+        let both_exist = get(bt, "exists") == Some(Value::Bool(true))
+            && get(at, "exists") == Some(Value::Bool(true));
         let declared: Vec<(&str, Option<Value>)> = vec![
-            ("exists", Some(Value::Bool(expect.exists.unwrap_or(!matches!(object, FactObject::Rls(_)) || expect.enabled.is_some())))),
+            (
+                "exists",
+                Some(Value::Bool(expect.exists.unwrap_or(
+                    !matches!(object, FactObject::Rls(_)) || expect.enabled.is_some(),
+                ))),
+            ),
             ("type", expect.data_type.clone().map(Value::Text)),
             ("nullable", expect.nullable.map(Value::Bool)),
             ("validated", expect.validated.map(Value::Bool)),
@@ -726,17 +843,30 @@ fn compare_fact(object: &FactObject, expect: &FactExpect, may_change: bool, bt: 
             let name = col.name.as_str();
             let after = get(at, name);
             let before = get(bt, name);
-            let want = declared.iter().find(|(n, _)| *n == name).and_then(|(_, v)| v.clone());
+            let want = declared
+                .iter()
+                .find(|(n, _)| *n == name)
+                .and_then(|(_, v)| v.clone());
             let (ok, rule, note) = match &want {
                 Some(w) => {
                     let ok = match (after.as_ref(), w) {
-                        (Some(Value::Text(a)), Value::Text(w)) => normalize_type(a) == normalize_type(w),
+                        (Some(Value::Text(a)), Value::Text(w)) => {
+                            normalize_type(a) == normalize_type(w)
+                        }
                         (Some(a), w) => a.same(w),
                         (None, _) => false,
                     };
                     (ok, format!("must be {w}"), None)
                 }
-                None if !both_exist || may_change => (true, if may_change { "may change".into() } else { "reported".into() }, None),
+                None if !both_exist || may_change => (
+                    true,
+                    if may_change {
+                        "may change".into()
+                    } else {
+                        "reported".into()
+                    },
+                    None,
+                ),
                 None => {
                     let same = match (&before, &after) {
                         (Some(b), Some(a)) => b.same(a),
@@ -760,7 +890,12 @@ fn compare_fact(object: &FactObject, expect: &FactExpect, may_change: bool, bt: 
         }
     }
     let fail = values.iter().any(|v| !v.ok);
-    let change = values.iter().any(|v| v.baseline.as_ref().zip(v.after.as_ref()).is_some_and(|(b, a)| !b.same(a)));
+    let change = values.iter().any(|v| {
+        v.baseline
+            .as_ref()
+            .zip(v.after.as_ref())
+            .is_some_and(|(b, a)| !b.same(a))
+    });
     let status = if fail {
         Status::Fail
     } else if change && may_change {
@@ -772,14 +907,25 @@ fn compare_fact(object: &FactObject, expect: &FactExpect, may_change: bool, bt: 
         format!(
             "{}: {} ({}){}",
             f.metric,
-            f.after.as_ref().map_or("absent".into(), ToString::to_string),
+            f.after
+                .as_ref()
+                .map_or("absent".into(), ToString::to_string),
             f.rule,
-            f.note.as_ref().map(|n| format!("; {n}")).unwrap_or_default()
+            f.note
+                .as_ref()
+                .map(|n| format!("; {n}"))
+                .unwrap_or_default()
         )
     } else {
         values
             .iter()
-            .map(|v| format!("{} = {}", v.metric, v.after.as_ref().map_or("-".into(), ToString::to_string)))
+            .map(|v| {
+                format!(
+                    "{} = {}",
+                    v.metric,
+                    v.after.as_ref().map_or("-".into(), ToString::to_string)
+                )
+            })
             .collect::<Vec<_>>()
             .join(", ")
     };
@@ -789,7 +935,11 @@ fn compare_fact(object: &FactObject, expect: &FactExpect, may_change: bool, bt: 
         status,
         summary,
         tolerance: "exact".into(),
-        expect: if may_change { "may change".into() } else { "as declared, otherwise unchanged".into() },
+        expect: if may_change {
+            "may change".into()
+        } else {
+            "as declared, otherwise unchanged".into()
+        },
         values,
         groups: None,
         worst: Vec::new(),
@@ -801,7 +951,10 @@ fn compare_fact(object: &FactObject, expect: &FactExpect, may_change: bool, bt: 
 
 /// `numeric(12, 2)` and `NUMERIC(12,2)` name the same type.
 fn normalize_type(t: &str) -> String {
-    t.chars().filter(|c| !c.is_whitespace()).collect::<String>().to_lowercase()
+    t.chars()
+        .filter(|c| !c.is_whitespace())
+        .collect::<String>()
+        .to_lowercase()
 }
 
 #[cfg(test)]
@@ -814,14 +967,24 @@ mod tests {
     }
 
     fn rule(tolerance: Tolerance, expect: Expect, scope: Scope) -> Rule {
-        Rule { tolerance, expect, scope }
+        Rule {
+            tolerance,
+            expect,
+            scope,
+        }
     }
 
     fn grouped(rows: &[(i64, Value)]) -> Table {
         let mut t = Table::new(
             vec![
-                Column { name: "g".into(), kind: Kind::Int },
-                Column { name: "sum(x)".into(), kind: Kind::Decimal },
+                Column {
+                    name: "g".into(),
+                    kind: Kind::Int,
+                },
+                Column {
+                    name: "sum(x)".into(),
+                    kind: Kind::Decimal,
+                },
             ],
             1,
         );
@@ -833,7 +996,12 @@ mod tests {
     }
 
     fn sum_rule(r: Rule) -> Vec<ColumnRule> {
-        vec![ColumnRule { label: "sum(x)".into(), rule: r, exact: false, total: Some(Combine::Sum) }]
+        vec![ColumnRule {
+            label: "sum(x)".into(),
+            rule: r,
+            exact: false,
+            total: Some(Combine::Sum),
+        }]
     }
 
     #[test]
@@ -847,7 +1015,11 @@ mod tests {
 
     #[test]
     fn counts_ignore_tolerance() {
-        let r = rule(Tolerance::Abs("5".parse().unwrap()), Expect::Unchanged, Scope::Group);
+        let r = rule(
+            Tolerance::Abs("5".parse().unwrap()),
+            Expect::Unchanged,
+            Scope::Group,
+        );
         assert!(!judge(Some(&Value::Int(10)), Some(&Value::Int(11)), &r, true).ok);
         assert!(judge(Some(&d("10")), Some(&d("11")), &r, false).ok);
     }
@@ -863,7 +1035,11 @@ mod tests {
         let r = compare_keyed(&b, &a, &exact_group, 10);
         assert_eq!(r.status, Status::Fail);
         assert_eq!(r.groups.as_ref().unwrap().failing, 2);
-        let abs_group = sum_rule(rule(Tolerance::Abs("0.01".parse().unwrap()), Expect::Unchanged, Scope::Both));
+        let abs_group = sum_rule(rule(
+            Tolerance::Abs("0.01".parse().unwrap()),
+            Expect::Unchanged,
+            Scope::Both,
+        ));
         assert_eq!(compare_keyed(&b, &a, &abs_group, 10).status, Status::Pass);
     }
 
@@ -875,7 +1051,11 @@ mod tests {
         assert_eq!(r.status, Status::Fail);
         let g = r.groups.unwrap();
         assert_eq!((g.appeared, g.disappeared, g.changed), (1, 1, 2));
-        assert!(r.worst.iter().any(|w| w.scope == "appeared" && w.key == vec!["3"]));
+        assert!(
+            r.worst
+                .iter()
+                .any(|w| w.scope == "appeared" && w.key == vec!["3"])
+        );
     }
 
     #[test]
@@ -892,18 +1072,62 @@ mod tests {
     fn intents() {
         let by = |e| rule(Tolerance::Exact, e, Scope::Group);
         let ten = d("10");
-        assert!(judge(Some(&ten), Some(&d("15")), &by(Expect::ChangesBy("5".parse().unwrap())), false).ok);
-        assert!(!judge(Some(&ten), Some(&d("16")), &by(Expect::ChangesBy("5".parse().unwrap())), false).ok);
-        assert!(judge(Some(&ten), Some(&d("3")), &by(Expect::Equals("3".parse().unwrap())), false).ok);
-        assert!(judge(Some(&ten), Some(&d("7")), &by(Expect::Between("5".parse().unwrap(), "8".parse().unwrap())), false).ok);
-        assert!(!judge(Some(&ten), Some(&d("9")), &by(Expect::Between("5".parse().unwrap(), "8".parse().unwrap())), false).ok);
+        assert!(
+            judge(
+                Some(&ten),
+                Some(&d("15")),
+                &by(Expect::ChangesBy("5".parse().unwrap())),
+                false
+            )
+            .ok
+        );
+        assert!(
+            !judge(
+                Some(&ten),
+                Some(&d("16")),
+                &by(Expect::ChangesBy("5".parse().unwrap())),
+                false
+            )
+            .ok
+        );
+        assert!(
+            judge(
+                Some(&ten),
+                Some(&d("3")),
+                &by(Expect::Equals("3".parse().unwrap())),
+                false
+            )
+            .ok
+        );
+        assert!(
+            judge(
+                Some(&ten),
+                Some(&d("7")),
+                &by(Expect::Between("5".parse().unwrap(), "8".parse().unwrap())),
+                false
+            )
+            .ok
+        );
+        assert!(
+            !judge(
+                Some(&ten),
+                Some(&d("9")),
+                &by(Expect::Between("5".parse().unwrap(), "8".parse().unwrap())),
+                false
+            )
+            .ok
+        );
         assert!(judge(Some(&ten), Some(&d("99")), &by(Expect::MayChange), false).ok);
         assert!(judge(Some(&ten), Some(&Value::Int(0)), &by(Expect::Zero), false).ok);
     }
 
     #[test]
     fn wide_numerics_compare_exactly_without_rounding() {
-        let r = rule(Tolerance::Abs("1".parse().unwrap()), Expect::Unchanged, Scope::Group);
+        let r = rule(
+            Tolerance::Abs("1".parse().unwrap()),
+            Expect::Unchanged,
+            Scope::Group,
+        );
         let a = Value::BigNum("0.00000000000000000000000000001".into());
         let b = Value::BigNum("0.00000000000000000000000000002".into());
         assert!(judge(Some(&a), Some(&a.clone()), &r, false).ok);

@@ -14,7 +14,11 @@ pub use capture::{CaptureError, Limits};
 use plan::Naming;
 
 /// Capture the baseline: every check as the database is now, names as written in the spec.
-pub async fn snapshot(info: &ConnInfo, spec: &Spec, limits: Limits) -> Result<Snapshot, CaptureError> {
+pub async fn snapshot(
+    info: &ConnInfo,
+    spec: &Spec,
+    limits: Limits,
+) -> Result<Snapshot, CaptureError> {
     capture::capture(info, spec, &Naming::baseline(), limits, None).await
 }
 

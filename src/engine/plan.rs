@@ -146,7 +146,12 @@ impl Probe {
                         FactParam::Text(t) => format!("${} = '{t}'", i + 1),
                     })
                     .collect();
-                vec![format!("-- {} with {}\n{}", query.name, binds.join(", "), query.sql.trim())]
+                vec![format!(
+                    "-- {} with {}\n{}",
+                    query.name,
+                    binds.join(", "),
+                    query.sql.trim()
+                )]
             }
             ProbeKind::ViewsQueryable { views, .. } => views
                 .iter()
@@ -162,7 +167,11 @@ impl Probe {
 use crate::model::Kind;
 
 const EXISTS: &[(&str, Kind)] = &[("exists", Kind::Bool)];
-const COLUMN: &[(&str, Kind)] = &[("exists", Kind::Bool), ("type", Kind::Text), ("nullable", Kind::Bool)];
+const COLUMN: &[(&str, Kind)] = &[
+    ("exists", Kind::Bool),
+    ("type", Kind::Text),
+    ("nullable", Kind::Bool),
+];
 const CONSTRAINT: &[(&str, Kind)] = &[("exists", Kind::Bool), ("validated", Kind::Bool)];
 const INDEX: &[(&str, Kind)] = &[("exists", Kind::Bool), ("valid", Kind::Bool)];
 const RLS: &[(&str, Kind)] = &[("exists", Kind::Bool), ("enabled", Kind::Bool)];
@@ -286,7 +295,9 @@ pub fn plan(spec: &Spec, naming: &Naming, catalog: &Catalog) -> Vec<Probe> {
                     Some(f) => format!("{col} IS NULL AND ({})", naming.fragment(&n.table, f)),
                     None => format!("{col} IS NULL"),
                 };
-                let scan = find_or_add(&mut scans, &rel, None, cost_of(&rel_name), |s| s.grouped.is_none());
+                let scan = find_or_add(&mut scans, &rel, None, cost_of(&rel_name), |s| {
+                    s.grouped.is_none()
+                });
                 scan.outputs.push(Output::Columns {
                     check: ci,
                     key: Vec::new(),
@@ -298,10 +309,23 @@ pub fn plan(spec: &Spec, naming: &Naming, catalog: &Catalog) -> Vec<Probe> {
             CheckKind::Orphans(o) => {
                 let child = qualified(catalog, &naming.rel(&o.child));
                 let parent = qualified(catalog, &naming.rel(&o.parent));
-                let cc: Vec<String> = o.child_columns.iter().map(|c| quote(&naming.col(&o.child, c))).collect();
-                let pc: Vec<String> = o.parent_columns.iter().map(|c| quote(&naming.col(&o.parent, c))).collect();
-                let not_null: Vec<String> = cc.iter().map(|c| format!("c.{c} IS NOT NULL")).collect();
-                let join: Vec<String> = cc.iter().zip(&pc).map(|(c, p)| format!("p.{p} = c.{c}")).collect();
+                let cc: Vec<String> = o
+                    .child_columns
+                    .iter()
+                    .map(|c| quote(&naming.col(&o.child, c)))
+                    .collect();
+                let pc: Vec<String> = o
+                    .parent_columns
+                    .iter()
+                    .map(|c| quote(&naming.col(&o.parent, c)))
+                    .collect();
+                let not_null: Vec<String> =
+                    cc.iter().map(|c| format!("c.{c} IS NOT NULL")).collect();
+                let join: Vec<String> = cc
+                    .iter()
+                    .zip(&pc)
+                    .map(|(c, p)| format!("p.{p} = c.{c}"))
+                    .collect();
                 let sql = format!(
                     "SELECT count(*) AS orphans\nFROM {child} AS c\nWHERE {}\n  AND NOT EXISTS (SELECT 1 FROM {parent} AS p WHERE {})",
                     not_null.join(" AND "),
@@ -399,7 +423,10 @@ fn fact_probe(ci: usize, object: &FactObject, naming: &Naming, catalog: &Catalog
     };
     let rel_params = |n: &Name| {
         let n = naming.rel(n);
-        vec![FactParam::Schemas(catalog.search(&n)), FactParam::Text(n.name)]
+        vec![
+            FactParam::Schemas(catalog.search(&n)),
+            FactParam::Text(n.name),
+        ]
     };
     match object {
         FactObject::Table(n) => fact(sql::FACT_TABLE, rel_params(n), EXISTS),

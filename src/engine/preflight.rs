@@ -117,7 +117,9 @@ pub async fn run(
             let row = client
                 .query_one(sql::SEARCH_PATH.sql, &[])
                 .await
-                .map_err(|e| PreflightError::Db(db::failure(&e, Some("reading search_path".into()))))?;
+                .map_err(|e| {
+                    PreflightError::Db(db::failure(&e, Some("reading search_path".into())))
+                })?;
             row.try_get::<_, Vec<String>>(0)
                 .map_err(|e| PreflightError::Db(db::failure(&e, None)))?
         }
@@ -166,7 +168,9 @@ pub async fn run(
     }
     for c in &spec.checks {
         for (table, cols) in columns_used(&c.kind, naming) {
-            let Some(rel) = catalog.resolve(&table) else { continue };
+            let Some(rel) = catalog.resolve(&table) else {
+                continue;
+            };
             for col in cols {
                 if rel.columns.iter().any(|x| x == &col) {
                     continue;
@@ -192,7 +196,8 @@ pub async fn run(
 fn columns_used(kind: &CheckKind, naming: &Naming) -> Vec<(Name, Vec<String>)> {
     match kind {
         CheckKind::Metrics(m) => {
-            let mut cols: Vec<String> = m.group_by.iter().map(|g| naming.col(&m.table, g)).collect();
+            let mut cols: Vec<String> =
+                m.group_by.iter().map(|g| naming.col(&m.table, g)).collect();
             for metric in &m.metrics {
                 if let MetricArg::Column(c) = &metric.arg {
                     cols.push(naming.col(&m.table, c));
@@ -200,15 +205,23 @@ fn columns_used(kind: &CheckKind, naming: &Naming) -> Vec<(Name, Vec<String>)> {
             }
             vec![(naming.rel(&m.table), cols)]
         }
-        CheckKind::NullCount(n) => vec![(naming.rel(&n.table), vec![naming.col(&n.table, &n.column)])],
+        CheckKind::NullCount(n) => {
+            vec![(naming.rel(&n.table), vec![naming.col(&n.table, &n.column)])]
+        }
         CheckKind::Orphans(o) => vec![
             (
                 naming.rel(&o.child),
-                o.child_columns.iter().map(|c| naming.col(&o.child, c)).collect(),
+                o.child_columns
+                    .iter()
+                    .map(|c| naming.col(&o.child, c))
+                    .collect(),
             ),
             (
                 naming.rel(&o.parent),
-                o.parent_columns.iter().map(|c| naming.col(&o.parent, c)).collect(),
+                o.parent_columns
+                    .iter()
+                    .map(|c| naming.col(&o.parent, c))
+                    .collect(),
             ),
         ],
         CheckKind::Custom(_) | CheckKind::Schema(_) => Vec::new(),
@@ -246,7 +259,10 @@ fn rename_hint(
         ),
         many => format!(
             "\n    hint: columns new since the baseline: {}; if `{col}` was renamed to one of them, add it to [rename]",
-            many.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ")
+            many.iter()
+                .map(|c| format!("`{c}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     }
 }

@@ -41,14 +41,26 @@ pub fn render(r: &Report) -> String {
             Status::Fail => out.push_str(&format!(
                 "      <failure message=\"{}\">{}</failure>\n",
                 xml(&c.summary),
-                xml(&format!("tolerance: {}\nexpect: {}\nSQL:\n{}", c.tolerance, c.expect, c.after_sql.join("\n")))
+                xml(&format!(
+                    "tolerance: {}\nexpect: {}\nSQL:\n{}",
+                    c.tolerance,
+                    c.expect,
+                    c.after_sql.join("\n")
+                ))
             )),
             Status::Error => out.push_str(&format!(
                 "      <error message=\"{}\">{}</error>\n",
                 xml(&c.summary),
-                xml(&c.error.as_ref().map(ToString::to_string).unwrap_or_default())
+                xml(&c
+                    .error
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default())
             )),
-            Status::Warn => out.push_str(&format!("      <system-out>{}</system-out>\n", xml(&c.summary))),
+            Status::Warn => out.push_str(&format!(
+                "      <system-out>{}</system-out>\n",
+                xml(&c.summary)
+            )),
             Status::Pass => {}
         }
         out.push_str("    </testcase>\n");

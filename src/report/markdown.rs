@@ -18,7 +18,11 @@ pub fn render(r: &Report) -> String {
     out.push_str(&format!("- spec: `{}`\n", r.spec_path));
     out.push_str(&format!(
         "- baseline: `{}` database `{}`, {} (snapshot `{}`, LSN `{}`)\n",
-        r.baseline.target, r.baseline.database, r.baseline.captured_at, r.baseline.snapshot_id, r.baseline.lsn
+        r.baseline.target,
+        r.baseline.database,
+        r.baseline.captured_at,
+        r.baseline.snapshot_id,
+        r.baseline.lsn
     ));
     out.push_str(&format!(
         "- after: `{}` database `{}`, {} (snapshot `{}`, LSN `{}`)\n",
@@ -41,11 +45,20 @@ pub fn render(r: &Report) -> String {
         ));
     }
     for c in r.checks.iter().filter(|c| c.status != Status::Pass) {
-        out.push_str(&format!("\n### {} — {}\n\n{}\n", c.status, esc(&c.name), esc(&c.summary)));
+        out.push_str(&format!(
+            "\n### {} — {}\n\n{}\n",
+            c.status,
+            esc(&c.name),
+            esc(&c.summary)
+        ));
         if let Some(e) = &c.error {
             out.push_str(&format!("\n```\n{e}\n```\n"));
         }
-        let rows: Vec<_> = c.values.iter().filter(|v| !v.ok || v.scope == "total").collect();
+        let rows: Vec<_> = c
+            .values
+            .iter()
+            .filter(|v| !v.ok || v.scope == "total")
+            .collect();
         if !rows.is_empty() {
             out.push_str("\n| value | scope | baseline | after | difference | rule | ok |\n|---|---|---|---|---|---|---|\n");
             for v in rows {
@@ -76,7 +89,10 @@ pub fn render(r: &Report) -> String {
             }
         }
         if !c.after_sql.is_empty() {
-            out.push_str(&format!("\n<details><summary>SQL</summary>\n\n```sql\n{}\n```\n</details>\n", c.after_sql.join(";\n\n")));
+            out.push_str(&format!(
+                "\n<details><summary>SQL</summary>\n\n```sql\n{}\n```\n</details>\n",
+                c.after_sql.join(";\n\n")
+            ));
         }
     }
     out

@@ -73,7 +73,11 @@ pub fn render(r: &Report, color: bool) -> String {
     out.push_str(&format!("migval {} — spec {}\n", r.command, r.spec_path));
     out.push_str(&format!(
         "  baseline: {} db {} at {} (snapshot {}, lsn {})\n",
-        r.baseline.target, r.baseline.database, r.baseline.captured_at, r.baseline.snapshot_id, r.baseline.lsn
+        r.baseline.target,
+        r.baseline.database,
+        r.baseline.captured_at,
+        r.baseline.snapshot_id,
+        r.baseline.lsn
     ));
     out.push_str(&format!(
         "  after:    {} db {} at {} (snapshot {}, lsn {})\n",
@@ -88,7 +92,15 @@ pub fn render(r: &Report, color: bool) -> String {
     out.push('\n');
 
     let mut b = Builder::default();
-    b.push_record(["status", "check", "baseline", "after", "difference", "tolerance", "result"]);
+    b.push_record([
+        "status",
+        "check",
+        "baseline",
+        "after",
+        "difference",
+        "tolerance",
+        "result",
+    ]);
     for c in &r.checks {
         let (base, after, diff) = overview(c);
         b.push_record([
@@ -107,7 +119,12 @@ pub fn render(r: &Report, color: bool) -> String {
     out.push('\n');
 
     for c in r.checks.iter().filter(|c| c.status != Status::Pass) {
-        out.push_str(&format!("\n{} {} ({})\n", paint(&c.status.to_string(), c.status, color), c.name, c.kind));
+        out.push_str(&format!(
+            "\n{} {} ({})\n",
+            paint(&c.status.to_string(), c.status, color),
+            c.name,
+            c.kind
+        ));
         out.push_str(&format!("  {}\n", c.summary));
         if let Some(e) = &c.error {
             for line in e.to_string().lines() {
@@ -117,10 +134,23 @@ pub fn render(r: &Report, color: bool) -> String {
                 out.push_str(&format!("  CONTEXT:  {ctx}\n"));
             }
         }
-        let details: Vec<_> = c.values.iter().filter(|v| !v.ok || v.scope == "total").collect();
+        let details: Vec<_> = c
+            .values
+            .iter()
+            .filter(|v| !v.ok || v.scope == "total")
+            .collect();
         if !details.is_empty() {
             let mut b = Builder::default();
-            b.push_record(["value", "scope", "baseline", "after", "difference", "rule", "ok", "note"]);
+            b.push_record([
+                "value",
+                "scope",
+                "baseline",
+                "after",
+                "difference",
+                "rule",
+                "ok",
+                "note",
+            ]);
             for v in details {
                 b.push_record([
                     cell(&v.metric, 40),
@@ -140,9 +170,20 @@ pub fn render(r: &Report, color: bool) -> String {
             }
         }
         if !c.worst.is_empty() {
-            out.push_str(&format!("  worst {} groups by absolute difference:\n", c.worst.len()));
+            out.push_str(&format!(
+                "  worst {} groups by absolute difference:\n",
+                c.worst.len()
+            ));
             let mut b = Builder::default();
-            b.push_record(["group", "value", "baseline", "after", "difference", "change", "ok"]);
+            b.push_record([
+                "group",
+                "value",
+                "baseline",
+                "after",
+                "difference",
+                "change",
+                "ok",
+            ]);
             for w in &c.worst {
                 b.push_record([
                     cell(&w.key.join(", "), 40),
@@ -162,7 +203,11 @@ pub fn render(r: &Report, color: bool) -> String {
         }
     }
     out.push('\n');
-    let status = if r.verdict.passed() { Status::Pass } else { Status::Fail };
+    let status = if r.verdict.passed() {
+        Status::Pass
+    } else {
+        Status::Fail
+    };
     out.push_str(&paint(&verdict_line(r), status, color));
     out.push('\n');
     out

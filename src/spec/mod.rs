@@ -31,7 +31,11 @@ pub struct SpecErrors(pub Vec<SpecError>);
 impl fmt::Display for SpecErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.0.len();
-        write!(f, "the spec has {n} error{}:", if n == 1 { "" } else { "s" })?;
+        write!(
+            f,
+            "the spec has {n} error{}:",
+            if n == 1 { "" } else { "s" }
+        )?;
         for e in &self.0 {
             write!(f, "\n  {e}")?;
         }
@@ -103,7 +107,10 @@ impl Renames {
     pub fn pairs(&self) -> Vec<(String, String)> {
         let mut out: Vec<(String, String)> = self.tables.clone();
         for (t, o, n) in &self.columns {
-            out.push((format!("{t}.{o}"), format!("{}.{n}", self.table(t).unwrap_or(t))));
+            out.push((
+                format!("{t}.{o}"),
+                format!("{}.{n}", self.table(t).unwrap_or(t)),
+            ));
         }
         out
     }
@@ -346,10 +353,7 @@ impl Spec {
     /// Validate spec text; `file` is only used in messages.
     pub fn parse(file: &str, text: &str) -> Result<Spec, SpecErrors> {
         let raw: RawSpec = toml::from_str(text).map_err(|e| {
-            let line = e
-                .span()
-                .map(|s| line_of(text, s.start))
-                .unwrap_or_default();
+            let line = e.span().map(|s| line_of(text, s.start)).unwrap_or_default();
             SpecErrors(vec![SpecError {
                 file: file.to_string(),
                 line,
@@ -371,12 +375,22 @@ impl Spec {
             let name = match rc.name.as_deref().map(str::trim) {
                 Some(n) if !n.is_empty() => n.to_string(),
                 _ => {
-                    v.err(line, "", "name", "every check needs a `name` a DBA can read in the report");
+                    v.err(
+                        line,
+                        "",
+                        "name",
+                        "every check needs a `name` a DBA can read in the report",
+                    );
                     format!("check #{}", i + 1)
                 }
             };
             if !names.insert(name.clone()) {
-                v.err(line, &name, "name", "two checks have this name; names must be unique");
+                v.err(
+                    line,
+                    &name,
+                    "name",
+                    "two checks have this name; names must be unique",
+                );
             }
             if let Some(kind) = v.check(line, &name, rc) {
                 let fingerprint = sha256_hex(format!("{name}\u{0}{kind:?}").as_bytes());
@@ -433,7 +447,11 @@ pub fn parse_duration_ms(s: &str) -> Result<u64, String> {
         "s" => 1000,
         "min" | "m" => 60_000,
         "h" => 3_600_000,
-        other => return Err(format!("unknown duration unit `{other}` in `{s}` (use ms, s, min, h)")),
+        other => {
+            return Err(format!(
+                "unknown duration unit `{other}` in `{s}` (use ms, s, min, h)"
+            ));
+        }
     };
     n.checked_mul(factor)
         .ok_or_else(|| format!("duration `{s}` is too large"))
@@ -471,7 +489,11 @@ impl Validator<'_> {
                 }
             }
         };
-        dur(&raw.statement_timeout, "statement_timeout", &mut s.statement_timeout_ms);
+        dur(
+            &raw.statement_timeout,
+            "statement_timeout",
+            &mut s.statement_timeout_ms,
+        );
         dur(&raw.lock_timeout, "lock_timeout", &mut s.lock_timeout_ms);
         if let Some(p) = raw.parallel {
             match usize::try_from(p) {
@@ -487,7 +509,12 @@ impl Validator<'_> {
             for sc in schemas {
                 match ident::parse_name(&sc) {
                     Ok(parts) if parts.len() == 1 => out.push(parts[0].clone()),
-                    _ => self.err(1, "", "settings.schemas", format!("`{sc}` is not a schema name")),
+                    _ => self.err(
+                        1,
+                        "",
+                        "settings.schemas",
+                        format!("`{sc}` is not a schema name"),
+                    ),
                 }
             }
             s.schemas = Some(out);
@@ -495,11 +522,20 @@ impl Validator<'_> {
         s
     }
 
-    fn renames(&mut self, raw: &std::collections::BTreeMap<String, String>, line: usize) -> Renames {
+    fn renames(
+        &mut self,
+        raw: &std::collections::BTreeMap<String, String>,
+        line: usize,
+    ) -> Renames {
         let mut r = Renames::default();
         for (old, new) in raw {
             let (Ok(o), Ok(n)) = (ident::parse_name(old), ident::parse_name(new)) else {
-                self.err(line, "", "rename", format!("`{old}` = `{new}` is not a pair of names"));
+                self.err(
+                    line,
+                    "",
+                    "rename",
+                    format!("`{old}` = `{new}` is not a pair of names"),
+                );
                 continue;
             };
             match (o.len(), n.len()) {
@@ -537,12 +573,19 @@ impl Validator<'_> {
         let parsed = match n {
             RawNumber::Text(s) => Decimal::from_str_exact(s.trim()).map_err(|e| e.to_string()),
             RawNumber::Int(i) => Ok(Decimal::from(*i)),
-            RawNumber::Float(f) => Decimal::from_str_exact(&f.to_string()).map_err(|e| e.to_string()),
+            RawNumber::Float(f) => {
+                Decimal::from_str_exact(&f.to_string()).map_err(|e| e.to_string())
+            }
         };
         match parsed {
             Ok(d) => Some(d),
             Err(e) => {
-                self.err(line, check, key, format!("not an exact number ({e}); write it as a string, e.g. \"0.01\""));
+                self.err(
+                    line,
+                    check,
+                    key,
+                    format!("not an exact number ({e}); write it as a string, e.g. \"0.01\""),
+                );
                 None
             }
         }
@@ -568,9 +611,12 @@ impl Validator<'_> {
             ),
             Some(RawTolerance::Table(t)) => {
                 match (&t.abs, &t.rel) {
-                    (Some(_), Some(_)) => {
-                        self.err(line, check, "tolerance", "give either `abs` or `rel`, not both")
-                    }
+                    (Some(_), Some(_)) => self.err(
+                        line,
+                        check,
+                        "tolerance",
+                        "give either `abs` or `rel`, not both",
+                    ),
                     (Some(a), None) => {
                         if let Some(d) = self.number(line, check, "tolerance.abs", a) {
                             if d.is_sign_negative() {
@@ -582,7 +628,9 @@ impl Validator<'_> {
                     (None, Some(r)) => {
                         let pct = matches!(r, RawNumber::Text(s) if s.trim().ends_with('%'));
                         let r = match r {
-                            RawNumber::Text(s) => RawNumber::Text(s.trim().trim_end_matches('%').to_string()),
+                            RawNumber::Text(s) => {
+                                RawNumber::Text(s.trim().trim_end_matches('%').to_string())
+                            }
                             other => other.clone(),
                         };
                         if let Some(d) = self.number(line, check, "tolerance.rel", &r) {
@@ -655,11 +703,23 @@ impl Validator<'_> {
         rule
     }
 
-    fn name(&mut self, line: usize, check: &str, key: &str, text: &str, max_parts: usize) -> Option<Vec<String>> {
+    fn name(
+        &mut self,
+        line: usize,
+        check: &str,
+        key: &str,
+        text: &str,
+        max_parts: usize,
+    ) -> Option<Vec<String>> {
         match ident::parse_name(text) {
             Ok(parts) if parts.len() <= max_parts => Some(parts),
             Ok(_) => {
-                self.err(line, check, key, format!("`{text}` has too many dotted parts"));
+                self.err(
+                    line,
+                    check,
+                    key,
+                    format!("`{text}` has too many dotted parts"),
+                );
                 None
             }
             Err(e) => {
@@ -675,10 +735,21 @@ impl Validator<'_> {
     }
 
     /// "table.column" or "schema.table.column".
-    fn column_ref(&mut self, line: usize, check: &str, key: &str, text: &str) -> Option<(Name, String)> {
+    fn column_ref(
+        &mut self,
+        line: usize,
+        check: &str,
+        key: &str,
+        text: &str,
+    ) -> Option<(Name, String)> {
         let parts = self.name(line, check, key, text, 3)?;
         if parts.len() < 2 {
-            self.err(line, check, key, format!("`{text}`: write it as \"table.column\""));
+            self.err(
+                line,
+                check,
+                key,
+                format!("`{text}`: write it as \"table.column\""),
+            );
             return None;
         }
         let col = parts[parts.len() - 1].clone();
@@ -686,7 +757,13 @@ impl Validator<'_> {
     }
 
     /// "t.col" or "t(a, b)".
-    fn column_list(&mut self, line: usize, check: &str, key: &str, text: &str) -> Option<(Name, Vec<String>)> {
+    fn column_list(
+        &mut self,
+        line: usize,
+        check: &str,
+        key: &str,
+        text: &str,
+    ) -> Option<(Name, Vec<String>)> {
         if let Some(open) = text.find('(') {
             let Some(inner) = text[open + 1..].strip_suffix(')') else {
                 self.err(line, check, key, format!("`{text}`: missing `)`"));
@@ -729,7 +806,12 @@ impl Validator<'_> {
         }
         let not_here = |v: &mut Self, present: bool, key: &str, kind: &str| {
             if present {
-                v.err(line, name, key, format!("`{key}` does not apply to a {kind} check"));
+                v.err(
+                    line,
+                    name,
+                    key,
+                    format!("`{key}` does not apply to a {kind} check"),
+                );
             }
         };
         let mut base = Rule::default();
@@ -738,7 +820,12 @@ impl Validator<'_> {
             Some("group") => base.scope = Scope::Group,
             Some("total") => base.scope = Scope::Total,
             Some("both") => base.scope = Scope::Both,
-            Some(other) => self.err(line, name, "scope", format!("`{other}`: use \"group\", \"total\" or \"both\"")),
+            Some(other) => self.err(
+                line,
+                name,
+                "scope",
+                format!("`{other}`: use \"group\", \"total\" or \"both\""),
+            ),
         }
         let rule = self.rule(line, name, rc.tolerance.as_ref(), rc.expect.as_ref(), base);
 
@@ -752,9 +839,16 @@ impl Validator<'_> {
                     group_by.push(p[0].clone());
                 }
             }
-            let raw_metrics = rc.metrics.unwrap_or_else(|| vec![RawMetric::Plain("count(*)".into())]);
+            let raw_metrics = rc
+                .metrics
+                .unwrap_or_else(|| vec![RawMetric::Plain("count(*)".into())]);
             if raw_metrics.is_empty() {
-                self.err(line, name, "metrics", "list at least one metric, e.g. \"count(*)\"");
+                self.err(
+                    line,
+                    name,
+                    "metrics",
+                    "list at least one metric, e.g. \"count(*)\"",
+                );
             }
             let mut metrics = Vec::new();
             for m in raw_metrics {
@@ -768,7 +862,12 @@ impl Validator<'_> {
                 match parse_metric(&text) {
                     Ok((label, func, arg)) => {
                         if group_by.is_empty() && mrule.scope != Scope::Group {
-                            self.err(line, name, "tolerance.scope", "scope applies to grouped checks only (add group_by)");
+                            self.err(
+                                line,
+                                name,
+                                "tolerance.scope",
+                                "scope applies to grouped checks only (add group_by)",
+                            );
                         }
                         if mrule.scope.total() && !func.totals() {
                             self.err(
@@ -781,7 +880,12 @@ impl Validator<'_> {
                         if metrics.iter().any(|x: &Metric| x.label == label) {
                             self.err(line, name, "metrics", format!("`{label}` is listed twice"));
                         }
-                        metrics.push(Metric { label, func, arg, rule: mrule });
+                        metrics.push(Metric {
+                            label,
+                            func,
+                            arg,
+                            rule: mrule,
+                        });
                     }
                     Err(e) => self.err(line, name, "metrics", e),
                 }
@@ -798,7 +902,12 @@ impl Validator<'_> {
         if let Some(col) = &rc.null_count {
             let (table, column) = self.column_ref(line, name, "null_count", col)?;
             if rule.scope != Scope::Group {
-                self.err(line, name, "tolerance.scope", "scope applies to grouped checks only");
+                self.err(
+                    line,
+                    name,
+                    "tolerance.scope",
+                    "scope applies to grouped checks only",
+                );
             }
             return Some(CheckKind::NullCount(NullCheck {
                 table,
@@ -810,9 +919,15 @@ impl Validator<'_> {
         not_here(self, rc.filter.is_some(), "where", "this kind of");
         if let Some(o) = &rc.orphans {
             let (child, child_columns) = self.column_list(line, name, "orphans.child", &o.child)?;
-            let (parent, parent_columns) = self.column_list(line, name, "orphans.parent", &o.parent)?;
+            let (parent, parent_columns) =
+                self.column_list(line, name, "orphans.parent", &o.parent)?;
             if child_columns.len() != parent_columns.len() {
-                self.err(line, name, "orphans", "child and parent need the same number of columns");
+                self.err(
+                    line,
+                    name,
+                    "orphans",
+                    "child and parent need the same number of columns",
+                );
             }
             return Some(CheckKind::Orphans(OrphanCheck {
                 child,
@@ -836,11 +951,19 @@ impl Validator<'_> {
                 self.err(line, name, "sql", "the query is empty");
             }
             if sql.trim().trim_end_matches(';').contains(';') {
-                self.err(line, name, "sql", "one read-only query only (found `;` inside)");
+                self.err(
+                    line,
+                    name,
+                    "sql",
+                    "one read-only query only (found `;` inside)",
+                );
             }
             return Some(CheckKind::Custom(CustomCheck {
                 sql: sql.trim().trim_end_matches(';').to_string(),
-                sql_after: rc.sql_after.as_ref().map(|s| s.trim().trim_end_matches(';').to_string()),
+                sql_after: rc
+                    .sql_after
+                    .as_ref()
+                    .map(|s| s.trim().trim_end_matches(';').to_string()),
                 key,
                 rule,
             }));
@@ -858,7 +981,13 @@ impl Validator<'_> {
         self.schema_fact(line, name, fact, may_change)
     }
 
-    fn schema_fact(&mut self, line: usize, name: &str, f: RawSchemaFact, may_change: bool) -> Option<CheckKind> {
+    fn schema_fact(
+        &mut self,
+        line: usize,
+        name: &str,
+        f: RawSchemaFact,
+        may_change: bool,
+    ) -> Option<CheckKind> {
         let objects = [
             f.table.is_some(),
             f.view.is_some(),
@@ -922,7 +1051,12 @@ impl Validator<'_> {
                 views.push(self.relation(line, name, "schema.views_queryable", &v)?);
             }
             if views.is_empty() {
-                self.err(line, name, "schema.views_queryable", "list at least one view");
+                self.err(
+                    line,
+                    name,
+                    "schema.views_queryable",
+                    "list at least one view",
+                );
             }
             FactObject::ViewsQueryable(views)
         };
@@ -936,7 +1070,12 @@ impl Validator<'_> {
         ];
         for (key, present) in given {
             if present && !allowed.contains(&key) {
-                self.err(line, name, &format!("schema.{key}"), "does not apply to this kind of object");
+                self.err(
+                    line,
+                    name,
+                    &format!("schema.{key}"),
+                    "does not apply to this kind of object",
+                );
             }
         }
         Some(CheckKind::Schema(SchemaCheck {
@@ -950,9 +1089,9 @@ impl Validator<'_> {
 /// Parse `count(*)`, `sum(col)`, `count(distinct col)`, `avg(expr)` into (label, func, arg).
 pub fn parse_metric(text: &str) -> Result<(String, Func, MetricArg), String> {
     let t = text.trim();
-    let open = t
-        .find('(')
-        .ok_or_else(|| format!("`{t}` is not an aggregate; write e.g. \"sum(amount)\" or \"count(*)\""))?;
+    let open = t.find('(').ok_or_else(|| {
+        format!("`{t}` is not an aggregate; write e.g. \"sum(amount)\" or \"count(*)\"")
+    })?;
     let inner = t[open + 1..]
         .strip_suffix(')')
         .ok_or_else(|| format!("`{t}`: missing closing `)`"))?
@@ -1038,10 +1177,18 @@ tolerance = { abs = "0.01", scope = "group" }
 "#,
         )
         .unwrap();
-        assert_eq!(spec.renames.column("client_products", "fixed_cost"), Some("fixed_fee_facilitated"));
-        let CheckKind::Metrics(m) = &spec.checks[0].kind else { panic!() };
+        assert_eq!(
+            spec.renames.column("client_products", "fixed_cost"),
+            Some("fixed_fee_facilitated")
+        );
+        let CheckKind::Metrics(m) = &spec.checks[0].kind else {
+            panic!()
+        };
         assert_eq!(m.metrics[1].label, "sum(fixed_cost)");
-        assert_eq!(m.metrics[1].rule.tolerance, Tolerance::Abs("0.01".parse().unwrap()));
+        assert_eq!(
+            m.metrics[1].rule.tolerance,
+            Tolerance::Abs("0.01".parse().unwrap())
+        );
         assert_eq!(m.metrics[2].rule.expect, Expect::MayChange);
         assert_eq!(spec.checks[0].line, 5);
     }
@@ -1062,21 +1209,35 @@ metrics = ["median(x)"]
         )
         .unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("checks.toml:6: check `bad metric`, key `metrics`: unknown aggregate `median`"), "{text}");
+        assert!(
+            text.contains(
+                "checks.toml:6: check `bad metric`, key `metrics`: unknown aggregate `median`"
+            ),
+            "{text}"
+        );
     }
 
     #[test]
     fn unknown_key_is_rejected_with_its_line() {
-        let err = parse("[[check]]\nname = \"x\"\ntable = \"t\"\ntolerence = \"exact\"\n").unwrap_err();
+        let err =
+            parse("[[check]]\nname = \"x\"\ntable = \"t\"\ntolerence = \"exact\"\n").unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("checks.toml:4") && text.contains("tolerence"), "{text}");
+        assert!(
+            text.contains("checks.toml:4") && text.contains("tolerence"),
+            "{text}"
+        );
     }
 
     #[test]
     fn relative_tolerance_in_percent() {
         let spec = parse("[[check]]\nname = \"x\"\ntable = \"t\"\nmetrics=[\"sum(a)\"]\ntolerance = { rel = \"0.1%\" }\n").unwrap();
-        let CheckKind::Metrics(m) = &spec.checks[0].kind else { panic!() };
-        assert_eq!(m.metrics[0].rule.tolerance, Tolerance::Rel("0.001".parse().unwrap()));
+        let CheckKind::Metrics(m) = &spec.checks[0].kind else {
+            panic!()
+        };
+        assert_eq!(
+            m.metrics[0].rule.tolerance,
+            Tolerance::Rel("0.001".parse().unwrap())
+        );
     }
 
     #[test]

@@ -88,7 +88,9 @@ pub fn parse_name(text: &str) -> Result<Vec<String>, String> {
                 }
             }
             if part.is_empty() || part.starts_with(|c: char| c.is_ascii_digit() || c == '$') {
-                return Err("not a valid name (quote it with double quotes if it is unusual)".into());
+                return Err(
+                    "not a valid name (quote it with double quotes if it is unusual)".into(),
+                );
             }
         }
         parts.push(part);
@@ -123,7 +125,9 @@ pub fn rename_identifiers(sql: &str, pairs: &[(String, String)]) -> String {
         } else if c == b'$' {
             dollar_tag(sql, i).map(|tag| {
                 let body = i + tag.len();
-                sql[body..].find(tag).map_or(b.len(), |p| body + p + tag.len())
+                sql[body..]
+                    .find(tag)
+                    .map_or(b.len(), |p| body + p + tag.len())
             })
         } else {
             None
@@ -145,7 +149,9 @@ pub fn rename_identifiers(sql: &str, pairs: &[(String, String)]) -> String {
         }
         if c.is_ascii_alphabetic() || c == b'_' || c >= 0x80 {
             let start = i;
-            while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'$' || b[i] >= 0x80) {
+            while i < b.len()
+                && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'$' || b[i] >= 0x80)
+            {
                 i += 1;
             }
             let word = &sql[start..i];
@@ -185,7 +191,9 @@ fn dollar_tag(sql: &str, i: usize) -> Option<&str> {
     let rest = &sql[i + 1..];
     let close = rest.find('$')?;
     let tag = &rest[..close];
-    if tag.chars().all(|c| c.is_alphanumeric() || c == '_') && !tag.starts_with(|c: char| c.is_ascii_digit()) {
+    if tag.chars().all(|c| c.is_alphanumeric() || c == '_')
+        && !tag.starts_with(|c: char| c.is_ascii_digit())
+    {
         Some(&sql[i..i + close + 2])
     } else {
         None
@@ -204,7 +212,10 @@ mod tests {
 
     #[test]
     fn names_fold_unless_quoted() {
-        assert_eq!(parse_name("Public.Client_Products").unwrap(), vec!["public", "client_products"]);
+        assert_eq!(
+            parse_name("Public.Client_Products").unwrap(),
+            vec!["public", "client_products"]
+        );
         assert_eq!(parse_name("\"My.Table\".x").unwrap(), vec!["My.Table", "x"]);
         assert!(parse_name("a b").is_err());
         assert!(parse_name("1abc").is_err());
@@ -218,7 +229,10 @@ mod tests {
             rename_identifiers(sql, &pairs),
             "\"fixed_fee\" > 0 AND note <> 'fixed_cost' -- fixed_cost\nAND \"fixed_fee\" IS NOT NULL AND x = $$fixed_cost$$"
         );
-        assert_eq!(rename_identifiers("FIXED_COST+1", &pairs), "\"fixed_fee\"+1");
+        assert_eq!(
+            rename_identifiers("FIXED_COST+1", &pairs),
+            "\"fixed_fee\"+1"
+        );
         assert_eq!(rename_identifiers("my_fixed_cost", &pairs), "my_fixed_cost");
     }
 }

@@ -102,7 +102,11 @@ name = "views queryable"
 schema = { views_queryable = ["open_orders", "region_ratio"] }
 "#;
 
-fn value<'a>(report: &'a serde_json::Value, check_name: &str, metric: &str) -> &'a serde_json::Value {
+fn value<'a>(
+    report: &'a serde_json::Value,
+    check_name: &str,
+    metric: &str,
+) -> &'a serde_json::Value {
     check(report, check_name)["values"]
         .as_array()
         .and_then(|a| a.iter().find(|v| v["metric"] == metric))
@@ -128,7 +132,10 @@ fn every_check_kind_captures_exact_values_and_passes_when_nothing_changed() {
     assert_eq!(value(&report, "order totals", "min(amount)"), "1.25");
     assert_eq!(value(&report, "orders without amount", "null_count"), 20);
     assert_eq!(value(&report, "orders without a customer", "orphans"), 2);
-    assert_eq!(check(&report, "revenue per region")["groups"]["after_groups"], 2);
+    assert_eq!(
+        check(&report, "revenue per region")["groups"]["after_groups"],
+        2
+    );
     assert_eq!(report["verdict"]["passed"], 15);
 }
 
@@ -154,10 +161,18 @@ fn data_changes_fail_the_checks_that_see_them_and_only_those() {
     assert_eq!(status(&report, "orders without amount"), "PASS");
     assert_eq!(status(&report, "status index"), "PASS");
     let totals = &check(&report, "order totals")["values"];
-    let sum = totals.as_array().unwrap().iter().find(|v| v["metric"] == "sum(amount)").unwrap();
+    let sum = totals
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["metric"] == "sum(amount)")
+        .unwrap();
     assert_eq!(sum["difference"], "0.01");
     assert_eq!(sum["ok"], false);
-    assert!(run.stdout.contains("\"after_sql\""), "the JSON report carries the SQL");
+    assert!(
+        run.stdout.contains("\"after_sql\""),
+        "the JSON report carries the SQL"
+    );
 }
 
 #[test]
@@ -179,16 +194,32 @@ fn schema_facts_catch_dropped_index_disabled_rls_lost_policy_and_not_valid_const
         ))
     });
     assert_eq!(run.code, 1, "{run}");
-    for name in ["status index", "orders RLS", "orders policy", "amount check constraint", "order_total function", "views queryable"] {
+    for name in [
+        "status index",
+        "orders RLS",
+        "orders policy",
+        "amount check constraint",
+        "order_total function",
+        "views queryable",
+    ] {
         assert_eq!(status(&report, name), "FAIL", "{name}: {report:#}");
     }
     assert_eq!(status(&report, "order totals"), "PASS");
     assert_eq!(status(&report, "amount column"), "PASS");
     assert_eq!(status(&report, "open_orders view"), "PASS");
-    let views = check(&report, "views queryable")["values"].as_array().unwrap().clone();
-    let ratio = views.iter().find(|v| v["metric"] == "region_ratio queryable").unwrap();
+    let views = check(&report, "views queryable")["values"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let ratio = views
+        .iter()
+        .find(|v| v["metric"] == "region_ratio queryable")
+        .unwrap();
     assert_eq!(ratio["ok"], false);
-    assert!(ratio["note"].as_str().unwrap().contains("division by zero"), "{ratio:#}");
+    assert!(
+        ratio["note"].as_str().unwrap().contains("division by zero"),
+        "{ratio:#}"
+    );
     let idx = &check(&report, "status index")["summary"];
     assert!(idx.as_str().unwrap().contains("exists"), "{idx}");
 }

@@ -32,17 +32,47 @@ table = "orders"
 null_count = "orders.amount"
 "#,
     );
-    let r = migval(&["snapshot", "--spec", p(&spec), "--out", p(&db.path("b.json")), "--db", &db.url]);
+    let r = migval(&[
+        "snapshot",
+        "--spec",
+        p(&spec),
+        "--out",
+        p(&db.path("b.json")),
+        "--db",
+        &db.url,
+    ]);
     assert_eq!(r.code, 2, "{r}");
     let file = p(&spec);
-    assert!(r.stderr.contains(&format!("{file}:5: check `typo in tolerance`, key `tolerance.abs`")), "{r}");
-    assert!(r.stderr.contains(&format!("{file}:11: check `two kinds`")), "{r}");
+    assert!(
+        r.stderr.contains(&format!(
+            "{file}:5: check `typo in tolerance`, key `tolerance.abs`"
+        )),
+        "{r}"
+    );
+    assert!(
+        r.stderr.contains(&format!("{file}:11: check `two kinds`")),
+        "{r}"
+    );
     assert!(r.stderr.contains("the spec has 2 errors"), "{r}");
 
-    let unknown = db.file("unknown.toml", "[[check]]\nname = \"x\"\ntable = \"orders\"\ngroup = [\"status\"]\n");
-    let r = migval(&["snapshot", "--spec", p(&unknown), "--out", p(&db.path("b.json")), "--db", &db.url]);
+    let unknown = db.file(
+        "unknown.toml",
+        "[[check]]\nname = \"x\"\ntable = \"orders\"\ngroup = [\"status\"]\n",
+    );
+    let r = migval(&[
+        "snapshot",
+        "--spec",
+        p(&unknown),
+        "--out",
+        p(&db.path("b.json")),
+        "--db",
+        &db.url,
+    ]);
     assert_eq!(r.code, 2, "{r}");
-    assert!(r.stderr.contains("unknown.toml:4") && r.stderr.contains("unknown field `group`"), "{r}");
+    assert!(
+        r.stderr.contains("unknown.toml:4") && r.stderr.contains("unknown field `group`"),
+        "{r}"
+    );
 }
 
 #[test]
@@ -54,18 +84,66 @@ fn one_failing_check_is_an_error_with_sqlstate_and_the_others_still_run() {
     let spec = db.file("checks.toml", &spec_text);
     let base = db.path("base.json");
     // 100 orders at baseline: division by zero already then.
-    let r = migval(&["snapshot", "--spec", p(&spec), "--out", p(&base), "--db", &db.url]);
+    let r = migval(&[
+        "snapshot",
+        "--spec",
+        p(&spec),
+        "--out",
+        p(&base),
+        "--db",
+        &db.url,
+    ]);
     assert_eq!(r.code, 2, "{r}");
-    assert!(r.stderr.contains("ERROR check `fragile ratio`: division by zero (SQLSTATE 22012)"), "{r}");
-    assert!(base.exists(), "the baseline of the other checks is still written");
-    let r = migval(&["verify", "--spec", p(&spec), "--baseline", p(&base), "--db", &db.url, "--format", "json"]);
+    assert!(
+        r.stderr
+            .contains("ERROR check `fragile ratio`: division by zero (SQLSTATE 22012)"),
+        "{r}"
+    );
+    assert!(
+        base.exists(),
+        "the baseline of the other checks is still written"
+    );
+    let r = migval(&[
+        "verify",
+        "--spec",
+        p(&spec),
+        "--baseline",
+        p(&base),
+        "--db",
+        &db.url,
+        "--format",
+        "json",
+    ]);
     assert_eq!(r.code, 2, "{r}");
     let report: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(status(&report, "fragile ratio"), "ERROR");
-    assert_eq!(report["checks"].as_array().unwrap().iter().find(|c| c["name"] == "fragile ratio").unwrap()["error"]["sqlstate"], "22012");
-    assert_eq!(report["verdict"]["passed"], 15, "every other check ran and passed");
-    let text = migval(&["verify", "--spec", p(&spec), "--baseline", p(&base), "--db", &db.url]);
-    assert!(text.stdout.contains("VALIDATION FAILED: 1 of 16 checks (1 could not be evaluated)"), "{text}");
+    assert_eq!(
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "fragile ratio")
+            .unwrap()["error"]["sqlstate"],
+        "22012"
+    );
+    assert_eq!(
+        report["verdict"]["passed"], 15,
+        "every other check ran and passed"
+    );
+    let text = migval(&[
+        "verify",
+        "--spec",
+        p(&spec),
+        "--baseline",
+        p(&base),
+        "--db",
+        &db.url,
+    ]);
+    assert!(
+        text.stdout
+            .contains("VALIDATION FAILED: 1 of 16 checks (1 could not be evaluated)"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -73,17 +151,41 @@ fn a_corrupted_or_truncated_baseline_is_refused() {
     let db = shop("cli_corrupt");
     let spec = db.file("checks.toml", SHOP_CHECKS);
     let base = db.path("base.json");
-    let r = migval(&["snapshot", "--spec", p(&spec), "--out", p(&base), "--db", &db.url]);
+    let r = migval(&[
+        "snapshot",
+        "--spec",
+        p(&spec),
+        "--out",
+        p(&base),
+        "--db",
+        &db.url,
+    ]);
     assert_eq!(r.code, 0, "{r}");
     let text = std::fs::read_to_string(&base).unwrap();
     let tampered = text.replacen("\"5000.00\"", "\"5000.01\"", 1);
     assert_ne!(text, tampered, "the baseline holds the exact sum");
     std::fs::write(&base, tampered).unwrap();
-    let r = migval(&["verify", "--spec", p(&spec), "--baseline", p(&base), "--db", &db.url]);
+    let r = migval(&[
+        "verify",
+        "--spec",
+        p(&spec),
+        "--baseline",
+        p(&base),
+        "--db",
+        &db.url,
+    ]);
     assert_eq!(r.code, 2, "{r}");
     assert!(r.stderr.contains("checksum mismatch"), "{r}");
     std::fs::write(&base, &text[..text.len() / 2]).unwrap();
-    let r = migval(&["verify", "--spec", p(&spec), "--baseline", p(&base), "--db", &db.url]);
+    let r = migval(&[
+        "verify",
+        "--spec",
+        p(&spec),
+        "--baseline",
+        p(&base),
+        "--db",
+        &db.url,
+    ]);
     assert_eq!(r.code, 2, "{r}");
     assert!(r.stderr.contains("checksum mismatch"), "{r}");
 }
@@ -96,21 +198,57 @@ fn a_password_in_the_url_is_never_printed_or_stored() {
         "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'auditor') THEN CREATE ROLE auditor LOGIN SUPERUSER; END IF; END $$;
          ALTER ROLE auditor PASSWORD '{secret}';"
     )));
-    let url = db.url.replacen("postgres://postgres@", &format!("postgres://auditor:{secret}@"), 1);
+    let url = db.url.replacen(
+        "postgres://postgres@",
+        &format!("postgres://auditor:{secret}@"),
+        1,
+    );
     let spec = db.file("checks.toml", SHOP_CHECKS);
     let base = db.path("base.json");
     let mut outputs = Vec::new();
-    outputs.push(migval(&["snapshot", "--spec", p(&spec), "--out", p(&base), "--db", &url]));
+    outputs.push(migval(&[
+        "snapshot",
+        "--spec",
+        p(&spec),
+        "--out",
+        p(&base),
+        "--db",
+        &url,
+    ]));
     assert_eq!(outputs[0].code, 0, "{}", outputs[0]);
     for format in ["text", "json", "markdown", "junit"] {
-        outputs.push(migval(&["verify", "--spec", p(&spec), "--baseline", p(&base), "--db", &url, "--format", format]));
+        outputs.push(migval(&[
+            "verify",
+            "--spec",
+            p(&spec),
+            "--baseline",
+            p(&base),
+            "--db",
+            &url,
+            "--format",
+            format,
+        ]));
     }
     // Through DATABASE_URL, and a connection error that must still mask it.
-    outputs.push(migval_env(&["verify", "--spec", p(&spec), "--baseline", p(&base)], &[("DATABASE_URL", &url)]));
+    outputs.push(migval_env(
+        &["verify", "--spec", p(&spec), "--baseline", p(&base)],
+        &[("DATABASE_URL", &url)],
+    ));
     let bad = url.replacen(&format!("/{}", db.name), "/no_such_database", 1);
-    let r = migval(&["verify", "--spec", p(&spec), "--baseline", p(&base), "--db", &bad]);
+    let r = migval(&[
+        "verify",
+        "--spec",
+        p(&spec),
+        "--baseline",
+        p(&base),
+        "--db",
+        &bad,
+    ]);
     assert_eq!(r.code, 2, "{r}");
-    assert!(r.stderr.contains("auditor:***@"), "the target is shown masked: {r}");
+    assert!(
+        r.stderr.contains("auditor:***@"),
+        "the target is shown masked: {r}"
+    );
     outputs.push(r);
     outputs.push(migval_env(&["--help"], &[("DATABASE_URL", &url)]));
     outputs.push(migval_env(&["verify", "--help"], &[("DATABASE_URL", &url)]));
@@ -119,7 +257,10 @@ fn a_password_in_the_url_is_never_printed_or_stored() {
     }
     let stored = std::fs::read_to_string(&base).unwrap();
     assert!(!stored.contains(secret), "password stored in the baseline");
-    assert!(stored.contains("auditor:***@"), "the baseline records the masked target");
+    assert!(
+        stored.contains("auditor:***@"),
+        "the baseline records the masked target"
+    );
 }
 
 #[test]
@@ -127,13 +268,45 @@ fn a_spec_changed_since_the_baseline_names_the_changed_checks() {
     let db = shop("cli_spec_drift");
     let spec = db.file("checks.toml", SHOP_CHECKS);
     let base = db.path("base.json");
-    assert_eq!(migval(&["snapshot", "--spec", p(&spec), "--out", p(&base), "--db", &db.url]).code, 0);
-    let changed = SHOP_CHECKS.replace("metrics = [\"count(*)\", \"sum(amount)\"]", "metrics = [\"count(*)\", \"max(amount)\"]");
+    assert_eq!(
+        migval(&[
+            "snapshot",
+            "--spec",
+            p(&spec),
+            "--out",
+            p(&base),
+            "--db",
+            &db.url
+        ])
+        .code,
+        0
+    );
+    let changed = SHOP_CHECKS.replace(
+        "metrics = [\"count(*)\", \"sum(amount)\"]",
+        "metrics = [\"count(*)\", \"max(amount)\"]",
+    );
     std::fs::write(&spec, changed).unwrap();
-    let r = migval(&["verify", "--spec", p(&spec), "--baseline", p(&base), "--db", &db.url]);
+    let r = migval(&[
+        "verify",
+        "--spec",
+        p(&spec),
+        "--baseline",
+        p(&base),
+        "--db",
+        &db.url,
+    ]);
     assert_eq!(r.code, 2, "{r}");
-    assert!(r.stdout.contains("check `revenue per status`: its definition changed since the baseline was taken"), "{r}");
-    assert!(r.stdout.contains("the spec changed since the baseline was taken"), "{r}");
+    assert!(
+        r.stdout.contains(
+            "check `revenue per status`: its definition changed since the baseline was taken"
+        ),
+        "{r}"
+    );
+    assert!(
+        r.stdout
+            .contains("the spec changed since the baseline was taken"),
+        "{r}"
+    );
 }
 
 #[test]
@@ -142,29 +315,71 @@ fn report_formats_and_diff_of_two_saved_snapshots() {
     let spec = db.file("checks.toml", SHOP_CHECKS);
     let base = db.path("base.json");
     let after = db.path("after.json");
-    assert_eq!(migval(&["snapshot", "--spec", p(&spec), "--out", p(&base), "--db", &db.url]).code, 0);
+    assert_eq!(
+        migval(&[
+            "snapshot",
+            "--spec",
+            p(&spec),
+            "--out",
+            p(&base),
+            "--db",
+            &db.url
+        ])
+        .code,
+        0
+    );
     rt().block_on(db.exec("UPDATE orders SET amount = amount * 2 WHERE id = 7"));
     let junit_path = db.path("report.xml");
     let r = migval(&[
-        "verify", "--spec", p(&spec), "--baseline", p(&base), "--db", &db.url, "--save-after", p(&after),
-        "--format", "junit", "--output", p(&junit_path),
+        "verify",
+        "--spec",
+        p(&spec),
+        "--baseline",
+        p(&base),
+        "--db",
+        &db.url,
+        "--save-after",
+        p(&after),
+        "--format",
+        "junit",
+        "--output",
+        p(&junit_path),
     ]);
     assert_eq!(r.code, 1, "{r}");
-    assert!(r.stdout.contains("VALIDATION FAILED: 4 of 15 checks"), "{r}");
+    assert!(
+        r.stdout.contains("VALIDATION FAILED: 4 of 15 checks"),
+        "{r}"
+    );
     let junit = std::fs::read_to_string(&junit_path).unwrap();
-    assert!(junit.contains("<testsuites name=\"migval\" tests=\"15\" failures=\"4\" errors=\"0\">"), "{junit}");
+    assert!(
+        junit.contains("<testsuites name=\"migval\" tests=\"15\" failures=\"4\" errors=\"0\">"),
+        "{junit}"
+    );
     assert_eq!(junit.matches("<failure ").count(), 4, "{junit}");
 
     let md = migval(&["diff", p(&base), p(&after), "--format", "markdown"]);
     assert_eq!(md.code, 1, "{md}");
-    assert!(md.stdout.starts_with("## ❌ VALIDATION FAILED: 4 of 15 checks"), "{md}");
+    assert!(
+        md.stdout
+            .starts_with("## ❌ VALIDATION FAILED: 4 of 15 checks"),
+        "{md}"
+    );
     assert!(md.stdout.contains("| **FAIL** | order totals |"), "{md}");
     assert!(md.stdout.contains("```sql"), "{md}");
 
     let text = migval(&["diff", p(&base), p(&after)]);
     assert_eq!(text.code, 1, "{text}");
-    assert!(text.stdout.contains("worst 1 groups by absolute difference"), "{text}");
-    assert!(text.stdout.trim_end().ends_with("VALIDATION FAILED: 4 of 15 checks"), "{text}");
+    assert!(
+        text.stdout
+            .contains("worst 1 groups by absolute difference"),
+        "{text}"
+    );
+    assert!(
+        text.stdout
+            .trim_end()
+            .ends_with("VALIDATION FAILED: 4 of 15 checks"),
+        "{text}"
+    );
 
     // A snapshot is not a spec, and diff without changes passes.
     let same = migval(&["diff", p(&base), p(&base), "--format", "json"]);

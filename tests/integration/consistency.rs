@@ -71,8 +71,13 @@ metrics = ["sum(balance)"]
         };
         let mut sums_seen = Vec::new();
         for _ in 0..15 {
-            let snap = engine::snapshot(&db.info(), &spec, Limits::from_spec(&spec)).await.expect("snapshot");
-            assert!(snap.origin.connections >= 2, "the checks ran on several connections");
+            let snap = engine::snapshot(&db.info(), &spec, Limits::from_spec(&spec))
+                .await
+                .expect("snapshot");
+            assert!(
+                snap.origin.connections >= 2,
+                "the checks ran on several connections"
+            );
             let total = |name: &str| match &snap.check(name).unwrap().outcome {
                 Outcome::Captured(t) => t.row(0)[0].as_decimal().unwrap(),
                 Outcome::Failed(f) => panic!("{f}"),
@@ -84,16 +89,24 @@ metrics = ["sum(balance)"]
                 "sum(checking) + sum(savings) must be constant in one snapshot"
             );
             let per_id = |name: &str| match &snap.check(name).unwrap().outcome {
-                Outcome::Captured(t) => (0..t.len()).map(|i| t.row(i)[1].as_decimal().unwrap()).sum::<rust_decimal::Decimal>(),
+                Outcome::Captured(t) => (0..t.len())
+                    .map(|i| t.row(i)[1].as_decimal().unwrap())
+                    .sum::<rust_decimal::Decimal>(),
                 Outcome::Failed(f) => panic!("{f}"),
             };
-            assert_eq!(per_id("checking per id") + per_id("savings per id"), "4000000.00".parse().unwrap());
+            assert_eq!(
+                per_id("checking per id") + per_id("savings per id"),
+                "4000000.00".parse().unwrap()
+            );
         }
         stop.store(true, Ordering::Relaxed);
         let moves = writer.await.unwrap();
         assert!(moves > 10, "the writer really ran ({moves} transfers)");
         sums_seen.dedup();
-        assert!(sums_seen.len() > 1, "money moved between snapshots: {sums_seen:?}");
+        assert!(
+            sums_seen.len() > 1,
+            "money moved between snapshots: {sums_seen:?}"
+        );
     });
 }
 
@@ -121,9 +134,15 @@ table = "events"
 metrics = ["max(at)", "min(at)"]
 "#;
     let (run, report) = snapshot_then(&db, spec, || {
-        rt().block_on(db.exec(&format!("ALTER DATABASE \"{}\" SET timezone = 'America/New_York'", db.name)))
+        rt().block_on(db.exec(&format!(
+            "ALTER DATABASE \"{}\" SET timezone = 'America/New_York'",
+            db.name
+        )))
     });
-    assert_eq!(run.code, 0, "the same instants in another zone are unchanged{run}");
+    assert_eq!(
+        run.code, 0,
+        "the same instants in another zone are unchanged{run}"
+    );
     assert_eq!(status(&report, "event times"), "PASS");
     let latest = &report["checks"][1]["values"][0];
     assert_eq!(latest["after"], "2025-10-26 00:59:59.123456+00");
@@ -132,8 +151,12 @@ metrics = ["max(at)", "min(at)"]
     // And directly through the engine: the value is text in UTC.
     rt().block_on(async {
         let spec = Spec::parse("t.toml", spec).unwrap();
-        let snap = engine::snapshot(&db.info(), &spec, Limits::from_spec(&spec)).await.unwrap();
-        let Outcome::Captured(t) = &snap.check("event times").unwrap().outcome else { panic!() };
+        let snap = engine::snapshot(&db.info(), &spec, Limits::from_spec(&spec))
+            .await
+            .unwrap();
+        let Outcome::Captured(t) = &snap.check("event times").unwrap().outcome else {
+            panic!()
+        };
         assert_eq!(t.row(0)[1], Value::Text("2025-03-30 01:30:00+00".into()));
     });
 }

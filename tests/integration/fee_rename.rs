@@ -9,7 +9,8 @@ fn fixture(name: &str) -> String {
 }
 
 async fn apply(db: &TestDb, file: &str) {
-    db.exec(&format!("BEGIN;\n{}\nCOMMIT;", fixture(file))).await;
+    db.exec(&format!("BEGIN;\n{}\nCOMMIT;", fixture(file)))
+        .await;
 }
 
 #[test]
@@ -22,27 +23,65 @@ fn good_migration_passes_broken_one_fails_on_the_view_and_rollback_restores_exac
     });
     let spec = format!("{DIR}/checks.toml");
     let base = db.path("base.json");
-    let r = migval(&["snapshot", "--spec", &spec, "--out", p(&base), "--db", &db.url]);
+    let r = migval(&[
+        "snapshot",
+        "--spec",
+        &spec,
+        "--out",
+        p(&base),
+        "--db",
+        &db.url,
+    ]);
     assert_eq!(r.code, 0, "{r}");
 
     rt().block_on(apply(&db, "migration.sql"));
-    let good = migval(&["verify", "--spec", &spec, "--baseline", p(&base), "--db", &db.url]);
+    let good = migval(&[
+        "verify",
+        "--spec",
+        &spec,
+        "--baseline",
+        p(&base),
+        "--db",
+        &db.url,
+    ]);
     assert_eq!(good.code, 0, "{good}");
-    assert!(good.stdout.contains("VALIDATION PASSED (25 checks)"), "{good}");
-    assert!(good.stdout.contains("rename:   client_products.fixed_cost -> client_products.fixed_fee_facilitated"), "{good}");
+    assert!(
+        good.stdout.contains("VALIDATION PASSED (25 checks)"),
+        "{good}"
+    );
+    assert!(
+        good.stdout.contains(
+            "rename:   client_products.fixed_cost -> client_products.fixed_fee_facilitated"
+        ),
+        "{good}"
+    );
 
     rt().block_on(apply(&db, "rollback.sql"));
     let no_rename = fixture("checks.toml")
         .lines()
-        .filter(|l| !l.starts_with("\"client_products.fixed_cost\"") && !l.starts_with("\"products_list_view.fixed_cost\""))
+        .filter(|l| {
+            !l.starts_with("\"client_products.fixed_cost\"")
+                && !l.starts_with("\"products_list_view.fixed_cost\"")
+        })
         .collect::<Vec<_>>()
         .join("\n");
     let rollback_spec = db.file("rollback.toml", &no_rename);
     let after_rollback = db.path("after_rollback.json");
-    let r = migval(&["snapshot", "--spec", p(&rollback_spec), "--out", p(&after_rollback), "--db", &db.url]);
+    let r = migval(&[
+        "snapshot",
+        "--spec",
+        p(&rollback_spec),
+        "--out",
+        p(&after_rollback),
+        "--db",
+        &db.url,
+    ]);
     assert_eq!(r.code, 0, "{r}");
     let exact = migval(&["diff", p(&base), p(&after_rollback), "--format", "json"]);
-    assert_eq!(exact.code, 0, "rollback restores the baseline exactly{exact}");
+    assert_eq!(
+        exact.code, 0,
+        "rollback restores the baseline exactly{exact}"
+    );
     let report: serde_json::Value = serde_json::from_str(&exact.stdout).unwrap();
     for c in report["checks"].as_array().unwrap() {
         assert_eq!(c["status"], "PASS", "{c:#}");
@@ -54,7 +93,17 @@ fn good_migration_passes_broken_one_fails_on_the_view_and_rollback_restores_exac
     }
 
     rt().block_on(apply(&db, "migration_broken.sql"));
-    let broken = migval(&["verify", "--spec", &spec, "--baseline", p(&base), "--db", &db.url, "--format", "json"]);
+    let broken = migval(&[
+        "verify",
+        "--spec",
+        &spec,
+        "--baseline",
+        p(&base),
+        "--db",
+        &db.url,
+        "--format",
+        "json",
+    ]);
     assert_eq!(broken.code, 1, "{broken}");
     let report: serde_json::Value = serde_json::from_str(&broken.stdout).unwrap();
     let failing: Vec<&str> = report["checks"]
@@ -64,9 +113,23 @@ fn good_migration_passes_broken_one_fails_on_the_view_and_rollback_restores_exac
         .filter(|c| c["status"] == "FAIL")
         .map(|c| c["name"].as_str().unwrap())
         .collect();
-    assert_eq!(failing, vec!["company revenue per company (company_revenue_analytics view)"]);
-    assert_eq!(status(&report, "company revenue recomputed from base tables (not via views)"), "PASS");
-    let view = &report["checks"].as_array().unwrap().iter().find(|c| c["status"] == "FAIL").unwrap()["worst"][0];
+    assert_eq!(
+        failing,
+        vec!["company revenue per company (company_revenue_analytics view)"]
+    );
+    assert_eq!(
+        status(
+            &report,
+            "company revenue recomputed from base tables (not via views)"
+        ),
+        "PASS"
+    );
+    let view = &report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["status"] == "FAIL")
+        .unwrap()["worst"][0];
     assert_eq!(view["metric"], "sum(total_fixed_revenue)", "{view:#}");
     assert_eq!(view["ok"], false);
 }
@@ -75,8 +138,24 @@ fn good_migration_passes_broken_one_fails_on_the_view_and_rollback_restores_exac
 fn demo_runs_on_a_throwaway_cluster_and_explains_the_verdicts() {
     let r = migval(&["demo", "--rows", "3000"]);
     assert_eq!(r.code, 0, "{r}");
-    assert!(r.stdout.contains("good migration:    VALIDATION PASSED (25 checks)"), "{r}");
-    assert!(r.stdout.contains("rollback:          VALIDATION PASSED (25 checks)"), "{r}");
-    assert!(r.stdout.contains("broken migration:  VALIDATION FAILED: 1 of 25 checks"), "{r}");
-    assert!(r.stdout.contains("caught by `company revenue per company (company_revenue_analytics view)`"), "{r}");
+    assert!(
+        r.stdout
+            .contains("good migration:    VALIDATION PASSED (25 checks)"),
+        "{r}"
+    );
+    assert!(
+        r.stdout
+            .contains("rollback:          VALIDATION PASSED (25 checks)"),
+        "{r}"
+    );
+    assert!(
+        r.stdout
+            .contains("broken migration:  VALIDATION FAILED: 1 of 25 checks"),
+        "{r}"
+    );
+    assert!(
+        r.stdout
+            .contains("caught by `company revenue per company (company_revenue_analytics view)`"),
+        "{r}"
+    );
 }

@@ -44,13 +44,21 @@ fn column_rename_applies_to_metrics_filters_custom_sql_and_facts() {
         rt().block_on(db.exec("ALTER TABLE fees RENAME COLUMN fixed_cost TO fixed_fee"))
     });
     assert_eq!(run.code, 0, "{run}");
-    for name in ["fixed fees per kind", "no fixed fee", "custom", "the fee column"] {
+    for name in [
+        "fixed fees per kind",
+        "no fixed fee",
+        "custom",
+        "the fee column",
+    ] {
         assert_eq!(status(&report, name), "PASS", "{name}");
     }
     assert_eq!(report["renames"][0][0], "fees.fixed_cost");
     assert_eq!(report["renames"][0][1], "fees.fixed_fee");
     let sql = report["checks"][0]["after_sql"][0].as_str().unwrap();
-    assert!(sql.contains("\"fixed_fee\" > 100") && sql.contains("sum(\"fixed_fee\")"), "{sql}");
+    assert!(
+        sql.contains("\"fixed_fee\" > 100") && sql.contains("sum(\"fixed_fee\")"),
+        "{sql}"
+    );
 }
 
 #[test]
@@ -61,7 +69,9 @@ fn table_rename_is_followed() {
         db
     });
     let spec = "[rename]\n\"fees\" = \"charges\"\n\n[[check]]\nname = \"fee count\"\ntable = \"fees\"\nmetrics = [\"count(*)\", \"sum(fixed_cost)\"]\n";
-    let (run, report) = snapshot_then(&db, spec, || rt().block_on(db.exec("ALTER TABLE fees RENAME TO charges")));
+    let (run, report) = snapshot_then(&db, spec, || {
+        rt().block_on(db.exec("ALTER TABLE fees RENAME TO charges"))
+    });
     assert_eq!(run.code, 0, "{run}");
     assert_eq!(status(&report, "fee count"), "PASS");
 }
@@ -76,17 +86,36 @@ fn a_renamed_column_without_rename_entry_is_reported_before_anything_runs_with_a
     let without_rename = CHECKS.replace("\"fees.fixed_cost\" = \"fees.fixed_fee\"", "");
     let spec = db.file("checks.toml", &without_rename);
     let base = db.path("base.json");
-    let r = migval(&["snapshot", "--spec", p(&spec), "--out", p(&base), "--db", &db.url]);
+    let r = migval(&[
+        "snapshot",
+        "--spec",
+        p(&spec),
+        "--out",
+        p(&base),
+        "--db",
+        &db.url,
+    ]);
     assert_eq!(r.code, 0, "{r}");
     rt().block_on(db.exec("ALTER TABLE fees RENAME COLUMN fixed_cost TO fixed_fee"));
-    let r = migval(&["verify", "--spec", p(&spec), "--baseline", p(&base), "--db", &db.url]);
+    let r = migval(&[
+        "verify",
+        "--spec",
+        p(&spec),
+        "--baseline",
+        p(&base),
+        "--db",
+        &db.url,
+    ]);
     assert_eq!(r.code, 2, "{r}");
     assert!(
-        r.stderr.contains("check `fixed fees per kind`: column `fixed_cost` does not exist in `public.fees`"),
+        r.stderr.contains(
+            "check `fixed fees per kind`: column `fixed_cost` does not exist in `public.fees`"
+        ),
         "{r}"
     );
     assert!(
-        r.stderr.contains("add to [rename]: \"fees.fixed_cost\" = \"fees.fixed_fee\""),
+        r.stderr
+            .contains("add to [rename]: \"fees.fixed_cost\" = \"fees.fixed_fee\""),
         "the hint names the new column: {r}"
     );
     assert!(!r.stdout.contains("PASS"), "nothing ran: {r}");
@@ -95,9 +124,25 @@ fn a_renamed_column_without_rename_entry_is_reported_before_anything_runs_with_a
 #[test]
 fn an_unknown_table_is_named_before_anything_runs() {
     let db = rt().block_on(TestDb::new("rename_unknown_table"));
-    let spec = db.file("checks.toml", "[[check]]\nname = \"ghost rows\"\ntable = \"ghost\"\n");
-    let r = migval(&["snapshot", "--spec", p(&spec), "--out", p(&db.path("b.json")), "--db", &db.url]);
+    let spec = db.file(
+        "checks.toml",
+        "[[check]]\nname = \"ghost rows\"\ntable = \"ghost\"\n",
+    );
+    let r = migval(&[
+        "snapshot",
+        "--spec",
+        p(&spec),
+        "--out",
+        p(&db.path("b.json")),
+        "--db",
+        &db.url,
+    ]);
     assert_eq!(r.code, 2, "{r}");
-    assert!(r.stderr.contains("check `ghost rows`: table or view `ghost` does not exist (searched schemas: public)"), "{r}");
+    assert!(
+        r.stderr.contains(
+            "check `ghost rows`: table or view `ghost` does not exist (searched schemas: public)"
+        ),
+        "{r}"
+    );
     assert!(!db.path("b.json").exists(), "no baseline written");
 }

@@ -76,10 +76,20 @@ tolerance = { rel = "0.1%" }
     assert_eq!(status(&report, "0.1% relative per group"), "PASS");
     let tight = check(&report, "0.001 per group and total");
     assert_eq!(tight["groups"]["failing"], 2);
-    let total = tight["values"].as_array().unwrap().iter().find(|v| v["scope"] == "total").unwrap();
+    let total = tight["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["scope"] == "total")
+        .unwrap();
     assert_eq!(total["ok"], true, "the total is unchanged: {total:#}");
     assert_eq!(total["after"], "1000000000000024.4998");
-    assert!(check(&report, "0.01 per group and total")["tolerance"].as_str().unwrap().contains("per group and total"));
+    assert!(
+        check(&report, "0.01 per group and total")["tolerance"]
+            .as_str()
+            .unwrap()
+            .contains("per group and total")
+    );
 }
 
 #[test]
@@ -94,13 +104,25 @@ metrics = ["sum(amount)", "min(amount)", "max(amount)"]
     let (run, report) = snapshot_then(&db, spec, || {
         rt().block_on(db.exec("UPDATE ledger SET amount = amount + 0.0001 WHERE id = 1"))
     });
-    assert_eq!(run.code, 1, "a change of 0.0001 on 1e15 must not vanish{run}");
-    let values = check(&report, "ledger")["values"].as_array().unwrap().clone();
-    let max = values.iter().find(|v| v["metric"] == "max(amount)").unwrap();
+    assert_eq!(
+        run.code, 1,
+        "a change of 0.0001 on 1e15 must not vanish{run}"
+    );
+    let values = check(&report, "ledger")["values"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let max = values
+        .iter()
+        .find(|v| v["metric"] == "max(amount)")
+        .unwrap();
     assert_eq!(max["baseline"], "999999999999999.9999");
     assert_eq!(max["after"], "1000000000000000.0000");
     assert_eq!(max["difference"], "0.0001");
-    let min = values.iter().find(|v| v["metric"] == "min(amount)").unwrap();
+    let min = values
+        .iter()
+        .find(|v| v["metric"] == "min(amount)")
+        .unwrap();
     assert_eq!(min["after"], "-125.5000");
     assert_eq!(min["ok"], true);
 }
@@ -125,10 +147,23 @@ metrics = ["count(*)", "sum(amount)"]
     let c = check(&report, "per account");
     assert_eq!(c["groups"]["appeared"], 1);
     assert_eq!(c["groups"]["disappeared"], 1);
-    assert_eq!(c["groups"]["changed"], 2, "the NULL group matched itself and did not change: {c:#}");
+    assert_eq!(
+        c["groups"]["changed"], 2,
+        "the NULL group matched itself and did not change: {c:#}"
+    );
     let worst = c["worst"].as_array().unwrap();
-    assert!(worst.iter().any(|w| w["scope"] == "appeared" && w["key"][0] == "c"), "{c:#}");
-    assert!(worst.iter().any(|w| w["scope"] == "disappeared" && w["key"][0] == "b"), "{c:#}");
+    assert!(
+        worst
+            .iter()
+            .any(|w| w["scope"] == "appeared" && w["key"][0] == "c"),
+        "{c:#}"
+    );
+    assert!(
+        worst
+            .iter()
+            .any(|w| w["scope"] == "disappeared" && w["key"][0] == "b"),
+        "{c:#}"
+    );
 }
 
 #[test]
@@ -213,11 +248,24 @@ metrics = ["count(*)"]
 expect = { equals = "11" }
 "#;
     let (run, report) = snapshot_then(&db, spec, || {
-        rt().block_on(db.exec("UPDATE jobs SET status = 'done', cost = cost + 1 WHERE status = 'pending'"))
+        rt().block_on(
+            db.exec("UPDATE jobs SET status = 'done', cost = cost + 1 WHERE status = 'pending'"),
+        )
     });
     assert_eq!(run.code, 1, "{run}");
-    for name in ["pending becomes zero", "pending per worker becomes zero", "done grows by exactly 3", "still 10 jobs", "average cost within range"] {
-        assert_eq!(status(&report, name), "PASS", "{name}: {:#}", check(&report, name));
+    for name in [
+        "pending becomes zero",
+        "pending per worker becomes zero",
+        "done grows by exactly 3",
+        "still 10 jobs",
+        "average cost within range",
+    ] {
+        assert_eq!(
+            status(&report, name),
+            "PASS",
+            "{name}: {:#}",
+            check(&report, name)
+        );
     }
     assert_eq!(status(&report, "costs may change"), "WARN");
     assert_eq!(status(&report, "wrong expectation"), "FAIL");

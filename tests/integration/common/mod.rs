@@ -189,13 +189,30 @@ pub fn p(path: &Path) -> &str {
 pub fn snapshot_then<F: FnOnce()>(db: &TestDb, spec: &str, change: F) -> (Run, serde_json::Value) {
     let spec_path = db.file("checks.toml", spec);
     let base = db.path("base.json");
-    let r = migval(&["snapshot", "--spec", p(&spec_path), "--out", p(&base), "--db", &db.url]);
+    let r = migval(&[
+        "snapshot",
+        "--spec",
+        p(&spec_path),
+        "--out",
+        p(&base),
+        "--db",
+        &db.url,
+    ]);
     assert_eq!(r.code, 0, "snapshot failed{r}");
     change();
     let r = migval(&[
-        "verify", "--spec", p(&spec_path), "--baseline", p(&base), "--db", &db.url, "--format", "json",
+        "verify",
+        "--spec",
+        p(&spec_path),
+        "--baseline",
+        p(&base),
+        "--db",
+        &db.url,
+        "--format",
+        "json",
     ]);
-    let json: serde_json::Value = serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("verify did not print JSON ({e}){r}"));
+    let json: serde_json::Value = serde_json::from_str(&r.stdout)
+        .unwrap_or_else(|e| panic!("verify did not print JSON ({e}){r}"));
     (r, json)
 }
 

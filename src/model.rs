@@ -251,9 +251,22 @@ impl Table {
         if w == 0 || k == 0 || self.len() < 2 {
             return;
         }
-        let mut rows: Vec<Vec<Value>> = self.cells.chunks(w).map(<[Value]>::to_vec).collect();
-        rows.par_sort_unstable_by(|a, b| cmp_keys(&a[..k], &b[..k]));
-        self.cells = rows.into_iter().flatten().collect();
+        let n = self.len();
+        let cells = &self.cells;
+        let key = |i: usize| &cells[i * w..i * w + k];
+        if (1..n).all(|i| cmp_keys(key(i - 1), key(i)) != Ordering::Greater) {
+            return;
+        }
+        // Sort row numbers, then move the cells into that order: no allocation per row.
+        let mut order: Vec<usize> = (0..n).collect();
+        order.par_sort_unstable_by(|&a, &b| cmp_keys(key(a), key(b)));
+        let mut sorted = Vec::with_capacity(self.cells.len());
+        for i in order {
+            for c in &mut self.cells[i * w..(i + 1) * w] {
+                sorted.push(std::mem::replace(c, Value::Null));
+            }
+        }
+        self.cells = sorted;
     }
 
     /// After reading a file: turn the strings of decimal/float columns back into numbers.

@@ -7,15 +7,15 @@ mod common;
 mod catalogue;
 /// Each check kind captures the right numbers and catches what it should.
 mod check_kinds;
-/// Tolerance (per group, total, both), every intent, group keys, exact numerics.
-mod rules;
-/// [rename] applied to the post-state; missing objects reported before anything runs.
-mod renames;
-/// One snapshot shared by parallel connections; time zones normalised to UTC.
-mod consistency;
 /// The command line: exit codes, spec errors, corrupted baselines, passwords, formats, diff.
 mod cli;
+/// One snapshot shared by parallel connections; time zones normalised to UTC.
+mod consistency;
 /// The seed-000 story end to end, and `migval demo`.
 mod fee_rename;
+/// [rename] applied to the post-state; missing objects reported before anything runs.
+mod renames;
+/// Tolerance (per group, total, both), every intent, group keys, exact numerics.
+mod rules;
 /// TLS against a real server with ssl=on: sslmode require / verify-ca / verify-full.
 mod tls;

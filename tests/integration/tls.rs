@@ -1,1 +1,664 @@
-//! Placeholder replaced by the TLS tests.
+//! TLS against a real server: a throwaway cluster of its own with `ssl = on` and a server
+//! certificate (SAN `localhost` and `127.0.0.1`) issued by a test CA, all generated at test time
+//! with the `openssl` command line (the certificates embedded in `src/db/tls.rs` name
+//! `db.example.com` and start on a fixed date, so they cannot serve a local cluster).
+//!
+//! What a user would notice: which sslmode gives an encrypted session (`pg_stat_ssl`), that the
+//! hosted-database URL form `sslmode=verify-full&sslrootcert=ca.pem` connects, that an
+//! untrusted or misnamed server is refused with an error one can act on, and that the binary
+//! snapshots over TLS and exits 2 (naming the target, password masked) when it cannot.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use migval::cluster::{Cluster, ClusterOptions};
+
+use crate::common::{info, migval, migval_env, p, rt};
+
+// ---------------------------------------------------------------------------------------------
+// Certificates
+
+/// PEM texts generated once per test binary.
+struct Pki {
+    /// The CA that issued both server certificates.
+    ca: String,
+    /// An unrelated CA (never issued anything the servers present).
+    other_ca: String,
+    /// Server certificate with SAN `DNS:localhost, IP:127.0.0.1`, and its key.
+    server_crt: String,
+    server_key: String,
+    /// Server certificate with SAN `DNS:localhost` only, and its key.
+    localhost_only_crt: String,
+    localhost_only_key: String,
+}
+
+const OPENSSL_CNF: &str = "\
+[req]
+distinguished_name = dn
+prompt = no
+
+[dn]
+CN = unused
+
+[ca_ext]
+basicConstraints = critical,CA:TRUE
+keyUsage = critical,keyCertSign,cRLSign
+subjectKeyIdentifier = hash
+
+[server_ext]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature
+extendedKeyUsage = serverAuth
+subjectAltName = DNS:localhost,IP:127.0.0.1
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+
+[localhost_only_ext]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature
+extendedKeyUsage = serverAuth
+subjectAltName = DNS:localhost
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+";
+
+fn openssl(dir: &Path, args: &[&str]) -> Result<(), String> {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .map_err(|e| format!("cannot run openssl ({e}); the TLS tests need the openssl CLI"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "openssl {} failed:\n{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+/// A self-signed CA: `<name>.pem` and `<name>.key`.
+fn make_ca(dir: &Path, name: &str, cn: &str) -> Result<(), String> {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-config",
+            "openssl.cnf",
+            "-extensions",
+            "ca_ext",
+            "-subj",
+            &format!("/CN={cn}"),
+            "-days",
+            "7300",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.pem"),
+        ],
+    )
+}
+
+/// A server certificate `<name>.crt` / `<name>.key` issued by `ca`, with extensions `ext`.
+fn make_server_cert(dir: &Path, name: &str, ext: &str, serial: &str) -> Result<(), String> {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-config",
+            "openssl.cnf",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+        ],
+    )?;
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-set_serial",
+            serial,
+            "-days",
+            "7300",
+            "-extfile",
+            "openssl.cnf",
+            "-extensions",
+            ext,
+            "-out",
+            &format!("{name}.crt"),
+        ],
+    )
+}
+
+fn generate_pki() -> Result<Pki, String> {
+    let dir = Scratch::new("pki");
+    std::fs::write(dir.0.join("openssl.cnf"), OPENSSL_CNF).map_err(|e| e.to_string())?;
+    make_ca(&dir.0, "ca", "migval TLS test CA")?;
+    make_ca(&dir.0, "other-ca", "unrelated migval TLS test CA")?;
+    make_server_cert(&dir.0, "server", "server_ext", "0x1001")?;
+    make_server_cert(&dir.0, "localhost-only", "localhost_only_ext", "0x1002")?;
+    let read = |name: &str| {
+        std::fs::read_to_string(dir.0.join(name)).map_err(|e| format!("read {name}: {e}"))
+    };
+    Ok(Pki {
+        ca: read("ca.pem")?,
+        other_ca: read("other-ca.pem")?,
+        server_crt: read("server.crt")?,
+        server_key: read("server.key")?,
+        localhost_only_crt: read("localhost-only.crt")?,
+        localhost_only_key: read("localhost-only.key")?,
+    })
+}
+
+fn pki() -> &'static Pki {
+    static PKI: OnceLock<Result<Pki, String>> = OnceLock::new();
+    match PKI.get_or_init(generate_pki) {
+        Ok(pki) => pki,
+        Err(e) => panic!("cannot generate the test certificates: {e}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Servers
+
+/// A cluster with `ssl = on` presenting `crt`/`key`.
+fn start_tls_cluster(crt: &str, key: &str) -> Result<Cluster, String> {
+    let settings = [
+        ("ssl", "on"),
+        ("ssl_cert_file", "server.crt"),
+        ("ssl_key_file", "server.key"),
+    ];
+    Cluster::start(&ClusterOptions {
+        settings: settings
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        files: vec![
+            ("server.crt".to_owned(), crt.as_bytes().to_vec()),
+            ("server.key".to_owned(), key.as_bytes().to_vec()),
+        ],
+    })
+    .map_err(|e| e.to_string())
+}
+
+/// The module's TLS cluster (certificate for `localhost` and `127.0.0.1`), one per test binary.
+fn server() -> &'static Cluster {
+    static SERVER: OnceLock<Result<Cluster, String>> = OnceLock::new();
+    let s = SERVER.get_or_init(|| {
+        let pki = pki();
+        start_tls_cluster(&pki.server_crt, &pki.server_key)
+    });
+    match s {
+        Ok(c) => c,
+        Err(e) => panic!("cannot start a PostgreSQL cluster with ssl=on: {e}"),
+    }
+}
+
+/// `postgres://postgres@HOST:PORT/postgres?QUERY` (trust authentication, superuser).
+fn url(host: &str, port: u16, query: &str) -> String {
+    format!("postgres://postgres@{host}:{port}/postgres?{query}")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+/// A directory under the temp dir, removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("migval-tls-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create scratch dir");
+        Scratch(dir)
+    }
+
+    fn file(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, text).expect("write scratch file");
+        path
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Connect through `migval::db::connect` and ask the server whether this session uses TLS.
+async fn session_ssl(url: &str) -> Result<bool, String> {
+    let client = migval::db::connect(&info(url))
+        .await
+        .map_err(|e| e.to_string())?;
+    let row = client
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .map_err(|e| format!("query pg_stat_ssl: {}", migval::db::failure(&e, None)))?;
+    Ok(row.get::<_, bool>(0))
+}
+
+/// `session_ssl`, which must succeed.
+async fn encrypted(url: &str) -> bool {
+    match session_ssl(url).await {
+        Ok(ssl) => ssl,
+        Err(e) => panic!("connecting with {url} failed: {e}"),
+    }
+}
+
+/// The error of a connection attempt that must fail.
+async fn refused(url: &str) -> String {
+    match session_ssl(url).await {
+        Ok(ssl) => panic!("connecting with {url} should have failed, but it worked (ssl={ssl})"),
+        Err(e) => e,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// sslmode through migval::db::connect
+
+#[test]
+fn require_and_prefer_encrypt_the_session() {
+    let port = server().port();
+    rt().block_on(async {
+        assert!(
+            encrypted(&url("127.0.0.1", port, "sslmode=require")).await,
+            "sslmode=require: pg_stat_ssl says the session is not encrypted"
+        );
+        // libpq's default (prefer) uses TLS when the server offers it.
+        assert!(
+            encrypted(&url("127.0.0.1", port, "sslmode=prefer")).await,
+            "sslmode=prefer: not encrypted"
+        );
+        let no_mode = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+        assert!(
+            encrypted(&no_mode).await,
+            "no sslmode (default prefer): not encrypted"
+        );
+    });
+}
+
+#[test]
+fn disable_connects_in_plain_text() {
+    let port = server().port();
+    rt().block_on(async {
+        assert!(
+            !encrypted(&url("127.0.0.1", port, "sslmode=disable")).await,
+            "sslmode=disable: pg_stat_ssl says the session is encrypted"
+        );
+    });
+}
+
+#[test]
+fn verify_full_with_the_right_ca_connects_by_ip_and_by_name() {
+    let port = server().port();
+    let dir = Scratch::new("verify-full-ok");
+    let ca = dir.file("ca.pem", &pki().ca);
+    let ca = p(&ca);
+    rt().block_on(async {
+        // The URL form hosted providers hand out (tokio-postgres' own parser rejects it).
+        for host in ["127.0.0.1", "localhost"] {
+            let u = url(host, port, &format!("sslmode=verify-full&sslrootcert={ca}"));
+            assert!(encrypted(&u).await, "{u}: not encrypted");
+        }
+        let u = url(
+            "127.0.0.1",
+            port,
+            &format!("sslmode=verify-ca&sslrootcert={ca}"),
+        );
+        assert!(encrypted(&u).await, "{u}: not encrypted");
+        // The same in libpq key=value form.
+        let kv = format!(
+            "host=127.0.0.1 port={port} user=postgres dbname=postgres \
+             sslmode=verify-full sslrootcert='{ca}'"
+        );
+        assert!(encrypted(&kv).await, "{kv}: not encrypted");
+    });
+}
+
+#[test]
+fn verify_full_with_an_unrelated_ca_is_refused_with_an_actionable_error() {
+    let port = server().port();
+    let dir = Scratch::new("verify-full-wrong-ca");
+    let other = dir.file("other-ca.pem", &pki().other_ca);
+    let other = p(&other);
+    rt().block_on(async {
+        for mode in ["verify-full", "verify-ca"] {
+            let u = url(
+                "127.0.0.1",
+                port,
+                &format!("sslmode={mode}&sslrootcert={other}"),
+            );
+            let message = refused(&u).await;
+            let lower = message.to_lowercase();
+            assert!(lower.contains("certificate"), "{mode}: {message}");
+            assert!(
+                lower.contains("unknownissuer") || lower.contains("unknown issuer"),
+                "{mode}: the error should say the issuer is unknown: {message}"
+            );
+            assert!(
+                message.contains(&format!("127.0.0.1:{port}")),
+                "{mode}: the error should name the server: {message}"
+            );
+        }
+    });
+}
+
+#[test]
+fn require_with_an_existing_root_file_verifies_the_chain_like_libpq() {
+    let port = server().port();
+    let dir = Scratch::new("require-root-file");
+    let right = dir.file("ca.pem", &pki().ca);
+    let wrong = dir.file("other-ca.pem", &pki().other_ca);
+    rt().block_on(async {
+        let u = url(
+            "127.0.0.1",
+            port,
+            &format!("sslmode=require&sslrootcert={}", p(&right)),
+        );
+        assert!(encrypted(&u).await, "{u}: not encrypted");
+        let u = url(
+            "127.0.0.1",
+            port,
+            &format!("sslmode=require&sslrootcert={}", p(&wrong)),
+        );
+        let message = refused(&u).await;
+        assert!(
+            message.to_lowercase().contains("certificate"),
+            "{u}: {message}"
+        );
+    });
+}
+
+#[test]
+fn verify_ca_ignores_the_host_name_but_verify_full_checks_it() {
+    // A second cluster, for this test only, whose certificate names `localhost` but not
+    // 127.0.0.1 (a cluster presents one certificate). Stopped when the test ends.
+    let pki = pki();
+    let cluster = match start_tls_cluster(&pki.localhost_only_crt, &pki.localhost_only_key) {
+        Ok(c) => c,
+        Err(e) => panic!("cannot start a second PostgreSQL cluster with ssl=on: {e}"),
+    };
+    let port = cluster.port();
+    let dir = Scratch::new("host-name");
+    let ca = dir.file("ca.pem", &pki.ca);
+    let ca = p(&ca);
+    rt().block_on(async {
+        // Control: the certificate is fine for the name it carries.
+        let u = url(
+            "localhost",
+            port,
+            &format!("sslmode=verify-full&sslrootcert={ca}"),
+        );
+        assert!(encrypted(&u).await, "{u}: not encrypted");
+        // verify-ca: chain checked, name not.
+        let u = url(
+            "127.0.0.1",
+            port,
+            &format!("sslmode=verify-ca&sslrootcert={ca}"),
+        );
+        assert!(encrypted(&u).await, "{u}: not encrypted");
+        // verify-full: 127.0.0.1 is not in the certificate.
+        let u = url(
+            "127.0.0.1",
+            port,
+            &format!("sslmode=verify-full&sslrootcert={ca}"),
+        );
+        let message = refused(&u).await;
+        let lower = message.to_lowercase();
+        assert!(lower.contains("certificate"), "{message}");
+        assert!(
+            lower.contains("name") && !lower.contains("unknownissuer"),
+            "the error should be about the host name, not the issuer: {message}"
+        );
+    });
+    drop(cluster);
+}
+
+/// libpq: "If both host and hostaddr are specified, hostaddr is used to connect; host is the
+/// name the certificate is checked against (verify-full)". So `verify-ca` connects to the
+/// address even though the name does not resolve.
+#[test]
+#[ignore = "bug: conninfo.rs ignores hostaddr when host is also given (resolves host instead)"]
+fn hostaddr_is_where_to_connect_when_host_is_also_given() {
+    let port = server().port();
+    let dir = Scratch::new("hostaddr");
+    let ca = dir.file("ca.pem", &pki().ca);
+    let kv = |mode: &str| {
+        format!(
+            "host=migval-tls-test.invalid hostaddr=127.0.0.1 port={port} user=postgres \
+             dbname=postgres connect_timeout=5 sslmode={mode} sslrootcert='{}'",
+            p(&ca)
+        )
+    };
+    rt().block_on(async {
+        assert!(encrypted(&kv("verify-ca")).await, "not encrypted");
+        // verify-full checks the certificate against `host`, which it does not name.
+        let message = refused(&kv("verify-full")).await;
+        assert!(
+            message.contains("not valid for name"),
+            "verify-full should fail on the name, not on the lookup: {message}"
+        );
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// The binary
+
+const PROBE_SPEC: &str = r#"[[check]]
+name = "rows"
+table = "tls_probe"
+metrics = ["count(*)"]
+"#;
+
+/// Create `tls_probe` (3 rows) in the TLS cluster's `postgres` database, once.
+fn probe_table(cluster: &Cluster) {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        rt().block_on(async {
+            let client = migval::db::connect(&info(&cluster.url("postgres")))
+                .await
+                .expect("connect to the TLS cluster without TLS");
+            client
+                .batch_execute(
+                    "DROP TABLE IF EXISTS tls_probe;
+                     CREATE TABLE tls_probe (id int);
+                     INSERT INTO tls_probe VALUES (1), (2), (3);",
+                )
+                .await
+                .expect("create tls_probe");
+        });
+    });
+}
+
+#[test]
+fn snapshot_over_verify_full_through_the_binary() {
+    let cluster = server();
+    probe_table(cluster);
+    let port = cluster.port();
+    let dir = Scratch::new("snapshot-ok");
+    let ca = dir.file("ca.pem", &pki().ca);
+    let spec = dir.file("checks.toml", PROBE_SPEC);
+    let out = dir.0.join("base.json");
+    let db = url(
+        "127.0.0.1",
+        port,
+        &format!("sslmode=verify-full&sslrootcert={}", p(&ca)),
+    );
+    let r = migval(&[
+        "snapshot",
+        "--spec",
+        p(&spec),
+        "--out",
+        p(&out),
+        "--db",
+        &db,
+    ]);
+    assert_eq!(r.code, 0, "snapshot over verify-full failed{r}");
+    let baseline = std::fs::read_to_string(&out)
+        .unwrap_or_else(|e| panic!("no baseline written to {} ({e}){r}", out.display()));
+    let json: serde_json::Value =
+        serde_json::from_str(&baseline).unwrap_or_else(|e| panic!("baseline is not JSON ({e})"));
+    let rows = json["checks"]
+        .as_array()
+        .and_then(|checks| checks.iter().find(|c| c["name"] == "rows"))
+        .unwrap_or_else(|| panic!("baseline has no check `rows`: {json:#}"));
+    assert_eq!(
+        rows["outcome"]["captured"]["cells"],
+        serde_json::json!([3]),
+        "count(*) of tls_probe over TLS: {rows:#}"
+    );
+    let target = json["origin"]["target"].as_str().unwrap_or_default();
+    assert!(
+        target.contains("sslmode=verify-full"),
+        "the baseline should record the TLS target: {target:?}"
+    );
+}
+
+#[test]
+fn snapshot_takes_sslmode_and_sslrootcert_from_the_environment() {
+    let cluster = server();
+    probe_table(cluster);
+    let port = cluster.port();
+    let dir = Scratch::new("snapshot-env");
+    let ca = dir.file("ca.pem", &pki().ca);
+    let other = dir.file("other-ca.pem", &pki().other_ca);
+    let spec = dir.file("checks.toml", PROBE_SPEC);
+    let out = dir.0.join("base.json");
+    let db = format!("postgres://postgres@localhost:{port}/postgres");
+    let args = [
+        "snapshot",
+        "--spec",
+        p(&spec),
+        "--out",
+        p(&out),
+        "--db",
+        &db,
+    ];
+    let r = migval_env(
+        &args,
+        &[("PGSSLMODE", "verify-full"), ("PGSSLROOTCERT", p(&ca))],
+    );
+    assert_eq!(r.code, 0, "PGSSLMODE=verify-full PGSSLROOTCERT=<ca>{r}");
+    let r = migval_env(
+        &args,
+        &[("PGSSLMODE", "verify-full"), ("PGSSLROOTCERT", p(&other))],
+    );
+    assert_eq!(
+        r.code, 2,
+        "PGSSLMODE=verify-full PGSSLROOTCERT=<unrelated ca> must be refused{r}"
+    );
+}
+
+#[test]
+fn snapshot_with_the_wrong_ca_exits_2_naming_the_target_without_the_password() {
+    const PASSWORD: &str = "tls-s3cret-pw";
+    let cluster = server();
+    probe_table(cluster);
+    let port = cluster.port();
+    let dir = Scratch::new("snapshot-wrong-ca");
+    let other = dir.file("other-ca.pem", &pki().other_ca);
+    let spec = dir.file("checks.toml", PROBE_SPEC);
+    let out = dir.0.join("base.json");
+    let db = format!(
+        "postgres://postgres:{PASSWORD}@127.0.0.1:{port}/postgres\
+         ?sslmode=verify-full&sslrootcert={}",
+        p(&other)
+    );
+    let r = migval(&[
+        "snapshot",
+        "--spec",
+        p(&spec),
+        "--out",
+        p(&out),
+        "--db",
+        &db,
+    ]);
+    assert_eq!(r.code, 2, "{r}");
+    assert!(!r.all().contains("panicked"), "migval panicked{r}");
+    assert!(!r.all().contains(PASSWORD), "the password leaked{r}");
+    assert!(
+        r.stderr
+            .contains(&format!("postgres:***@127.0.0.1:{port}/postgres")),
+        "stderr should name the target with the password masked{r}"
+    );
+    let lower = r.stderr.to_lowercase();
+    assert!(
+        lower.contains("certificate")
+            && (lower.contains("unknownissuer") || lower.contains("unknown issuer")),
+        "stderr should say the server certificate's issuer is not trusted{r}"
+    );
+    assert!(
+        !out.exists(),
+        "a baseline was written although the snapshot failed{r}"
+    );
+}
+
+#[test]
+fn verify_full_without_sslrootcert_uses_home_postgresql_root_crt() {
+    let cluster = server();
+    probe_table(cluster);
+    let port = cluster.port();
+    let home = Scratch::new("home");
+    std::fs::create_dir_all(home.0.join(".postgresql")).expect("mkdir ~/.postgresql");
+    home.file(".postgresql/root.crt", &pki().ca);
+    let empty_home = Scratch::new("empty-home");
+    let dir = Scratch::new("snapshot-home");
+    let spec = dir.file("checks.toml", PROBE_SPEC);
+    let out = dir.0.join("base.json");
+    let db = url("127.0.0.1", port, "sslmode=verify-full");
+    let args = [
+        "snapshot",
+        "--spec",
+        p(&spec),
+        "--out",
+        p(&out),
+        "--db",
+        &db,
+    ];
+    // Like libpq: ~/.postgresql/root.crt is the default sslrootcert.
+    let r = migval_env(&args, &[("HOME", p(&home.0))]);
+    assert_eq!(
+        r.code, 0,
+        "HOME has .postgresql/root.crt with the server's CA{r}"
+    );
+    // Without it, verify-full trusts only the public CAs, which did not issue the test cert.
+    let r = migval_env(&args, &[("HOME", p(&empty_home.0))]);
+    assert_eq!(
+        r.code, 2,
+        "no ~/.postgresql/root.crt: the test CA must not be trusted{r}"
+    );
+    assert!(
+        r.stderr.to_lowercase().contains("certificate"),
+        "stderr should be about the certificate{r}"
+    );
+}

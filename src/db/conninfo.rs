@@ -234,6 +234,9 @@ pub struct ConnInfo {
     /// Host names, IP addresses or unix socket directories (starting with '/'), tried in order.
     pub host: Vec<String>,
     /// One port per host.
+    /// Numeric addresses to connect to (libpq `hostaddr`); `host` then only names the server
+    /// for certificate checks. Empty when not given.
+    pub hostaddr: Vec<std::net::IpAddr>,
     pub port: Vec<u16>,
     /// The user name.
     pub user: String,
@@ -310,11 +313,26 @@ impl ConnInfo {
         }
         let src = Sources { given, env };
 
+        // libpq: hostaddr is where to connect; host, when also given, is the name the
+        // certificate is checked against (and the name .pgpass matches).
+        let hostaddr_setting = src.get("hostaddr", "PGHOSTADDR");
+        let mut hostaddr = Vec::new();
+        if let Some((list, origin)) = &hostaddr_setting {
+            for item in list.split(',') {
+                let ip = item.trim().parse::<std::net::IpAddr>().map_err(|_| {
+                    ConnInfoError::InvalidValue {
+                        key: "hostaddr",
+                        value: item.trim().to_owned(),
+                        origin: *origin,
+                        expected: "numeric IP addresses (use host for names)",
+                    }
+                })?;
+                hostaddr.push(ip);
+            }
+        }
         let host_setting = src
-            .given("host")
-            .or_else(|| src.given("hostaddr"))
-            .or_else(|| src.env_var("PGHOST"))
-            .or_else(|| src.env_var("PGHOSTADDR"));
+            .get("host", "PGHOST")
+            .or_else(|| hostaddr_setting.clone());
         let host: Vec<String> = match host_setting {
             Some((list, _)) => list
                 .split(',')
@@ -413,6 +431,7 @@ impl ConnInfo {
 
         Ok(ConnInfo {
             host,
+            hostaddr,
             port,
             user,
             password,
@@ -458,6 +477,11 @@ impl ConnInfo {
         out.push_str(&percent_encode(&self.dbname));
         out.push_str("?sslmode=");
         out.push_str(self.sslmode.as_str());
+        if !self.hostaddr.is_empty() {
+            let addrs: Vec<String> = self.hostaddr.iter().map(ToString::to_string).collect();
+            out.push_str("&hostaddr=");
+            out.push_str(&percent_encode(&addrs.join(",")));
+        }
         if let Some(root) = &self.sslrootcert {
             out.push_str("&sslrootcert=");
             out.push_str(&percent_encode(&root.to_string_lossy()));
@@ -506,6 +530,9 @@ impl ConnInfo {
         }
         for port in &self.port {
             config.port(*port);
+        }
+        for addr in &self.hostaddr {
+            config.hostaddr(*addr);
         }
         config.user(self.user.as_str());
         if let Some(password) = &self.password {

@@ -95,37 +95,8 @@ pub async fn capture(
         let catalog = preflight::run(&exporter, spec, naming, previous).await?;
         let probes = plan::plan(spec, naming, &catalog);
         match attempt_capture(info, exporter, spec, &catalog, probes, limits).await {
-            Ok((origin_parts, captures, connections)) => {
-                let (snapshot_id, lsn, in_recovery, server_version, database, captured_at) =
-                    origin_parts;
-                let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-                return Ok(Snapshot {
-                    format: Snapshot::FORMAT,
-                    tool: format!("migval {}", env!("CARGO_PKG_VERSION")),
-                    origin: Origin {
-                        target: info.redacted(),
-                        database,
-                        server_version,
-                        snapshot_id,
-                        lsn,
-                        in_recovery,
-                        captured_at,
-                        connections,
-                        duration_ms,
-                    },
-                    spec: SpecCopy {
-                        path: spec.path.clone(),
-                        sha256: spec.sha256.clone(),
-                        text: spec.text.clone(),
-                    },
-                    renames: if naming.after {
-                        naming.renames().pairs()
-                    } else {
-                        Vec::new()
-                    },
-                    catalog: catalog.to_map(),
-                    checks: captures,
-                });
+            Ok((origin, captures, connections)) => {
+                return Ok(snapshot_of(info, spec, naming, &catalog, origin, captures, connections, started));
             }
             Err(Attempt::Retry(_)) if attempt < 3 => continue,
             Err(Attempt::Retry(f)) | Err(Attempt::Fatal(f)) => {
@@ -278,7 +249,94 @@ async fn attempt_capture(
         return Err(e);
     }
 
-    // Assemble per check, in spec order.
+    let captures = assemble(&spec, &probes, results);
+    Ok((origin, captures, workers))
+}
+
+
+/// Build the snapshot record from a finished capture.
+#[allow(clippy::too_many_arguments)]
+fn snapshot_of(
+    info: &ConnInfo,
+    spec: &Spec,
+    naming: &Naming,
+    catalog: &Catalog,
+    origin: OriginParts,
+    checks: Vec<CheckCapture>,
+    connections: usize,
+    started: Instant,
+) -> Snapshot {
+    let (snapshot_id, lsn, in_recovery, server_version, database, captured_at) = origin;
+    Snapshot {
+        format: Snapshot::FORMAT,
+        tool: format!("migval {}", env!("CARGO_PKG_VERSION")),
+        origin: Origin {
+            target: info.redacted(),
+            database,
+            server_version,
+            snapshot_id,
+            lsn,
+            in_recovery,
+            captured_at,
+            connections,
+            duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        },
+        spec: SpecCopy {
+            path: spec.path.clone(),
+            sha256: spec.sha256.clone(),
+            text: spec.text.clone(),
+        },
+        renames: if naming.after { naming.renames().pairs() } else { Vec::new() },
+        catalog: catalog.to_map(),
+        checks,
+    }
+}
+
+/// Capture on `client` inside the transaction it has open (a rehearsal: the migration's
+/// uncommitted changes are visible only there, so the probes run one after another on this
+/// connection). Settings and probes sit in a savepoint that is rolled back afterwards, so the
+/// transaction continues exactly as it was.
+pub async fn capture_in_transaction(
+    client: &Client,
+    info: &ConnInfo,
+    spec: &Spec,
+    naming: &Naming,
+    limits: Limits,
+    previous: Option<&BTreeMap<String, Vec<String>>>,
+) -> Result<Snapshot, CaptureError> {
+    let started = Instant::now();
+    let fatal = |e: tokio_postgres::Error, what: &str| CaptureError::Snapshot(db::failure(&e, Some(what.into())));
+    let catalog = preflight::run(client, spec, naming, previous).await?;
+    let probes = plan::plan(spec, naming, &catalog);
+    let row = client
+        .query_one(sql::TRANSACTION_ORIGIN.sql, &[])
+        .await
+        .map_err(|e| fatal(e, "identifying the transaction"))?;
+    let get_s = |i: usize| row.try_get::<_, String>(i).map_err(|e| fatal(e, "identifying the transaction"));
+    let origin: OriginParts = (
+        get_s(0)?,
+        get_s(1)?,
+        row.try_get::<_, bool>(2).map_err(|e| fatal(e, "identifying the transaction"))?,
+        get_s(3)?,
+        get_s(4)?,
+        get_s(5)?,
+    );
+    client
+        .batch_execute(&format!("SAVEPOINT migval_capture; {}", limits.set_local()))
+        .await
+        .map_err(|e| fatal(e, "starting the capture savepoint"))?;
+    let queue = Mutex::new((0..probes.len()).collect::<VecDeque<usize>>());
+    let results = work(client, &probes, spec, &queue, 0).await;
+    client
+        .batch_execute("ROLLBACK TO SAVEPOINT migval_capture; RELEASE SAVEPOINT migval_capture")
+        .await
+        .map_err(|e| fatal(e, "ending the capture savepoint"))?;
+    let captures = assemble(spec, &probes, results);
+    Ok(snapshot_of(info, spec, naming, &catalog, origin, captures, 1, started))
+}
+
+/// Per check, in spec order: its table (sorted by key) or its failure, and its SQL.
+fn assemble(spec: &Spec, probes: &[Probe], results: Vec<ProbeResult>) -> Vec<CheckCapture> {
     let mut tables: Vec<Option<Result<Table, DbFailure>>> = vec![None; spec.checks.len()];
     let mut sql_of: Vec<Vec<String>> = vec![Vec::new(); spec.checks.len()];
     for p in probes.iter() {
@@ -300,7 +358,7 @@ async fn attempt_capture(
             }
         }
     }
-    let captures = spec
+    spec
         .checks
         .iter()
         .zip(tables)
@@ -326,8 +384,7 @@ async fn attempt_capture(
                 outcome,
             }
         })
-        .collect();
-    Ok((origin, captures, workers))
+        .collect()
 }
 
 fn plain_failure(message: String) -> DbFailure {

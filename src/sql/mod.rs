@@ -22,6 +22,9 @@ macro_rules! queries {
 
 queries! {
     SNAPSHOT_EXPORT => "snapshot_export.sql",
+    TRANSACTION_ORIGIN => "transaction_origin.sql",
+    BLOCKERS => "blockers.sql",
+    LOCKS_HELD => "locks_held.sql",
     SEARCH_PATH => "search_path.sql",
     RELATIONS => "relations.sql",
     FACT_TABLE => "fact_table.sql",

@@ -448,7 +448,6 @@ fn verify_ca_ignores_the_host_name_but_verify_full_checks_it() {
 /// name the certificate is checked against (verify-full)". So `verify-ca` connects to the
 /// address even though the name does not resolve.
 #[test]
-#[ignore = "bug: conninfo.rs ignores hostaddr when host is also given (resolves host instead)"]
 fn hostaddr_is_where_to_connect_when_host_is_also_given() {
     let port = server().port();
     let dir = Scratch::new("hostaddr");

@@ -570,6 +570,63 @@ pub struct Report {
     pub spec_changes: Vec<String>,
     pub checks: Vec<CheckResult>,
     pub verdict: Verdict,
+    /// What `migval migrate` ran, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration: Option<MigrationSummary>,
+}
+
+/// One statement of a migration script as it ran.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatementRun {
+    /// Line of the script where the statement starts.
+    pub line: usize,
+    /// The statement on one line, abbreviated.
+    pub sql: String,
+    pub duration_ms: u64,
+    /// Rows affected, as the server reported.
+    pub rows: Option<u64>,
+    /// More than 1 when lock timeouts were retried.
+    pub attempts: u32,
+    pub ok: bool,
+}
+
+/// A relation lock the migration held before it was committed or rolled back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LockHeld {
+    pub relation: String,
+    /// e.g. "ACCESS EXCLUSIVE".
+    pub mode: String,
+    /// From the statement that took it to the end of the migration.
+    pub held_ms: u64,
+}
+
+/// A session that blocked a migration statement.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Blocker {
+    pub pid: i32,
+    pub user: String,
+    pub application_name: String,
+    pub state: String,
+    /// Age of the blocker's transaction.
+    pub transaction_seconds: String,
+    pub query: String,
+}
+
+/// What a guarded migration did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MigrationSummary {
+    /// The script file, or the external command.
+    pub script: String,
+    /// "rehearsal: nothing was committed", "committed: ...", ...
+    pub mode: String,
+    pub statements: Vec<StatementRun>,
+    pub locks: Vec<LockHeld>,
+    /// Renames read from the script's ALTER ... RENAME statements (old -> new).
+    pub renames_inferred: Vec<(String, String)>,
+    pub blockers: Vec<Blocker>,
+    /// Output of an external command, kept for the audit trail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_output: Option<String>,
 }
 
 #[cfg(test)]

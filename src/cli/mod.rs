@@ -3,6 +3,7 @@
 
 mod demo;
 mod diff;
+mod migrate;
 mod snapshot;
 mod verify;
 
@@ -45,6 +46,9 @@ pub enum Command {
     Verify(verify::VerifyArgs),
     /// Compare two snapshot files (baseline and after) without touching a database.
     Diff(diff::DiffArgs),
+    /// Rehearse a migration inside a transaction: baseline, run it, verify inside the same
+    /// transaction, roll back. With --commit, commit only when the verdict passes.
+    Migrate(migrate::MigrateArgs),
     /// Show the whole flow on a throwaway PostgreSQL: snapshot, a good migration that
     /// passes, its rollback, a broken migration that fails.
     Demo(demo::DemoArgs),
@@ -160,6 +164,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Snapshot(a) => snapshot::run(a).await,
         Command::Verify(a) => verify::run(a).await,
         Command::Diff(a) => diff::run(a),
+        Command::Migrate(a) => migrate::run(a).await,
         Command::Demo(a) => demo::run(a).await,
     }
 }

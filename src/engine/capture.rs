@@ -96,7 +96,16 @@ pub async fn capture(
         let probes = plan::plan(spec, naming, &catalog);
         match attempt_capture(info, exporter, spec, &catalog, probes, limits).await {
             Ok((origin, captures, connections)) => {
-                return Ok(snapshot_of(info, spec, naming, &catalog, origin, captures, connections, started));
+                return Ok(snapshot_of(
+                    info,
+                    spec,
+                    naming,
+                    &catalog,
+                    origin,
+                    captures,
+                    connections,
+                    started,
+                ));
             }
             Err(Attempt::Retry(_)) if attempt < 3 => continue,
             Err(Attempt::Retry(f)) | Err(Attempt::Fatal(f)) => {
@@ -253,7 +262,6 @@ async fn attempt_capture(
     Ok((origin, captures, workers))
 }
 
-
 /// Build the snapshot record from a finished capture.
 #[allow(clippy::too_many_arguments)]
 fn snapshot_of(
@@ -286,7 +294,11 @@ fn snapshot_of(
             sha256: spec.sha256.clone(),
             text: spec.text.clone(),
         },
-        renames: if naming.after { naming.renames().pairs() } else { Vec::new() },
+        renames: if naming.after {
+            naming.renames().pairs()
+        } else {
+            Vec::new()
+        },
         catalog: catalog.to_map(),
         checks,
     }
@@ -305,18 +317,24 @@ pub async fn capture_in_transaction(
     previous: Option<&BTreeMap<String, Vec<String>>>,
 ) -> Result<Snapshot, CaptureError> {
     let started = Instant::now();
-    let fatal = |e: tokio_postgres::Error, what: &str| CaptureError::Snapshot(db::failure(&e, Some(what.into())));
+    let fatal = |e: tokio_postgres::Error, what: &str| {
+        CaptureError::Snapshot(db::failure(&e, Some(what.into())))
+    };
     let catalog = preflight::run(client, spec, naming, previous).await?;
     let probes = plan::plan(spec, naming, &catalog);
     let row = client
         .query_one(sql::TRANSACTION_ORIGIN.sql, &[])
         .await
         .map_err(|e| fatal(e, "identifying the transaction"))?;
-    let get_s = |i: usize| row.try_get::<_, String>(i).map_err(|e| fatal(e, "identifying the transaction"));
+    let get_s = |i: usize| {
+        row.try_get::<_, String>(i)
+            .map_err(|e| fatal(e, "identifying the transaction"))
+    };
     let origin: OriginParts = (
         get_s(0)?,
         get_s(1)?,
-        row.try_get::<_, bool>(2).map_err(|e| fatal(e, "identifying the transaction"))?,
+        row.try_get::<_, bool>(2)
+            .map_err(|e| fatal(e, "identifying the transaction"))?,
         get_s(3)?,
         get_s(4)?,
         get_s(5)?,
@@ -332,7 +350,9 @@ pub async fn capture_in_transaction(
         .await
         .map_err(|e| fatal(e, "ending the capture savepoint"))?;
     let captures = assemble(spec, &probes, results);
-    Ok(snapshot_of(info, spec, naming, &catalog, origin, captures, 1, started))
+    Ok(snapshot_of(
+        info, spec, naming, &catalog, origin, captures, 1, started,
+    ))
 }
 
 /// Per check, in spec order: its table (sorted by key) or its failure, and its SQL.
@@ -635,7 +655,20 @@ async fn run_query(
                     Table::new(cols, key.len()),
                 ));
             }
-            Output::Custom { check, key } => {
+            Output::Custom {
+                check,
+                key,
+                relabel,
+            } => {
+                let names: Vec<String> = names
+                    .iter()
+                    .map(|n| {
+                        relabel
+                            .iter()
+                            .find(|(new, _)| new == n)
+                            .map_or_else(|| n.clone(), |(_, old)| old.clone())
+                    })
+                    .collect();
                 let mut seen = std::collections::HashSet::new();
                 if let Some(dup) = names.iter().find(|n| !seen.insert(n.as_str())) {
                     return Err(custom_error(format!(

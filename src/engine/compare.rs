@@ -88,6 +88,7 @@ pub fn compare(spec: &Spec, baseline: &Snapshot, after: &Snapshot, command: &str
         spec_changes,
         checks,
         verdict,
+        migration: None,
     }
 }
 
@@ -155,7 +156,9 @@ fn compare_check(
         (Outcome::Captured(bt), Outcome::Captured(at)) => (bt, at),
     };
     let mut result = match &check.kind {
-        CheckKind::Schema(s) => compare_fact(&s.object, &s.expect, s.may_change, bt, at),
+        CheckKind::Schema(s) => {
+            compare_fact(&s.object, &s.expect, s.may_change, s.compare_only, bt, at)
+        }
         kind => {
             let rules = column_rules(kind, bt);
             compare_keyed(bt, at, &rules, worst_n)
@@ -793,6 +796,7 @@ fn compare_fact(
     object: &FactObject,
     expect: &FactExpect,
     may_change: bool,
+    compare_only: bool,
     bt: &Table,
     at: &Table,
 ) -> CheckResult {
@@ -800,10 +804,14 @@ fn compare_fact(
     if let FactObject::ViewsQueryable(_) = object {
         for i in 0..at.len() {
             let row = at.row(i);
-            let ok = row[1] == Value::Bool(true);
             let before = (0..bt.len())
                 .find(|&j| bt.row(j)[0].same(&row[0]))
                 .map(|j| bt.row(j)[1].clone());
+            let ok = if compare_only {
+                before.as_ref() == Some(&row[1])
+            } else {
+                row[1] == Value::Bool(true)
+            };
             values.push(Comparison {
                 key: vec![row[0].to_string()],
                 metric: format!("{} queryable", row[0]),
@@ -824,21 +832,26 @@ fn compare_fact(
             let pos = t.columns.iter().position(|c| c.name == name)?;
             (!t.is_empty()).then(|| t.row(0)[pos].clone())
         };
-        let both_exist = get(bt, "exists") == Some(Value::Bool(true))
-            && get(at, "exists") == Some(Value::Bool(true));
-        let declared: Vec<(&str, Option<Value>)> = vec![
-            (
-                "exists",
-                Some(Value::Bool(expect.exists.unwrap_or(
-                    !matches!(object, FactObject::Rls(_)) || expect.enabled.is_some(),
-                ))),
-            ),
-            ("type", expect.data_type.clone().map(Value::Text)),
-            ("nullable", expect.nullable.map(Value::Bool)),
-            ("validated", expect.validated.map(Value::Bool)),
-            ("valid", expect.valid.map(Value::Bool)),
-            ("enabled", expect.enabled.map(Value::Bool)),
-        ];
+        let both_exist = compare_only
+            || get(bt, "exists") == Some(Value::Bool(true))
+                && get(at, "exists") == Some(Value::Bool(true));
+        let declared: Vec<(&str, Option<Value>)> = if compare_only {
+            Vec::new()
+        } else {
+            vec![
+                (
+                    "exists",
+                    Some(Value::Bool(expect.exists.unwrap_or(
+                        !matches!(object, FactObject::Rls(_)) || expect.enabled.is_some(),
+                    ))),
+                ),
+                ("type", expect.data_type.clone().map(Value::Text)),
+                ("nullable", expect.nullable.map(Value::Bool)),
+                ("validated", expect.validated.map(Value::Bool)),
+                ("valid", expect.valid.map(Value::Bool)),
+                ("enabled", expect.enabled.map(Value::Bool)),
+            ]
+        };
         for col in &at.columns {
             let name = col.name.as_str();
             let after = get(at, name);

@@ -3,8 +3,10 @@
 
 pub mod capture;
 pub mod compare;
+pub mod migrate;
 pub mod plan;
 pub mod preflight;
+pub mod script;
 
 use crate::db::conninfo::ConnInfo;
 use crate::model::{Report, Snapshot};

@@ -95,8 +95,14 @@ pub enum Output {
         key: Vec<(usize, String)>,
         values: Vec<(usize, String)>,
     },
-    /// Custom SQL: key columns by name, every other column is a value.
-    Custom { check: usize, key: Vec<String> },
+    /// Custom SQL: key columns by name, every other column is a value. `relabel` maps result
+    /// column names back to their pre-migration names (a renamed column selected as is comes
+    /// back under its new name).
+    Custom {
+        check: usize,
+        key: Vec<String>,
+        relabel: Vec<(String, String)>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -355,6 +361,16 @@ pub fn plan(spec: &Spec, naming: &Naming, catalog: &Catalog) -> Vec<Probe> {
                         outputs: vec![Output::Custom {
                             check: ci,
                             key: c.key.clone(),
+                            relabel: if naming.after && c.sql_after.is_none() {
+                                naming
+                                    .renames()
+                                    .columns
+                                    .iter()
+                                    .map(|(_, old, new)| (new.clone(), old.clone()))
+                                    .collect()
+                            } else {
+                                Vec::new()
+                            },
                         }],
                     },
                     cost: f64::MAX / 2.0,

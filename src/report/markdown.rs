@@ -34,6 +34,43 @@ pub fn render(r: &Report) -> String {
     for s in &r.spec_changes {
         out.push_str(&format!("- spec change: {}\n", esc(s)));
     }
+    if let Some(m) = &r.migration {
+        out.push_str(&format!("\n**Migration** `{}`: {}\n", m.script, m.mode));
+        for (o, n) in &m.renames_inferred {
+            out.push_str(&format!("- rename inferred: `{o}` → `{n}`\n"));
+        }
+        if !m.statements.is_empty() {
+            out.push_str(
+                "\n| line | ms | rows | tries | ok | statement |\n|---|---|---|---|---|---|\n",
+            );
+            for s in &m.statements {
+                out.push_str(&format!(
+                    "| {} | {} | {} | {} | {} | `{}` |\n",
+                    s.line,
+                    s.duration_ms,
+                    s.rows.map(|r| r.to_string()).unwrap_or_default(),
+                    s.attempts,
+                    if s.ok { "yes" } else { "**no**" },
+                    esc(&s.sql)
+                ));
+            }
+        }
+        for l in &m.locks {
+            out.push_str(&format!(
+                "- lock **{}** on `{}` held {} ms\n",
+                l.mode, l.relation, l.held_ms
+            ));
+        }
+        for b in &m.blockers {
+            out.push_str(&format!(
+                "- blocked by pid {} ({}, {}): `{}`\n",
+                b.pid,
+                b.user,
+                b.state,
+                esc(&b.query)
+            ));
+        }
+    }
     out.push_str("\n| status | check | tolerance | result |\n|---|---|---|---|\n");
     for c in &r.checks {
         out.push_str(&format!(

@@ -90,6 +90,9 @@ pub fn render(r: &Report, color: bool) -> String {
         out.push_str(&format!("  spec:     {s}\n"));
     }
     out.push('\n');
+    if let Some(m) = &r.migration {
+        out.push_str(&migration(m));
+    }
 
     let mut b = Builder::default();
     b.push_record([
@@ -209,6 +212,53 @@ pub fn render(r: &Report, color: bool) -> String {
         Status::Fail
     };
     out.push_str(&paint(&verdict_line(r), status, color));
+    out.push('\n');
+    out
+}
+
+fn migration(m: &crate::model::MigrationSummary) -> String {
+    let mut out = format!("migration {}: {}\n", m.script, m.mode);
+    for (o, n) in &m.renames_inferred {
+        out.push_str(&format!("  rename inferred from the script: {o} -> {n}\n"));
+    }
+    if !m.statements.is_empty() {
+        let mut b = Builder::default();
+        b.push_record(["line", "ms", "rows", "tries", "ok", "statement"]);
+        for s in &m.statements {
+            b.push_record([
+                s.line.to_string(),
+                s.duration_ms.to_string(),
+                s.rows.map(|r| r.to_string()).unwrap_or_default(),
+                s.attempts.to_string(),
+                if s.ok { "yes".into() } else { "NO".into() },
+                cell(&s.sql, 90),
+            ]);
+        }
+        let mut t = b.build();
+        t.with(Style::psql());
+        for line in t.to_string().lines() {
+            out.push_str(&format!("  {line}\n"));
+        }
+    }
+    for l in &m.locks {
+        out.push_str(&format!(
+            "  lock: {} on {} held {:.1} s\n",
+            l.mode,
+            l.relation,
+            std::time::Duration::from_millis(l.held_ms).as_secs_f64()
+        ));
+    }
+    for b in &m.blockers {
+        out.push_str(&format!(
+            "  blocked by pid {} ({}@{}, {}, transaction open {} s): {}\n",
+            b.pid,
+            b.user,
+            b.application_name,
+            b.state,
+            b.transaction_seconds,
+            cell(&b.query, 120)
+        ));
+    }
     out.push('\n');
     out
 }

@@ -293,6 +293,9 @@ pub struct SchemaCheck {
     pub object: FactObject,
     pub expect: FactExpect,
     pub may_change: bool,
+    /// Ignore the declarations: every attribute must equal the baseline (used to check that a
+    /// rollback restores the state exactly).
+    pub compare_only: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -1082,6 +1085,7 @@ impl Validator<'_> {
             object,
             expect,
             may_change,
+            compare_only: false,
         }))
     }
 }

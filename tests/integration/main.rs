@@ -13,6 +13,8 @@ mod cli;
 mod consistency;
 /// The seed-000 story end to end, and `migval demo`.
 mod fee_rename;
+/// `migval migrate`: rehearsal, --commit, --rollback, lock timeouts, refused scripts, external commands.
+mod migrate;
 /// [rename] applied to the post-state; missing objects reported before anything runs.
 mod renames;
 /// Tolerance (per group, total, both), every intent, group keys, exact numerics.

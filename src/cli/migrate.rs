@@ -1,0 +1,154 @@
+//! `migval migrate`: rehearse a migration inside a transaction and show the verdict before
+//! anything is committed; apply it only with --commit and a passing verdict.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::Args;
+
+use super::{ConnArgs, LimitArgs, OutputArgs, load_spec};
+use crate::engine::{self, migrate};
+use crate::model::Report;
+use crate::store;
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// The migration script (plain SQL: no psql meta-commands, no BEGIN/COMMIT).
+    #[arg(value_name = "FILE", required_unless_present = "command")]
+    pub file: Option<PathBuf>,
+    /// The checks file (TOML).
+    #[arg(long, value_name = "FILE")]
+    pub spec: PathBuf,
+    /// Use this baseline instead of capturing one first.
+    #[arg(long, value_name = "FILE")]
+    pub baseline: Option<PathBuf>,
+    /// Commit when (and only when) the verdict passes. Without it, everything is rolled back.
+    #[arg(long)]
+    pub commit: bool,
+    /// Rehearse this rollback script after the migration, in the same transaction, and check
+    /// that it restores the baseline exactly. Everything is rolled back.
+    #[arg(long, value_name = "FILE", conflicts_with = "commit")]
+    pub rollback: Option<PathBuf>,
+    /// Apply a script that cannot run in a transaction (CREATE INDEX CONCURRENTLY, VACUUM...):
+    /// baseline, run statement by statement, verify. Not reversible; needs --commit.
+    #[arg(long)]
+    pub no_transaction: bool,
+    /// Retries of a statement that hits lock_timeout, with backoff.
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub lock_retries: u32,
+    /// Where --commit writes the baseline, post-snapshot and report it used.
+    #[arg(long, value_name = "DIR", default_value = "migval-runs")]
+    pub artifacts: PathBuf,
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    /// An external migration tool to run instead of a file, after `--`
+    /// (e.g. `-- alembic upgrade head`). Not transactional; needs --commit.
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+pub async fn run(a: MigrateArgs) -> anyhow::Result<u8> {
+    let spec = load_spec(&a.spec)?;
+    let limits = a.limits.apply(&spec)?;
+    let info = a.conn.resolve()?;
+    let external = !a.command.is_empty();
+    if external && a.file.is_some() {
+        bail!("give either a migration FILE or a command after `--`, not both");
+    }
+    if (external || a.no_transaction) && !a.commit {
+        bail!(
+            "{} applies its changes as it runs (it cannot be rehearsed in a transaction): add --commit to run it for real",
+            if external {
+                "an external command"
+            } else {
+                "--no-transaction"
+            }
+        );
+    }
+    // Read and check the scripts before touching the database.
+    let plan = match &a.file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let name = path.display().to_string();
+            let statements = migrate::prepare_script(&name, &text, !a.no_transaction)?;
+            let rollback = match &a.rollback {
+                Some(rb) => {
+                    let text = std::fs::read_to_string(rb)
+                        .with_context(|| format!("reading {}", rb.display()))?;
+                    let name = rb.display().to_string();
+                    Some((name.clone(), migrate::prepare_script(&name, &text, true)?))
+                }
+                None => None,
+            };
+            Some(migrate::Plan {
+                script_name: name,
+                statements,
+                rollback,
+                commit: a.commit,
+                limits,
+                lock_retries: a.lock_retries,
+            })
+        }
+        None => None,
+    };
+    let baseline = match &a.baseline {
+        Some(p) => store::read(p).context("reading the baseline")?,
+        None => engine::snapshot(&info, &spec, limits).await?,
+    };
+    let outcome = match &plan {
+        Some(plan) if a.no_transaction => {
+            migrate::run_without_transaction(&info, &spec, &baseline, plan).await?
+        }
+        Some(plan) => migrate::run_in_transaction(&info, &spec, &baseline, plan).await?,
+        None => {
+            eprintln!("running `{}` (not transactional) ...", a.command.join(" "));
+            let print = |line: &str| eprintln!("  | {line}");
+            migrate::run_external(&info, &spec, &baseline, &a.command, limits, &print).await?
+        }
+    };
+    if a.commit {
+        save_artifacts(
+            &a.artifacts,
+            &baseline,
+            outcome.after.as_ref(),
+            &outcome.report,
+        )?;
+    }
+    let mut code = a.output.emit(&outcome.report)?;
+    if let Some(rb) = &outcome.rollback_report {
+        println!();
+        code = code.max(a.output.emit(rb)?);
+    }
+    Ok(code)
+}
+
+fn save_artifacts(
+    dir: &std::path::Path,
+    baseline: &crate::model::Snapshot,
+    after: Option<&crate::model::Snapshot>,
+    report: &Report,
+) -> anyhow::Result<()> {
+    let stamp = baseline.origin.captured_at.replace([':', '.'], "-");
+    let dir = dir.join(stamp);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    store::write(&dir.join("baseline.json"), baseline)?;
+    if let Some(a) = after {
+        store::write(&dir.join("after.json"), a)?;
+    }
+    let json = crate::report::render(report, crate::report::Format::Json, false);
+    std::fs::write(dir.join("report.json"), json)
+        .with_context(|| format!("writing {}", dir.display()))?;
+    let md = crate::report::render(report, crate::report::Format::Markdown, false);
+    std::fs::write(dir.join("report.md"), md)
+        .with_context(|| format!("writing {}", dir.display()))?;
+    eprintln!(
+        "baseline, post-snapshot and report saved in {}",
+        dir.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,814 @@
+//! Guarded migrations: run a migration script statement by statement inside one transaction,
+//! capture the post-state inside that same transaction, compare, and only then decide.
+//!
+//! ```text
+//!   baseline (its own consistent snapshot, or --baseline FILE)
+//!   BEGIN
+//!     per statement: SAVEPOINT; SET LOCAL lock_timeout, statement_timeout; run
+//!                    lock timeout -> ROLLBACK TO SAVEPOINT, back off, retry (bounded);
+//!                    a second connection asks pg_blocking_pids() who blocks while it waits
+//!                    after it: the relation locks now held (for "ACCESS EXCLUSIVE held 1.2 s")
+//!     capture the checks in this transaction (renames from [rename] + inferred from the file)
+//!     [--rollback FILE: run it, capture again, compare with the baseline exactly]
+//!   COMMIT only with --commit and a passing verdict; otherwise ROLLBACK
+//! ```
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use tokio_postgres::{Client, SimpleQueryMessage};
+
+use super::capture::{self, CaptureError, Limits};
+use super::compare;
+use super::plan::Naming;
+use super::script::{self, Statement, StatementKind};
+use crate::db::conninfo::ConnInfo;
+use crate::db::{self, ConnectError};
+use crate::model::{
+    Blocker, CheckResult, DbFailure, LockHeld, MigrationSummary, Report, Snapshot, StatementRun,
+    Status, Verdict,
+};
+use crate::spec::{CheckKind, Expect, Renames, Rule, Spec, Tolerance};
+use crate::sql;
+
+/// Why the migration could not be attempted at all.
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    #[error("{0}")]
+    Script(String),
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    #[error(transparent)]
+    Capture(#[from] Box<CaptureError>),
+    #[error("{0}")]
+    Db(DbFailure),
+}
+
+impl From<CaptureError> for MigrateError {
+    fn from(e: CaptureError) -> Self {
+        MigrateError::Capture(Box::new(e))
+    }
+}
+
+/// What to run and how.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub script_name: String,
+    pub statements: Vec<Statement>,
+    pub rollback: Option<(String, Vec<Statement>)>,
+    pub commit: bool,
+    pub limits: Limits,
+    /// Attempts after a lock timeout, per statement.
+    pub lock_retries: u32,
+}
+
+/// Split a script and refuse what cannot be rehearsed, before anything runs.
+pub fn prepare_script(
+    name: &str,
+    text: &str,
+    in_transaction: bool,
+) -> Result<Vec<Statement>, MigrateError> {
+    let statements =
+        script::split(text).map_err(|e| MigrateError::Script(format!("{name}: {e}")))?;
+    if statements.is_empty() {
+        return Err(MigrateError::Script(format!(
+            "{name}: the file holds no SQL statement"
+        )));
+    }
+    for s in &statements {
+        match &s.kind {
+            StatementKind::TransactionControl => {
+                return Err(MigrateError::Script(format!(
+                    "{name}:{}: `{}` manages the transaction itself; migval runs the file inside its \
+                     own transaction so that it can check the result before committing. Remove the \
+                     BEGIN/COMMIT lines (the whole file still runs atomically)",
+                    s.line,
+                    first_words(&s.sql)
+                )));
+            }
+            StatementKind::NonTransactional(what) if in_transaction => {
+                return Err(MigrateError::Script(format!(
+                    "{name}:{}: {what} cannot run inside a transaction block, so this file cannot be \
+                     rehearsed. Move it to a separate file, or apply the file with --no-transaction \
+                     --commit (baseline -> run -> verify, not reversible)",
+                    s.line
+                )));
+            }
+            _ => {}
+        }
+    }
+    Ok(statements)
+}
+
+/// The [rename] map extended with the renames the script writes (the spec wins on conflict).
+pub fn merged_renames(spec: &Spec, statements: &[Statement]) -> (Renames, Vec<(String, String)>) {
+    let mut r = spec.renames.clone();
+    let mut inferred = Vec::new();
+    for ren in script::inferred_renames(statements) {
+        match &ren.column {
+            Some(col) => {
+                if r.column(&ren.table, col).is_none() {
+                    r.columns
+                        .push((ren.table.clone(), col.clone(), ren.new_name.clone()));
+                    inferred.push((
+                        format!("{}.{col}", ren.table),
+                        format!("{}.{}", ren.table, ren.new_name),
+                    ));
+                }
+            }
+            None => {
+                if r.table(&ren.table).is_none() {
+                    r.tables.push((ren.table.clone(), ren.new_name.clone()));
+                    inferred.push((ren.table.clone(), ren.new_name.clone()));
+                }
+            }
+        }
+    }
+    (r, inferred)
+}
+
+fn first_words(sql: &str) -> String {
+    sql.split_whitespace().take(6).collect::<Vec<_>>().join(" ")
+}
+
+fn abbreviate(sql: &str) -> String {
+    let one: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one.chars().count() > 120 {
+        format!("{}…", one.chars().take(119).collect::<String>())
+    } else {
+        one
+    }
+}
+
+/// Run statements in the open transaction of `client`. Stops at the first failing statement
+/// (the caller rolls back).
+pub async fn run_statements(
+    client: &Client,
+    monitor: &Client,
+    statements: &[Statement],
+    limits: Limits,
+    lock_retries: u32,
+    summary: &mut MigrationSummary,
+) -> Result<(), DbFailure> {
+    let pid: i32 = client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .and_then(|r| r.try_get(0))
+        .map_err(|e| db::failure(&e, None))?;
+    let started = Instant::now();
+    let mut first_seen: BTreeMap<(String, String), Duration> = BTreeMap::new();
+    for s in statements {
+        let mut attempts = 0u32;
+        loop {
+            attempts += 1;
+            client
+                .batch_execute(&format!(
+                    "SAVEPOINT migval_stmt; SET LOCAL lock_timeout = {}; SET LOCAL statement_timeout = {}",
+                    limits.lock_timeout_ms, limits.statement_timeout_ms
+                ))
+                .await
+                .map_err(|e| db::failure(&e, Some(format!("before the statement at line {}", s.line))))?;
+            let t0 = Instant::now();
+            let (result, blockers) =
+                run_watched(client, monitor, &s.sql, pid, limits.lock_timeout_ms).await;
+            let elapsed = t0.elapsed();
+            match result {
+                Ok(messages) => {
+                    client
+                        .batch_execute("RELEASE SAVEPOINT migval_stmt")
+                        .await
+                        .map_err(|e| db::failure(&e, None))?;
+                    let rows = messages.iter().rev().find_map(|m| match m {
+                        SimpleQueryMessage::CommandComplete(n) => Some(*n),
+                        _ => None,
+                    });
+                    summary.statements.push(StatementRun {
+                        line: s.line,
+                        sql: abbreviate(&s.sql),
+                        duration_ms: millis(elapsed),
+                        rows,
+                        attempts,
+                        ok: true,
+                    });
+                    for (relation, mode) in locks_held(client).await? {
+                        first_seen
+                            .entry((relation, mode))
+                            .or_insert(started.elapsed());
+                    }
+                    break;
+                }
+                Err(e) => {
+                    let mut f = db::failure(
+                        &e,
+                        Some(format!(
+                            "statement at line {}: {}",
+                            s.line,
+                            abbreviate(&s.sql)
+                        )),
+                    );
+                    let _ = client
+                        .batch_execute("ROLLBACK TO SAVEPOINT migval_stmt")
+                        .await;
+                    let lock_timeout = f.sqlstate.as_deref() == Some("55P03");
+                    if lock_timeout {
+                        for b in blockers {
+                            if !summary.blockers.iter().any(|x| x.pid == b.pid) {
+                                summary.blockers.push(b);
+                            }
+                        }
+                    }
+                    if lock_timeout && attempts <= lock_retries {
+                        // Back off: 200 ms, 400 ms, 800 ms ... capped at 5 s.
+                        let wait = 200u64
+                            .saturating_mul(1u64 << (attempts - 1).min(5))
+                            .min(5_000);
+                        tokio::time::sleep(Duration::from_millis(wait)).await;
+                        continue;
+                    }
+                    if lock_timeout {
+                        f.hint = Some(format!(
+                            "gave up after {attempts} attempts with lock_timeout {} ms; the sessions \
+                             blocking it are listed under `blockers`: wait for them, or end them \
+                             (pg_terminate_backend) if they are safe to end",
+                            limits.lock_timeout_ms
+                        ));
+                    }
+                    summary.statements.push(StatementRun {
+                        line: s.line,
+                        sql: abbreviate(&s.sql),
+                        duration_ms: millis(elapsed),
+                        rows: None,
+                        attempts,
+                        ok: false,
+                    });
+                    return Err(f);
+                }
+            }
+        }
+    }
+    let end = started.elapsed();
+    let mut locks: Vec<LockHeld> = first_seen
+        .into_iter()
+        .map(|((relation, mode), since)| LockHeld {
+            relation,
+            mode: lock_mode_name(&mode),
+            held_ms: millis(end.saturating_sub(since)),
+        })
+        .collect();
+    locks.sort_by_key(|l| (lock_rank(&l.mode), l.relation.clone()));
+    summary.locks.extend(locks);
+    Ok(())
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Run `sql`; if it is still running after half the lock timeout, ask (from `monitor`) who
+/// blocks it, while it waits.
+async fn run_watched(
+    client: &Client,
+    monitor: &Client,
+    sql: &str,
+    pid: i32,
+    lock_timeout_ms: u64,
+) -> (
+    Result<Vec<SimpleQueryMessage>, tokio_postgres::Error>,
+    Vec<Blocker>,
+) {
+    let fut = client.simple_query(sql);
+    tokio::pin!(fut);
+    let delay = tokio::time::sleep(Duration::from_millis(
+        (lock_timeout_ms / 2).clamp(50, 2_000),
+    ));
+    tokio::pin!(delay);
+    let mut blockers = Vec::new();
+    let mut asked = false;
+    loop {
+        tokio::select! {
+            r = &mut fut => return (r, blockers),
+            _ = &mut delay, if !asked => {
+                asked = true;
+                blockers = who_blocks(monitor, pid).await;
+            }
+        }
+    }
+}
+
+async fn who_blocks(monitor: &Client, pid: i32) -> Vec<Blocker> {
+    let Ok(rows) = monitor.query(sql::BLOCKERS.sql, &[&pid]).await else {
+        return Vec::new();
+    };
+    rows.iter()
+        .filter_map(|r| {
+            Some(Blocker {
+                pid: r.try_get(0).ok()?,
+                user: r.try_get(1).ok()?,
+                application_name: r.try_get(2).ok()?,
+                state: r.try_get(3).ok()?,
+                transaction_seconds: r.try_get(4).ok()?,
+                query: r.try_get(5).ok()?,
+            })
+        })
+        .collect()
+}
+
+async fn locks_held(client: &Client) -> Result<Vec<(String, String)>, DbFailure> {
+    let rows = client
+        .query(sql::LOCKS_HELD.sql, &[])
+        .await
+        .map_err(|e| db::failure(&e, Some("reading the locks held".into())))?;
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect::<Result<_, tokio_postgres::Error>>()
+        .map_err(|e| db::failure(&e, None))
+}
+
+/// "AccessExclusiveLock" -> "ACCESS EXCLUSIVE".
+fn lock_mode_name(mode: &str) -> String {
+    let base = mode.strip_suffix("Lock").unwrap_or(mode);
+    let mut out = String::new();
+    for (i, c) in base.chars().enumerate() {
+        if c.is_uppercase() && i > 0 {
+            out.push(' ');
+        }
+        out.push(c.to_ascii_uppercase());
+    }
+    out
+}
+
+fn lock_rank(mode: &str) -> u8 {
+    match mode {
+        "ACCESS EXCLUSIVE" => 0,
+        "EXCLUSIVE" => 1,
+        "SHARE ROW EXCLUSIVE" => 2,
+        "SHARE" => 3,
+        "SHARE UPDATE EXCLUSIVE" => 4,
+        "ROW EXCLUSIVE" => 5,
+        "ROW SHARE" => 6,
+        _ => 7,
+    }
+}
+
+/// The spec with every rule made "unchanged, exact" and schema facts compared with the
+/// baseline only: what "the rollback restores the state" means.
+pub fn exact_spec(spec: &Spec) -> Spec {
+    let mut s = spec.clone();
+    s.renames = Renames::default();
+    let exact = |r: &mut Rule| {
+        r.tolerance = Tolerance::Exact;
+        r.expect = Expect::Unchanged;
+        r.scope = crate::spec::Scope::Group;
+    };
+    for c in &mut s.checks {
+        match &mut c.kind {
+            CheckKind::Metrics(m) => m.metrics.iter_mut().for_each(|x| exact(&mut x.rule)),
+            CheckKind::NullCount(n) => exact(&mut n.rule),
+            CheckKind::Orphans(o) => exact(&mut o.rule),
+            CheckKind::Custom(c) => exact(&mut c.rule),
+            CheckKind::Schema(f) => {
+                f.expect = Default::default();
+                f.may_change = false;
+                f.compare_only = true;
+            }
+        }
+    }
+    s
+}
+
+/// A pseudo-check that carries a failure of the migration script into the report.
+fn script_failure(name: &str, f: DbFailure) -> CheckResult {
+    CheckResult {
+        name: name.to_string(),
+        kind: "migration".into(),
+        status: Status::Error,
+        summary: format!("the script failed: {}", f.message),
+        tolerance: String::new(),
+        expect: String::new(),
+        values: Vec::new(),
+        groups: None,
+        worst: Vec::new(),
+        baseline_sql: Vec::new(),
+        after_sql: Vec::new(),
+        error: Some(f),
+    }
+}
+
+/// Result of a guarded migration.
+pub struct Outcome {
+    pub report: Report,
+    pub rollback_report: Option<Report>,
+    pub after: Option<Snapshot>,
+    pub committed: bool,
+}
+
+/// Run a migration script inside a transaction, verify inside it, commit only on `plan.commit`
+/// and a passing verdict.
+pub async fn run_in_transaction(
+    info: &ConnInfo,
+    spec: &Spec,
+    baseline: &Snapshot,
+    plan: &Plan,
+) -> Result<Outcome, MigrateError> {
+    let (renames, inferred) = merged_renames(spec, &plan.statements);
+    let spec_after = Spec {
+        renames: renames.clone(),
+        ..spec.clone()
+    };
+    let client = db::connect(info).await?;
+    let monitor = db::connect(info).await?;
+    client
+        .batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED")
+        .await
+        .map_err(|e| MigrateError::Db(db::failure(&e, Some("BEGIN".into()))))?;
+    let mut summary = MigrationSummary {
+        script: plan.script_name.clone(),
+        mode: String::new(),
+        statements: Vec::new(),
+        locks: Vec::new(),
+        renames_inferred: inferred,
+        blockers: Vec::new(),
+        command_output: None,
+    };
+    let started = Instant::now();
+    let ran = run_statements(
+        &client,
+        &monitor,
+        &plan.statements,
+        plan.limits,
+        plan.lock_retries,
+        &mut summary,
+    )
+    .await;
+    if let Err(f) = ran {
+        let _ = client.batch_execute("ROLLBACK").await;
+        summary.mode = "rolled back: the script failed, nothing was committed".into();
+        let checks = vec![script_failure(&plan.script_name, f)];
+        let report = Report {
+            command: "migrate".into(),
+            banner: Some(summary.mode.clone()),
+            spec_path: spec.path.clone(),
+            baseline: baseline.origin.clone(),
+            after: baseline.origin.clone(),
+            renames: Vec::new(),
+            spec_changes: Vec::new(),
+            verdict: Verdict::from_results(&checks),
+            checks,
+            migration: Some(summary),
+        };
+        return Ok(Outcome {
+            report,
+            rollback_report: None,
+            after: None,
+            committed: false,
+        });
+    }
+    let migration_ms = millis(started.elapsed());
+    let after = capture::capture_in_transaction(
+        &client,
+        info,
+        &spec_after,
+        &Naming::after(&renames),
+        plan.limits,
+        Some(&baseline.catalog),
+    )
+    .await;
+    let after = match after {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = client.batch_execute("ROLLBACK").await;
+            return Err(Box::new(e).into());
+        }
+    };
+    let mut report = compare::compare(&spec_after, baseline, &after, "migrate");
+
+    let mut rollback_report = None;
+    if let Some((name, stmts)) = &plan.rollback {
+        let mut rb = MigrationSummary {
+            script: name.clone(),
+            mode: "rehearsal of the rollback: nothing was committed".into(),
+            statements: Vec::new(),
+            locks: Vec::new(),
+            renames_inferred: Vec::new(),
+            blockers: Vec::new(),
+            command_output: None,
+        };
+        let exact = exact_spec(spec);
+        let r = match run_statements(
+            &client,
+            &monitor,
+            stmts,
+            plan.limits,
+            plan.lock_retries,
+            &mut rb,
+        )
+        .await
+        {
+            Err(f) => {
+                let checks = vec![script_failure(name, f)];
+                Report {
+                    command: "migrate --rollback".into(),
+                    banner: Some(rb.mode.clone()),
+                    spec_path: spec.path.clone(),
+                    baseline: baseline.origin.clone(),
+                    after: after.origin.clone(),
+                    renames: Vec::new(),
+                    spec_changes: Vec::new(),
+                    verdict: Verdict::from_results(&checks),
+                    checks,
+                    migration: Some(rb),
+                }
+            }
+            Ok(()) => {
+                let restored = capture::capture_in_transaction(
+                    &client,
+                    info,
+                    &exact,
+                    &Naming::baseline(),
+                    plan.limits,
+                    Some(&baseline.catalog),
+                )
+                .await;
+                let restored = match restored {
+                    Ok(s) => s,
+                    Err(e) => {
+                        let _ = client.batch_execute("ROLLBACK").await;
+                        return Err(Box::new(e).into());
+                    }
+                };
+                let mut r = compare::compare(&exact, baseline, &restored, "migrate --rollback");
+                r.banner = Some(format!(
+                    "{}; compared with the baseline for exact equality",
+                    rb.mode
+                ));
+                r.migration = Some(rb);
+                r
+            }
+        };
+        rollback_report = Some(r);
+    }
+
+    let commit = plan.commit && report.verdict.passed() && plan.rollback.is_none();
+    let end = if commit { "COMMIT" } else { "ROLLBACK" };
+    client
+        .batch_execute(end)
+        .await
+        .map_err(|e| MigrateError::Db(db::failure(&e, Some(end.into()))))?;
+    summary.mode = if commit {
+        format!("committed: the verdict passed (migration {migration_ms} ms)")
+    } else if plan.commit {
+        "rolled back: the verdict failed, nothing was committed".into()
+    } else {
+        "rehearsal: nothing was committed".into()
+    };
+    report.banner = Some(summary.mode.clone());
+    report.migration = Some(summary);
+    Ok(Outcome {
+        report,
+        rollback_report,
+        after: Some(after),
+        committed: commit,
+    })
+}
+
+/// `--no-transaction`: statements run one by one in autocommit, then the post-state is
+/// captured like `verify` does. Not reversible: the caller requires --commit.
+pub async fn run_without_transaction(
+    info: &ConnInfo,
+    spec: &Spec,
+    baseline: &Snapshot,
+    plan: &Plan,
+) -> Result<Outcome, MigrateError> {
+    let (renames, inferred) = merged_renames(spec, &plan.statements);
+    let spec_after = Spec {
+        renames,
+        ..spec.clone()
+    };
+    let client = db::connect(info).await?;
+    let monitor = db::connect(info).await?;
+    let mut summary = MigrationSummary {
+        script: plan.script_name.clone(),
+        mode: "applied WITHOUT a transaction: every statement committed as it ran".into(),
+        statements: Vec::new(),
+        locks: Vec::new(),
+        renames_inferred: inferred,
+        blockers: Vec::new(),
+        command_output: None,
+    };
+    for s in &plan.statements {
+        // Each statement in its own transaction (unless it cannot be in one at all).
+        let wrap = !matches!(s.kind, StatementKind::NonTransactional(_));
+        let one = std::slice::from_ref(s);
+        let result = if wrap {
+            client
+                .batch_execute("BEGIN")
+                .await
+                .map_err(|e| db::failure(&e, None))
+                .map(|_| ())
+        } else {
+            Ok(())
+        };
+        let result = match result {
+            Ok(()) if wrap => {
+                let r = run_statements(
+                    &client,
+                    &monitor,
+                    one,
+                    plan.limits,
+                    plan.lock_retries,
+                    &mut summary,
+                )
+                .await;
+                let end = if r.is_ok() { "COMMIT" } else { "ROLLBACK" };
+                let _ = client.batch_execute(end).await;
+                r
+            }
+            Ok(()) => {
+                let t0 = Instant::now();
+                let r = client.simple_query(&s.sql).await;
+                summary.statements.push(StatementRun {
+                    line: s.line,
+                    sql: abbreviate(&s.sql),
+                    duration_ms: millis(t0.elapsed()),
+                    rows: None,
+                    attempts: 1,
+                    ok: r.is_ok(),
+                });
+                r.map(|_| ())
+                    .map_err(|e| db::failure(&e, Some(format!("statement at line {}", s.line))))
+            }
+            Err(f) => Err(f),
+        };
+        if let Err(f) = result {
+            summary.mode = format!(
+                "applied WITHOUT a transaction and stopped at line {}: the statements before it are committed",
+                s.line
+            );
+            let checks = vec![script_failure(&plan.script_name, f)];
+            let report = Report {
+                command: "migrate --no-transaction".into(),
+                banner: Some(summary.mode.clone()),
+                spec_path: spec.path.clone(),
+                baseline: baseline.origin.clone(),
+                after: baseline.origin.clone(),
+                renames: Vec::new(),
+                spec_changes: Vec::new(),
+                verdict: Verdict::from_results(&checks),
+                checks,
+                migration: Some(summary),
+            };
+            return Ok(Outcome {
+                report,
+                rollback_report: None,
+                after: None,
+                committed: true,
+            });
+        }
+    }
+    let after = capture::capture(
+        info,
+        &spec_after,
+        &Naming::after(&spec_after.renames),
+        plan.limits,
+        Some(&baseline.catalog),
+    )
+    .await?;
+    let mut report = compare::compare(&spec_after, baseline, &after, "migrate --no-transaction");
+    report.banner = Some(summary.mode.clone());
+    report.migration = Some(summary);
+    Ok(Outcome {
+        report,
+        rollback_report: None,
+        after: Some(after),
+        committed: true,
+    })
+}
+
+/// `migval migrate --spec checks.toml -- alembic upgrade head`: baseline (taken by the caller),
+/// run the command with its output streamed through `on_line` and kept, then capture and
+/// compare as `verify` does. Not transactional: the report says so.
+pub async fn run_external(
+    info: &ConnInfo,
+    spec: &Spec,
+    baseline: &Snapshot,
+    argv: &[String],
+    limits: Limits,
+    on_line: &(dyn Fn(&str) + Sync),
+) -> Result<Outcome, MigrateError> {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let Some((program, args)) = argv.split_first() else {
+        return Err(MigrateError::Script("no command given after `--`".into()));
+    };
+    let name = argv.join(" ");
+    let started = Instant::now();
+    let mut child = tokio::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| MigrateError::Script(format!("cannot start `{name}`: {e}")))?;
+    // Both streams feed one channel, so lines are shown in the order they arrive.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    if let Some(stdout) = child.stdout.take() {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stdout).lines();
+            while let Ok(Some(l)) = lines.next_line().await {
+                let _ = tx.send(l);
+            }
+        });
+    }
+    if let Some(stderr) = child.stderr.take() {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(l)) = lines.next_line().await {
+                let _ = tx.send(l);
+            }
+        });
+    }
+    drop(tx);
+    let mut kept = String::new();
+    const KEEP: usize = 1 << 20;
+    while let Some(line) = rx.recv().await {
+        on_line(&line);
+        if kept.len() < KEEP {
+            kept.push_str(&line);
+            kept.push('\n');
+        }
+    }
+    let status = child
+        .wait()
+        .await
+        .map_err(|e| MigrateError::Script(format!("waiting for `{name}`: {e}")))?;
+    let summary = MigrationSummary {
+        script: name.clone(),
+        mode: format!(
+            "external command, NOT transactional: its changes were applied as it ran ({} ms, {status})",
+            millis(started.elapsed())
+        ),
+        statements: Vec::new(),
+        locks: Vec::new(),
+        renames_inferred: Vec::new(),
+        blockers: Vec::new(),
+        command_output: Some(kept.clone()),
+    };
+    let after = capture::capture(
+        info,
+        spec,
+        &Naming::after(&spec.renames),
+        limits,
+        Some(&baseline.catalog),
+    )
+    .await?;
+    let mut report = compare::compare(spec, baseline, &after, "migrate --");
+    if !status.success() {
+        let tail: String = kept
+            .lines()
+            .rev()
+            .take(20)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n");
+        report.checks.insert(
+            0,
+            CheckResult {
+                name: format!("command `{name}`"),
+                kind: "migration".into(),
+                status: Status::Error,
+                summary: format!(
+                    "the command failed ({status}); the checks below show the state it left"
+                ),
+                tolerance: String::new(),
+                expect: String::new(),
+                values: Vec::new(),
+                groups: None,
+                worst: Vec::new(),
+                baseline_sql: Vec::new(),
+                after_sql: Vec::new(),
+                error: Some(DbFailure {
+                    message: format!("`{name}` exited with {status}"),
+                    sqlstate: None,
+                    detail: Some(tail),
+                    hint: Some(
+                        "its whole output is in the report (migration.command_output)".into(),
+                    ),
+                    context: None,
+                }),
+            },
+        );
+        report.verdict = Verdict::from_results(&report.checks);
+    }
+    report.banner = Some(summary.mode.clone());
+    report.migration = Some(summary);
+    Ok(Outcome {
+        report,
+        rollback_report: None,
+        after: Some(after),
+        committed: true,
+    })
+}

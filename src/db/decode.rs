@@ -79,8 +79,9 @@ pub fn decode(row: &Row, i: usize, d: Decoder) -> Result<Value, tokio_postgres::
         Decoder::Oid => opt(row.try_get::<_, Option<u32>>(i)?, |x| {
             Value::Int(i64::from(x))
         }),
-        Decoder::Numeric => opt(row.try_get::<_, Option<ExactNumeric>>(i)?, |x| {
-            numeric_from_text(&x.0)
+        Decoder::Numeric => opt(row.try_get::<_, Option<ExactNumeric>>(i)?, |x| match x {
+            ExactNumeric::Dec(d) => Value::Dec(d),
+            ExactNumeric::Text(t) => numeric_from_text(&t),
         }),
         Decoder::F32 => opt(row.try_get::<_, Option<f32>>(i)?, |x| {
             Value::Float(f64::from(x))
@@ -90,20 +91,67 @@ pub fn decode(row: &Row, i: usize, d: Decoder) -> Result<Value, tokio_postgres::
     })
 }
 
-/// A NUMERIC as its exact decimal text (`NaN`, `Infinity`, `-Infinity` included).
+/// A NUMERIC, exactly: a `Decimal` when it fits without rounding (the common case, decoded
+/// straight from the binary digits), else its exact decimal text (`NaN`, `Infinity` included).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExactNumeric(pub String);
+pub enum ExactNumeric {
+    Dec(rust_decimal::Decimal),
+    Text(String),
+}
 
 impl<'a> FromSql<'a> for ExactNumeric {
     fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn Error + Sync + Send>> {
+        if let Some(d) = numeric_binary_to_decimal(raw) {
+            return Ok(ExactNumeric::Dec(d));
+        }
         numeric_binary_to_text(raw)
-            .map(ExactNumeric)
+            .map(ExactNumeric::Text)
             .map_err(Into::into)
     }
 
     fn accepts(ty: &Type) -> bool {
         *ty == Type::NUMERIC
     }
+}
+
+/// The fast path: binary NUMERIC straight to a `Decimal`, or `None` when it would not be exact
+/// (more than 28 decimal places, a mantissa beyond 96 bits, NaN/Infinity, malformed input);
+/// the caller then takes the text path.
+pub fn numeric_binary_to_decimal(raw: &[u8]) -> Option<rust_decimal::Decimal> {
+    let word = |i: usize| {
+        raw.get(i * 2..i * 2 + 2)
+            .map(|b| u16::from_be_bytes([b[0], b[1]]))
+    };
+    let ndigits = usize::from(word(0)?);
+    let weight = i32::from(i16::from_be_bytes(word(1)?.to_be_bytes()));
+    let sign = word(2)?;
+    let dscale = word(3)?;
+    if (sign != 0x0000 && sign != 0x4000) || dscale > 28 || raw.len() != 8 + ndigits * 2 {
+        return None;
+    }
+    // mantissa = value * 10^dscale; digit i is worth 10^(4*(weight - i) + dscale).
+    let mut mantissa: i128 = 0;
+    for i in 0..ndigits {
+        let d = i128::from(word(4 + i)?);
+        if d > 9999 {
+            return None;
+        }
+        let exp = 4 * (weight - i32::try_from(i).ok()?) + i32::from(dscale);
+        let term = if exp >= 0 {
+            d.checked_mul(10i128.checked_pow(u32::try_from(exp).ok()?)?)?
+        } else {
+            let div = 10i128.checked_pow(u32::try_from(-exp).ok()?)?;
+            if d % div != 0 {
+                return None;
+            }
+            d / div
+        };
+        mantissa = mantissa.checked_add(term)?;
+    }
+    if sign == 0x4000 {
+        mantissa = -mantissa;
+    }
+    rust_decimal::Decimal::try_from_i128_with_scale(mantissa, u32::from(dscale)).ok()
 }
 
 /// Decode PostgreSQL's binary NUMERIC: ndigits, weight, sign, dscale (all 16-bit, big
@@ -225,6 +273,23 @@ mod tests {
             numeric_binary_to_text(&enc(0, 0, 0xC000, 0, &[])).unwrap(),
             "NaN"
         );
+        // The fast path agrees with the text path, keeps the scale, and declines what it
+        // cannot hold exactly.
+        for raw in [
+            enc(3, 1, 0, 4, &[1, 2345, 6789]),
+            enc(1, -1, 0x4000, 4, &[12]),
+            enc(1, 0, 0, 2, &[100]),
+            enc(1, 1, 0, 0, &[2]),
+            enc(0, 0, 0, 2, &[]),
+            enc(2, 3, 0, 4, &[999, 9999]),
+        ] {
+            let fast = numeric_binary_to_decimal(&raw).unwrap();
+            assert_eq!(fast.to_string(), numeric_binary_to_text(&raw).unwrap());
+        }
+        assert_eq!(numeric_binary_to_decimal(&enc(1, -8, 0, 29, &[1000])), None);
+        assert_eq!(numeric_binary_to_decimal(&enc(0, 0, 0xC000, 0, &[])), None);
+        // 10^32: beyond 96 bits.
+        assert_eq!(numeric_binary_to_decimal(&enc(1, 8, 0, 0, &[1])), None);
         assert!(numeric_binary_to_text(&[0, 1]).is_err());
     }
 }

@@ -124,6 +124,18 @@ enum Attempt {
 }
 
 type OriginParts = (String, String, bool, String, String, String);
+
+/// Read a row of `snapshot_export.sql` or `transaction_origin.sql` (same columns).
+fn origin_from_row(row: &tokio_postgres::Row) -> Result<OriginParts, tokio_postgres::Error> {
+    Ok((
+        row.try_get(0)?,
+        row.try_get(1)?,
+        row.try_get(2)?,
+        row.try_get(3)?,
+        row.try_get(4)?,
+        row.try_get(5)?,
+    ))
+}
 type ProbeResult = (usize, Result<Vec<(usize, Table)>, DbFailure>);
 
 async fn attempt_capture(
@@ -165,19 +177,7 @@ async fn attempt_capture(
         .query_one(sql::SNAPSHOT_EXPORT.sql, &[])
         .await
         .map_err(|e| fatal(e, "exporting the snapshot"))?;
-    let get_s = |i: usize| {
-        row.try_get::<_, String>(i)
-            .map_err(|e| fatal(e, "reading the snapshot id"))
-    };
-    let origin: OriginParts = (
-        get_s(0)?,
-        get_s(1)?,
-        row.try_get::<_, bool>(2)
-            .map_err(|e| fatal(e, "reading the snapshot id"))?,
-        get_s(3)?,
-        get_s(4)?,
-        get_s(5)?,
-    );
+    let origin = origin_from_row(&row).map_err(|e| fatal(e, "reading the snapshot id"))?;
     let snapshot_id = origin.0.clone();
     if !snapshot_id
         .chars()
@@ -326,19 +326,7 @@ pub async fn capture_in_transaction(
         .query_one(sql::TRANSACTION_ORIGIN.sql, &[])
         .await
         .map_err(|e| fatal(e, "identifying the transaction"))?;
-    let get_s = |i: usize| {
-        row.try_get::<_, String>(i)
-            .map_err(|e| fatal(e, "identifying the transaction"))
-    };
-    let origin: OriginParts = (
-        get_s(0)?,
-        get_s(1)?,
-        row.try_get::<_, bool>(2)
-            .map_err(|e| fatal(e, "identifying the transaction"))?,
-        get_s(3)?,
-        get_s(4)?,
-        get_s(5)?,
-    );
+    let origin = origin_from_row(&row).map_err(|e| fatal(e, "identifying the transaction"))?;
     client
         .batch_execute(&format!("SAVEPOINT migval_capture; {}", limits.set_local()))
         .await

@@ -376,13 +376,42 @@ pub fn exact_spec(spec: &Spec) -> Spec {
     s
 }
 
-/// A pseudo-check that carries a failure of the migration script into the report.
-fn script_failure(name: &str, f: DbFailure) -> CheckResult {
+/// A report whose only result is the failure of the script: nothing was compared.
+fn failed_report(
+    command: &str,
+    spec: &Spec,
+    baseline: &Snapshot,
+    after: &Snapshot,
+    name: &str,
+    f: DbFailure,
+    summary: MigrationSummary,
+) -> Report {
+    let checks = vec![script_failure(
+        name,
+        format!("the script failed: {}", f.message),
+        f,
+    )];
+    Report {
+        command: command.into(),
+        banner: Some(summary.mode.clone()),
+        spec_path: spec.path.clone(),
+        baseline: baseline.origin.clone(),
+        after: after.origin.clone(),
+        renames: Vec::new(),
+        spec_changes: Vec::new(),
+        verdict: Verdict::from_results(&checks),
+        checks,
+        migration: Some(summary),
+    }
+}
+
+/// A pseudo-check that carries a failure of the migration script or command into the report.
+fn script_failure(name: &str, summary: String, f: DbFailure) -> CheckResult {
     CheckResult {
         name: name.to_string(),
         kind: "migration".into(),
         status: Status::Error,
-        summary: format!("the script failed: {}", f.message),
+        summary,
         tolerance: String::new(),
         expect: String::new(),
         values: Vec::new(),
@@ -443,19 +472,15 @@ pub async fn run_in_transaction(
     if let Err(f) = ran {
         let _ = client.batch_execute("ROLLBACK").await;
         summary.mode = "rolled back: the script failed, nothing was committed".into();
-        let checks = vec![script_failure(&plan.script_name, f)];
-        let report = Report {
-            command: "migrate".into(),
-            banner: Some(summary.mode.clone()),
-            spec_path: spec.path.clone(),
-            baseline: baseline.origin.clone(),
-            after: baseline.origin.clone(),
-            renames: Vec::new(),
-            spec_changes: Vec::new(),
-            verdict: Verdict::from_results(&checks),
-            checks,
-            migration: Some(summary),
-        };
+        let report = failed_report(
+            "migrate",
+            spec,
+            baseline,
+            baseline,
+            &plan.script_name,
+            f,
+            summary,
+        );
         return Ok(Outcome {
             report,
             rollback_report: None,
@@ -504,21 +529,7 @@ pub async fn run_in_transaction(
         )
         .await
         {
-            Err(f) => {
-                let checks = vec![script_failure(name, f)];
-                Report {
-                    command: "migrate --rollback".into(),
-                    banner: Some(rb.mode.clone()),
-                    spec_path: spec.path.clone(),
-                    baseline: baseline.origin.clone(),
-                    after: after.origin.clone(),
-                    renames: Vec::new(),
-                    spec_changes: Vec::new(),
-                    verdict: Verdict::from_results(&checks),
-                    checks,
-                    migration: Some(rb),
-                }
-            }
+            Err(f) => failed_report("migrate --rollback", spec, baseline, &after, name, f, rb),
             Ok(()) => {
                 let restored = capture::capture_in_transaction(
                     &client,
@@ -644,19 +655,15 @@ pub async fn run_without_transaction(
                 "applied WITHOUT a transaction and stopped at line {}: the statements before it are committed",
                 s.line
             );
-            let checks = vec![script_failure(&plan.script_name, f)];
-            let report = Report {
-                command: "migrate --no-transaction".into(),
-                banner: Some(summary.mode.clone()),
-                spec_path: spec.path.clone(),
-                baseline: baseline.origin.clone(),
-                after: baseline.origin.clone(),
-                renames: Vec::new(),
-                spec_changes: Vec::new(),
-                verdict: Verdict::from_results(&checks),
-                checks,
-                migration: Some(summary),
-            };
+            let report = failed_report(
+                "migrate --no-transaction",
+                spec,
+                baseline,
+                baseline,
+                &plan.script_name,
+                f,
+                summary,
+            );
             return Ok(Outcome {
                 report,
                 rollback_report: None,
@@ -774,32 +781,20 @@ pub async fn run_external(
             .rev()
             .collect::<Vec<_>>()
             .join("\n");
+        let failure = DbFailure {
+            message: format!("`{name}` exited with {status}"),
+            sqlstate: None,
+            detail: Some(tail),
+            hint: Some("its whole output is in the report (migration.command_output)".into()),
+            context: None,
+        };
         report.checks.insert(
             0,
-            CheckResult {
-                name: format!("command `{name}`"),
-                kind: "migration".into(),
-                status: Status::Error,
-                summary: format!(
-                    "the command failed ({status}); the checks below show the state it left"
-                ),
-                tolerance: String::new(),
-                expect: String::new(),
-                values: Vec::new(),
-                groups: None,
-                worst: Vec::new(),
-                baseline_sql: Vec::new(),
-                after_sql: Vec::new(),
-                error: Some(DbFailure {
-                    message: format!("`{name}` exited with {status}"),
-                    sqlstate: None,
-                    detail: Some(tail),
-                    hint: Some(
-                        "its whole output is in the report (migration.command_output)".into(),
-                    ),
-                    context: None,
-                }),
-            },
+            script_failure(
+                &format!("command `{name}`"),
+                format!("the command failed ({status}); the checks below show the state it left"),
+                failure,
+            ),
         );
         report.verdict = Verdict::from_results(&report.checks);
     }

@@ -147,7 +147,7 @@ url() { echo "postgres://postgres@127.0.0.1:$PORT/$1?sslmode=disable"; }
 psql_db() { local db=$1; shift; "$PSQL_BIN" -X -q -v ON_ERROR_STOP=1 -d "$(url "$db")" "$@"; }
 
 PG_VERSION=$(psql_db postgres -At -c "SHOW server_version")
-PG_SHOWN=$(psql_db postgres -At -c "SELECT string_agg(name || '=' || setting || coalesce(unit, ''), ', ' ORDER BY name) FROM pg_settings WHERE name IN ('shared_buffers','work_mem','max_parallel_workers_per_gather','fsync','synchronous_commit')")
+PG_SHOWN=$(psql_db postgres -At -c "SELECT string_agg(name || '=' || current_setting(name), ', ' ORDER BY name) FROM pg_settings WHERE name IN ('shared_buffers','work_mem','max_parallel_workers_per_gather','fsync','synchronous_commit')")
 NPROC=$(nproc)
 MEM_GB=$(awk '/^MemTotal:/ {printf "%.1f", $2 / 1048576}' /proc/meminfo)
 CPU_MODEL=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
@@ -187,9 +187,15 @@ measure() {
     log "$(printf '%-16s %-7s rep %s  %8ss  %8s MB  exit %s  load1 %s' "$task" "$tool" "$rep" "$wall" "$rss" "$rc" "$load")"
 }
 
-# expect_json FILE JQ-LIKE-DESCRIPTION: small checks on a report with python-free tools.
-report_field() { # FILE KEY -> first integer value of "KEY": in FILE
-    grep -o "\"$2\":[0-9]*" "$1" | head -n 1 | cut -d: -f2
+# fact KIND KEY VALUE: a non-timed figure (file size, sanity count) as a CSV row.
+fact() {
+    printf '%s,%s,%s,%s,%s,%s,,,,,,,%s\n' "$COMMIT" "$TREE" "$RUN_DATE" "$N" "$1" "$2" "$3" >>"$CSV"
+}
+
+fsize() { stat -c %s "$1" 2>/dev/null || echo "?"; }
+
+report_field() { # FILE KEY -> the last integer value of "KEY" in the JSON report FILE
+    grep -o "\"$2\": *[0-9][0-9]*" "$1" | tail -n 1 | sed 's/.*: *//'
 }
 
 mkdir -p "$RESULTS"
@@ -200,7 +206,7 @@ for N in "${SIZES[@]}"; do
     D=$OUT/$N
     mkdir -p "$D"
     log "=== N = $N: database $DB"
-    psql_db postgres -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB"
+    psql_db postgres -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB"
 
     # Load (once).
     measure load psql 1 0 "schema.sql + fee_rename_generate($N) + VACUUM ANALYZE" "$D/load.out" -- \
@@ -229,14 +235,14 @@ for N in "${SIZES[@]}"; do
     done
 
     # The migration, as the runbook applies it (one transaction).
-    measure migrate psql 1 0 "migration.sql, psql -1" "$D/migrate.out" -- \
+    measure migrate psql 1 0 "migration.sql; psql -1" "$D/migrate.out" -- \
         "$PSQL_BIN" -X -q -v ON_ERROR_STOP=1 -d "$(url "$DB")" -1 -f "$FIXTURE/migration.sql"
 
     # Post-migration: psql runbook queries vs migval verify, interleaved.
     for r in $(seq 1 "$REPS"); do
         measure verify psql "$r" 0 "psql_checks.sql with renamed column > file" "$D/psql_after.txt" -- \
             "$PSQL_BIN" -X -q -v ON_ERROR_STOP=1 -d "$(url "$DB")" -f "$D/psql_checks_after.sql"
-        measure verify migval "$r" 0 "checks.toml, --format json -o report.json" "$D/verify.out" -- \
+        measure verify migval "$r" 0 "checks.toml; --format json -o report.json" "$D/verify.out" -- \
             "$BIN" verify --spec "$SPEC" --baseline "$D/base.json" --db "$(url "$DB")" \
             --format json -o "$D/report.json"
     done
@@ -254,12 +260,12 @@ for N in "${SIZES[@]}"; do
         WHERE id % 100000 = 0 AND id <= 1000000" >/dev/null
     for r in $(seq 1 "$REPS"); do
         # Exit 1 is the right answer: 10 groups changed and the check has no tolerance.
-        measure groups_verify migval "$r" 1 "groups_1m.toml, --save-after, 10 groups changed" "$D/groups_verify.out" -- \
+        measure groups_verify migval "$r" 1 "groups_1m.toml; --save-after; 10 groups changed" "$D/groups_verify.out" -- \
             "$BIN" verify --spec "$GROUPS_SPEC" --baseline "$D/groups_a.json" --db "$(url "$DB")" \
             --save-after "$D/groups_b.json" --format json -o "$D/groups_verify.json"
     done
     for r in $(seq 1 "$REPS"); do
-        measure groups_diff migval "$r" 1 "diff of two 1M-group snapshots, 10 groups changed" "$D/groups_diff.out" -- \
+        measure groups_diff migval "$r" 1 "diff of two 1M-group snapshots; 10 groups changed" "$D/groups_diff.out" -- \
             "$BIN" diff "$D/groups_a.json" "$D/groups_b.json" --format json -o "$D/groups_diff.json"
     done
 
@@ -270,23 +276,17 @@ for N in "${SIZES[@]}"; do
         FAILURES=$((FAILURES + 1))
         log "UNEXPECTED 1M-group diff result: baseline_groups=${GROUPS_BASE:-?} changed=${GROUPS_CHANGED:-?} (want 1000000 and 10)"
     fi
-    VERIFY_FAILED=$(grep -o '"verdict":{[^}]*}' "$D/report.json" | head -n 1 || true)
-    OUTPUTS_DIFFER=$(wc -l <"$D/outputs.diff")
-    {
-        echo "size,client_products_total_mb,$SIZE_MB"
-        echo "size,base_json_bytes,$(stat -c %s "$D/base.json")"
-        echo "size,groups_a_json_bytes,$(stat -c %s "$D/groups_a.json")"
-        echo "size,groups_b_json_bytes,$(stat -c %s "$D/groups_b.json")"
-        echo "size,groups_diff_report_bytes,$(stat -c %s "$D/groups_diff.json")"
-        echo "size,psql_before_txt_bytes,$(stat -c %s "$D/psql_before.txt")"
-        echo "check,groups_diff_baseline_groups,${GROUPS_BASE:-?}"
-        echo "check,groups_diff_changed,${GROUPS_CHANGED:-?}"
-        echo "check,psql_outputs_diff_lines,$OUTPUTS_DIFFER"
-        echo "check,verify_verdict,\"${VERIFY_FAILED//\"/\'}\""
-    } | sed "s/^/$COMMIT,$TREE,$RUN_DATE,$N,/; s/^\([^,]*,[^,]*,[^,]*,[^,]*\),\([^,]*\),\([^,]*\),/\1,\2,\3,,,,,,,/" >>"$CSV"
-    # Per-check SQL of the verify run, kept for EXPLAIN ANALYZE when something is slow.
-    cp "$D/report.json" "$RESULTS/verify-report-$TAG-$N.json.tmp" 2>/dev/null || true
-    rm -f "$RESULTS/verify-report-$TAG-$N.json.tmp"
+    fact size client_products_total_mb "$SIZE_MB"
+    fact size base_json_bytes "$(fsize "$D/base.json")"
+    fact size groups_a_json_bytes "$(fsize "$D/groups_a.json")"
+    fact size groups_b_json_bytes "$(fsize "$D/groups_b.json")"
+    fact size groups_diff_report_bytes "$(fsize "$D/groups_diff.json")"
+    fact size psql_before_txt_bytes "$(fsize "$D/psql_before.txt")"
+    fact check groups_diff_baseline_groups "${GROUPS_BASE:-?}"
+    fact check groups_diff_changed "${GROUPS_CHANGED:-?}"
+    fact check psql_outputs_diff_lines "$(wc -l <"$D/outputs.diff")"
+    fact check verify_checks_passed "$(report_field "$D/report.json" passed || true)"
+    fact check verify_checks_total "$(report_field "$D/report.json" total || true)"
 
     psql_db postgres -c "DROP DATABASE $DB"
     log "=== N = $N done: $CSV"
@@ -309,8 +309,8 @@ exits() { # FILE TASK TOOL -> "" when every rep exited as expected, else " **exi
 }
 extra() { awk -F, -v k="$2" '$5 == "size" || $5 == "check" {if ($6 == k) print $NF}' "$1" | tail -n 1; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a == "" || b == "" || b == 0) print "-"; else printf "%.2f", a / b}'; }
-le() { awk -v a="$1" -v b="$2" 'BEGIN {exit !(a != "" && a + 0 <= b + 0)}'; }
-mib() { awk -v b="$1" 'BEGIN {printf "%.1f MB", b / 1048576}'; }
+le() { awk -v a="$1" -v b="$2" 'BEGIN {exit !(a ~ /^[0-9]+([.][0-9]*)?$/ && a + 0 <= b + 0)}'; }
+mib() { awk -v b="$1" 'BEGIN {if (b !~ /^[0-9]+$/) printf "?"; else if (b < 1048576) printf "%.1f KB", b / 1024; else printf "%.1f MB", b / 1048576}'; }
 fmt_n() { awk -v n="$1" 'BEGIN {if (n % 1000000 == 0) printf "%dM", n / 1000000; else printf "%d", n}'; }
 
 MD=$REPO/BENCHMARKS.md
@@ -357,6 +357,7 @@ MD=$REPO/BENCHMARKS.md
         echo "- runbook compare step, \`diff\` of the saved psql outputs: $(med "$F" compare_outputs diff wall) s, $(extra "$F" psql_outputs_diff_lines) differing lines; psql output file $(mib "$(extra "$F" psql_before_txt_bytes)")"
         echo "- 1M-group snapshot (\`groups_1m.toml\`): $(med "$F" groups_snapshot migval wall)$(spread "$F" groups_snapshot migval wall) s, $(med "$F" groups_snapshot migval rss) MB$(exits "$F" groups_snapshot migval); 1M-group verify with \`--save-after\`: $(med "$F" groups_verify migval wall)$(spread "$F" groups_verify migval wall) s, $(med "$F" groups_verify migval rss) MB$(exits "$F" groups_verify migval) (exit 1 expected: 10 groups changed)"
         echo "- snapshot files: checks.toml baseline $(mib "$(extra "$F" base_json_bytes)"); 1M-group snapshots $(mib "$(extra "$F" groups_a_json_bytes)") and $(mib "$(extra "$F" groups_b_json_bytes)"); 1M-group diff report $(mib "$(extra "$F" groups_diff_report_bytes)")"
+        echo "- verify verdict: $(extra "$F" verify_checks_passed) of $(extra "$F" verify_checks_total) checks passed (all expected)"
         echo "- 1M-group diff found $(extra "$F" groups_diff_baseline_groups) baseline groups, $(extra "$F" groups_diff_changed) changed (10 expected)"
         echo "- 1-minute load average before each measurement: $(awk -F, 'NR > 1 && $12 != "" {print $12}' "$F" | sort -g | awk 'NR == 1 {lo = $1} {hi = $1} END {printf "%s..%s", lo, hi}')"
     done

@@ -629,6 +629,21 @@ pub struct MigrationSummary {
     pub command_output: Option<String>,
 }
 
+impl MigrationSummary {
+    /// Nothing run yet.
+    pub fn new(script: &str, mode: &str) -> MigrationSummary {
+        MigrationSummary {
+            script: script.to_string(),
+            mode: mode.to_string(),
+            statements: Vec::new(),
+            locks: Vec::new(),
+            renames_inferred: Vec::new(),
+            blockers: Vec::new(),
+            command_output: None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

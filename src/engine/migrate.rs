@@ -451,13 +451,8 @@ pub async fn run_in_transaction(
         .await
         .map_err(|e| MigrateError::Db(db::failure(&e, Some("BEGIN".into()))))?;
     let mut summary = MigrationSummary {
-        script: plan.script_name.clone(),
-        mode: String::new(),
-        statements: Vec::new(),
-        locks: Vec::new(),
         renames_inferred: inferred,
-        blockers: Vec::new(),
-        command_output: None,
+        ..MigrationSummary::new(&plan.script_name, "")
     };
     let started = Instant::now();
     let ran = run_statements(
@@ -509,15 +504,8 @@ pub async fn run_in_transaction(
 
     let mut rollback_report = None;
     if let Some((name, stmts)) = &plan.rollback {
-        let mut rb = MigrationSummary {
-            script: name.clone(),
-            mode: "rehearsal of the rollback: nothing was committed".into(),
-            statements: Vec::new(),
-            locks: Vec::new(),
-            renames_inferred: Vec::new(),
-            blockers: Vec::new(),
-            command_output: None,
-        };
+        let mut rb =
+            MigrationSummary::new(name, "rehearsal of the rollback: nothing was committed");
         let exact = exact_spec(spec);
         let r = match run_statements(
             &client,
@@ -598,13 +586,11 @@ pub async fn run_without_transaction(
     let client = db::connect(info).await?;
     let monitor = db::connect(info).await?;
     let mut summary = MigrationSummary {
-        script: plan.script_name.clone(),
-        mode: "applied WITHOUT a transaction: every statement committed as it ran".into(),
-        statements: Vec::new(),
-        locks: Vec::new(),
         renames_inferred: inferred,
-        blockers: Vec::new(),
-        command_output: None,
+        ..MigrationSummary::new(
+            &plan.script_name,
+            "applied WITHOUT a transaction: every statement committed as it ran",
+        )
     };
     for s in &plan.statements {
         // Each statement in its own transaction (unless it cannot be in one at all).
@@ -750,17 +736,13 @@ pub async fn run_external(
         .wait()
         .await
         .map_err(|e| MigrateError::Script(format!("waiting for `{name}`: {e}")))?;
+    let mode = format!(
+        "external command, NOT transactional: its changes were applied as it ran ({} ms, {status})",
+        millis(started.elapsed())
+    );
     let summary = MigrationSummary {
-        script: name.clone(),
-        mode: format!(
-            "external command, NOT transactional: its changes were applied as it ran ({} ms, {status})",
-            millis(started.elapsed())
-        ),
-        statements: Vec::new(),
-        locks: Vec::new(),
-        renames_inferred: Vec::new(),
-        blockers: Vec::new(),
         command_output: Some(kept.clone()),
+        ..MigrationSummary::new(&name, &mode)
     };
     let after = capture::capture(
         info,

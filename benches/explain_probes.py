@@ -5,7 +5,7 @@
 
 REPORT.json is a `migval verify --format json` report; URL the database it verified (still in
 the post-migration state). Every distinct statement in checks[].after_sql (catalog facts and
-`-- view ... not found` lines skipped) is run once under EXPLAIN (ANALYZE, FORMAT JSON) with
+`-- view ... not found` lines skipped) is run once under EXPLAIN (ANALYZE, TIMING OFF, FORMAT JSON) with
 psql, and one CSV line per statement is printed:
 
     execution_ms,rows,checks
@@ -40,7 +40,7 @@ def main() -> int:
     for sql, checks in statements.items():
         out = subprocess.run(
             [psql, "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d", url,
-             "-c", f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}"],
+             "-c", f"EXPLAIN (ANALYZE, TIMING OFF, FORMAT JSON) {sql}"],
             check=True, capture_output=True, text=True,
         ).stdout
         plan = json.loads(out)[0]

@@ -21,7 +21,8 @@
 #
 # Output: benches/results/results-<git short hash>[-dirty]-<N>.csv (one row per measurement;
 # earlier commits' files are kept) and BENCHMARKS.md at the repo root (regenerated).
-# Environment: BENCH_REPS (default 3), BENCH_KEEP=1 keeps the work directory,
+# Environment: BENCH_REPS (default 3), BENCH_KEEP=1 keeps the work directory, BENCH_EXPLAIN=1
+# adds PostgreSQL's execution time of each statement migval ran (benches/explain_probes.py),
 # CARGO_TARGET_DIR is honoured, MIGVAL_PG_BIN points at the server binaries' directory.
 # Exit status: 0 when every command exited as expected, 1 otherwise (the failures are
 # printed with their stderr and recorded in the CSV and BENCHMARKS.md, never hidden).
@@ -53,18 +54,22 @@ die() { log "FATAL: $*"; exit 2; }
 # ---------------------------------------------------------------------------------------------
 # Build
 # ---------------------------------------------------------------------------------------------
+tree_state() { # "<short hash> clean|dirty" of the sources the binary is built from
+    local c t=clean
+    c=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+    [ -z "$(git status --porcelain -- src queries Cargo.toml Cargo.lock 2>/dev/null)" ] || t=dirty
+    echo "$c $t"
+}
+BEFORE_BUILD=$(tree_state)
 log "cargo build --release"
 cargo build --release
 BIN=${CARGO_TARGET_DIR:-target}/release/migval
 [[ $BIN = /* ]] || BIN=$REPO/$BIN
 [ -x "$BIN" ] || die "no binary at $BIN"
-
-COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-TREE=clean
-# The binary is built from the working tree; say so when it differs from the commit.
-if [ -n "$(git status --porcelain -- src queries Cargo.toml Cargo.lock 2>/dev/null)" ]; then
-    TREE=dirty
-fi
+read -r COMMIT TREE < <(tree_state)
+# The binary is built from the working tree: say so when it differs from the commit, or when
+# the commit or the tree changed while cargo was building (another session is editing).
+[ "$BEFORE_BUILD" = "$COMMIT $TREE" ] || TREE=dirty
 TAG=$COMMIT
 [ "$TREE" = clean ] || TAG=$COMMIT-dirty
 RUN_DATE=$(date -u +%Y-%m-%dT%H:%M:%SZ)
@@ -246,6 +251,19 @@ for N in "${SIZES[@]}"; do
             "$BIN" verify --spec "$SPEC" --baseline "$D/base.json" --db "$(url "$DB")" \
             --format json -o "$D/report.json"
     done
+    # Optional: PostgreSQL's own execution time for each statement migval ran (post state).
+    if [ -n "${BENCH_EXPLAIN:-}" ]; then
+        log "EXPLAIN ANALYZE of each statement in report.json (BENCH_EXPLAIN=1)"
+        i=0
+        python3 "$REPO/benches/explain_probes.py" "$D/report.json" "$(url "$DB")" "$PSQL_BIN" >"$D/explain.csv" ||
+            { FAILURES=$((FAILURES + 1)); log "explain_probes.py failed"; }
+        while IFS=, read -r ms rows names; do
+            i=$((i + 1))
+            printf '%s,%s,%s,%s,probe,postgres,%s,%s,,,,,rows=%s: %s\n' "$COMMIT" "$TREE" "$RUN_DATE" "$N" "$i" \
+                "$(awk -v m="$ms" 'BEGIN {printf "%.2f", m / 1000}')" "$rows" "$names" >>"$CSV"
+        done <"$D/explain.csv"
+    fi
+
     # The runbook's "compare to baseline" step on the saved psql outputs (not part of the
     # ratio: the reference for verify is the post-state queries alone).
     for r in $(seq 1 "$REPS"); do
@@ -359,6 +377,15 @@ MD=$REPO/BENCHMARKS.md
         echo "- snapshot files: checks.toml baseline $(mib "$(extra "$F" base_json_bytes)"); 1M-group snapshots $(mib "$(extra "$F" groups_a_json_bytes)") and $(mib "$(extra "$F" groups_b_json_bytes)"); 1M-group diff report $(mib "$(extra "$F" groups_diff_report_bytes)")"
         echo "- verify verdict: $(extra "$F" verify_checks_passed) of $(extra "$F" verify_checks_total) checks passed (all expected)"
         echo "- 1M-group diff found $(extra "$F" groups_diff_baseline_groups) baseline groups, $(extra "$F" groups_diff_changed) changed (10 expected)"
+        if awk -F, '$5 == "probe" {found = 1} END {exit !found}' "$F"; then
+            echo
+            echo "PostgreSQL execution time of each statement migval's verify ran (\`EXPLAIN (ANALYZE)\` once, post-migration, run one at a time; sending rows to the client not included):"
+            echo
+            echo "| # | execution s | rows | checks fed |"
+            echo "|---|---|---|---|"
+            awk -F, '$5 == "probe" {n = $13; for (i = 14; i <= NF; i++) n = n "," $i; r = n; sub(/:.*/, "", r); sub(/^rows=/, "", r); sub(/^[^:]*: /, "", n); printf "| %s | %s | %s | %s |\n", $7, $8, r, n; t += $8} END {printf "| | **%.2f** total | | |\n", t}' "$F"
+            echo
+        fi
         echo "- 1-minute load average before each measurement: $(awk -F, 'NR > 1 && $12 != "" {print $12}' "$F" | sort -g | awk 'NR == 1 {lo = $1} {hi = $1} END {printf "%s..%s", lo, hi}')"
     done
     cat <<'EOF'

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::model::{Snapshot, Table};
+use crate::model::Snapshot;
 
 const PREFIX: &str = "{\"checksum\":\"sha256:";
 
@@ -138,15 +138,11 @@ pub fn read(path: &Path) -> Result<Snapshot, StoreError> {
     }
     for c in &mut snap.checks {
         if let crate::model::Outcome::Captured(t) = &mut c.outcome {
-            restore(t).map_err(|message| StoreError::Invalid {
+            t.restore_kinds().map_err(|message| StoreError::Invalid {
                 path: path.to_path_buf(),
                 message: format!("check `{}`: {message}", c.name),
             })?;
         }
     }
     Ok(snap)
-}
-
-fn restore(t: &mut Table) -> Result<(), String> {
-    t.restore_kinds()
 }

@@ -452,7 +452,7 @@ async fn work(
             }
             continue;
         }
-        let r = run_probe(client, probe, spec).await;
+        let r = run_probe(client, probe).await;
         let end = if r.is_ok() {
             "RELEASE SAVEPOINT migval_probe"
         } else {
@@ -473,11 +473,7 @@ async fn work(
     out
 }
 
-async fn run_probe(
-    client: &Client,
-    probe: &Probe,
-    spec: &Spec,
-) -> Result<Vec<(usize, Table)>, DbFailure> {
+async fn run_probe(client: &Client, probe: &Probe) -> Result<Vec<(usize, Table)>, DbFailure> {
     let fail = |e: tokio_postgres::Error| db::failure(&e, None);
     match &probe.kind {
         ProbeKind::Query { sql, outputs } => run_query(client, sql, outputs).await,
@@ -580,7 +576,6 @@ async fn run_probe(
                 t.cells
                     .extend([Value::Text(label.clone()), Value::Bool(ok), err]);
             }
-            let _ = spec;
             Ok(vec![(*check, t)])
         }
     }
@@ -659,14 +654,14 @@ async fn run_query(
                     .collect();
                 let mut seen = std::collections::HashSet::new();
                 if let Some(dup) = names.iter().find(|n| !seen.insert(n.as_str())) {
-                    return Err(custom_error(format!(
+                    return Err(plain_failure(format!(
                         "the query returns two columns named `{dup}`; give each column its own name (AS ...)"
                     )));
                 }
                 let mut kpos = Vec::new();
                 for k in key {
                     let pos = names.iter().position(|n| n == k).ok_or_else(|| {
-                        custom_error(format!(
+                        plain_failure(format!(
                             "key column `{k}` is not in the query's result (it returns: {})",
                             names.join(", ")
                         ))
@@ -706,8 +701,4 @@ async fn run_query(
         }
     }
     Ok(plans.into_iter().map(|(c, _, _, t)| (c, t)).collect())
-}
-
-fn custom_error(message: String) -> DbFailure {
-    plain_failure(message)
 }

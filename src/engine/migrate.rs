@@ -484,22 +484,15 @@ pub async fn run_in_transaction(
         });
     }
     let migration_ms = millis(started.elapsed());
-    let after = capture::capture_in_transaction(
+    let after = capture_or_roll_back(
         &client,
         info,
         &spec_after,
         &Naming::after(&renames),
-        plan.limits,
-        Some(&baseline.catalog),
+        plan,
+        baseline,
     )
-    .await;
-    let after = match after {
-        Ok(a) => a,
-        Err(e) => {
-            let _ = client.batch_execute("ROLLBACK").await;
-            return Err(Box::new(e).into());
-        }
-    };
+    .await?;
     let mut report = compare::compare(&spec_after, baseline, &after, "migrate");
 
     let mut rollback_report = None;
@@ -519,22 +512,15 @@ pub async fn run_in_transaction(
         {
             Err(f) => failed_report("migrate --rollback", spec, baseline, &after, name, f, rb),
             Ok(()) => {
-                let restored = capture::capture_in_transaction(
+                let restored = capture_or_roll_back(
                     &client,
                     info,
                     &exact,
                     &Naming::baseline(),
-                    plan.limits,
-                    Some(&baseline.catalog),
+                    plan,
+                    baseline,
                 )
-                .await;
-                let restored = match restored {
-                    Ok(s) => s,
-                    Err(e) => {
-                        let _ = client.batch_execute("ROLLBACK").await;
-                        return Err(Box::new(e).into());
-                    }
-                };
+                .await?;
                 let mut r = compare::compare(&exact, baseline, &restored, "migrate --rollback");
                 r.banner = Some(format!(
                     "{}; compared with the baseline for exact equality",
@@ -568,6 +554,34 @@ pub async fn run_in_transaction(
         after: Some(after),
         committed: commit,
     })
+}
+
+/// Capture inside the open transaction; if that fails, roll the transaction back before
+/// returning the error, so nothing of the migration can be left behind.
+async fn capture_or_roll_back(
+    client: &Client,
+    info: &ConnInfo,
+    spec: &Spec,
+    naming: &Naming,
+    plan: &Plan,
+    baseline: &Snapshot,
+) -> Result<Snapshot, MigrateError> {
+    match capture::capture_in_transaction(
+        client,
+        info,
+        spec,
+        naming,
+        plan.limits,
+        Some(&baseline.catalog),
+    )
+    .await
+    {
+        Ok(s) => Ok(s),
+        Err(e) => {
+            let _ = client.batch_execute("ROLLBACK").await;
+            Err(e.into())
+        }
+    }
 }
 
 /// `--no-transaction`: statements run one by one in autocommit, then the post-state is

@@ -5,7 +5,6 @@ pub mod raw;
 
 use std::fmt;
 use std::path::Path;
-use std::str::FromStr;
 
 use rust_decimal::Decimal;
 use sha2::{Digest, Sha256};
@@ -1143,17 +1142,6 @@ fn strip_keyword<'a>(s: &'a str, kw: &str) -> Option<&'a str> {
     let head = s.get(..kw.len())?;
     let rest = &s[kw.len()..];
     (head.eq_ignore_ascii_case(kw) && rest.starts_with(char::is_whitespace)).then(|| rest.trim())
-}
-
-impl FromStr for Tolerance {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        if s == "exact" {
-            Ok(Tolerance::Exact)
-        } else {
-            Err(format!("unknown tolerance `{s}`"))
-        }
-    }
 }
 
 #[cfg(test)]

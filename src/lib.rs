@@ -7,6 +7,8 @@
 //!   engine    plan    checks -> fused probes (one scan per table), renames applied after
 //!             capture one exported snapshot shared by a pool of read-only connections
 //!             compare merge on sorted keys, tolerance and intent rules -> CheckResult
+//!   backfill  batched data changes: keyset batches, exactly-once resume, ambiguous rows logged,
+//!             then the checks of `engine` as usual
 //!   store     snapshot files: atomic, checksummed
 //!   report    text | json | markdown | junit, from model::Report only
 //!   cli       one module per subcommand; main.rs maps the verdict to the exit code
@@ -16,6 +18,7 @@
 //! `sql` (the query catalogue in `queries/` and identifier quoting), `model` (plain data),
 //! `cluster` (throwaway PostgreSQL for the demo and tests).
 
+pub mod backfill;
 pub mod cli;
 pub mod cluster;
 pub mod db;

@@ -1,6 +1,7 @@
 //! Command line: clap types (their doc comments are the `--help` text), one module per
 //! subcommand, all with the same shape: `run(args) -> Result<exit code>`.
 
+mod backfill;
 mod demo;
 mod diff;
 mod migrate;
@@ -49,6 +50,9 @@ pub enum Command {
     /// Rehearse a migration inside a transaction: baseline, run it, verify inside the same
     /// transaction, roll back. With --commit, commit only when the verdict passes.
     Migrate(migrate::MigrateArgs),
+    /// Run a batched backfill declared in a file: dry-run by default, --commit to apply;
+    /// resumable after a kill, ambiguous rows logged, then the checks and the verdict.
+    Backfill(backfill::BackfillArgs),
     /// Show the whole flow on a throwaway PostgreSQL: snapshot, a good migration that
     /// passes, its rollback, a broken migration that fails.
     Demo(demo::DemoArgs),
@@ -165,6 +169,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Verify(a) => verify::run(a).await,
         Command::Diff(a) => diff::run(a),
         Command::Migrate(a) => migrate::run(a).await,
+        Command::Backfill(a) => backfill::run(a).await,
         Command::Demo(a) => demo::run(a).await,
     }
 }

@@ -35,4 +35,32 @@ queries! {
     FACT_RLS => "fact_rls.sql",
     FACT_POLICY => "fact_policy.sql",
     FACT_FUNCTION => "fact_function.sql",
+    BACKFILL_TARGET => "backfill_target.sql",
+    BACKFILL_LOCK => "backfill_lock.sql",
+    BACKFILL_LOCK_HOLDER => "backfill_lock_holder.sql",
+    BACKFILL_TERMINATE => "backfill_terminate.sql",
+    BACKFILL_REPLICATION_LAG => "backfill_replication_lag.sql",
+}
+
+/// The backfill progress table (several statements, run with the simple protocol).
+pub const BACKFILL_STATE_DDL: Query = Query {
+    name: "backfill_state_ddl.sql",
+    sql: include_str!("../../queries/backfill_state_ddl.sql"),
+};
+
+macro_rules! state_queries {
+    ($($id:ident => $file:literal),* $(,)?) => {
+        $(pub const $id: Query = Query { name: $file, sql: include_str!(concat!("../../queries/", $file)) };)*
+        /// The statements on the progress table: they prepare only once [`BACKFILL_STATE_DDL`]
+        /// has run, so they are kept out of [`ALL`] (the backfill tests prepare them).
+        pub const BACKFILL_STATE: &[Query] = &[$($id),*];
+    };
+}
+
+state_queries! {
+    BACKFILL_RUN_OPEN => "backfill_run_open.sql",
+    BACKFILL_RUN_GET => "backfill_run_get.sql",
+    BACKFILL_RUN_START => "backfill_run_start.sql",
+    BACKFILL_RUN_PROGRESS => "backfill_run_progress.sql",
+    BACKFILL_RUN_STATUS => "backfill_run_status.sql",
 }

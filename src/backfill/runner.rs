@@ -1,0 +1,1407 @@
+//! The batch loop: one transaction per batch, the progress row updated inside it, retries,
+//! bisection of poison rows, reconnects, pacing, cancellation.
+//!
+//! ```text
+//!   prepare   connect (application_name migval-backfill:<name>), resolve table + unique key,
+//!             prepare every generated statement (a typo fails here, not at batch 40),
+//!             count rows; --commit: advisory lock (wait for / end a killed run's backend),
+//!             progress table, resume the open run (same fingerprint) or start one
+//!   batch     BEGIN; SET LOCAL lock_timeout, statement_timeout
+//!             bound (keyset, LIMIT size) -> [first, last]; ambiguous rows; change; rows left
+//!             log ambiguous / no-match rows; progress row += counters, last_key = last
+//!             COMMIT (dry-run: ROLLBACK)
+//!   failure   deadlock, serialization, lock timeout -> back off, same batch again
+//!             statement timeout                     -> halve the batch, again
+//!             connection lost                       -> reconnect, re-lock, re-read last_key
+//!             data/constraint error in the change   -> bisect the batch's keys:
+//!                 [k1 .. k8] fails -> [k1 .. k4] ok, commit | [k5 .. k8] fails
+//!                                  -> [k5 k6] ok | [k7] ok | [k8] fails alone: logged, skipped
+//!   sizing    adaptive: size' = clamp((size + rows * target / duration) / 2, min, max, 2 * size)
+//! ```
+//! Exactly once: a batch's change and its progress row commit together, and the change only
+//! touches pending rows, so whatever the moment of a kill the next run starts after the last
+//! committed batch and finds those rows done.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{CancelToken, Client};
+
+use super::log::{LoggedRow, RowLog};
+use super::spec::BackfillSpec;
+use super::statements::{Statements, Target};
+use crate::db::conninfo::ConnInfo;
+use crate::db::{self, ConnectError};
+use crate::model::DbFailure;
+use crate::sql;
+
+/// Why a backfill could not start or had to stop. Carries the counters of what was committed.
+#[derive(Debug, thiserror::Error)]
+pub enum BackfillError {
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// Refused before any batch: what, and what to do.
+    #[error("{0}")]
+    Refused(String),
+    #[error("{what}: {failure}{}", failure.context.as_ref().map(|c| format!("\n  (while {c})")).unwrap_or_default())]
+    Db { what: String, failure: DbFailure },
+    #[error("{message}")]
+    Stopped {
+        message: String,
+        counters: Counters,
+        run_id: Option<i64>,
+    },
+}
+
+/// What the loop has done so far (for a resumed run: since the run started).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counters {
+    pub batches: u64,
+    pub checked: u64,
+    pub updated: u64,
+    pub already_done: u64,
+    pub no_match: u64,
+    pub ambiguous: u64,
+    pub errors: u64,
+}
+
+impl Counters {
+    fn add(&mut self, o: &Counters) {
+        self.batches += o.batches;
+        self.checked += o.checked;
+        self.updated += o.updated;
+        self.already_done += o.already_done;
+        self.no_match += o.no_match;
+        self.ambiguous += o.ambiguous;
+        self.errors += o.errors;
+    }
+}
+
+/// How to run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub commit: bool,
+    /// Abandon an open run whose spec changed and start a new one.
+    pub new_run: bool,
+    /// Dry-run only: stop after this many batches and extrapolate.
+    pub sample: Option<u64>,
+    /// How long to wait for the holder of the backfill's lock (a killed run's backend) to go.
+    pub lock_wait: Duration,
+    /// End the backend of a killed run (tagged with our application_name) instead of refusing.
+    pub cancel_orphans: bool,
+    pub log_path: PathBuf,
+}
+
+/// Something the CLI may show while the loop runs.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Batch(BatchStat),
+    Retry {
+        batch: u64,
+        attempt: u32,
+        wait_ms: u64,
+        failure: DbFailure,
+    },
+    Shrunk {
+        from: u64,
+        to: u64,
+    },
+    Reconnected {
+        attempt: u32,
+    },
+    Waiting(String),
+    Isolated {
+        key: Vec<String>,
+        failure: DbFailure,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct BatchStat {
+    pub number: u64,
+    pub rows: u64,
+    pub duration_ms: u64,
+    pub size: u64,
+    /// Cumulative, this run.
+    pub counters: Counters,
+    pub total_rows: u64,
+    pub elapsed: Duration,
+}
+
+/// Where a run starts.
+#[derive(Debug, Clone)]
+pub struct RunStart {
+    pub run_id: i64,
+    pub resumed: bool,
+    pub last_key: Option<Vec<String>>,
+    pub counters: Counters,
+    /// An open run with another fingerprint was abandoned (--new-run).
+    pub abandoned: Option<i64>,
+}
+
+/// The result of the loop.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Outcome {
+    pub backfill: String,
+    pub table: String,
+    pub committed: bool,
+    pub run_id: Option<i64>,
+    /// Counters of the whole run (a resumed run includes the earlier attempts).
+    pub counters: Counters,
+    /// Counters of this invocation only.
+    pub this_invocation: Counters,
+    pub finished: bool,
+    pub interrupted: bool,
+    pub elapsed_ms: u64,
+    /// Dry-run with --sample: the whole table extrapolated from the sampled batches.
+    pub estimated_total_ms: Option<u64>,
+    pub total_rows: u64,
+    pub pending_rows: u64,
+    pub batch_ms: Vec<u64>,
+    pub log_path: String,
+}
+
+impl Outcome {
+    /// Percentile of batch durations (p in 0..=100).
+    pub fn batch_percentile(&self, p: u64) -> u64 {
+        if self.batch_ms.is_empty() {
+            return 0;
+        }
+        let mut v = self.batch_ms.clone();
+        v.sort_unstable();
+        let n = u64::try_from(v.len()).unwrap_or(u64::MAX);
+        let idx = (n.saturating_sub(1) * p.min(100) + 50) / 100;
+        v[usize::try_from(idx).unwrap_or(0).min(v.len() - 1)]
+    }
+}
+
+struct Session {
+    client: Client,
+    cancel: CancelToken,
+}
+
+/// A prepared backfill: connected, target resolved, statements checked, lock held (--commit).
+pub struct Backfill {
+    spec: BackfillSpec,
+    info: ConnInfo,
+    tag: String,
+    opts: Options,
+    session: Session,
+    target: Target,
+    stmts: Statements,
+    update_types: Vec<Type>,
+    pub total_rows: u64,
+    pub pending_rows: u64,
+    pub start: Option<RunStart>,
+}
+
+fn fail(e: &tokio_postgres::Error, context: &str) -> DbFailure {
+    db::failure(e, Some(context.to_string()))
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn client_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    format!("{host}:{}", std::process::id())
+}
+
+async fn open(info: &ConnInfo) -> Result<Session, ConnectError> {
+    let client = db::connect(info).await?;
+    // PostgreSQL 14+: notice a vanished client within a second even mid-statement, so a killed
+    // run's backend does not keep its row locks. Older servers do not know it: ignored.
+    let _ = client
+        .batch_execute("SET client_connection_check_interval = '1s'")
+        .await;
+    let cancel = client.cancel_token();
+    Ok(Session { client, cancel })
+}
+
+fn i64_of(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn u64_of(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+impl Backfill {
+    /// Connect, resolve the table and key, check every statement, count the rows. Writes nothing.
+    pub async fn prepare(
+        spec: BackfillSpec,
+        info: &ConnInfo,
+        opts: Options,
+    ) -> Result<Backfill, BackfillError> {
+        let tag = format!("migval-backfill:{}", spec.name);
+        let mut info = info.clone();
+        info.application_name = tag.clone();
+        let session = open(&info).await?;
+        let target = resolve(&session.client, &spec).await?;
+        let stmts = Statements::new(&spec, &target);
+        let update_types = check_statements(&session.client, &spec, &target, &stmts).await?;
+        let mut b = Backfill {
+            spec,
+            info,
+            tag,
+            opts,
+            session,
+            target,
+            stmts,
+            update_types,
+            total_rows: 0,
+            pending_rows: 0,
+            start: None,
+        };
+        b.count().await?;
+        Ok(b)
+    }
+
+    /// --commit, once confirmed: take the single-run guard and open (or resume) the run. The
+    /// only writes before the first batch: the progress table and the run's row.
+    pub async fn claim(&mut self, observer: &mut dyn FnMut(Event)) -> Result<&RunStart, BackfillError> {
+        self.lock(observer).await?;
+        let start = self.open_run().await?;
+        Ok(self.start.insert(start))
+    }
+
+    pub fn target_name(&self) -> String {
+        self.target.display()
+    }
+
+    pub fn tag(&self) -> &str {
+        &self.tag
+    }
+
+    fn set_local(&self) -> String {
+        format!(
+            "BEGIN; SET LOCAL lock_timeout = {}; SET LOCAL statement_timeout = {}",
+            self.spec.batching.lock_timeout_ms, self.spec.batching.statement_timeout_ms
+        )
+    }
+
+    async fn count(&mut self) -> Result<(), BackfillError> {
+        let c = &self.session.client;
+        let db_err = |e: tokio_postgres::Error| BackfillError::Db {
+            what: format!("counting the rows of {}", self.target.display()),
+            failure: fail(&e, "counting rows (raise [batch] statement_timeout if the table is large)"),
+        };
+        c.batch_execute(&self.set_local()).await.map_err(db_err)?;
+        let row = c.query_one(&self.stmts.count, &[]).await;
+        let _ = c.batch_execute("ROLLBACK").await;
+        let row = row.map_err(db_err)?;
+        let total: i64 = row.try_get(0).map_err(db_err)?;
+        let pending: i64 = row.try_get(1).map_err(db_err)?;
+        self.total_rows = u64_of(total);
+        self.pending_rows = u64_of(pending);
+        Ok(())
+    }
+
+    /// Take the single-run guard; wait for (or, with --cancel-orphans, end) its holder.
+    async fn lock(&mut self, observer: &mut dyn FnMut(Event)) -> Result<(), BackfillError> {
+        let deadline = Instant::now() + self.opts.lock_wait;
+        let mut announced = false;
+        let mut terminated = false;
+        loop {
+            let c = &self.session.client;
+            let locked: bool = c
+                .query_one(sql::BACKFILL_LOCK.sql, &[&self.spec.name])
+                .await
+                .and_then(|r| r.try_get(0))
+                .map_err(|e| BackfillError::Db {
+                    what: "taking the backfill's advisory lock".into(),
+                    failure: fail(&e, "pg_try_advisory_lock"),
+                })?;
+            if locked {
+                return Ok(());
+            }
+            let holder = c
+                .query_opt(sql::BACKFILL_LOCK_HOLDER.sql, &[&self.spec.name])
+                .await
+                .ok()
+                .flatten();
+            let (pid, app, state, secs, query) = match &holder {
+                Some(r) => (
+                    r.try_get::<_, i32>(0).unwrap_or(0),
+                    r.try_get::<_, String>(1).unwrap_or_default(),
+                    r.try_get::<_, String>(2).unwrap_or_default(),
+                    r.try_get::<_, String>(3).unwrap_or_default(),
+                    r.try_get::<_, String>(4).unwrap_or_default(),
+                ),
+                None => (0, String::new(), String::new(), String::new(), String::new()),
+            };
+            if self.opts.cancel_orphans && pid != 0 && app == self.tag && !terminated {
+                let done: bool = c
+                    .query_one(sql::BACKFILL_TERMINATE.sql, &[&pid, &self.tag])
+                    .await
+                    .and_then(|r| r.try_get(0))
+                    .unwrap_or(false);
+                terminated = done;
+                observer(Event::Waiting(format!(
+                    "--cancel-orphans: ended backend pid {pid} ({state}) left by an earlier run of `{}`",
+                    self.spec.name
+                )));
+            } else if !announced {
+                announced = true;
+                observer(Event::Waiting(format!(
+                    "backend pid {pid} ({app}, {state} for {secs} s) holds the lock of backfill `{}`; \
+                     waiting up to {} s for it to finish",
+                    self.spec.name,
+                    self.opts.lock_wait.as_secs()
+                )));
+            }
+            if Instant::now() >= deadline {
+                return Err(BackfillError::Refused(format!(
+                    "another run of backfill `{name}` is in progress: backend pid {pid} \
+                     (application_name `{app}`, {state} for {secs} s{q}) holds its advisory lock.\n  \
+                     Two runs of one backfill never run at once. If that run is alive, let it finish. \
+                     If it was killed (kill -9, lost connection), its backend may still be finishing a \
+                     batch: wait a little and rerun, or rerun with --cancel-orphans to end it (its \
+                     uncommitted batch rolls back; nothing committed is lost).",
+                    name = self.spec.name,
+                    q = if query.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", query.split_whitespace().collect::<Vec<_>>().join(" "))
+                    }
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Create the progress table if needed and resume the open run or start a new one.
+    async fn open_run(&mut self) -> Result<RunStart, BackfillError> {
+        let c = &self.session.client;
+        let state_err = |what: &str| {
+            let what = what.to_string();
+            move |e: tokio_postgres::Error| BackfillError::Db {
+                what: what.clone(),
+                failure: fail(&e, sql::BACKFILL_STATE_DDL.name),
+            }
+        };
+        c.batch_execute(&format!(
+            "{}; {} COMMIT",
+            self.set_local(),
+            sql::BACKFILL_STATE_DDL.sql
+        ))
+        .await
+        .map_err(state_err(
+            "creating the progress table migval.backfill_runs (needs CREATE on the database)",
+        ))?;
+        let open = c
+            .query_opt(sql::BACKFILL_RUN_OPEN.sql, &[&self.spec.name])
+            .await
+            .map_err(state_err("reading migval.backfill_runs"))?;
+        let me = client_id();
+        let mut abandoned = None;
+        if let Some(row) = open {
+            let (run_id, fingerprint, last_key, counters) =
+                run_row(&row).map_err(state_err("reading migval.backfill_runs"))?;
+            if fingerprint == self.spec.fingerprint {
+                c.execute(
+                    sql::BACKFILL_RUN_STATUS.sql,
+                    &[&run_id, &"running", &None::<String>, &me],
+                )
+                .await
+                .map_err(state_err("updating migval.backfill_runs"))?;
+                return Ok(RunStart {
+                    run_id,
+                    resumed: true,
+                    last_key,
+                    counters,
+                    abandoned: None,
+                });
+            }
+            if !self.opts.new_run {
+                return Err(BackfillError::Refused(format!(
+                    "backfill `{}` has an unfinished run {run_id} ({} batches committed, last key {}) \
+                     made with a different spec (table, key, pending, set/update or ambiguity \
+                     changed). Resuming it with another definition could apply two different \
+                     changes to one table.\n  Restore the spec to resume, or rerun with --new-run to \
+                     abandon run {run_id} and start a new run (rows already done stay done: the \
+                     pending guard skips them).",
+                    self.spec.name,
+                    counters.batches,
+                    last_key
+                        .as_ref()
+                        .map(|k| format!("({})", k.join(", ")))
+                        .unwrap_or_else(|| "none".into())
+                )));
+            }
+            c.execute(
+                sql::BACKFILL_RUN_STATUS.sql,
+                &[
+                    &run_id,
+                    &"abandoned",
+                    &Some("abandoned by --new-run: the spec changed".to_string()),
+                    &me,
+                ],
+            )
+            .await
+            .map_err(state_err("updating migval.backfill_runs"))?;
+            abandoned = Some(run_id);
+        }
+        let run_id: i64 = c
+            .query_one(
+                sql::BACKFILL_RUN_START.sql,
+                &[
+                    &self.spec.name,
+                    &self.target.display(),
+                    &self.spec.fingerprint,
+                    &me,
+                ],
+            )
+            .await
+            .and_then(|r| r.try_get(0))
+            .map_err(state_err("starting a run in migval.backfill_runs"))?;
+        Ok(RunStart {
+            run_id,
+            resumed: false,
+            last_key: None,
+            counters: Counters::default(),
+            abandoned,
+        })
+    }
+
+    /// Run the batches until the table is done, the sample is taken, or `stop` turns true.
+    pub async fn run(
+        &mut self,
+        observer: &mut dyn FnMut(Event),
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<Outcome, BackfillError> {
+        let b = self.spec.batching.clone();
+        let run_id = self.start.as_ref().map(|s| s.run_id);
+        let run_label = run_id.map_or_else(|| "dry-run".to_string(), |r| r.to_string());
+        let mut log = RowLog::open(&self.opts.log_path, &self.spec.key).map_err(|m| {
+            BackfillError::Refused(format!("{m} (choose another file with --log FILE)"))
+        })?;
+        if self.opts.commit && self.start.is_none() {
+            return Err(BackfillError::Refused(
+                "internal: --commit run without a claimed run".into(),
+            ));
+        }
+        let mut prog = Progress {
+            last: self.start.as_ref().and_then(|s| s.last_key.clone()),
+            run: self.start.as_ref().map(|s| s.counters).unwrap_or_default(),
+            this: Counters::default(),
+        };
+        let started = Instant::now();
+        let mut size = b.size;
+        let mut durations = Vec::new();
+        let mut finished = false;
+        let mut interrupted = false;
+        let mut batch_no = prog.run.batches;
+        'batches: loop {
+            if *stop.borrow() {
+                interrupted = true;
+                break;
+            }
+            if let Some(n) = self.opts.sample
+                && !self.opts.commit
+                && prog.this.batches >= n
+            {
+                break;
+            }
+            if let Some(max) = b.max_replication_lag_ms {
+                if self.wait_for_replicas(max, observer, stop).await? {
+                    interrupted = true;
+                    break;
+                }
+            }
+            batch_no += 1;
+            let mut attempt = 0u32;
+            loop {
+                attempt += 1;
+                let t0 = Instant::now();
+                let result = tokio::select! {
+                    r = self.batch(prog.last.as_deref(), size, batch_no, &run_label, &mut log) => r,
+                    _ = stop.changed() => {
+                        // Ctrl-C: stop the statement on the server, roll the batch back.
+                        let tls = db::tls::make_connector(&self.info).ok();
+                        if let Some(tls) = tls {
+                            let _ = self.session.cancel.cancel_query(tls).await;
+                        }
+                        let _ = self.session.client.batch_execute("ROLLBACK").await;
+                        interrupted = true;
+                        break 'batches;
+                    }
+                };
+                let elapsed = t0.elapsed();
+                match result {
+                    Ok(None) => {
+                        finished = true;
+                        break 'batches;
+                    }
+                    Ok(Some(done)) => {
+                        prog.apply(&done);
+                        let ms = millis(elapsed);
+                        durations.push(ms);
+                        observer(Event::Batch(BatchStat {
+                            number: batch_no,
+                            rows: done.counters.checked,
+                            duration_ms: ms,
+                            size,
+                            counters: prog.this,
+                            total_rows: self.total_rows,
+                            elapsed: started.elapsed(),
+                        }));
+                        if let Some(target) = b.target_ms {
+                            size = next_size(size, done.counters.checked, ms, target, b.min, b.max);
+                        }
+                        break;
+                    }
+                    Err(f) => {
+                        let _ = self.session.client.batch_execute("ROLLBACK").await;
+                        match f {
+                            Fail::Poison(_) => {
+                                self.isolate(&mut prog, size, batch_no, &run_label, &mut log, observer)
+                                    .await?;
+                                durations.push(millis(t0.elapsed()));
+                                break;
+                            }
+                            Fail::Retry(failure) if attempt <= b.retries => {
+                                let wait_ms = backoff(attempt);
+                                observer(Event::Retry {
+                                    batch: batch_no,
+                                    attempt,
+                                    wait_ms,
+                                    failure,
+                                });
+                                tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+                            }
+                            Fail::Timeout(failure) if size > 1 && attempt <= b.retries + 8 => {
+                                let to = (size / 2).max(1);
+                                observer(Event::Shrunk { from: size, to });
+                                observer(Event::Retry {
+                                    batch: batch_no,
+                                    attempt,
+                                    wait_ms: 0,
+                                    failure,
+                                });
+                                size = to;
+                            }
+                            Fail::Lost(failure) if attempt <= b.retries => {
+                                let wait_ms = backoff(attempt);
+                                observer(Event::Retry {
+                                    batch: batch_no,
+                                    attempt,
+                                    wait_ms,
+                                    failure,
+                                });
+                                tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+                                self.reconnect(&mut prog, attempt, observer).await?;
+                            }
+                            Fail::Retry(f) | Fail::Timeout(f) | Fail::Lost(f) | Fail::Fatal(f) => {
+                                let message = format!(
+                                    "batch {batch_no} of backfill `{}` failed after {attempt} attempt{}: {f}{}",
+                                    self.spec.name,
+                                    if attempt == 1 { "" } else { "s" },
+                                    f.context.as_ref().map(|c| format!("\n  (while {c})")).unwrap_or_default()
+                                );
+                                self.mark(run_id, "failed", Some(&message)).await;
+                                return Err(BackfillError::Stopped {
+                                    message,
+                                    counters: prog.run,
+                                    run_id,
+                                });
+                            }
+                            Fail::Log(m) => {
+                                self.mark(run_id, "failed", Some(&m)).await;
+                                return Err(BackfillError::Stopped {
+                                    message: m,
+                                    counters: prog.run,
+                                    run_id,
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+            if b.pause_ms > 0 {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(b.pause_ms)) => {}
+                    _ = stop.changed() => { interrupted = true; break; }
+                }
+            }
+        }
+        let elapsed = started.elapsed();
+        if self.opts.commit {
+            let (status, msg) = if finished {
+                ("done", None)
+            } else {
+                ("interrupted", Some("interrupted (Ctrl-C)"))
+            };
+            self.mark(run_id, status, msg).await;
+            // The committed state is the truth (a batch may have committed as we cancelled).
+            if let Some(id) = run_id
+                && let Ok(Some(row)) = self
+                    .session
+                    .client
+                    .query_opt(sql::BACKFILL_RUN_GET.sql, &[&id])
+                    .await
+                && let Ok((_, _, _, c)) = run_row(&row)
+            {
+                prog.run = c;
+            }
+        }
+        let estimated_total_ms = match (self.opts.commit, finished) {
+            (false, false) if prog.this.checked > 0 => Some(
+                u64::try_from(
+                    u128::from(millis(elapsed)) * u128::from(self.total_rows)
+                        / u128::from(prog.this.checked),
+                )
+                .unwrap_or(u64::MAX),
+            ),
+            _ => None,
+        };
+        Ok(Outcome {
+            backfill: self.spec.name.clone(),
+            table: self.target.display(),
+            committed: self.opts.commit,
+            run_id,
+            counters: if self.opts.commit { prog.run } else { prog.this },
+            this_invocation: prog.this,
+            finished,
+            interrupted,
+            elapsed_ms: millis(elapsed),
+            estimated_total_ms,
+            total_rows: self.total_rows,
+            pending_rows: self.pending_rows,
+            batch_ms: durations,
+            log_path: log.path().display().to_string(),
+        })
+    }
+
+    async fn mark(&self, run_id: Option<i64>, status: &str, message: Option<&str>) {
+        if let Some(id) = run_id {
+            let _ = self
+                .session
+                .client
+                .execute(
+                    sql::BACKFILL_RUN_STATUS.sql,
+                    &[&id, &status, &message.map(str::to_string), &client_id()],
+                )
+                .await;
+        }
+    }
+
+    /// Wait while the replicas lag more than `max_ms`. Returns true when stopped meanwhile.
+    async fn wait_for_replicas(
+        &self,
+        max_ms: u64,
+        observer: &mut dyn FnMut(Event),
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<bool, BackfillError> {
+        let mut told = false;
+        loop {
+            let lag: i64 = self
+                .session
+                .client
+                .query_one(sql::BACKFILL_REPLICATION_LAG.sql, &[])
+                .await
+                .and_then(|r| r.try_get(1))
+                .map_err(|e| BackfillError::Db {
+                    what: "reading pg_stat_replication".into(),
+                    failure: fail(&e, "checking the replication lag"),
+                })?;
+            if u64_of(lag) <= max_ms {
+                return Ok(false);
+            }
+            if !told {
+                told = true;
+                observer(Event::Waiting(format!(
+                    "replication lag {lag} ms is above max_replication_lag {max_ms} ms: waiting"
+                )));
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = stop.changed() => return Ok(true),
+            }
+        }
+    }
+
+    async fn reconnect(
+        &mut self,
+        prog: &mut Progress,
+        attempt: u32,
+        observer: &mut dyn FnMut(Event),
+    ) -> Result<(), BackfillError> {
+        self.session = open(&self.info).await?;
+        observer(Event::Reconnected { attempt });
+        if self.opts.commit {
+            self.lock(observer).await?;
+            if let Some(start) = &self.start {
+                let row = self
+                    .session
+                    .client
+                    .query_one(sql::BACKFILL_RUN_GET.sql, &[&start.run_id])
+                    .await
+                    .map_err(|e| BackfillError::Db {
+                        what: "re-reading the run after a reconnect".into(),
+                        failure: fail(&e, "reading migval.backfill_runs"),
+                    })?;
+                let (_, _, last, counters) = run_row(&row).map_err(|e| BackfillError::Db {
+                    what: "re-reading the run after a reconnect".into(),
+                    failure: fail(&e, "reading migval.backfill_runs"),
+                })?;
+                // What the server committed decides: the batch in flight may or may not have.
+                let mut delta = counters;
+                delta.batches = delta.batches.saturating_sub(prog.run.batches);
+                delta.checked = delta.checked.saturating_sub(prog.run.checked);
+                delta.updated = delta.updated.saturating_sub(prog.run.updated);
+                delta.already_done = delta.already_done.saturating_sub(prog.run.already_done);
+                delta.no_match = delta.no_match.saturating_sub(prog.run.no_match);
+                delta.ambiguous = delta.ambiguous.saturating_sub(prog.run.ambiguous);
+                delta.errors = delta.errors.saturating_sub(prog.run.errors);
+                prog.this.add(&delta);
+                prog.run = counters;
+                prog.last = last;
+            }
+        }
+        Ok(())
+    }
+
+    /// One batch in one transaction. `None` when no key is left after `last`.
+    async fn batch(
+        &self,
+        last: Option<&[String]>,
+        size: u64,
+        number: u64,
+        run_label: &str,
+        log: &mut RowLog,
+    ) -> Result<Option<Done>, Fail> {
+        let c = &self.session.client;
+        c.batch_execute(&self.set_local())
+            .await
+            .map_err(|e| Fail::of(&e, "starting the batch", false))?;
+        let limit = i64_of(size);
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&limit];
+        let sql = match last {
+            None => &self.stmts.bound_first,
+            Some(k) => {
+                params.extend(k.iter().map(|v| v as &(dyn ToSql + Sync)));
+                &self.stmts.bound_next
+            }
+        };
+        let row = c
+            .query_opt(sql, &params)
+            .await
+            .map_err(|e| Fail::of(&e, "finding the batch's key range (key + pending)", false))?;
+        let Some(row) = row else {
+            let _ = c.batch_execute("ROLLBACK").await;
+            return Ok(None);
+        };
+        let n = self.target.key.len();
+        let mut first = Vec::with_capacity(n);
+        let mut upper = Vec::with_capacity(n);
+        for i in 0..n {
+            first.push(row.try_get::<_, String>(i).map_err(|e| Fail::of(&e, "reading keys", false))?);
+            upper.push(row.try_get::<_, String>(n + i).map_err(|e| Fail::of(&e, "reading keys", false))?);
+        }
+        let in_range: i64 = row.try_get(2 * n).map_err(|e| Fail::of(&e, "reading keys", false))?;
+        let pending: i64 = row.try_get(2 * n + 1).map_err(|e| Fail::of(&e, "reading keys", false))?;
+        let done = self
+            .apply(&first, &upper, u64_of(in_range), Some(u64_of(pending)), number, run_label, log)
+            .await?;
+        self.finish(c).await?;
+        Ok(Some(done))
+    }
+
+    async fn finish(&self, c: &Client) -> Result<(), Fail> {
+        let end = if self.opts.commit { "COMMIT" } else { "ROLLBACK" };
+        c.batch_execute(end)
+            .await
+            .map_err(|e| Fail::of(&e, "committing the batch", false))
+    }
+
+    /// Inside the open transaction: ambiguous rows, the change, rows left, log, progress row.
+    #[allow(clippy::too_many_arguments)]
+    async fn apply(
+        &self,
+        first: &[String],
+        last: &[String],
+        in_range: u64,
+        pending: Option<u64>,
+        number: u64,
+        run_label: &str,
+        log: &mut RowLog,
+    ) -> Result<Done, Fail> {
+        let c = &self.session.client;
+        let n = self.target.key.len();
+        let mut range: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(2 * n);
+        range.extend(first.iter().map(|v| v as &(dyn ToSql + Sync)));
+        range.extend(last.iter().map(|v| v as &(dyn ToSql + Sync)));
+
+        let pending = match pending {
+            Some(p) => p,
+            None => {
+                let rows = c
+                    .query(&self.stmts.left, &range)
+                    .await
+                    .map_err(|e| Fail::of(&e, "counting pending rows", false))?;
+                u64::try_from(rows.len()).unwrap_or(u64::MAX)
+            }
+        };
+
+        let mut logged = Vec::new();
+        let mut ambiguous_keys: HashSet<Vec<String>> = HashSet::new();
+        if let Some(sql) = &self.stmts.ambiguous {
+            let rows = c
+                .query(sql, &range)
+                .await
+                .map_err(|e| Fail::of(&e, "running the ambiguity query ([ambiguity] sql)", false))?;
+            for r in rows {
+                let mut key = Vec::with_capacity(n);
+                for i in 0..n {
+                    key.push(r.try_get::<_, String>(i).map_err(|e| Fail::of(&e, "reading ambiguous rows", false))?);
+                }
+                let reason: String = r.try_get(n).map_err(|e| Fail::of(&e, "reading ambiguous rows", false))?;
+                let candidates: i64 = r.try_get(n + 1).map_err(|e| Fail::of(&e, "reading ambiguous rows", false))?;
+                if ambiguous_keys.insert(key.clone()) {
+                    logged.push(LoggedRow {
+                        key,
+                        kind: "ambiguous",
+                        reason,
+                        candidates: Some(candidates),
+                    });
+                }
+            }
+        }
+
+        if self.stmts.set_mode {
+            let mut skip: Vec<Vec<String>> = vec![Vec::new(); n];
+            for k in &ambiguous_keys {
+                for (i, v) in k.iter().enumerate() {
+                    skip[i].push(v.clone());
+                }
+            }
+            let mut params = range.clone();
+            params.extend(skip.iter().map(|v| v as &(dyn ToSql + Sync)));
+            c.execute(&self.stmts.change, &params)
+                .await
+                .map_err(|e| Fail::of(&e, "running the change (set)", true))?;
+        } else {
+            let a = typed(&self.update_types[0], &first[0]).map_err(Fail::Fatal)?;
+            let b = typed(&self.update_types[1], &last[0]).map_err(Fail::Fatal)?;
+            c.execute(&self.stmts.change, &[a.as_ref(), b.as_ref()])
+                .await
+                .map_err(|e| Fail::of(&e, "running the change (update)", true))?;
+        }
+
+        let left_rows = c
+            .query(&self.stmts.left, &range)
+            .await
+            .map_err(|e| Fail::of(&e, "reading the rows still pending", false))?;
+        let mut left = HashSet::new();
+        for r in &left_rows {
+            let mut key = Vec::with_capacity(n);
+            for i in 0..n {
+                key.push(r.try_get::<_, String>(i).map_err(|e| Fail::of(&e, "reading pending rows", false))?);
+            }
+            left.insert(key);
+        }
+        if let Some(k) = ambiguous_keys.iter().find(|k| !left.contains(*k)) {
+            return Err(Fail::Fatal(DbFailure {
+                message: format!(
+                    "the update statement changed row ({}), which the ambiguity rule flags: migval \
+                     never lets an ambiguous row be decided silently",
+                    k.join(", ")
+                ),
+                sqlstate: None,
+                detail: None,
+                hint: Some(
+                    "make the UPDATE skip rows the [ambiguity] query returns, or use `set`, whose \
+                     WHERE clause migval writes"
+                        .into(),
+                ),
+                context: Some(format!("batch {number}")),
+            }));
+        }
+        let mut no_match: Vec<&Vec<String>> =
+            left.iter().filter(|k| !ambiguous_keys.contains(*k)).collect();
+        no_match.sort();
+        for k in &no_match {
+            logged.push(LoggedRow {
+                key: (*k).clone(),
+                kind: "no_match",
+                reason: "the change left the row pending (no value found)".into(),
+                candidates: None,
+            });
+        }
+        let left_n = u64::try_from(left.len()).unwrap_or(u64::MAX);
+        let counters = Counters {
+            batches: 1,
+            checked: in_range,
+            updated: pending.saturating_sub(left_n),
+            already_done: in_range.saturating_sub(pending),
+            no_match: u64::try_from(no_match.len()).unwrap_or(u64::MAX),
+            ambiguous: u64::try_from(ambiguous_keys.len()).unwrap_or(u64::MAX),
+            errors: 0,
+        };
+        log.write(run_label, number, &logged).map_err(Fail::Log)?;
+        self.record(last, &counters).await?;
+        Ok(Done {
+            last: last.to_vec(),
+            counters,
+        })
+    }
+
+    /// The progress row, in the batch's transaction (--commit only).
+    async fn record(&self, last: &[String], k: &Counters) -> Result<(), Fail> {
+        let Some(start) = &self.start else {
+            return Ok(());
+        };
+        let last: Vec<String> = last.to_vec();
+        let v = [
+            i64_of(k.batches),
+            i64_of(k.checked),
+            i64_of(k.updated),
+            i64_of(k.already_done),
+            i64_of(k.no_match),
+            i64_of(k.ambiguous),
+            i64_of(k.errors),
+        ];
+        self.session
+            .client
+            .execute(
+                sql::BACKFILL_RUN_PROGRESS.sql,
+                &[&start.run_id, &last, &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6]],
+            )
+            .await
+            .map_err(|e| Fail::of(&e, "recording progress in migval.backfill_runs", false))?;
+        Ok(())
+    }
+
+    /// A batch failed on a data or constraint error: bisect its keys, commit what succeeds,
+    /// log (and skip) each row that fails alone.
+    async fn isolate(
+        &self,
+        prog: &mut Progress,
+        size: u64,
+        number: u64,
+        run_label: &str,
+        log: &mut RowLog,
+        observer: &mut dyn FnMut(Event),
+    ) -> Result<(), BackfillError> {
+        let run_id = self.start.as_ref().map(|s| s.run_id);
+        let stopped = |message: String, prog: &Progress| BackfillError::Stopped {
+            message,
+            counters: prog.run,
+            run_id,
+        };
+        // The batch's keys, as the bound query would pick them now.
+        let c = &self.session.client;
+        let keys = async {
+            c.batch_execute(&self.set_local()).await?;
+            let limit = i64_of(size);
+            let mut params: Vec<&(dyn ToSql + Sync)> = vec![&limit];
+            let sql = match &prog.last {
+                None => &self.stmts.bound_first,
+                Some(k) => {
+                    params.extend(k.iter().map(|v| v as &(dyn ToSql + Sync)));
+                    &self.stmts.bound_next
+                }
+            };
+            let bound = c.query_opt(sql, &params).await?;
+            let Some(bound) = bound else {
+                return Ok(Vec::new());
+            };
+            let n = self.target.key.len();
+            let mut range: Vec<String> = Vec::with_capacity(2 * n);
+            for i in 0..2 * n {
+                range.push(bound.try_get(i)?);
+            }
+            let p: Vec<&(dyn ToSql + Sync)> =
+                range.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+            let rows = c.query(&self.stmts.keys_in_range, &p).await?;
+            let _ = c.batch_execute("ROLLBACK").await;
+            rows.iter()
+                .map(|r| (0..n).map(|i| r.try_get::<_, String>(i)).collect())
+                .collect::<Result<Vec<Vec<String>>, _>>()
+        }
+        .await;
+        let keys = match keys {
+            Ok(k) => k,
+            Err(e) => {
+                let _ = c.batch_execute("ROLLBACK").await;
+                return Err(stopped(
+                    format!(
+                        "batch {number}: listing its keys to isolate a failing row: {}",
+                        fail(&e, "bisecting")
+                    ),
+                    prog,
+                ));
+            }
+        };
+        // Work stack of [lo, hi) slices, leftmost on top so keys commit in order.
+        let mut stack = vec![(0usize, keys.len())];
+        while let Some((lo, hi)) = stack.pop() {
+            if lo >= hi {
+                continue;
+            }
+            let first = &keys[lo];
+            let last = &keys[hi - 1];
+            let in_range = u64::try_from(hi - lo).unwrap_or(u64::MAX);
+            let c = &self.session.client;
+            let attempt = async {
+                c.batch_execute(&self.set_local())
+                    .await
+                    .map_err(|e| Fail::of(&e, "starting a sub-batch", false))?;
+                let done = self
+                    .apply(first, last, in_range, None, number, run_label, log)
+                    .await?;
+                self.finish(c).await?;
+                Ok::<Done, Fail>(done)
+            }
+            .await;
+            match attempt {
+                Ok(done) => prog.apply(&done),
+                Err(Fail::Poison(failure)) => {
+                    let _ = c.batch_execute("ROLLBACK").await;
+                    if hi - lo == 1 {
+                        observer(Event::Isolated {
+                            key: first.clone(),
+                            failure: failure.clone(),
+                        });
+                        let row = LoggedRow {
+                            key: first.clone(),
+                            kind: "error",
+                            reason: failure.to_string().replace('\n', " "),
+                            candidates: None,
+                        };
+                        let counters = Counters {
+                            batches: 0,
+                            checked: 1,
+                            errors: 1,
+                            ..Counters::default()
+                        };
+                        let r = async {
+                            c.batch_execute(&self.set_local())
+                                .await
+                                .map_err(|e| Fail::of(&e, "recording a failing row", false))?;
+                            log.write(run_label, number, std::slice::from_ref(&row))
+                                .map_err(Fail::Log)?;
+                            self.record(first, &counters).await?;
+                            self.finish(c).await
+                        }
+                        .await;
+                        if let Err(f) = r {
+                            let _ = c.batch_execute("ROLLBACK").await;
+                            return Err(stopped(
+                                format!("batch {number}: recording failing row ({}): {}", first.join(", "), f.failure()),
+                                prog,
+                            ));
+                        }
+                        prog.apply(&Done {
+                            last: first.clone(),
+                            counters,
+                        });
+                    } else {
+                        let mid = lo + (hi - lo) / 2;
+                        stack.push((mid, hi));
+                        stack.push((lo, mid));
+                    }
+                }
+                Err(f) => {
+                    let _ = c.batch_execute("ROLLBACK").await;
+                    return Err(stopped(
+                        format!(
+                            "batch {number}: while isolating a failing row: {}",
+                            f.failure()
+                        ),
+                        prog,
+                    ));
+                }
+            }
+        }
+        // One batch number for the whole bisected batch.
+        if self.opts.commit {
+            prog.run.batches += 1;
+        }
+        prog.this.batches += 1;
+        Ok(())
+    }
+}
+
+/// Committed (or, in a dry-run, rolled back) batch.
+struct Done {
+    last: Vec<String>,
+    counters: Counters,
+}
+
+struct Progress {
+    last: Option<Vec<String>>,
+    /// The run's counters (including earlier invocations).
+    run: Counters,
+    this: Counters,
+}
+
+impl Progress {
+    fn apply(&mut self, d: &Done) {
+        self.last = Some(d.last.clone());
+        self.run.add(&d.counters);
+        self.this.add(&d.counters);
+    }
+}
+
+/// How a batch failed, and so what to do about it.
+enum Fail {
+    /// Deadlock, serialization failure, lock timeout: try the same batch again after a while.
+    Retry(DbFailure),
+    /// Statement timeout: the batch is too big.
+    Timeout(DbFailure),
+    /// The connection is gone.
+    Lost(DbFailure),
+    /// A data or constraint error in the change: one row (or a few) is bad.
+    Poison(DbFailure),
+    Fatal(DbFailure),
+    Log(String),
+}
+
+impl Fail {
+    fn of(e: &tokio_postgres::Error, context: &str, in_change: bool) -> Fail {
+        let f = fail(e, context);
+        if db::is_connection_lost(e) {
+            return Fail::Lost(f);
+        }
+        match f.sqlstate.as_deref() {
+            Some("40P01" | "40001" | "55P03") => Fail::Retry(f),
+            Some("57014") => Fail::Timeout(f),
+            Some(s) if in_change && (s.starts_with("23") || s.starts_with("22")) => Fail::Poison(f),
+            _ => Fail::Fatal(f),
+        }
+    }
+
+    fn failure(&self) -> String {
+        match self {
+            Fail::Retry(f) | Fail::Timeout(f) | Fail::Lost(f) | Fail::Poison(f) | Fail::Fatal(f) => {
+                f.to_string()
+            }
+            Fail::Log(m) => m.clone(),
+        }
+    }
+}
+
+/// 200 ms, 400 ms, 800 ms ... capped at 5 s.
+fn backoff(attempt: u32) -> u64 {
+    200u64
+        .saturating_mul(1u64 << attempt.saturating_sub(1).min(5))
+        .min(5_000)
+}
+
+/// Adaptive size: halfway toward the size that would take `target_ms`, at most doubling.
+fn next_size(size: u64, rows: u64, ms: u64, target_ms: u64, min: u64, max: u64) -> u64 {
+    if rows == 0 {
+        return size.saturating_mul(2).clamp(min, max);
+    }
+    let ideal = u128::from(rows) * u128::from(target_ms) / u128::from(ms.max(1));
+    let ideal = u64::try_from(ideal).unwrap_or(u64::MAX);
+    let next = size / 2 + ideal / 2;
+    next.min(size.saturating_mul(2)).clamp(min, max)
+}
+
+/// A bind value of the type the user's UPDATE statement expects for $1/$2.
+fn typed(ty: &Type, text: &str) -> Result<Box<dyn ToSql + Sync + Send>, DbFailure> {
+    let bad = |what: &str| DbFailure {
+        message: format!("key value `{text}` is not a valid {what}"),
+        sqlstate: None,
+        detail: None,
+        hint: None,
+        context: Some("binding the update statement's key range".into()),
+    };
+    Ok(match *ty {
+        Type::INT2 => Box::new(text.parse::<i16>().map_err(|_| bad("smallint"))?),
+        Type::INT4 => Box::new(text.parse::<i32>().map_err(|_| bad("integer"))?),
+        Type::INT8 => Box::new(text.parse::<i64>().map_err(|_| bad("bigint"))?),
+        _ => Box::new(text.to_string()),
+    })
+}
+
+fn run_row(
+    row: &tokio_postgres::Row,
+) -> Result<(i64, String, Option<Vec<String>>, Counters), tokio_postgres::Error> {
+    let g = |i: usize| row.try_get::<_, i64>(i).map(u64_of);
+    Ok((
+        row.try_get(0)?,
+        row.try_get(1)?,
+        row.try_get(3)?,
+        Counters {
+            batches: g(4)?,
+            checked: g(5)?,
+            updated: g(6)?,
+            already_done: g(7)?,
+            no_match: g(8)?,
+            ambiguous: g(9)?,
+            errors: g(10)?,
+        },
+    ))
+}
+
+/// Resolve the table and its key on the server.
+async fn resolve(c: &Client, spec: &BackfillSpec) -> Result<Target, BackfillError> {
+    let quoted = match &spec.table.schema {
+        Some(s) => crate::sql::ident::quote_qualified(s, &spec.table.name),
+        None => crate::sql::ident::quote(&spec.table.name),
+    };
+    let rows = c
+        .query(sql::BACKFILL_TARGET.sql, &[&quoted, &spec.key])
+        .await
+        .map_err(|e| BackfillError::Db {
+            what: format!("{}: resolving table `{}`", spec.path.display(), spec.table),
+            failure: fail(&e, sql::BACKFILL_TARGET.name),
+        })?;
+    if rows.is_empty() {
+        return Err(BackfillError::Refused(format!(
+            "{}: key `table`: table `{}` does not exist (unqualified names are looked up with the \
+             connection's search_path; write schema.table)",
+            spec.path.display(),
+            spec.table
+        )));
+    }
+    let mut key = Vec::new();
+    let mut schema = String::new();
+    let mut table = String::new();
+    let mut unique = false;
+    for r in &rows {
+        let get = |e: tokio_postgres::Error| BackfillError::Db {
+            what: "reading the key columns".into(),
+            failure: fail(&e, sql::BACKFILL_TARGET.name),
+        };
+        schema = r.try_get(0).map_err(get)?;
+        table = r.try_get(1).map_err(get)?;
+        let col: String = r.try_get(2).map_err(get)?;
+        let ty: Option<String> = r.try_get(3).map_err(get)?;
+        let not_null: bool = r.try_get(4).map_err(get)?;
+        unique = r.try_get(5).map_err(get)?;
+        let Some(ty) = ty else {
+            return Err(BackfillError::Refused(format!(
+                "{}: key `key`: column `{col}` does not exist in {schema}.{table}",
+                spec.path.display()
+            )));
+        };
+        if !not_null {
+            return Err(BackfillError::Refused(format!(
+                "{}: key `key`: column `{col}` of {schema}.{table} is nullable; a batching key must \
+                 be NOT NULL (rows with a NULL key would never be visited)",
+                spec.path.display()
+            )));
+        }
+        key.push((col, ty));
+    }
+    if !unique {
+        return Err(BackfillError::Refused(format!(
+            "{}: key `key`: ({}) is not the primary key or a unique constraint of {schema}.{table}; \
+             keyset batching needs a unique key, or rows sharing a key value across a batch \
+             boundary would be skipped",
+            spec.path.display(),
+            spec.key.join(", ")
+        )));
+    }
+    Ok(Target { schema, table, key })
+}
+
+/// Prepare every generated statement, so a typo in a fragment is reported before any batch,
+/// naming the spec key it came from. Returns the parameter types of a user UPDATE.
+async fn check_statements(
+    c: &Client,
+    spec: &BackfillSpec,
+    t: &Target,
+    s: &Statements,
+) -> Result<Vec<Type>, BackfillError> {
+    let file = spec.path.display().to_string();
+    let bad = |key: &str, e: &tokio_postgres::Error| BackfillError::Db {
+        what: format!("{file}: key `{key}` does not run on {}", t.display()),
+        failure: fail(e, &format!("preparing the statement built from `{key}`")),
+    };
+    c.prepare(&s.bound_next)
+        .await
+        .map_err(|e| bad("pending", &e))?;
+    c.prepare(&s.left).await.map_err(|e| bad("pending", &e))?;
+    if let Some(probe) = &s.ambiguity_probe {
+        let st = c
+            .prepare(probe)
+            .await
+            .map_err(|e| bad("ambiguity.sql", &e))?;
+        let cols: Vec<&str> = st.columns().iter().map(|c| c.name()).collect();
+        let mut missing: Vec<String> = t
+            .key
+            .iter()
+            .map(|(k, _)| k.clone())
+            .filter(|k| !cols.contains(&k.as_str()))
+            .collect();
+        for need in ["reason", "candidates"] {
+            if !cols.contains(&need) {
+                missing.push(need.into());
+            }
+        }
+        if !missing.is_empty() {
+            return Err(BackfillError::Refused(format!(
+                "{file}: key `ambiguity.sql`: the query must return the key column(s) and `reason` \
+                 and `candidates`; missing: {} (it returns: {})",
+                missing.join(", "),
+                cols.join(", ")
+            )));
+        }
+        if let Some(a) = &s.ambiguous {
+            c.prepare(a).await.map_err(|e| bad("ambiguity.sql", &e))?;
+        }
+    }
+    let key = if s.set_mode { "set" } else { "update" };
+    let st = c.prepare(&s.change).await.map_err(|e| bad(key, &e))?;
+    if s.set_mode {
+        return Ok(Vec::new());
+    }
+    let types = st.params().to_vec();
+    if types.len() != 2 {
+        return Err(BackfillError::Refused(format!(
+            "{file}: key `update`: the statement must use exactly $1 and $2 (the batch's first and \
+             last key); it has {} parameter(s)",
+            types.len()
+        )));
+    }
+    for ty in &types {
+        if !matches!(
+            *ty,
+            Type::INT2 | Type::INT4 | Type::INT8 | Type::TEXT | Type::VARCHAR | Type::BPCHAR
+        ) {
+            return Err(BackfillError::Refused(format!(
+                "{file}: key `update`: $1/$2 are typed {ty} by the server; write them as \
+                 `$1::text::{ty}` so that migval binds them as text"
+            )));
+        }
+    }
+    Ok(types)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adaptive_size_moves_toward_the_target_within_bounds() {
+        // 1000 rows in 100 ms, target 200 ms: ideal 2000, halfway 1500.
+        assert_eq!(next_size(1000, 1000, 100, 200, 100, 10_000), 1500);
+        // Very slow batch: shrinks, not below min.
+        assert_eq!(next_size(1000, 1000, 100_000, 200, 100, 10_000), 500);
+        assert_eq!(next_size(150, 150, 100_000, 200, 100, 10_000), 100);
+        // Very fast: at most doubles, never above max.
+        assert_eq!(next_size(1000, 1000, 1, 200, 100, 10_000), 2000);
+        assert_eq!(next_size(8000, 8000, 1, 200, 100, 10_000), 10_000);
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert_eq!(backoff(1), 200);
+        assert_eq!(backoff(2), 400);
+        assert_eq!(backoff(10), 5_000);
+    }
+}

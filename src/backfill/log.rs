@@ -25,7 +25,9 @@ impl RowLog {
     /// Open `path` for appending; the header (run, batch, kind, key columns, reason,
     /// candidates) is written when the file is new or empty.
     pub fn open(path: &Path, key: &[String]) -> Result<RowLog, String> {
-        let fresh = std::fs::metadata(path).map(|m| m.len() == 0).unwrap_or(true);
+        let fresh = std::fs::metadata(path)
+            .map(|m| m.len() == 0)
+            .unwrap_or(true);
         let file = OpenOptions::new()
             .create(true)
             .append(true)
@@ -33,11 +35,7 @@ impl RowLog {
             .map_err(|e| format!("cannot open the row log {}: {e}", path.display()))?;
         let mut writer = csv::Writer::from_writer(file);
         if fresh {
-            let mut header = vec![
-                "run".to_string(),
-                "batch".to_string(),
-                "kind".to_string(),
-            ];
+            let mut header = vec!["run".to_string(), "batch".to_string(), "kind".to_string()];
             header.extend(key.iter().cloned());
             header.push("reason".into());
             header.push("candidates".into());

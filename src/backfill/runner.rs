@@ -267,7 +267,10 @@ impl Backfill {
 
     /// --commit, once confirmed: take the single-run guard and open (or resume) the run. The
     /// only writes before the first batch: the progress table and the run's row.
-    pub async fn claim(&mut self, observer: &mut dyn FnMut(Event)) -> Result<&RunStart, BackfillError> {
+    pub async fn claim(
+        &mut self,
+        observer: &mut dyn FnMut(Event),
+    ) -> Result<&RunStart, BackfillError> {
         self.lock(observer).await?;
         let start = self.open_run().await?;
         Ok(self.start.insert(start))
@@ -292,7 +295,10 @@ impl Backfill {
         let c = &self.session.client;
         let db_err = |e: tokio_postgres::Error| BackfillError::Db {
             what: format!("counting the rows of {}", self.target.display()),
-            failure: fail(&e, "counting rows (raise [batch] statement_timeout if the table is large)"),
+            failure: fail(
+                &e,
+                "counting rows (raise [batch] statement_timeout if the table is large)",
+            ),
         };
         c.batch_execute(&self.set_local()).await.map_err(db_err)?;
         let row = c.query_one(&self.stmts.count, &[]).await;
@@ -336,7 +342,13 @@ impl Backfill {
                     r.try_get::<_, String>(3).unwrap_or_default(),
                     r.try_get::<_, String>(4).unwrap_or_default(),
                 ),
-                None => (0, String::new(), String::new(), String::new(), String::new()),
+                None => (
+                    0,
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                ),
             };
             if self.opts.cancel_orphans && pid != 0 && app == self.tag && !terminated {
                 let done: bool = c
@@ -370,7 +382,10 @@ impl Backfill {
                     q = if query.is_empty() {
                         String::new()
                     } else {
-                        format!(": {}", query.split_whitespace().collect::<Vec<_>>().join(" "))
+                        format!(
+                            ": {}",
+                            query.split_whitespace().collect::<Vec<_>>().join(" ")
+                        )
                     }
                 )));
             }
@@ -511,11 +526,11 @@ impl Backfill {
             {
                 break;
             }
-            if let Some(max) = b.max_replication_lag_ms {
-                if self.wait_for_replicas(max, observer, stop).await? {
-                    interrupted = true;
-                    break;
-                }
+            if let Some(max) = b.max_replication_lag_ms
+                && self.wait_for_replicas(max, observer, stop).await?
+            {
+                interrupted = true;
+                break;
             }
             batch_no += 1;
             let mut attempt = 0u32;
@@ -563,8 +578,10 @@ impl Backfill {
                         let _ = self.session.client.batch_execute("ROLLBACK").await;
                         match f {
                             Fail::Poison(_) => {
-                                self.isolate(&mut prog, size, batch_no, &run_label, &mut log, observer)
-                                    .await?;
+                                self.isolate(
+                                    &mut prog, size, batch_no, &run_label, &mut log, observer,
+                                )
+                                .await?;
                                 durations.push(millis(t0.elapsed()));
                                 break;
                             }
@@ -605,7 +622,10 @@ impl Backfill {
                                     "batch {batch_no} of backfill `{}` failed after {attempt} attempt{}: {f}{}",
                                     self.spec.name,
                                     if attempt == 1 { "" } else { "s" },
-                                    f.context.as_ref().map(|c| format!("\n  (while {c})")).unwrap_or_default()
+                                    f.context
+                                        .as_ref()
+                                        .map(|c| format!("\n  (while {c})"))
+                                        .unwrap_or_default()
                                 );
                                 self.mark(run_id, "failed", Some(&message)).await;
                                 return Err(BackfillError::Stopped {
@@ -668,7 +688,11 @@ impl Backfill {
             table: self.target.display(),
             committed: self.opts.commit,
             run_id,
-            counters: if self.opts.commit { prog.run } else { prog.this },
+            counters: if self.opts.commit {
+                prog.run
+            } else {
+                prog.this
+            },
             this_invocation: prog.this,
             finished,
             interrupted,
@@ -804,20 +828,42 @@ impl Backfill {
         let mut first = Vec::with_capacity(n);
         let mut upper = Vec::with_capacity(n);
         for i in 0..n {
-            first.push(row.try_get::<_, String>(i).map_err(|e| Fail::of(&e, "reading keys", false))?);
-            upper.push(row.try_get::<_, String>(n + i).map_err(|e| Fail::of(&e, "reading keys", false))?);
+            first.push(
+                row.try_get::<_, String>(i)
+                    .map_err(|e| Fail::of(&e, "reading keys", false))?,
+            );
+            upper.push(
+                row.try_get::<_, String>(n + i)
+                    .map_err(|e| Fail::of(&e, "reading keys", false))?,
+            );
         }
-        let in_range: i64 = row.try_get(2 * n).map_err(|e| Fail::of(&e, "reading keys", false))?;
-        let pending: i64 = row.try_get(2 * n + 1).map_err(|e| Fail::of(&e, "reading keys", false))?;
+        let in_range: i64 = row
+            .try_get(2 * n)
+            .map_err(|e| Fail::of(&e, "reading keys", false))?;
+        let pending: i64 = row
+            .try_get(2 * n + 1)
+            .map_err(|e| Fail::of(&e, "reading keys", false))?;
         let done = self
-            .apply(&first, &upper, u64_of(in_range), Some(u64_of(pending)), number, run_label, log)
+            .apply(
+                &first,
+                &upper,
+                u64_of(in_range),
+                Some(u64_of(pending)),
+                number,
+                run_label,
+                log,
+            )
             .await?;
         self.finish(c).await?;
         Ok(Some(done))
     }
 
     async fn finish(&self, c: &Client) -> Result<(), Fail> {
-        let end = if self.opts.commit { "COMMIT" } else { "ROLLBACK" };
+        let end = if self.opts.commit {
+            "COMMIT"
+        } else {
+            "ROLLBACK"
+        };
         c.batch_execute(end)
             .await
             .map_err(|e| Fail::of(&e, "committing the batch", false))
@@ -855,17 +901,23 @@ impl Backfill {
         let mut logged = Vec::new();
         let mut ambiguous_keys: HashSet<Vec<String>> = HashSet::new();
         if let Some(sql) = &self.stmts.ambiguous {
-            let rows = c
-                .query(sql, &range)
-                .await
-                .map_err(|e| Fail::of(&e, "running the ambiguity query ([ambiguity] sql)", false))?;
+            let rows = c.query(sql, &range).await.map_err(|e| {
+                Fail::of(&e, "running the ambiguity query ([ambiguity] sql)", false)
+            })?;
             for r in rows {
                 let mut key = Vec::with_capacity(n);
                 for i in 0..n {
-                    key.push(r.try_get::<_, String>(i).map_err(|e| Fail::of(&e, "reading ambiguous rows", false))?);
+                    key.push(
+                        r.try_get::<_, String>(i)
+                            .map_err(|e| Fail::of(&e, "reading ambiguous rows", false))?,
+                    );
                 }
-                let reason: String = r.try_get(n).map_err(|e| Fail::of(&e, "reading ambiguous rows", false))?;
-                let candidates: i64 = r.try_get(n + 1).map_err(|e| Fail::of(&e, "reading ambiguous rows", false))?;
+                let reason: String = r
+                    .try_get(n)
+                    .map_err(|e| Fail::of(&e, "reading ambiguous rows", false))?;
+                let candidates: i64 = r
+                    .try_get(n + 1)
+                    .map_err(|e| Fail::of(&e, "reading ambiguous rows", false))?;
                 if ambiguous_keys.insert(key.clone()) {
                     logged.push(LoggedRow {
                         key,
@@ -905,7 +957,10 @@ impl Backfill {
         for r in &left_rows {
             let mut key = Vec::with_capacity(n);
             for i in 0..n {
-                key.push(r.try_get::<_, String>(i).map_err(|e| Fail::of(&e, "reading pending rows", false))?);
+                key.push(
+                    r.try_get::<_, String>(i)
+                        .map_err(|e| Fail::of(&e, "reading pending rows", false))?,
+                );
             }
             left.insert(key);
         }
@@ -926,8 +981,10 @@ impl Backfill {
                 context: Some(format!("batch {number}")),
             }));
         }
-        let mut no_match: Vec<&Vec<String>> =
-            left.iter().filter(|k| !ambiguous_keys.contains(*k)).collect();
+        let mut no_match: Vec<&Vec<String>> = left
+            .iter()
+            .filter(|k| !ambiguous_keys.contains(*k))
+            .collect();
         no_match.sort();
         for k in &no_match {
             logged.push(LoggedRow {
@@ -974,7 +1031,17 @@ impl Backfill {
             .client
             .execute(
                 sql::BACKFILL_RUN_PROGRESS.sql,
-                &[&start.run_id, &last, &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6]],
+                &[
+                    &start.run_id,
+                    &last,
+                    &v[0],
+                    &v[1],
+                    &v[2],
+                    &v[3],
+                    &v[4],
+                    &v[5],
+                    &v[6],
+                ],
             )
             .await
             .map_err(|e| Fail::of(&e, "recording progress in migval.backfill_runs", false))?;
@@ -1097,7 +1164,11 @@ impl Backfill {
                         if let Err(f) = r {
                             let _ = c.batch_execute("ROLLBACK").await;
                             return Err(stopped(
-                                format!("batch {number}: recording failing row ({}): {}", first.join(", "), f.failure()),
+                                format!(
+                                    "batch {number}: recording failing row ({}): {}",
+                                    first.join(", "),
+                                    f.failure()
+                                ),
                                 prog,
                             ));
                         }
@@ -1183,9 +1254,11 @@ impl Fail {
 
     fn failure(&self) -> String {
         match self {
-            Fail::Retry(f) | Fail::Timeout(f) | Fail::Lost(f) | Fail::Poison(f) | Fail::Fatal(f) => {
-                f.to_string()
-            }
+            Fail::Retry(f)
+            | Fail::Timeout(f)
+            | Fail::Lost(f)
+            | Fail::Poison(f)
+            | Fail::Fatal(f) => f.to_string(),
             Fail::Log(m) => m.clone(),
         }
     }
@@ -1226,9 +1299,10 @@ fn typed(ty: &Type, text: &str) -> Result<Box<dyn ToSql + Sync + Send>, DbFailur
     })
 }
 
-fn run_row(
-    row: &tokio_postgres::Row,
-) -> Result<(i64, String, Option<Vec<String>>, Counters), tokio_postgres::Error> {
+/// A run as stored: id, fingerprint, last key, counters.
+type RunRow = (i64, String, Option<Vec<String>>, Counters);
+
+fn run_row(row: &tokio_postgres::Row) -> Result<RunRow, tokio_postgres::Error> {
     let g = |i: usize| row.try_get::<_, i64>(i).map(u64_of);
     Ok((
         row.try_get(0)?,

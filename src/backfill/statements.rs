@@ -174,7 +174,9 @@ impl Statements {
                     .key
                     .iter()
                     .enumerate()
-                    .map(|(i, (c, _))| format!("migval_skip.migval_k{i} = {table}.{}::text", quote(c)))
+                    .map(|(i, (c, _))| {
+                        format!("migval_skip.migval_k{i} = {table}.{}::text", quote(c))
+                    })
                     .collect::<Vec<_>>()
                     .join(" AND ");
                 (

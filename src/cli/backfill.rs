@@ -62,7 +62,10 @@ pub async fn run(a: BackfillArgs) -> anyhow::Result<u8> {
     let spec = BackfillSpec::load(&a.spec).map_err(|e| anyhow::anyhow!("{e}"))?;
     let checks = match &spec.checks {
         Some(p) => Some(load_spec(p).with_context(|| {
-            format!("loading the checks named in {} (key `checks`)", a.spec.display())
+            format!(
+                "loading the checks named in {} (key `checks`)",
+                a.spec.display()
+            )
         })?),
         None => None,
     };
@@ -97,7 +100,9 @@ pub async fn run(a: BackfillArgs) -> anyhow::Result<u8> {
     let name = spec.name.clone();
     let batching = spec.batching.clone();
     let mut printer = Printer::new();
-    let mut bf = Backfill::prepare(spec, &info, opts).await.map_err(explain)?;
+    let mut bf = Backfill::prepare(spec, &info, opts)
+        .await
+        .map_err(explain)?;
     eprintln!(
         "backfill `{name}` on {} ({}): {} rows, {} pending; batches of {}{}, lock_timeout {} ms, \
          statement_timeout {} ms",
@@ -146,7 +151,11 @@ pub async fn run(a: BackfillArgs) -> anyhow::Result<u8> {
             eprintln!(
                 "resuming run {} after key ({}): {} batches, {} rows already committed",
                 start.run_id,
-                start.last_key.as_ref().map(|k| k.join(", ")).unwrap_or_default(),
+                start
+                    .last_key
+                    .as_ref()
+                    .map(|k| k.join(", "))
+                    .unwrap_or_default(),
                 start.counters.batches,
                 group(start.counters.checked)
             );
@@ -214,7 +223,10 @@ pub async fn run(a: BackfillArgs) -> anyhow::Result<u8> {
     }
     let row_errors = u8::from(outcome.counters.errors > 0);
     if !a.commit {
-        println!("DRY-RUN: nothing was changed. Apply with: {}", resume_command(&a.spec, true));
+        println!(
+            "DRY-RUN: nothing was changed. Apply with: {}",
+            resume_command(&a.spec, true)
+        );
         return Ok(0);
     }
     match (&checks, &baseline) {
@@ -247,7 +259,7 @@ fn group(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -262,8 +274,14 @@ fn seconds(ms: u64) -> String {
 fn print_summary(o: &Outcome) {
     let c: &Counters = &o.counters;
     let title = match (o.committed, o.run_id) {
-        (true, Some(r)) => format!("Backfill summary: `{}` on {} (run {r})", o.backfill, o.table),
-        _ => format!("Backfill summary (DRY-RUN, rolled back): `{}` on {}", o.backfill, o.table),
+        (true, Some(r)) => format!(
+            "Backfill summary: `{}` on {} (run {r})",
+            o.backfill, o.table
+        ),
+        _ => format!(
+            "Backfill summary (DRY-RUN, rolled back): `{}` on {}",
+            o.backfill, o.table
+        ),
     };
     println!("{title}");
     println!("{}", "=".repeat(title.chars().count()));
@@ -282,8 +300,8 @@ fn print_summary(o: &Outcome) {
     let rate = if attempted == 0 {
         "n/a".to_string()
     } else {
-        let tenths = (u128::from(c.updated) * 1000 + u128::from(attempted) / 2)
-            / u128::from(attempted);
+        let tenths =
+            (u128::from(c.updated) * 1000 + u128::from(attempted) / 2) / u128::from(attempted);
         format!("{}.{}%", tenths / 10, tenths % 10)
     };
     println!("{:<37}{rate:>12}", "Success rate:");
@@ -350,11 +368,9 @@ impl Printer {
                 let secs = b.elapsed.as_millis().max(1);
                 let rate = u128::from(done) * 1000 / secs;
                 let left = b.total_rows.saturating_sub(done);
-                let eta = if rate > 0 {
-                    format!("{} s", u128::from(left) / rate)
-                } else {
-                    "?".into()
-                };
+                let eta = u128::from(left)
+                    .checked_div(rate)
+                    .map_or_else(|| "?".to_string(), |s| format!("{s} s"));
                 let pct = if b.total_rows > 0 {
                     (u128::from(done.min(b.total_rows)) * 100 / u128::from(b.total_rows)).min(100)
                 } else {
@@ -399,12 +415,12 @@ impl Printer {
                     .map(|s| format!(", SQLSTATE {s}"))
                     .unwrap_or_default()
             )),
-            Event::Shrunk { from, to } => self.line(&format!(
-                "statement timeout: batch size {from} -> {to}"
-            )),
-            Event::Reconnected { attempt } => {
-                self.line(&format!("reconnected (attempt {attempt}); resuming after the last committed batch"))
+            Event::Shrunk { from, to } => {
+                self.line(&format!("statement timeout: batch size {from} -> {to}"))
             }
+            Event::Reconnected { attempt } => self.line(&format!(
+                "reconnected (attempt {attempt}); resuming after the last committed batch"
+            )),
             Event::Waiting(what) => self.line(what),
             Event::Isolated { key, failure } => self.line(&format!(
                 "row ({}) fails on its own and is left untouched (logged): {}",

@@ -3,6 +3,8 @@
 
 mod common;
 
+/// `migval backfill`: dry-run, exactly-once commit, kill -9 / Ctrl-C / lost connection and resume.
+mod backfill;
 /// Every query of the catalogue in queries/ prepares against a real server.
 mod catalogue;
 /// Each check kind captures the right numbers and catches what it should.

@@ -1,0 +1,574 @@
+//! `migval backfill` on the seed-002 world (fixtures/subscriber_fk): dry-run changes nothing,
+//! --commit fills every resolvable row exactly once (a trigger counts updates per row), kill -9
+//! and resume, a terminated backend, a row lock held elsewhere, a poison row, a changed spec on
+//! resume, a concurrent run, Ctrl-C, composite and sparse keys.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{Run, TestDb, migval, p, rt};
+
+const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/subscriber_fk");
+
+/// Counts every UPDATE of each plan_subscriptions row.
+const COUNT_UPDATES: &str = r#"
+CREATE TABLE update_counts (id bigint PRIMARY KEY, n int NOT NULL);
+CREATE FUNCTION count_update() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO update_counts VALUES (NEW.id, 1)
+    ON CONFLICT (id) DO UPDATE SET n = update_counts.n + 1;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER count_update AFTER UPDATE ON plan_subscriptions
+    FOR EACH ROW EXECUTE FUNCTION count_update();
+"#;
+
+/// Every (id, subscriber_id), hashed.
+const STATE: &str = "SELECT md5(string_agg(id || ':' || coalesce(subscriber_id::text, '-'), ',' ORDER BY id)) FROM plan_subscriptions";
+
+async fn world(name: &str, n: i64) -> TestDb {
+    let db = TestDb::new(name).await;
+    db.exec(&std::fs::read_to_string(format!("{DIR}/schema.sql")).expect("schema.sql"))
+        .await;
+    db.exec(&format!("SELECT subscriber_fk_generate({n}); ANALYZE"))
+        .await;
+    db.exec(COUNT_UPDATES).await;
+    db
+}
+
+async fn text(db: &TestDb, sql: &str) -> String {
+    let c = db.client().await;
+    match c.query_one(sql, &[]).await {
+        Ok(r) => r.get::<_, String>(0),
+        Err(e) => panic!("{sql}: {}", migval::db::failure(&e, None)),
+    }
+}
+
+async fn int(db: &TestDb, sql: &str) -> i64 {
+    let c = db.client().await;
+    match c.query_one(sql, &[]).await {
+        Ok(r) => r.get::<_, i64>(0),
+        Err(e) => panic!("{sql}: {}", migval::db::failure(&e, None)),
+    }
+}
+
+/// The fixture's backfill.toml with its [batch] section replaced, written in the test dir.
+fn spec_with(db: &TestDb, file: &str, batch: &str) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(format!("{DIR}/backfill.toml")).expect("backfill.toml");
+    let head = text.split("[batch]").next().expect("has [batch]");
+    let head = head.replace(
+        "checks = \"checks.toml\"",
+        &format!("checks = \"{DIR}/checks.toml\""),
+    );
+    db.file(file, &format!("{head}[batch]\n{batch}\n"))
+}
+
+fn run(db: &TestDb, spec: &std::path::Path, extra: &[&str]) -> Run {
+    let log = db.path("rows.csv");
+    let mut args = vec!["backfill", p(spec), "--db", &db.url, "--log", p(&log)];
+    args.extend_from_slice(extra);
+    migval(&args)
+}
+
+fn spawn(db: &TestDb, spec: &std::path::Path, extra: &[&str]) -> Child {
+    let log = db.path("rows.csv");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_migval"));
+    cmd.args(["backfill", p(spec), "--db", &db.url, "--log", p(&log)]);
+    cmd.args(extra);
+    for (k, _) in std::env::vars() {
+        if k == "DATABASE_URL" || k.starts_with("PG") {
+            cmd.env_remove(&k);
+        }
+    }
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd.spawn().expect("spawn migval")
+}
+
+fn finish(child: Child) -> Run {
+    let out = child.wait_with_output().expect("wait for migval");
+    Run {
+        cmd: "migval backfill (spawned)".into(),
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).to_string(),
+        stderr: String::from_utf8_lossy(&out.stderr).to_string(),
+    }
+}
+
+/// The value of a line of the final summary, e.g. "Updated successfully:   1,234" -> "1,234".
+fn summary(r: &Run, label: &str) -> String {
+    r.stdout
+        .lines()
+        .find(|l| l.starts_with(label))
+        .and_then(|l| l.split_whitespace().last())
+        .unwrap_or_else(|| panic!("no summary line `{label}`{r}"))
+        .to_string()
+}
+
+/// Committed batches of the latest run (0 before the progress table exists).
+async fn batches_committed(db: &TestDb) -> i64 {
+    let c = db.client().await;
+    c.query_one(
+        "SELECT coalesce(max(batches), 0)::int8 FROM migval.backfill_runs",
+        &[],
+    )
+    .await
+    .map(|r| r.get::<_, i64>(0))
+    .unwrap_or(0)
+}
+
+/// Wait until at least `n` batches are committed (panics after 60 s).
+fn wait_for_batches(db: &TestDb, n: i64) {
+    let t0 = Instant::now();
+    while rt().block_on(batches_committed(db)) < n {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "the backfill never committed {n} batches"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Rows the ambiguity rule flags (left NULL by design).
+const AMBIGUOUS: &str =
+    "SELECT count(*) FROM plan_subscriptions WHERE (customer_id % 50) IN (0, 1)";
+
+/// Asserts the end state every successful run must reach: resolvable rows filled with the
+/// oldest active subscriber, ambiguous rows NULL, every row updated at most once.
+async fn assert_filled_exactly_once(db: &TestDb) {
+    let wrong = int(
+        db,
+        "SELECT count(*) FROM plan_subscriptions WHERE customer_id % 50 > 1 \
+         AND subscriber_id IS DISTINCT FROM customer_id * 10 + 1",
+    )
+    .await;
+    assert_eq!(
+        wrong, 0,
+        "resolvable rows hold the oldest active subscriber"
+    );
+    let ambiguous_set = int(
+        db,
+        "SELECT count(*) FROM plan_subscriptions WHERE customer_id % 50 <= 1 AND subscriber_id IS NOT NULL",
+    )
+    .await;
+    assert_eq!(ambiguous_set, 0, "ambiguous rows stay NULL");
+    let twice = int(db, "SELECT count(*) FROM update_counts WHERE n <> 1").await;
+    assert_eq!(twice, 0, "no row was updated twice");
+    let updated = int(db, "SELECT count(*) FROM update_counts").await;
+    let expected = int(
+        db,
+        "SELECT count(*) FROM plan_subscriptions WHERE customer_id % 50 > 1 AND id % 10 <> 0",
+    )
+    .await;
+    assert_eq!(
+        updated, expected,
+        "every resolvable pending row updated once"
+    );
+}
+
+#[test]
+fn every_backfill_state_query_prepares() {
+    rt().block_on(async {
+        let db = TestDb::new("backfill_state_queries").await;
+        db.exec(migval::sql::BACKFILL_STATE_DDL.sql).await;
+        // Twice: the DDL is idempotent.
+        db.exec(migval::sql::BACKFILL_STATE_DDL.sql).await;
+        let c = db.client().await;
+        for q in migval::sql::BACKFILL_STATE {
+            if let Err(e) = c.prepare(q.sql).await {
+                panic!(
+                    "queries/{} does not prepare: {}",
+                    q.name,
+                    migval::db::failure(&e, None)
+                );
+            }
+            assert!(q.sql.trim_start().starts_with("--"), "{} header", q.name);
+        }
+    });
+}
+
+#[test]
+fn dry_run_changes_nothing_and_reports_what_would_happen() {
+    let db = rt().block_on(world("backfill_dry_run", 2000));
+    let before = rt().block_on(text(&db, STATE));
+    let spec = spec_with(&db, "bf.toml", "size = 300");
+    let r = run(&db, &spec, &[]);
+    assert_eq!(r.code, 0, "{r}");
+    assert!(r.stderr.contains("DRY-RUN"), "{r}");
+    assert!(r.stdout.contains("DRY-RUN: nothing was changed"), "{r}");
+    let ambiguous = rt().block_on(int(&db, AMBIGUOUS));
+    assert_eq!(summary(&r, "Ambiguous"), ambiguous.to_string(), "{r}");
+    assert_eq!(summary(&r, "Total rows checked"), "2,000", "{r}");
+    assert_eq!(before, rt().block_on(text(&db, STATE)), "data unchanged");
+    assert_eq!(
+        rt().block_on(int(&db, "SELECT count(*) FROM update_counts")),
+        0
+    );
+    let schema = rt().block_on(int(
+        &db,
+        "SELECT count(*) FROM pg_namespace WHERE nspname = 'migval'",
+    ));
+    assert_eq!(schema, 0, "a dry-run creates no progress table");
+}
+
+#[test]
+fn commit_fills_every_resolvable_row_once_and_logs_ambiguous_rows() {
+    let db = rt().block_on(world("backfill_commit", 3000));
+    let spec = spec_with(&db, "bf.toml", "size = 400");
+    let r = run(&db, &spec, &["--commit"]);
+    assert_eq!(r.code, 2, "no terminal and no --yes: refused{r}");
+    assert!(r.stderr.contains("add --yes"), "{r}");
+    assert_eq!(
+        rt().block_on(int(&db, "SELECT count(*) FROM update_counts")),
+        0
+    );
+
+    let r = run(&db, &spec, &["--commit", "--yes"]);
+    assert_eq!(r.code, 0, "{r}");
+    assert!(r.stdout.contains("VALIDATION PASSED"), "{r}");
+    rt().block_on(assert_filled_exactly_once(&db));
+
+    // The CSV names each ambiguous row with its reason and candidate count.
+    let csv = std::fs::read_to_string(db.path("rows.csv")).expect("row log");
+    let ambiguous = rt().block_on(int(&db, AMBIGUOUS));
+    let lines: Vec<&str> = csv.lines().skip(1).collect();
+    assert_eq!(i64::try_from(lines.len()).unwrap(), ambiguous, "{csv}");
+    assert!(
+        csv.starts_with("run,batch,kind,id,reason,candidates\n"),
+        "{csv}"
+    );
+    // Customer 1 has two active subscribers created together; customer 50 none active.
+    assert!(
+        csv.contains(",ambiguous,1,several active subscribers share the oldest created_at,2\n"),
+        "{csv}"
+    );
+    assert!(
+        csv.contains(",ambiguous,100,no active subscriber,0\n"),
+        "{csv}"
+    );
+
+    // A re-run only does what is left: nothing.
+    let again = run(&db, &spec, &["--commit", "--yes"]);
+    assert_eq!(again.code, 0, "{again}");
+    assert_eq!(summary(&again, "Updated successfully"), "0", "{again}");
+    rt().block_on(assert_filled_exactly_once(&db));
+}
+
+#[test]
+fn kill_9_mid_run_then_resume_gives_the_uninterrupted_result_exactly_once() {
+    let reference = rt().block_on(world("backfill_kill_ref", 3000));
+    let db = rt().block_on(world("backfill_kill", 3000));
+    let batch = "size = 50\npause = \"40ms\"";
+    let r = run(
+        &reference,
+        &spec_with(&reference, "bf.toml", batch),
+        &["--commit", "--yes"],
+    );
+    assert_eq!(r.code, 0, "{r}");
+
+    let spec = spec_with(&db, "bf.toml", batch);
+    let mut child = spawn(&db, &spec, &["--commit", "--yes"]);
+    wait_for_batches(&db, 8);
+    child.kill().expect("kill -9");
+    let killed = finish(child);
+    assert_ne!(killed.code, 0, "{killed}");
+    let done_at_kill = rt().block_on(batches_committed(&db));
+    assert!(
+        done_at_kill < 60,
+        "killed before the end ({done_at_kill} batches)"
+    );
+
+    let resumed = run(&db, &spec, &["--commit", "--yes"]);
+    assert_eq!(resumed.code, 0, "{resumed}");
+    assert!(
+        resumed.stderr.contains("resuming run 1 after key"),
+        "{resumed}"
+    );
+    assert!(resumed.stdout.contains("VALIDATION PASSED"), "{resumed}");
+    assert_eq!(
+        rt().block_on(text(&db, STATE)),
+        rt().block_on(text(&reference, STATE)),
+        "same final state as the uninterrupted run"
+    );
+    rt().block_on(assert_filled_exactly_once(&db));
+    // The run's counters cover every row once, across both invocations.
+    let checked = rt().block_on(int(
+        &db,
+        "SELECT rows_checked FROM migval.backfill_runs WHERE run_id = 1",
+    ));
+    assert_eq!(checked, 3000);
+}
+
+#[test]
+fn a_terminated_backend_mid_run_reconnects_and_finishes() {
+    let db = rt().block_on(world("backfill_terminate", 3000));
+    let spec = spec_with(&db, "bf.toml", "size = 50\npause = \"40ms\"");
+    let child = spawn(&db, &spec, &["--commit", "--yes"]);
+    wait_for_batches(&db, 5);
+    let ended = rt().block_on(int(
+        &db,
+        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE application_name = 'migval-backfill:subscriber_fk') t",
+    ));
+    assert_eq!(ended, 1, "one tagged backend");
+    let r = finish(child);
+    assert_eq!(r.code, 0, "{r}");
+    assert!(r.stderr.contains("reconnected"), "{r}");
+    rt().block_on(assert_filled_exactly_once(&db));
+}
+
+#[test]
+fn a_row_lock_held_elsewhere_times_out_retries_and_succeeds_when_released() {
+    let db = rt().block_on(world("backfill_row_lock", 1000));
+    let spec = spec_with(
+        &db,
+        "bf.toml",
+        "size = 100\nlock_timeout = \"200ms\"\nretries = 8",
+    );
+    rt().block_on(async {
+        let holder = db.client().await;
+        holder
+            .batch_execute("BEGIN; SELECT * FROM plan_subscriptions WHERE id = 503 FOR UPDATE")
+            .await
+            .expect("lock row 503");
+        let child = spawn(&db, &spec, &["--commit", "--yes"]);
+        // Hold the lock until the backfill has hit it at least once.
+        let t0 = Instant::now();
+        loop {
+            if batches_committed(&db).await >= 5 || t0.elapsed() > Duration::from_secs(30) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        holder.batch_execute("COMMIT").await.expect("release");
+        let r = finish(child);
+        assert_eq!(r.code, 0, "{r}");
+        assert!(
+            r.stderr.contains("SQLSTATE 55P03") && r.stderr.contains("retrying"),
+            "{r}"
+        );
+        assert_filled_exactly_once(&db).await;
+    });
+}
+
+#[test]
+fn a_poison_row_is_isolated_logged_and_the_rest_applied() {
+    let db = rt().block_on(world("backfill_poison", 1000));
+    rt().block_on(db.exec(
+        "ALTER TABLE plan_subscriptions ADD CONSTRAINT no_777 CHECK (id <> 777 OR subscriber_id IS NULL)",
+    ));
+    let spec = spec_with(&db, "bf.toml", "size = 200");
+    let r = run(&db, &spec, &["--commit", "--yes"]);
+    // Row 777 stays NULL although resolvable: the NULL check fails, as it should.
+    assert_eq!(r.code, 1, "{r}");
+    assert_eq!(summary(&r, "Errors"), "1", "{r}");
+    assert!(r.stderr.contains("row (777) fails on its own"), "{r}");
+    let csv = std::fs::read_to_string(db.path("rows.csv")).expect("row log");
+    let line = csv
+        .lines()
+        .find(|l| l.contains(",error,777,"))
+        .unwrap_or_else(|| panic!("777 logged as error: {csv}"));
+    assert!(line.contains("23514"), "{line}");
+    let filled = rt().block_on(int(
+        &db,
+        "SELECT count(*) FROM plan_subscriptions WHERE customer_id % 50 > 1 AND subscriber_id IS NULL",
+    ));
+    assert_eq!(filled, 1, "only the poison row is left");
+    let twice = rt().block_on(int(&db, "SELECT count(*) FROM update_counts WHERE n <> 1"));
+    assert_eq!(twice, 0);
+}
+
+#[test]
+fn resuming_with_a_changed_spec_is_refused_unless_a_new_run_is_asked_for() {
+    let db = rt().block_on(world("backfill_changed_spec", 1000));
+    // A failure that is not retryable stops the run half-way (status failed).
+    rt().block_on(db.exec(
+        "CREATE FUNCTION stop_at_603() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN IF NEW.id = 603 THEN RAISE EXCEPTION 'maintenance stop'; END IF; RETURN NEW; END $$; \
+         CREATE TRIGGER stop_at_603 BEFORE UPDATE ON plan_subscriptions FOR EACH ROW EXECUTE FUNCTION stop_at_603();",
+    ));
+    let spec = spec_with(&db, "bf.toml", "size = 100");
+    let r = run(&db, &spec, &["--commit", "--yes"]);
+    assert_eq!(r.code, 2, "{r}");
+    assert!(r.stderr.contains("maintenance stop"), "{r}");
+    assert!(r.stderr.contains("rerun the same command"), "{r}");
+    rt().block_on(db.exec("DROP TRIGGER stop_at_603 ON plan_subscriptions"));
+
+    let text = std::fs::read_to_string(&spec).unwrap();
+    let changed = db.file(
+        "bf_changed.toml",
+        &text.replace(
+            "ORDER BY s.created_at, s.id",
+            "ORDER BY s.created_at DESC, s.id",
+        ),
+    );
+    let refused = run(&db, &changed, &["--commit", "--yes"]);
+    assert_eq!(refused.code, 2, "{refused}");
+    assert!(
+        refused.stderr.contains("made with a different spec"),
+        "{refused}"
+    );
+    assert!(refused.stderr.contains("--new-run"), "{refused}");
+
+    // The original spec resumes and finishes.
+    let resumed = run(&db, &spec, &["--commit", "--yes"]);
+    assert_eq!(resumed.code, 0, "{resumed}");
+    assert!(resumed.stderr.contains("resuming run 1"), "{resumed}");
+    rt().block_on(assert_filled_exactly_once(&db));
+
+    // --new-run is accepted (nothing open any more, so it simply starts run 2).
+    let fresh = run(&db, &changed, &["--commit", "--yes", "--new-run"]);
+    assert_eq!(fresh.code, 0, "{fresh}");
+    assert!(fresh.stderr.contains("run 2 started"), "{fresh}");
+}
+
+#[test]
+fn a_second_concurrent_run_is_refused() {
+    let db = rt().block_on(world("backfill_concurrent", 3000));
+    let spec = spec_with(&db, "bf.toml", "size = 50\npause = \"50ms\"");
+    let mut first = spawn(&db, &spec, &["--commit", "--yes"]);
+    wait_for_batches(&db, 2);
+    let second = run(&db, &spec, &["--commit", "--yes", "--wait", "500ms"]);
+    assert_eq!(second.code, 2, "{second}");
+    assert!(
+        second
+            .stderr
+            .contains("another run of backfill `subscriber_fk` is in progress"),
+        "{second}"
+    );
+    assert!(second.stderr.contains("backend pid"), "{second}");
+    // The first run goes on untroubled.
+    first.kill().expect("kill");
+    let _ = finish(first);
+    let r = run(&db, &spec, &["--commit", "--yes"]);
+    assert_eq!(r.code, 0, "{r}");
+    rt().block_on(assert_filled_exactly_once(&db));
+}
+
+#[test]
+fn ctrl_c_rolls_back_the_batch_keeps_progress_and_exits_130() {
+    let db = rt().block_on(world("backfill_ctrl_c", 3000));
+    let spec = spec_with(&db, "bf.toml", "size = 50\npause = \"50ms\"");
+    let child = spawn(&db, &spec, &["--commit", "--yes"]);
+    wait_for_batches(&db, 3);
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill -INT");
+    assert!(status.success());
+    let r = finish(child);
+    assert_eq!(r.code, 130, "{r}");
+    assert!(r.stdout.contains("resume with: migval backfill"), "{r}");
+    assert!(r.stdout.contains("--commit"), "{r}");
+    let state = rt().block_on(text(
+        &db,
+        "SELECT status || ':' || (batches > 0)::text FROM migval.backfill_runs WHERE run_id = 1",
+    ));
+    assert_eq!(state, "interrupted:true");
+    // The client is gone; its backend ends once it reads the closed socket.
+    let t0 = Instant::now();
+    loop {
+        let left = rt().block_on(int(
+            &db,
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'migval-backfill:subscriber_fk' AND state <> 'idle'",
+        ));
+        if left == 0 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "a backend stayed busy after Ctrl-C"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let resumed = run(&db, &spec, &["--commit", "--yes"]);
+    assert_eq!(resumed.code, 0, "{resumed}");
+    rt().block_on(assert_filled_exactly_once(&db));
+}
+
+const KEYS: &str = r#"
+CREATE TABLE events (
+    tenant int NOT NULL,
+    id bigint NOT NULL,
+    label text,
+    PRIMARY KEY (tenant, id)
+);
+INSERT INTO events SELECT t, i, NULL FROM generate_series(1, 3) t, generate_series(1, 250) i;
+CREATE TABLE sparse (id bigint PRIMARY KEY, doubled bigint);
+INSERT INTO sparse VALUES (1, NULL), (2, NULL), (1000000, NULL), (1000000000000, NULL);
+"#;
+
+#[test]
+fn composite_and_sparse_keys_terminate_and_cover_every_row() {
+    let db = rt().block_on(async {
+        let db = TestDb::new("backfill_keys").await;
+        db.exec(KEYS).await;
+        db
+    });
+    let composite = db.file(
+        "events.toml",
+        "name = \"events_label\"\ntable = \"events\"\nkey = [\"tenant\", \"id\"]\n\
+         pending = \"label IS NULL\"\nset = \"label = tenant || '/' || id\"\n[batch]\nsize = 7\n",
+    );
+    let r = run(&db, &composite, &["--commit", "--yes"]);
+    assert_eq!(r.code, 0, "{r}");
+    // 750 rows in batches of 7: 108 batches, then one that finds no key.
+    assert!(r.stdout.contains("Batches: 108 "), "{r}");
+    let left = rt().block_on(int(
+        &db,
+        "SELECT count(*) FROM events WHERE label IS DISTINCT FROM tenant || '/' || id",
+    ));
+    assert_eq!(left, 0);
+
+    // Sparse keys with a whole UPDATE statement and its two placeholders.
+    let sparse = db.file(
+        "sparse.toml",
+        "name = \"sparse\"\ntable = \"sparse\"\nkey = [\"id\"]\npending = \"doubled IS NULL\"\n\
+         update = \"UPDATE sparse SET doubled = id * 2 WHERE id BETWEEN $1 AND $2 AND doubled IS NULL\"\n\
+         [batch]\nsize = 1\n",
+    );
+    let r = run(&db, &sparse, &["--commit", "--yes"]);
+    assert_eq!(r.code, 0, "{r}");
+    assert!(r.stdout.contains("Batches: 4 "), "{r}");
+    let left = rt().block_on(int(
+        &db,
+        "SELECT count(*) FROM sparse WHERE doubled IS DISTINCT FROM id * 2",
+    ));
+    assert_eq!(left, 0);
+}
+
+#[test]
+fn spec_mistakes_are_reported_before_any_batch() {
+    let db = rt().block_on(world("backfill_bad_spec", 100));
+    let spec = spec_with(&db, "bf.toml", "size = 10");
+    let text = std::fs::read_to_string(&spec).unwrap();
+    let typo = db.file(
+        "typo.toml",
+        &text.replace(
+            "pending = \"subscriber_id IS NULL\"",
+            "pending = \"subscriber IS NULL\"",
+        ),
+    );
+    let r = run(&db, &typo, &["--commit", "--yes"]);
+    assert_eq!(r.code, 2, "{r}");
+    assert!(r.stderr.contains("key `pending` does not run"), "{r}");
+    assert!(r.stderr.contains("42703"), "{r}");
+    let not_unique = db.file(
+        "nu.toml",
+        &text.replace("key = [\"id\"]", "key = [\"customer_id\"]"),
+    );
+    let r = run(&db, &not_unique, &[]);
+    assert_eq!(r.code, 2, "{r}");
+    assert!(
+        r.stderr
+            .contains("is not the primary key or a unique constraint"),
+        "{r}"
+    );
+    let schema = rt().block_on(int(
+        &db,
+        "SELECT count(*) FROM pg_namespace WHERE nspname = 'migval'",
+    ));
+    assert_eq!(schema, 0, "nothing written");
+}

@@ -1,4 +1,4 @@
--- Purpose: who holds a backfill's advisory lock (another run, or the backend of a killed run
+-- Purpose: who holds a backfill's advisory lock in this database (another run, or the backend of a killed run
 --          still finishing its batch), to name it in the refusal.
 -- Binds: $1 text the backfill name.
 -- Identifier slots: none.
@@ -12,6 +12,7 @@ SELECT a.pid,
 FROM pg_locks l
 JOIN pg_stat_activity a ON a.pid = l.pid
 WHERE l.locktype = 'advisory'
+  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
   AND l.classid = 28022::oid
   AND l.objid = hashtext($1::text)::oid
   AND l.objsubid = 2

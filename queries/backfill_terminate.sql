@@ -5,4 +5,5 @@
 -- Returns: terminated bool (false when the pid is gone or is not ours).
 SELECT coalesce((SELECT pg_terminate_backend(a.pid)
                  FROM pg_stat_activity a
-                 WHERE a.pid = $1::int4 AND a.application_name = $2::text), false) AS terminated
+                 WHERE a.pid = $1::int4 AND a.application_name = $2::text
+                   AND a.datname = current_database()), false) AS terminated

@@ -22,15 +22,22 @@ pub struct RowLog {
 }
 
 impl RowLog {
-    /// Open `path` for appending; the header (run, batch, kind, key columns, reason,
+    /// Open `path` for appending (a resumed run adds to its log), or truncate it first (a
+    /// dry-run shows only its own rows); the header (run, batch, kind, key columns, reason,
     /// candidates) is written when the file is new or empty.
-    pub fn open(path: &Path, key: &[String]) -> Result<RowLog, String> {
-        let fresh = std::fs::metadata(path)
-            .map(|m| m.len() == 0)
-            .unwrap_or(true);
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
+    pub fn open(path: &Path, key: &[String], truncate: bool) -> Result<RowLog, String> {
+        let fresh = truncate
+            || std::fs::metadata(path)
+                .map(|m| m.len() == 0)
+                .unwrap_or(true);
+        let mut options = OpenOptions::new();
+        options.create(true);
+        if truncate {
+            options.write(true).truncate(true);
+        } else {
+            options.append(true);
+        }
+        let file = options
             .open(path)
             .map_err(|e| format!("cannot open the row log {}: {e}", path.display()))?;
         let mut writer = csv::Writer::from_writer(file);

@@ -156,7 +156,7 @@ pub struct Outcome {
     pub finished: bool,
     pub interrupted: bool,
     pub elapsed_ms: u64,
-    /// Dry-run with --sample: the whole table extrapolated from the sampled batches.
+    /// Dry-run: how long --commit should take (with --sample: extrapolated to the whole table).
     pub estimated_total_ms: Option<u64>,
     pub total_rows: u64,
     pub pending_rows: u64,
@@ -496,9 +496,10 @@ impl Backfill {
         let b = self.spec.batching.clone();
         let run_id = self.start.as_ref().map(|s| s.run_id);
         let run_label = run_id.map_or_else(|| "dry-run".to_string(), |r| r.to_string());
-        let mut log = RowLog::open(&self.opts.log_path, &self.spec.key).map_err(|m| {
-            BackfillError::Refused(format!("{m} (choose another file with --log FILE)"))
-        })?;
+        let mut log = RowLog::open(&self.opts.log_path, &self.spec.key, !self.opts.commit)
+            .map_err(|m| {
+                BackfillError::Refused(format!("{m} (choose another file with --log FILE)"))
+            })?;
         if self.opts.commit && self.start.is_none() {
             return Err(BackfillError::Refused(
                 "internal: --commit run without a claimed run".into(),
@@ -674,6 +675,8 @@ impl Backfill {
             }
         }
         let estimated_total_ms = match (self.opts.commit, finished) {
+            // A whole dry-run did the same work as --commit will, minus the commits.
+            (false, true) => Some(millis(elapsed)),
             (false, false) if prog.this.checked > 0 => Some(
                 u64::try_from(
                     u128::from(millis(elapsed)) * u128::from(self.total_rows)

@@ -152,10 +152,12 @@ impl Statements {
                  coalesce(a.candidates::int8, 0) AS candidates \
                  FROM ({a}\n) AS a \
                  WHERE {range} \
-                 AND EXISTS (SELECT 1 FROM {table} WHERE {same} AND {pending}) \
+                 AND EXISTS (SELECT 1 FROM {table} WHERE {same} AND {own} AND {pending}) \
                  ORDER BY {ord}",
                 keys = t.as_text("a."),
                 range = t.between("a.", 1),
+                // The range again on the table itself, so the planner scans only the batch.
+                own = t.between(&format!("{table}."), 1),
                 ord = t.cols("a."),
             )
         });

@@ -268,7 +268,11 @@ fn group(n: u64) -> String {
 }
 
 fn seconds(ms: u64) -> String {
-    format!("{}.{:01} s", ms / 1000, (ms % 1000) / 100)
+    if ms < 10_000 {
+        format!("{ms} ms")
+    } else {
+        format!("{}.{:01} s", ms / 1000, (ms % 1000) / 100)
+    }
 }
 
 fn print_summary(o: &Outcome) {
@@ -313,7 +317,7 @@ fn print_summary(o: &Outcome) {
     if let Some(est) = o.estimated_total_ms {
         println!(
             "{:<37}{:>12}",
-            "Estimated duration, whole table:",
+            "Estimated duration with --commit:",
             seconds(est)
         );
     }

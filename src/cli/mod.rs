@@ -24,7 +24,8 @@ use crate::spec::{Spec, parse_duration_ms};
 /// after the change, compare exactly, and decide go or roll back.
 ///
 /// Exit codes: 0 every check passed (allowed changes included), 1 a check failed,
-/// 2 migval could not do its job (bad spec, connection or SQL error, unreadable baseline).
+/// 2 migval could not do its job (bad spec, connection or SQL error, unreadable baseline),
+/// 130 interrupted by Ctrl-C (backfill: the batch in flight rolled back, progress kept).
 #[derive(Debug, Parser)]
 #[command(
     name = "migval",

@@ -200,6 +200,17 @@ fn dry_run_changes_nothing_and_reports_what_would_happen() {
     let ambiguous = rt().block_on(int(&db, AMBIGUOUS));
     assert_eq!(summary(&r, "Ambiguous"), ambiguous.to_string(), "{r}");
     assert_eq!(summary(&r, "Total rows checked"), "2,000", "{r}");
+    assert!(
+        r.stdout.contains("Estimated duration with --commit:"),
+        "{r}"
+    );
+    // The dry-run's own log lists the rows that would be left alone.
+    let csv = std::fs::read_to_string(db.path("rows.csv")).expect("dry-run log");
+    assert_eq!(
+        i64::try_from(csv.lines().count() - 1).unwrap(),
+        ambiguous,
+        "{csv}"
+    );
     assert_eq!(before, rt().block_on(text(&db, STATE)), "data unchanged");
     assert_eq!(
         rt().block_on(int(&db, "SELECT count(*) FROM update_counts")),
@@ -309,7 +320,7 @@ fn a_terminated_backend_mid_run_reconnects_and_finishes() {
     let ended = rt().block_on(int(
         &db,
         "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-         WHERE application_name = 'migval-backfill:subscriber_fk') t",
+         WHERE application_name = 'migval-backfill:subscriber_fk' AND datname = current_database()) t",
     ));
     assert_eq!(ended, 1, "one tagged backend");
     let r = finish(child);
@@ -472,7 +483,7 @@ fn ctrl_c_rolls_back_the_batch_keeps_progress_and_exits_130() {
     loop {
         let left = rt().block_on(int(
             &db,
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'migval-backfill:subscriber_fk' AND state <> 'idle'",
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'migval-backfill:subscriber_fk' AND datname = current_database() AND state <> 'idle'",
         ));
         if left == 0 {
             break;

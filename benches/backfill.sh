@@ -1,0 +1,244 @@
+#!/usr/bin/env bash
+# migval backfill benchmark: the seed-002 backfill (fixtures/subscriber_fk) on N plan_subscriptions
+# (default 1,000,000), on a throwaway PostgreSQL, in one run:
+#
+#   bash benches/backfill.sh [N]
+#
+# Per repetition (BENCH_REPS, default 3), interleaved, each on a fresh copy of the same data
+# (CREATE DATABASE ... TEMPLATE, then CHECKPOINT):
+#   single   psql: ONE UPDATE statement producing the same result as the backfill (oldest active
+#            subscriber, ambiguous rows excluded, pending guard)
+#   naive    psql: the one-UPDATE a hurried DBA writes (no ambiguity rule: ties silently picked,
+#            no-candidate rows written NULL) - for reference only
+#   migval   migval backfill fixtures/subscriber_fk/backfill.toml --commit --yes
+#            (adaptive batches toward 200 ms, then the checks of checks.toml)
+# Figures kept: wall time and max RSS of each process (/usr/bin/time), migval's own loop time
+# and every batch's duration (--summary-json). Throughput ratio = single UPDATE time / migval
+# batch-loop time (same rows changed). The medians over the repetitions go to
+# benches/results/backfill-<git short hash>[-dirty]-<N>.csv and to the backfill section of
+# BENCHMARKS.md (between the backfill markers; the rest of the file is left alone).
+# Environment: BENCH_REPS, BENCH_KEEP=1 keeps the work directory, CARGO_TARGET_DIR,
+# MIGVAL_PG_BIN. Exit status: 0 when every command exited as expected, 1 otherwise.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$REPO"
+N=${1:-1000000}
+[[ $N =~ ^[0-9]+$ ]] && [ "$N" -ge 1000 ] || { echo "backfill.sh: N must be an integer >= 1000" >&2; exit 2; }
+REPS=${BENCH_REPS:-3}
+FIXTURE=$REPO/fixtures/subscriber_fk
+RESULTS=$REPO/benches/results
+PG_SETTINGS=(shared_buffers=1GB work_mem=64MB max_parallel_workers_per_gather=2 fsync=off synchronous_commit=off checkpoint_timeout=30min max_wal_size=8GB)
+
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "FATAL: $*"; exit 2; }
+[ -x /usr/bin/time ] || die "/usr/bin/time (GNU time) is needed for wall time and max RSS"
+command -v python3 >/dev/null || die "python3 is needed to read the summary JSON"
+
+tree_state() {
+    local c t=clean
+    c=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+    [ -z "$(git status --porcelain -- src queries Cargo.toml Cargo.lock fixtures/subscriber_fk 2>/dev/null)" ] || t=dirty
+    echo "$c $t"
+}
+BEFORE_BUILD=$(tree_state)
+log "cargo build --release"
+cargo build --release
+BIN=${CARGO_TARGET_DIR:-target}/release/migval
+[[ $BIN = /* ]] || BIN=$REPO/$BIN
+[ -x "$BIN" ] || die "no binary at $BIN"
+read -r COMMIT TREE < <(tree_state)
+[ "$BEFORE_BUILD" = "$COMMIT $TREE" ] || TREE=dirty
+TAG=$COMMIT
+[ "$TREE" = clean ] || TAG=$COMMIT-dirty
+RUN_DATE=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+
+# --- throwaway PostgreSQL ----------------------------------------------------------------------
+find_pg_bin() {
+    if [ -n "${MIGVAL_PG_BIN:-}" ]; then echo "$MIGVAL_PG_BIN"; return; fi
+    if command -v initdb >/dev/null 2>&1; then dirname "$(readlink -f "$(command -v initdb)")"; return; fi
+    ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1
+}
+PGBIN=$(find_pg_bin) || true
+[ -n "${PGBIN:-}" ] && [ -x "$PGBIN/initdb" ] || die "no PostgreSQL server binaries"
+PSQL_BIN=$PGBIN/psql
+AS_PG=()
+if [ "$(id -u)" -eq 0 ]; then
+    id postgres >/dev/null 2>&1 || die "running as root but there is no 'postgres' user"
+    AS_PG=(runuser -u postgres --)
+fi
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/migval-bfbench.XXXXXX")
+chmod 755 "$WORK"
+PGDIR=$WORK/pg
+OUT=$WORK/out
+mkdir -p "$PGDIR" "$OUT"
+[ ${#AS_PG[@]} -eq 0 ] || chown postgres: "$PGDIR"
+PG_STARTED=
+FAILURES=0
+cleanup() {
+    local rc=$?
+    if [ -n "$PG_STARTED" ]; then
+        "${AS_PG[@]}" "$PGBIN/pg_ctl" -D "$PGDIR/data" -m fast -w -t 60 stop >/dev/null 2>&1 || true
+    fi
+    if [ -n "${BENCH_KEEP:-}" ]; then log "work directory kept: $WORK"; else rm -rf "$WORK"; fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+port_in_use() { (: <"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+PORT=
+for _ in $(seq 1 50); do
+    p=$(shuf -i 20000-60000 -n 1)
+    if ! port_in_use "$p"; then PORT=$p; break; fi
+done
+[ -n "$PORT" ] || die "no free port"
+"${AS_PG[@]}" "$PGBIN/initdb" -D "$PGDIR/data" -U postgres --auth=trust -E UTF8 --locale=C >"$WORK/initdb.log" 2>&1 ||
+    { cat "$WORK/initdb.log" >&2; die "initdb failed"; }
+OPTS="-p $PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories=$PGDIR"
+for s in "${PG_SETTINGS[@]}"; do OPTS+=" -c $s"; done
+log "starting PostgreSQL on 127.0.0.1:$PORT"
+"${AS_PG[@]}" "$PGBIN/pg_ctl" -D "$PGDIR/data" -l "$PGDIR/server.log" -w -t 120 -o "$OPTS" start >/dev/null ||
+    die "pg_ctl start failed"
+PG_STARTED=1
+url() { echo "postgres://postgres@127.0.0.1:$PORT/$1?sslmode=disable"; }
+psql_db() { local db=$1; shift; "$PSQL_BIN" -X -q -v ON_ERROR_STOP=1 -d "$(url "$db")" "$@"; }
+PG_VERSION=$(psql_db postgres -At -c "SHOW server_version")
+
+# --- data ----------------------------------------------------------------------------------------
+log "loading $N plan_subscriptions into the template database"
+psql_db postgres -c "CREATE DATABASE tmpl"
+psql_db tmpl -f "$FIXTURE/schema.sql"
+psql_db tmpl -c "SELECT subscriber_fk_generate($N)" -c "VACUUM ANALYZE"
+TABLE_MB=$(psql_db tmpl -At -c "SELECT round(pg_total_relation_size('plan_subscriptions') / 1048576.0)")
+PENDING=$(psql_db tmpl -At -c "SELECT count(*) FROM plan_subscriptions WHERE subscriber_id IS NULL")
+DONE_BEFORE=$(psql_db tmpl -At -c "SELECT count(*) FROM plan_subscriptions WHERE subscriber_id IS NOT NULL")
+
+SET_EXPR="subscriber_id = (SELECT s.id FROM subscribers s WHERE s.customer_id = plan_subscriptions.customer_id AND s.status = 'active' ORDER BY s.created_at, s.id LIMIT 1)"
+AMBIGUITY=$(python3 -c 'import tomllib,sys; print(tomllib.load(open(sys.argv[1],"rb"))["ambiguity"]["sql"])' "$FIXTURE/backfill.toml")
+SINGLE="UPDATE plan_subscriptions SET $SET_EXPR WHERE subscriber_id IS NULL AND NOT EXISTS (SELECT 1 FROM ($AMBIGUITY) a WHERE a.id = plan_subscriptions.id)"
+NAIVE="UPDATE plan_subscriptions SET $SET_EXPR WHERE subscriber_id IS NULL"
+
+fresh() { psql_db postgres -c "DROP DATABASE IF EXISTS run" -c "CREATE DATABASE run TEMPLATE tmpl"; psql_db run -c "CHECKPOINT"; }
+
+mkdir -p "$RESULTS"
+CSV=$RESULTS/backfill-$TAG-$N.csv
+echo "commit,tree,date_utc,n,tool,rep,wall_s,max_rss_mb,loop_s,rows_updated,batches,batch_p50_ms,batch_p95_ms,batch_max_ms,exit_code,load1_before" >"$CSV"
+
+timed() { # TOOL REP EXPECTED -- command...: runs under /usr/bin/time, prints "wall rss rc"
+    local tool=$1 rep=$2 expected=$3; shift 4
+    local tf=$OUT/time.$tool.$rep rc
+    set +e
+    /usr/bin/time -f "%e %M" -o "$tf" "$@" >"$OUT/$tool.$rep.out" 2>"$OUT/$tool.$rep.err"
+    rc=$?
+    set -e
+    if [ "$rc" -ne "$expected" ]; then
+        FAILURES=$((FAILURES + 1))
+        log "UNEXPECTED EXIT $rc from $tool rep $rep:"; tail -n 30 "$OUT/$tool.$rep.out" "$OUT/$tool.$rep.err" >&2
+    fi
+    read -r w m < <(tail -n 1 "$tf")
+    echo "$w $(awk -v k="$m" 'BEGIN {printf "%.1f", k / 1024}') $rc"
+}
+
+for rep in $(seq 1 "$REPS"); do
+    for tool in single naive migval; do
+        fresh
+        load=$(cut -d ' ' -f 1 /proc/loadavg)
+        case $tool in
+        single | naive)
+            sql=$SINGLE; [ "$tool" = naive ] && sql=$NAIVE
+            read -r wall rss rc < <(timed "$tool" "$rep" 0 -- "$PSQL_BIN" -X -q -v ON_ERROR_STOP=1 -d "$(url run)" -c "$sql")
+            updated=$(( $(psql_db run -At -c "SELECT count(*) FROM plan_subscriptions WHERE subscriber_id IS NOT NULL") - DONE_BEFORE ))
+            echo "$COMMIT,$TREE,$RUN_DATE,$N,$tool,$rep,$wall,$rss,$wall,$updated,1,,,,$rc,$load" >>"$CSV"
+            ;;
+        migval)
+            json=$OUT/summary.$rep.json
+            read -r wall rss rc < <(timed migval "$rep" 0 -- "$BIN" backfill "$FIXTURE/backfill.toml" --db "$(url run)" \
+                --commit --yes --log "$OUT/rows.$rep.csv" --summary-json "$json")
+            stats=$(python3 - "$json" <<'PY'
+import json, sys
+o = json.load(open(sys.argv[1]))
+b = sorted(o["batch_ms"])
+def pct(p):
+    return b[min(len(b) - 1, round((len(b) - 1) * p / 100))] if b else 0
+print(f'{o["elapsed_ms"] / 1000:.2f},{o["counters"]["updated"]},{len(b)},{pct(50)},{pct(95)},{b[-1] if b else 0}')
+PY
+)
+            echo "$COMMIT,$TREE,$RUN_DATE,$N,migval,$rep,$wall,$rss,$stats,$rc,$load" >>"$CSV"
+            cp "$json" "$RESULTS/backfill-$TAG-$N-batches-rep$rep.json"
+            ;;
+        esac
+        log "$(tail -n 1 "$CSV")"
+    done
+done
+
+# --- report --------------------------------------------------------------------------------------
+SECTION=$(python3 - "$CSV" "$RESULTS" "$TAG" "$N" "$PENDING" "$TABLE_MB" "$PG_VERSION" "$RUN_DATE" "$(nproc)" "${PG_SETTINGS[*]}" <<'PY'
+import csv, glob, json, statistics, sys
+path, results, tag, n, pending, table_mb, pg, date, nproc, settings = sys.argv[1:]
+rows = list(csv.DictReader(open(path)))
+def med(tool, col):
+    v = [float(r[col]) for r in rows if r["tool"] == tool and r[col] != ""]
+    return statistics.median(v) if v else float("nan")
+single, naive = med("single", "wall_s"), med("naive", "wall_s")
+loop, wall, rss = med("migval", "loop_s"), med("migval", "wall_s"), med("migval", "max_rss_mb")
+upd = int(med("migval", "rows_updated"))
+batches = []
+for f in sorted(glob.glob(f"{results}/backfill-{tag}-{n}-batches-rep*.json")):
+    batches += json.load(open(f))["batch_ms"]
+batches.sort()
+def pct(p):
+    return batches[min(len(batches) - 1, round((len(batches) - 1) * p / 100))] if batches else 0
+edges = [50, 100, 150, 200, 250, 300, 400, 500]
+hist, lo = [], 0
+for e in edges + [None]:
+    c = sum(1 for b in batches if b >= lo and (e is None or b < e))
+    hist.append((f"{lo}-{e} ms" if e else f">= {lo} ms", c))
+    lo = e or lo
+reps = len([r for r in rows if r["tool"] == "migval"])
+out = []
+out.append(f"## Backfill: seed 002 on {int(n):,} plan_subscriptions ({table_mb} MB with indexes)")
+out.append("")
+out.append(f"`bash benches/backfill.sh {n}` at `{tag}`, {date}, PostgreSQL {pg}, {nproc} vCPU (shared), "
+           f"settings: {settings}. {reps} interleaved repetitions on fresh copies of the same data; medians. "
+           f"{int(pending):,} rows pending, {upd:,} updated (the rest ambiguous, left NULL and logged).")
+out.append("")
+out.append("| what | median time | rows/s (updated) | vs single UPDATE | max RSS |")
+out.append("|---|---|---|---|---|")
+out.append(f"| one UPDATE, same result (ambiguity excluded) | {single:.1f} s | {upd / single:,.0f} | 1.00x (reference) | psql |")
+out.append(f"| one naive UPDATE (no ambiguity rule; guesses ties) | {naive:.1f} s | - | - | psql |")
+out.append(f"| **migval backfill --commit**, batch loop | {loop:.1f} s | {upd / loop:,.0f} | **{single / loop:.2f}x** throughput | {rss:.0f} MB |")
+out.append(f"| migval backfill --commit, whole command (with baseline + checks) | {wall:.1f} s | - | - | {rss:.0f} MB |")
+out.append("")
+out.append(f"Batch durations (= longest a batch holds its row locks: each batch is one transaction), "
+           f"{len(batches)} batches over all repetitions: p50 {pct(50)} ms, p95 {pct(95)} ms, "
+           f"p99 {pct(99)} ms, **max {batches[-1] if batches else 0} ms** (target: none above 500 ms; "
+           f"adaptive size toward 200 ms).")
+out.append("")
+out.append("| batch duration | batches |")
+out.append("|---|---|")
+for label, c in hist:
+    if c:
+        out.append(f"| {label} | {c} |")
+out.append("")
+out.append(f"Per-repetition figures: `benches/results/backfill-{tag}-{n}.csv`; every batch's duration: "
+           f"`benches/results/backfill-{tag}-{n}-batches-rep*.json`.")
+print("\n".join(out))
+PY
+)
+MD=$REPO/BENCHMARKS.md
+python3 - "$MD" "$SECTION" <<'PY'
+import sys
+path, section = sys.argv[1], sys.argv[2]
+begin, end = "<!-- backfill:begin (benches/backfill.sh) -->", "<!-- backfill:end -->"
+text = open(path).read()
+block = f"{begin}\n{section}\n{end}"
+if begin in text and end in text:
+    head, rest = text.split(begin, 1)
+    text = head + block + rest.split(end, 1)[1]
+else:
+    text = text.rstrip("\n") + "\n\n" + block + "\n"
+open(path, "w").write(text)
+PY
+echo "$SECTION"
+log "results: $CSV; BENCHMARKS.md updated (backfill section)"
+[ "$FAILURES" -eq 0 ] || { log "$FAILURES command(s) exited unexpectedly"; exit 1; }

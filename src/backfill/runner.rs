@@ -31,7 +31,7 @@ use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{CancelToken, Client};
 
 use super::log::{LoggedRow, RowLog};
-use super::spec::BackfillSpec;
+use super::spec::{BackfillSpec, Batching};
 use super::statements::{Statements, Target};
 use crate::db::conninfo::ConnInfo;
 use crate::db::{self, ConnectError};
@@ -162,6 +162,9 @@ pub struct Outcome {
     pub pending_rows: u64,
     pub batch_ms: Vec<u64>,
     pub log_path: String,
+    /// Dry-run: EXPLAIN ANALYZE of the first batch's change (rolled back).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_batch_plan: Option<Vec<String>>,
 }
 
 impl Outcome {
@@ -215,8 +218,21 @@ fn client_id() -> String {
     format!("{host}:{}", std::process::id())
 }
 
-async fn open(info: &ConnInfo) -> Result<Session, ConnectError> {
+/// Open the run's connection. The batch timeouts are also the session's defaults, so that the
+/// bookkeeping statements outside a batch (lock, progress table) are bounded too; each batch
+/// sets them again with SET LOCAL (a session SET is lost on reconnect and under poolers).
+async fn open(info: &ConnInfo, b: &Batching) -> Result<Session, ConnectError> {
     let client = db::connect(info).await?;
+    client
+        .batch_execute(&format!(
+            "SET lock_timeout = {}; SET statement_timeout = {}",
+            b.lock_timeout_ms, b.statement_timeout_ms
+        ))
+        .await
+        .map_err(|e| ConnectError {
+            target: info.redacted(),
+            cause: db::failure(&e, Some("setting the session timeouts".into())).to_string(),
+        })?;
     // PostgreSQL 14+: notice a vanished client within a second even mid-statement, so a killed
     // run's backend does not keep its row locks. Older servers do not know it: ignored.
     let _ = client
@@ -244,7 +260,7 @@ impl Backfill {
         let tag = format!("migval-backfill:{}", spec.name);
         let mut info = info.clone();
         info.application_name = tag.clone();
-        let session = open(&info).await?;
+        let session = open(&info, &spec.batching).await?;
         let target = resolve(&session.client, &spec).await?;
         let stmts = Statements::new(&spec, &target);
         let update_types = check_statements(&session.client, &spec, &target, &stmts).await?;
@@ -507,6 +523,7 @@ impl Backfill {
         }
         let mut prog = Progress {
             last: self.start.as_ref().and_then(|s| s.last_key.clone()),
+            plan: None,
             run: self.start.as_ref().map(|s| s.counters).unwrap_or_default(),
             this: Counters::default(),
         };
@@ -607,7 +624,8 @@ impl Backfill {
                                 });
                                 size = to;
                             }
-                            Fail::Lost(failure) if attempt <= b.retries => {
+                            // A server restart takes a while: at least 10 attempts (~30 s).
+                            Fail::Lost(failure) if attempt <= b.retries.max(10) => {
                                 let wait_ms = backoff(attempt);
                                 observer(Event::Retry {
                                     batch: batch_no,
@@ -616,7 +634,14 @@ impl Backfill {
                                     failure,
                                 });
                                 tokio::time::sleep(Duration::from_millis(wait_ms)).await;
-                                self.reconnect(&mut prog, attempt, observer).await?;
+                                match self.reconnect(&mut prog, attempt, observer).await {
+                                    Ok(()) => {}
+                                    // Still down: the next attempt fails as lost again.
+                                    Err(BackfillError::Connect(e)) => {
+                                        observer(Event::Waiting(format!("reconnect failed: {e}")));
+                                    }
+                                    Err(e) => return Err(e),
+                                }
                             }
                             Fail::Retry(f) | Fail::Timeout(f) | Fail::Lost(f) | Fail::Fatal(f) => {
                                 let message = format!(
@@ -705,6 +730,7 @@ impl Backfill {
             pending_rows: self.pending_rows,
             batch_ms: durations,
             log_path: log.path().display().to_string(),
+            first_batch_plan: prog.plan.take(),
         })
     }
 
@@ -762,7 +788,7 @@ impl Backfill {
         attempt: u32,
         observer: &mut dyn FnMut(Event),
     ) -> Result<(), BackfillError> {
-        self.session = open(&self.info).await?;
+        self.session = open(&self.info, &self.spec.batching).await?;
         observer(Event::Reconnected { attempt });
         if self.opts.commit {
             self.lock(observer).await?;
@@ -932,7 +958,10 @@ impl Backfill {
             }
         }
 
-        if self.stmts.set_mode {
+        // The dry-run shows how the first batch's change ran (EXPLAIN ANALYZE executes it, in
+        // the transaction that is rolled back).
+        let explain = !self.opts.commit && number == 1;
+        let plan = if self.stmts.set_mode {
             let mut skip: Vec<Vec<String>> = vec![Vec::new(); n];
             for k in &ambiguous_keys {
                 for (i, v) in k.iter().enumerate() {
@@ -941,16 +970,16 @@ impl Backfill {
             }
             let mut params = range.clone();
             params.extend(skip.iter().map(|v| v as &(dyn ToSql + Sync)));
-            c.execute(&self.stmts.change, &params)
+            self.change(c, &params, explain)
                 .await
-                .map_err(|e| Fail::of(&e, "running the change (set)", true))?;
+                .map_err(|e| Fail::of(&e, "running the change (set)", true))?
         } else {
             let a = typed(&self.update_types[0], &first[0]).map_err(Fail::Fatal)?;
             let b = typed(&self.update_types[1], &last[0]).map_err(Fail::Fatal)?;
-            c.execute(&self.stmts.change, &[a.as_ref(), b.as_ref()])
+            self.change(c, &[a.as_ref(), b.as_ref()], explain)
                 .await
-                .map_err(|e| Fail::of(&e, "running the change (update)", true))?;
-        }
+                .map_err(|e| Fail::of(&e, "running the change (update)", true))?
+        };
 
         let left_rows = c
             .query(&self.stmts.left, &range)
@@ -1012,7 +1041,31 @@ impl Backfill {
         Ok(Done {
             last: last.to_vec(),
             counters,
+            plan,
         })
+    }
+
+    /// Run the change; with `explain`, under EXPLAIN ANALYZE, returning the plan's lines.
+    async fn change(
+        &self,
+        c: &Client,
+        params: &[&(dyn ToSql + Sync)],
+        explain: bool,
+    ) -> Result<Option<Vec<String>>, tokio_postgres::Error> {
+        if !explain {
+            c.execute(&self.stmts.change, params).await?;
+            return Ok(None);
+        }
+        let rows = c
+            .query(
+                &format!("EXPLAIN (ANALYZE, COSTS OFF) {}", self.stmts.change),
+                params,
+            )
+            .await?;
+        rows.iter()
+            .map(|r| r.try_get::<_, String>(0))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
     }
 
     /// The progress row, in the batch's transaction (--commit only).
@@ -1178,6 +1231,7 @@ impl Backfill {
                         prog.apply(&Done {
                             last: first.clone(),
                             counters,
+                            plan: None,
                         });
                     } else {
                         let mid = lo + (hi - lo) / 2;
@@ -1210,10 +1264,13 @@ impl Backfill {
 struct Done {
     last: Vec<String>,
     counters: Counters,
+    /// EXPLAIN ANALYZE of the change (dry-run, first batch).
+    plan: Option<Vec<String>>,
 }
 
 struct Progress {
     last: Option<Vec<String>>,
+    plan: Option<Vec<String>>,
     /// The run's counters (including earlier invocations).
     run: Counters,
     this: Counters,
@@ -1222,6 +1279,9 @@ struct Progress {
 impl Progress {
     fn apply(&mut self, d: &Done) {
         self.last = Some(d.last.clone());
+        if self.plan.is_none() {
+            self.plan.clone_from(&d.plan);
+        }
         self.run.add(&d.counters);
         self.this.add(&d.counters);
     }
@@ -1468,7 +1528,7 @@ mod tests {
         // 1000 rows in 100 ms, target 200 ms: ideal 2000, halfway 1500.
         assert_eq!(next_size(1000, 1000, 100, 200, 100, 10_000), 1500);
         // Very slow batch: shrinks, not below min.
-        assert_eq!(next_size(1000, 1000, 100_000, 200, 100, 10_000), 500);
+        assert_eq!(next_size(1000, 1000, 100_000, 200, 100, 10_000), 501);
         assert_eq!(next_size(150, 150, 100_000, 200, 100, 10_000), 100);
         // Very fast: at most doubles, never above max.
         assert_eq!(next_size(1000, 1000, 1, 200, 100, 10_000), 2000);

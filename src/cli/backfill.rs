@@ -176,6 +176,9 @@ pub async fn run(a: BackfillArgs) -> anyhow::Result<u8> {
     };
 
     let (tx, mut rx) = tokio::sync::watch::channel(false);
+    // Kept here so that `rx` never sees a closed channel (which would read as a stop) if the
+    // signal handler cannot be installed.
+    let _sender = tx.clone();
     let ctrl_c = tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
             let _ = tx.send(true);
@@ -329,6 +332,12 @@ fn print_summary(o: &Outcome) {
         o.batch_percentile(95),
         o.batch_ms.iter().max().copied().unwrap_or(0)
     );
+    if let Some(plan) = &o.first_batch_plan {
+        println!("Plan of batch 1's change (EXPLAIN ANALYZE, rolled back):");
+        for line in plan {
+            println!("  {line}");
+        }
+    }
     if c.no_match + c.ambiguous + c.errors > 0 {
         println!("Rows left alone are listed in {}", o.log_path);
     }

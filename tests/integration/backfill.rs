@@ -312,6 +312,59 @@ fn kill_9_mid_run_then_resume_gives_the_uninterrupted_result_exactly_once() {
 }
 
 #[test]
+fn kill_9_inside_a_batch_rolls_that_batch_back_and_the_resume_applies_it_once() {
+    let db = rt().block_on(world("backfill_kill_inside", 2000));
+    // Freeze the batch that updates row 1203 (once: sequences ignore rollbacks), so that the
+    // kill lands inside it.
+    rt().block_on(db.exec(
+        "CREATE SEQUENCE freeze_once; \
+         CREATE FUNCTION freeze_batch() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN IF NEW.id = 1203 AND nextval('freeze_once') = 1 THEN PERFORM pg_sleep(30); END IF; \
+         RETURN NEW; END $$; \
+         CREATE TRIGGER freeze_batch BEFORE UPDATE ON plan_subscriptions FOR EACH ROW EXECUTE FUNCTION freeze_batch();",
+    ));
+    let spec = spec_with(&db, "bf.toml", "size = 100\nstatement_timeout = \"60s\"");
+    let mut child = spawn(&db, &spec, &["--commit", "--yes"]);
+    let t0 = Instant::now();
+    loop {
+        let frozen = rt().block_on(int(
+            &db,
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND application_name = 'migval-backfill:subscriber_fk' AND wait_event = 'PgSleep'",
+        ));
+        if frozen > 0 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "the batch never froze"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let committed = rt().block_on(batches_committed(&db));
+    child.kill().expect("kill -9");
+    let _ = finish(child);
+    // Nothing of the frozen batch is visible: 12 batches (ids 1..1200) committed, not 13.
+    assert_eq!(committed, 12);
+    assert_eq!(
+        rt().block_on(int(
+            &db,
+            "SELECT count(*) FROM update_counts WHERE id > 1200"
+        )),
+        0,
+        "the killed batch left nothing behind"
+    );
+    // The resume waits for (or finds gone) the killed run's backend, then finishes.
+    let resumed = run(&db, &spec, &["--commit", "--yes", "--wait", "60s"]);
+    assert_eq!(resumed.code, 0, "{resumed}");
+    assert!(
+        resumed.stderr.contains("resuming run 1 after key (1200)"),
+        "{resumed}"
+    );
+    rt().block_on(assert_filled_exactly_once(&db));
+}
+
+#[test]
 fn a_terminated_backend_mid_run_reconnects_and_finishes() {
     let db = rt().block_on(world("backfill_terminate", 3000));
     let spec = spec_with(&db, "bf.toml", "size = 50\npause = \"40ms\"");

@@ -59,6 +59,7 @@ pub enum BackfillError {
 /// What the loop has done so far (for a resumed run: since the run started).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Counters {
+    /// Committed batch transactions (a bisected batch counts each committed part).
     pub batches: u64,
     pub checked: u64,
     pub updated: u64,
@@ -242,6 +243,11 @@ async fn open(info: &ConnInfo, b: &Batching) -> Result<Session, ConnectError> {
     Ok(Session { client, cancel })
 }
 
+/// Whether a process with this pid runs on this host (Linux /proc; elsewhere: unknown, false).
+fn is_running(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
 fn i64_of(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
@@ -366,6 +372,20 @@ impl Backfill {
                     String::new(),
                 ),
             };
+            let alive = if self.opts.cancel_orphans {
+                self.holder_alive_here().await
+            } else {
+                None
+            };
+            if let Some(process) = &alive
+                && self.opts.cancel_orphans
+            {
+                return Err(BackfillError::Refused(format!(
+                    "--cancel-orphans: backend pid {pid} belongs to a run whose client ({process}) \
+                     is still alive on this host; it is not an orphan. Stop that run (Ctrl-C) \
+                     instead of ending its backend."
+                )));
+            }
             if self.opts.cancel_orphans && pid != 0 && app == self.tag && !terminated {
                 let done: bool = c
                     .query_one(sql::BACKFILL_TERMINATE.sql, &[&pid, &self.tag])
@@ -407,6 +427,23 @@ impl Backfill {
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
+    }
+
+    /// The client (host:pid) recorded by the open run, when that process still runs on this
+    /// host: then the lock holder is a live run, not a backend left behind by a killed one.
+    async fn holder_alive_here(&self) -> Option<String> {
+        let row = self
+            .session
+            .client
+            .query_opt(sql::BACKFILL_RUN_OPEN.sql, &[&self.spec.name])
+            .await
+            .ok()??;
+        let client: String = row.try_get(11).ok()?;
+        let me = client_id();
+        let (host, pid) = client.rsplit_once(':')?;
+        let (my_host, _) = me.rsplit_once(':')?;
+        let pid: u32 = pid.parse().ok()?;
+        (host == my_host && pid != std::process::id() && is_running(pid)).then_some(client)
     }
 
     /// Create the progress table if needed and resume the open run or start a new one.
@@ -1202,7 +1239,7 @@ impl Backfill {
                             candidates: None,
                         };
                         let counters = Counters {
-                            batches: 0,
+                            batches: 1,
                             checked: 1,
                             errors: 1,
                             ..Counters::default()
@@ -1251,11 +1288,7 @@ impl Backfill {
                 }
             }
         }
-        // One batch number for the whole bisected batch.
-        if self.opts.commit {
-            prog.run.batches += 1;
-        }
-        prog.this.batches += 1;
+        // `batches` counts committed transactions: each part of a bisected batch is one.
         Ok(())
     }
 }

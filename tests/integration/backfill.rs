@@ -503,6 +503,17 @@ fn a_second_concurrent_run_is_refused() {
         "{second}"
     );
     assert!(second.stderr.contains("backend pid"), "{second}");
+    // --cancel-orphans does not end the backend of a run that is alive.
+    let third = run(
+        &db,
+        &spec,
+        &["--commit", "--yes", "--wait", "500ms", "--cancel-orphans"],
+    );
+    assert_eq!(third.code, 2, "{third}");
+    assert!(
+        third.stderr.contains("is still alive on this host"),
+        "{third}"
+    );
     // The first run goes on untroubled.
     first.kill().expect("kill");
     let _ = finish(first);
@@ -635,4 +646,46 @@ fn spec_mistakes_are_reported_before_any_batch() {
         "SELECT count(*) FROM pg_namespace WHERE nspname = 'migval'",
     ));
     assert_eq!(schema, 0, "nothing written");
+}
+
+#[test]
+fn an_update_statement_that_decides_an_ambiguous_row_is_stopped_and_rolled_back() {
+    let db = rt().block_on(world("backfill_update_guess", 500));
+    let spec = spec_with(&db, "bf.toml", "size = 100");
+    let text = std::fs::read_to_string(&spec).unwrap();
+    let set_start = text.find("set = \"\"\"").expect("set");
+    let set_end = set_start + text[set_start..].find("\"\"\"\n\n").expect("end of set") + 5;
+    let guessing = format!(
+        "{}update = \"\"\"\nUPDATE plan_subscriptions SET subscriber_id = (SELECT s.id FROM subscribers s \
+         WHERE s.customer_id = plan_subscriptions.customer_id AND s.status = 'active' \
+         ORDER BY s.created_at, s.id LIMIT 1)\nWHERE id BETWEEN $1 AND $2 AND subscriber_id IS NULL\n\"\"\"\n\n{}",
+        &text[..set_start],
+        &text[set_end..]
+    );
+    let spec = db.file("guess.toml", &guessing);
+    let r = run(&db, &spec, &["--commit", "--yes"]);
+    assert_eq!(r.code, 2, "{r}");
+    assert!(r.stderr.contains("which the ambiguity rule flags"), "{r}");
+    assert_eq!(
+        rt().block_on(int(&db, "SELECT count(*) FROM update_counts")),
+        0,
+        "the batch that guessed was rolled back"
+    );
+}
+
+#[test]
+fn a_statement_timeout_halves_the_batch_until_it_fits() {
+    let db = rt().block_on(world("backfill_shrink", 600));
+    // 3 ms per row: 400 rows take 1.2 s, over the 500 ms statement_timeout; 100 rows fit.
+    rt().block_on(db.exec(
+        "CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN PERFORM pg_sleep(0.003); RETURN NEW; END $$; \
+         CREATE TRIGGER slow BEFORE UPDATE ON plan_subscriptions FOR EACH ROW EXECUTE FUNCTION slow();",
+    ));
+    let spec = spec_with(&db, "bf.toml", "size = 400\nstatement_timeout = \"500ms\"");
+    let r = run(&db, &spec, &["--commit", "--yes"]);
+    assert_eq!(r.code, 0, "{r}");
+    assert!(r.stderr.contains("batch size 400 -> 200"), "{r}");
+    assert!(r.stderr.contains("SQLSTATE 57014"), "{r}");
+    rt().block_on(assert_filled_exactly_once(&db));
 }

@@ -126,8 +126,10 @@ pub struct BatchStat {
     pub rows: u64,
     pub duration_ms: u64,
     pub size: u64,
-    /// Cumulative, this run.
+    /// Cumulative, this invocation (for the rate).
     pub counters: Counters,
+    /// Rows checked by the whole run, earlier invocations included (for done / total).
+    pub run_checked: u64,
     pub total_rows: u64,
     pub elapsed: Duration,
 }
@@ -199,6 +201,9 @@ pub struct Backfill {
     update_types: Vec<Type>,
     pub total_rows: u64,
     pub pending_rows: u64,
+    /// The table was too big to count within the statement timeout: `total_rows` is
+    /// pg_class.reltuples and `pending_rows` is not known (set to the same estimate).
+    pub counts_estimated: bool,
     pub start: Option<RunStart>,
 }
 
@@ -281,6 +286,7 @@ impl Backfill {
             update_types,
             total_rows: 0,
             pending_rows: 0,
+            counts_estimated: false,
             start: None,
         };
         b.count().await?;
@@ -313,23 +319,35 @@ impl Backfill {
         )
     }
 
+    /// Rows of the table and rows pending, for the plan line and the progress bar. On a table
+    /// too big to count within the batch statement_timeout, PostgreSQL's estimate instead.
     async fn count(&mut self) -> Result<(), BackfillError> {
         let c = &self.session.client;
         let db_err = |e: tokio_postgres::Error| BackfillError::Db {
             what: format!("counting the rows of {}", self.target.display()),
-            failure: fail(
-                &e,
-                "counting rows (raise [batch] statement_timeout if the table is large)",
-            ),
+            failure: fail(&e, "counting rows"),
         };
         c.batch_execute(&self.set_local()).await.map_err(db_err)?;
         let row = c.query_one(&self.stmts.count, &[]).await;
         let _ = c.batch_execute("ROLLBACK").await;
-        let row = row.map_err(db_err)?;
-        let total: i64 = row.try_get(0).map_err(db_err)?;
-        let pending: i64 = row.try_get(1).map_err(db_err)?;
-        self.total_rows = u64_of(total);
-        self.pending_rows = u64_of(pending);
+        match row {
+            Ok(row) => {
+                self.total_rows = u64_of(row.try_get(0).map_err(db_err)?);
+                self.pending_rows = u64_of(row.try_get(1).map_err(db_err)?);
+            }
+            Err(e) if e.code().map(|c| c.code()) == Some("57014") => {
+                let est: f32 = c
+                    .query_one(sql::BACKFILL_ESTIMATE.sql, &[&self.target.qualified()])
+                    .await
+                    .and_then(|r| r.try_get(0))
+                    .map_err(db_err)?;
+                let est = format!("{:.0}", est.max(0.0)).parse::<u64>().unwrap_or(0);
+                self.total_rows = est;
+                self.pending_rows = est;
+                self.counts_estimated = true;
+            }
+            Err(e) => return Err(db_err(e)),
+        }
         Ok(())
     }
 
@@ -621,6 +639,7 @@ impl Backfill {
                             duration_ms: ms,
                             size,
                             counters: prog.this,
+                            run_checked: prog.run.checked,
                             total_rows: self.total_rows,
                             elapsed: started.elapsed(),
                         }));

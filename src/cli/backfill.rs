@@ -104,12 +104,22 @@ pub async fn run(a: BackfillArgs) -> anyhow::Result<u8> {
         .await
         .map_err(explain)?;
     eprintln!(
-        "backfill `{name}` on {} ({}): {} rows, {} pending; batches of {}{}, lock_timeout {} ms, \
+        "backfill `{name}` on {} ({}): {}; batches of {}{}, lock_timeout {} ms, \
          statement_timeout {} ms",
         bf.target_name(),
         info.redacted(),
-        group(bf.total_rows),
-        group(bf.pending_rows),
+        if bf.counts_estimated {
+            format!(
+                "about {} rows (estimate: counting took longer than statement_timeout)",
+                group(bf.total_rows)
+            )
+        } else {
+            format!(
+                "{} rows, {} pending",
+                group(bf.total_rows),
+                group(bf.pending_rows)
+            )
+        },
         batching.size,
         batching
             .target_ms
@@ -377,9 +387,9 @@ impl Printer {
     fn event(&mut self, e: &Event) {
         match e {
             Event::Batch(b) => {
-                let done = b.counters.checked;
+                let done = b.run_checked.max(b.counters.checked);
                 let secs = b.elapsed.as_millis().max(1);
-                let rate = u128::from(done) * 1000 / secs;
+                let rate = u128::from(b.counters.checked) * 1000 / secs;
                 let left = b.total_rows.saturating_sub(done);
                 let eta = u128::from(left)
                     .checked_div(rate)

@@ -40,6 +40,7 @@ queries! {
     BACKFILL_LOCK_HOLDER => "backfill_lock_holder.sql",
     BACKFILL_TERMINATE => "backfill_terminate.sql",
     BACKFILL_REPLICATION_LAG => "backfill_replication_lag.sql",
+    BACKFILL_ESTIMATE => "backfill_estimate.sql",
 }
 
 /// The backfill progress table (several statements, run with the simple protocol).

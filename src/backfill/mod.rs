@@ -4,15 +4,20 @@
 //!   spec        backfill.toml -> BackfillSpec (table, key, pending guard, set/update,
 //!               ambiguity rule, batching, the checks run afterwards)
 //!   statements  the batch's SQL, from quoted identifiers; key values bound as text
-//!   runner      prepare (resolve, check SQL, lock, open or resume the run) -> batches
+//!   prepare     resolve the table and key, prepare every statement, count rows
+//!   guard       advisory lock (one run at a time), progress table, open / resume / abandon a run
+//!   runner      the batch loop: one transaction per batch, retries, bisection, reconnects
 //!   log         CSV of the rows left alone: ambiguous, no match, errors
 //! ```
 //! The engine returns data and reports progress through [`runner::Event`]s; the CLI prints.
 
+mod guard;
 pub mod log;
+mod prepare;
 pub mod runner;
 pub mod spec;
 pub mod statements;
 
+pub use guard::RunStart;
 pub use runner::{Backfill, BackfillError, Counters, Event, Options, Outcome};
 pub use spec::BackfillSpec;

@@ -30,7 +30,9 @@ use tokio::sync::watch;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{CancelToken, Client};
 
+use super::guard::{RunStart, run_row};
 use super::log::{LoggedRow, RowLog};
+use super::prepare::{check_statements, resolve};
 use super::spec::{BackfillSpec, Batching};
 use super::statements::{Statements, Target};
 use crate::db::conninfo::ConnInfo;
@@ -70,7 +72,7 @@ pub struct Counters {
 }
 
 impl Counters {
-    fn add(&mut self, o: &Counters) {
+    pub(super) fn add(&mut self, o: &Counters) {
         self.batches += o.batches;
         self.checked += o.checked;
         self.updated += o.updated;
@@ -134,17 +136,6 @@ pub struct BatchStat {
     pub elapsed: Duration,
 }
 
-/// Where a run starts.
-#[derive(Debug, Clone)]
-pub struct RunStart {
-    pub run_id: i64,
-    pub resumed: bool,
-    pub last_key: Option<Vec<String>>,
-    pub counters: Counters,
-    /// An open run with another fingerprint was abandoned (--new-run).
-    pub abandoned: Option<i64>,
-}
-
 /// The result of the loop.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Outcome {
@@ -184,21 +175,21 @@ impl Outcome {
     }
 }
 
-struct Session {
-    client: Client,
-    cancel: CancelToken,
+pub(super) struct Session {
+    pub(super) client: Client,
+    pub(super) cancel: CancelToken,
 }
 
 /// A prepared backfill: connected, target resolved, statements checked, lock held (--commit).
 pub struct Backfill {
-    spec: BackfillSpec,
-    info: ConnInfo,
-    tag: String,
-    opts: Options,
-    session: Session,
-    target: Target,
-    stmts: Statements,
-    update_types: Vec<Type>,
+    pub(super) spec: BackfillSpec,
+    pub(super) info: ConnInfo,
+    pub(super) tag: String,
+    pub(super) opts: Options,
+    pub(super) session: Session,
+    pub(super) target: Target,
+    pub(super) stmts: Statements,
+    pub(super) update_types: Vec<Type>,
     pub total_rows: u64,
     pub pending_rows: u64,
     /// The table was too big to count within the statement timeout: `total_rows` is
@@ -207,21 +198,12 @@ pub struct Backfill {
     pub start: Option<RunStart>,
 }
 
-fn fail(e: &tokio_postgres::Error, context: &str) -> DbFailure {
+pub(super) fn fail(e: &tokio_postgres::Error, context: &str) -> DbFailure {
     db::failure(e, Some(context.to_string()))
 }
 
-fn millis(d: Duration) -> u64 {
+pub(super) fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-fn client_id() -> String {
-    let host = std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
-        .map(|h| h.trim().to_string())
-        .unwrap_or_default();
-    format!("{host}:{}", std::process::id())
 }
 
 /// Open the run's connection. The batch timeouts are also the session's defaults, so that the
@@ -248,16 +230,11 @@ async fn open(info: &ConnInfo, b: &Batching) -> Result<Session, ConnectError> {
     Ok(Session { client, cancel })
 }
 
-/// Whether a process with this pid runs on this host (Linux /proc; elsewhere: unknown, false).
-fn is_running(pid: u32) -> bool {
-    std::path::Path::new(&format!("/proc/{pid}")).exists()
-}
-
-fn i64_of(n: u64) -> i64 {
+pub(super) fn i64_of(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-fn u64_of(n: i64) -> u64 {
+pub(super) fn u64_of(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
 
@@ -312,250 +289,11 @@ impl Backfill {
         &self.tag
     }
 
-    fn set_local(&self) -> String {
+    pub(super) fn set_local(&self) -> String {
         format!(
             "BEGIN; SET LOCAL lock_timeout = {}; SET LOCAL statement_timeout = {}",
             self.spec.batching.lock_timeout_ms, self.spec.batching.statement_timeout_ms
         )
-    }
-
-    /// Rows of the table and rows pending, for the plan line and the progress bar. On a table
-    /// too big to count within the batch statement_timeout, PostgreSQL's estimate instead.
-    async fn count(&mut self) -> Result<(), BackfillError> {
-        let c = &self.session.client;
-        let db_err = |e: tokio_postgres::Error| BackfillError::Db {
-            what: format!("counting the rows of {}", self.target.display()),
-            failure: fail(&e, "counting rows"),
-        };
-        c.batch_execute(&self.set_local()).await.map_err(db_err)?;
-        let row = c.query_one(&self.stmts.count, &[]).await;
-        let _ = c.batch_execute("ROLLBACK").await;
-        match row {
-            Ok(row) => {
-                self.total_rows = u64_of(row.try_get(0).map_err(db_err)?);
-                self.pending_rows = u64_of(row.try_get(1).map_err(db_err)?);
-            }
-            Err(e) if e.code().map(|c| c.code()) == Some("57014") => {
-                let est: f32 = c
-                    .query_one(sql::BACKFILL_ESTIMATE.sql, &[&self.target.qualified()])
-                    .await
-                    .and_then(|r| r.try_get(0))
-                    .map_err(db_err)?;
-                let est = format!("{:.0}", est.max(0.0)).parse::<u64>().unwrap_or(0);
-                self.total_rows = est;
-                self.pending_rows = est;
-                self.counts_estimated = true;
-            }
-            Err(e) => return Err(db_err(e)),
-        }
-        Ok(())
-    }
-
-    /// Take the single-run guard; wait for (or, with --cancel-orphans, end) its holder.
-    async fn lock(&mut self, observer: &mut dyn FnMut(Event)) -> Result<(), BackfillError> {
-        let deadline = Instant::now() + self.opts.lock_wait;
-        let mut announced = false;
-        let mut terminated = false;
-        loop {
-            let c = &self.session.client;
-            let locked: bool = c
-                .query_one(sql::BACKFILL_LOCK.sql, &[&self.spec.name])
-                .await
-                .and_then(|r| r.try_get(0))
-                .map_err(|e| BackfillError::Db {
-                    what: "taking the backfill's advisory lock".into(),
-                    failure: fail(&e, "pg_try_advisory_lock"),
-                })?;
-            if locked {
-                return Ok(());
-            }
-            let holder = c
-                .query_opt(sql::BACKFILL_LOCK_HOLDER.sql, &[&self.spec.name])
-                .await
-                .ok()
-                .flatten();
-            let (pid, app, state, secs, query) = match &holder {
-                Some(r) => (
-                    r.try_get::<_, i32>(0).unwrap_or(0),
-                    r.try_get::<_, String>(1).unwrap_or_default(),
-                    r.try_get::<_, String>(2).unwrap_or_default(),
-                    r.try_get::<_, String>(3).unwrap_or_default(),
-                    r.try_get::<_, String>(4).unwrap_or_default(),
-                ),
-                None => (
-                    0,
-                    String::new(),
-                    String::new(),
-                    String::new(),
-                    String::new(),
-                ),
-            };
-            let alive = if self.opts.cancel_orphans {
-                self.holder_alive_here().await
-            } else {
-                None
-            };
-            if let Some(process) = &alive
-                && self.opts.cancel_orphans
-            {
-                return Err(BackfillError::Refused(format!(
-                    "--cancel-orphans: backend pid {pid} belongs to a run whose client ({process}) \
-                     is still alive on this host; it is not an orphan. Stop that run (Ctrl-C) \
-                     instead of ending its backend."
-                )));
-            }
-            if self.opts.cancel_orphans && pid != 0 && app == self.tag && !terminated {
-                let done: bool = c
-                    .query_one(sql::BACKFILL_TERMINATE.sql, &[&pid, &self.tag])
-                    .await
-                    .and_then(|r| r.try_get(0))
-                    .unwrap_or(false);
-                terminated = done;
-                observer(Event::Waiting(format!(
-                    "--cancel-orphans: ended backend pid {pid} ({state}) left by an earlier run of `{}`",
-                    self.spec.name
-                )));
-            } else if !announced {
-                announced = true;
-                observer(Event::Waiting(format!(
-                    "backend pid {pid} ({app}, {state} for {secs} s) holds the lock of backfill `{}`; \
-                     waiting up to {} s for it to finish",
-                    self.spec.name,
-                    self.opts.lock_wait.as_secs()
-                )));
-            }
-            if Instant::now() >= deadline {
-                return Err(BackfillError::Refused(format!(
-                    "another run of backfill `{name}` is in progress: backend pid {pid} \
-                     (application_name `{app}`, {state} for {secs} s{q}) holds its advisory lock.\n  \
-                     Two runs of one backfill never run at once. If that run is alive, let it finish. \
-                     If it was killed (kill -9, lost connection), its backend may still be finishing a \
-                     batch: wait a little and rerun, or rerun with --cancel-orphans to end it (its \
-                     uncommitted batch rolls back; nothing committed is lost).",
-                    name = self.spec.name,
-                    q = if query.is_empty() {
-                        String::new()
-                    } else {
-                        format!(
-                            ": {}",
-                            query.split_whitespace().collect::<Vec<_>>().join(" ")
-                        )
-                    }
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    }
-
-    /// The client (host:pid) recorded by the open run, when that process still runs on this
-    /// host: then the lock holder is a live run, not a backend left behind by a killed one.
-    async fn holder_alive_here(&self) -> Option<String> {
-        let row = self
-            .session
-            .client
-            .query_opt(sql::BACKFILL_RUN_OPEN.sql, &[&self.spec.name])
-            .await
-            .ok()??;
-        let client: String = row.try_get(11).ok()?;
-        let me = client_id();
-        let (host, pid) = client.rsplit_once(':')?;
-        let (my_host, _) = me.rsplit_once(':')?;
-        let pid: u32 = pid.parse().ok()?;
-        (host == my_host && pid != std::process::id() && is_running(pid)).then_some(client)
-    }
-
-    /// Create the progress table if needed and resume the open run or start a new one.
-    async fn open_run(&mut self) -> Result<RunStart, BackfillError> {
-        let c = &self.session.client;
-        let state_err = |what: &str| {
-            let what = what.to_string();
-            move |e: tokio_postgres::Error| BackfillError::Db {
-                what: what.clone(),
-                failure: fail(&e, sql::BACKFILL_STATE_DDL.name),
-            }
-        };
-        c.batch_execute(&format!(
-            "{}; {} COMMIT",
-            self.set_local(),
-            sql::BACKFILL_STATE_DDL.sql
-        ))
-        .await
-        .map_err(state_err(
-            "creating the progress table migval.backfill_runs (needs CREATE on the database)",
-        ))?;
-        let open = c
-            .query_opt(sql::BACKFILL_RUN_OPEN.sql, &[&self.spec.name])
-            .await
-            .map_err(state_err("reading migval.backfill_runs"))?;
-        let me = client_id();
-        let mut abandoned = None;
-        if let Some(row) = open {
-            let (run_id, fingerprint, last_key, counters) =
-                run_row(&row).map_err(state_err("reading migval.backfill_runs"))?;
-            if fingerprint == self.spec.fingerprint {
-                c.execute(
-                    sql::BACKFILL_RUN_STATUS.sql,
-                    &[&run_id, &"running", &None::<String>, &me],
-                )
-                .await
-                .map_err(state_err("updating migval.backfill_runs"))?;
-                return Ok(RunStart {
-                    run_id,
-                    resumed: true,
-                    last_key,
-                    counters,
-                    abandoned: None,
-                });
-            }
-            if !self.opts.new_run {
-                return Err(BackfillError::Refused(format!(
-                    "backfill `{}` has an unfinished run {run_id} ({} batches committed, last key {}) \
-                     made with a different spec (table, key, pending, set/update or ambiguity \
-                     changed). Resuming it with another definition could apply two different \
-                     changes to one table.\n  Restore the spec to resume, or rerun with --new-run to \
-                     abandon run {run_id} and start a new run (rows already done stay done: the \
-                     pending guard skips them).",
-                    self.spec.name,
-                    counters.batches,
-                    last_key
-                        .as_ref()
-                        .map(|k| format!("({})", k.join(", ")))
-                        .unwrap_or_else(|| "none".into())
-                )));
-            }
-            c.execute(
-                sql::BACKFILL_RUN_STATUS.sql,
-                &[
-                    &run_id,
-                    &"abandoned",
-                    &Some("abandoned by --new-run: the spec changed".to_string()),
-                    &me,
-                ],
-            )
-            .await
-            .map_err(state_err("updating migval.backfill_runs"))?;
-            abandoned = Some(run_id);
-        }
-        let run_id: i64 = c
-            .query_one(
-                sql::BACKFILL_RUN_START.sql,
-                &[
-                    &self.spec.name,
-                    &self.target.display(),
-                    &self.spec.fingerprint,
-                    &me,
-                ],
-            )
-            .await
-            .and_then(|r| r.try_get(0))
-            .map_err(state_err("starting a run in migval.backfill_runs"))?;
-        Ok(RunStart {
-            run_id,
-            resumed: false,
-            last_key: None,
-            counters: Counters::default(),
-            abandoned,
-        })
     }
 
     /// Run the batches until the table is done, the sample is taken, or `stop` turns true.
@@ -788,19 +526,6 @@ impl Backfill {
             log_path: log.path().display().to_string(),
             first_batch_plan: prog.plan.take(),
         })
-    }
-
-    async fn mark(&self, run_id: Option<i64>, status: &str, message: Option<&str>) {
-        if let Some(id) = run_id {
-            let _ = self
-                .session
-                .client
-                .execute(
-                    sql::BACKFILL_RUN_STATUS.sql,
-                    &[&id, &status, &message.map(str::to_string), &client_id()],
-                )
-                .await;
-        }
     }
 
     /// Wait while the replicas lag more than `max_ms`. Returns true when stopped meanwhile.
@@ -1412,163 +1137,6 @@ fn typed(ty: &Type, text: &str) -> Result<Box<dyn ToSql + Sync + Send>, DbFailur
         Type::INT8 => Box::new(text.parse::<i64>().map_err(|_| bad("bigint"))?),
         _ => Box::new(text.to_string()),
     })
-}
-
-/// A run as stored: id, fingerprint, last key, counters.
-type RunRow = (i64, String, Option<Vec<String>>, Counters);
-
-fn run_row(row: &tokio_postgres::Row) -> Result<RunRow, tokio_postgres::Error> {
-    let g = |i: usize| row.try_get::<_, i64>(i).map(u64_of);
-    Ok((
-        row.try_get(0)?,
-        row.try_get(1)?,
-        row.try_get(3)?,
-        Counters {
-            batches: g(4)?,
-            checked: g(5)?,
-            updated: g(6)?,
-            already_done: g(7)?,
-            no_match: g(8)?,
-            ambiguous: g(9)?,
-            errors: g(10)?,
-        },
-    ))
-}
-
-/// Resolve the table and its key on the server.
-async fn resolve(c: &Client, spec: &BackfillSpec) -> Result<Target, BackfillError> {
-    let quoted = match &spec.table.schema {
-        Some(s) => crate::sql::ident::quote_qualified(s, &spec.table.name),
-        None => crate::sql::ident::quote(&spec.table.name),
-    };
-    let rows = c
-        .query(sql::BACKFILL_TARGET.sql, &[&quoted, &spec.key])
-        .await
-        .map_err(|e| BackfillError::Db {
-            what: format!("{}: resolving table `{}`", spec.path.display(), spec.table),
-            failure: fail(&e, sql::BACKFILL_TARGET.name),
-        })?;
-    if rows.is_empty() {
-        return Err(BackfillError::Refused(format!(
-            "{}: key `table`: table `{}` does not exist (unqualified names are looked up with the \
-             connection's search_path; write schema.table)",
-            spec.path.display(),
-            spec.table
-        )));
-    }
-    let mut key = Vec::new();
-    let mut schema = String::new();
-    let mut table = String::new();
-    let mut unique = false;
-    for r in &rows {
-        let get = |e: tokio_postgres::Error| BackfillError::Db {
-            what: "reading the key columns".into(),
-            failure: fail(&e, sql::BACKFILL_TARGET.name),
-        };
-        schema = r.try_get(0).map_err(get)?;
-        table = r.try_get(1).map_err(get)?;
-        let col: String = r.try_get(2).map_err(get)?;
-        let ty: Option<String> = r.try_get(3).map_err(get)?;
-        let not_null: bool = r.try_get(4).map_err(get)?;
-        unique = r.try_get(5).map_err(get)?;
-        let Some(ty) = ty else {
-            return Err(BackfillError::Refused(format!(
-                "{}: key `key`: column `{col}` does not exist in {schema}.{table}",
-                spec.path.display()
-            )));
-        };
-        if !not_null {
-            return Err(BackfillError::Refused(format!(
-                "{}: key `key`: column `{col}` of {schema}.{table} is nullable; a batching key must \
-                 be NOT NULL (rows with a NULL key would never be visited)",
-                spec.path.display()
-            )));
-        }
-        key.push((col, ty));
-    }
-    if !unique {
-        return Err(BackfillError::Refused(format!(
-            "{}: key `key`: ({}) is not the primary key or a unique constraint of {schema}.{table}; \
-             keyset batching needs a unique key, or rows sharing a key value across a batch \
-             boundary would be skipped",
-            spec.path.display(),
-            spec.key.join(", ")
-        )));
-    }
-    Ok(Target { schema, table, key })
-}
-
-/// Prepare every generated statement, so a typo in a fragment is reported before any batch,
-/// naming the spec key it came from. Returns the parameter types of a user UPDATE.
-async fn check_statements(
-    c: &Client,
-    spec: &BackfillSpec,
-    t: &Target,
-    s: &Statements,
-) -> Result<Vec<Type>, BackfillError> {
-    let file = spec.path.display().to_string();
-    let bad = |key: &str, e: &tokio_postgres::Error| BackfillError::Db {
-        what: format!("{file}: key `{key}` does not run on {}", t.display()),
-        failure: fail(e, &format!("preparing the statement built from `{key}`")),
-    };
-    c.prepare(&s.bound_next)
-        .await
-        .map_err(|e| bad("pending", &e))?;
-    c.prepare(&s.left).await.map_err(|e| bad("pending", &e))?;
-    if let Some(probe) = &s.ambiguity_probe {
-        let st = c
-            .prepare(probe)
-            .await
-            .map_err(|e| bad("ambiguity.sql", &e))?;
-        let cols: Vec<&str> = st.columns().iter().map(|c| c.name()).collect();
-        let mut missing: Vec<String> = t
-            .key
-            .iter()
-            .map(|(k, _)| k.clone())
-            .filter(|k| !cols.contains(&k.as_str()))
-            .collect();
-        for need in ["reason", "candidates"] {
-            if !cols.contains(&need) {
-                missing.push(need.into());
-            }
-        }
-        if !missing.is_empty() {
-            return Err(BackfillError::Refused(format!(
-                "{file}: key `ambiguity.sql`: the query must return the key column(s) and `reason` \
-                 and `candidates`; missing: {} (it returns: {})",
-                missing.join(", "),
-                cols.join(", ")
-            )));
-        }
-        if let Some(a) = &s.ambiguous {
-            c.prepare(a).await.map_err(|e| bad("ambiguity.sql", &e))?;
-        }
-    }
-    let key = if s.set_mode { "set" } else { "update" };
-    let st = c.prepare(&s.change).await.map_err(|e| bad(key, &e))?;
-    if s.set_mode {
-        return Ok(Vec::new());
-    }
-    let types = st.params().to_vec();
-    if types.len() != 2 {
-        return Err(BackfillError::Refused(format!(
-            "{file}: key `update`: the statement must use exactly $1 and $2 (the batch's first and \
-             last key); it has {} parameter(s)",
-            types.len()
-        )));
-    }
-    for ty in &types {
-        if !matches!(
-            *ty,
-            Type::INT2 | Type::INT4 | Type::INT8 | Type::TEXT | Type::VARCHAR | Type::BPCHAR
-        ) {
-            return Err(BackfillError::Refused(format!(
-                "{file}: key `update`: $1/$2 are typed {ty} by the server; write them as \
-                 `$1::text::{ty}` so that migval binds them as text"
-            )));
-        }
-    }
-    Ok(types)
 }
 
 #[cfg(test)]

@@ -1,0 +1,181 @@
+//! Before the first batch: resolve the table and its unique key on the server, prepare every
+//! generated statement (a typo in a fragment fails here, naming the spec key, not at batch 40),
+//! and count the rows.
+
+use tokio_postgres::Client;
+use tokio_postgres::types::Type;
+
+use super::runner::{Backfill, BackfillError, fail, u64_of};
+use super::spec::BackfillSpec;
+use super::statements::{Statements, Target};
+use crate::sql;
+
+impl Backfill {
+    /// Rows of the table and rows pending, for the plan line and the progress bar. On a table
+    /// too big to count within the batch statement_timeout, PostgreSQL's estimate instead.
+    pub(super) async fn count(&mut self) -> Result<(), BackfillError> {
+        let c = &self.session.client;
+        let db_err = |e: tokio_postgres::Error| BackfillError::Db {
+            what: format!("counting the rows of {}", self.target.display()),
+            failure: fail(&e, "counting rows"),
+        };
+        c.batch_execute(&self.set_local()).await.map_err(db_err)?;
+        let row = c.query_one(&self.stmts.count, &[]).await;
+        let _ = c.batch_execute("ROLLBACK").await;
+        match row {
+            Ok(row) => {
+                self.total_rows = u64_of(row.try_get(0).map_err(db_err)?);
+                self.pending_rows = u64_of(row.try_get(1).map_err(db_err)?);
+            }
+            Err(e) if e.code().map(|c| c.code()) == Some("57014") => {
+                let est: f32 = c
+                    .query_one(sql::BACKFILL_ESTIMATE.sql, &[&self.target.qualified()])
+                    .await
+                    .and_then(|r| r.try_get(0))
+                    .map_err(db_err)?;
+                let est = format!("{:.0}", est.max(0.0)).parse::<u64>().unwrap_or(0);
+                self.total_rows = est;
+                self.pending_rows = est;
+                self.counts_estimated = true;
+            }
+            Err(e) => return Err(db_err(e)),
+        }
+        Ok(())
+    }
+}
+
+/// Resolve the table and its key on the server.
+pub(super) async fn resolve(c: &Client, spec: &BackfillSpec) -> Result<Target, BackfillError> {
+    let quoted = match &spec.table.schema {
+        Some(s) => crate::sql::ident::quote_qualified(s, &spec.table.name),
+        None => crate::sql::ident::quote(&spec.table.name),
+    };
+    let rows = c
+        .query(sql::BACKFILL_TARGET.sql, &[&quoted, &spec.key])
+        .await
+        .map_err(|e| BackfillError::Db {
+            what: format!("{}: resolving table `{}`", spec.path.display(), spec.table),
+            failure: fail(&e, sql::BACKFILL_TARGET.name),
+        })?;
+    if rows.is_empty() {
+        return Err(BackfillError::Refused(format!(
+            "{}: key `table`: table `{}` does not exist (unqualified names are looked up with the \
+             connection's search_path; write schema.table)",
+            spec.path.display(),
+            spec.table
+        )));
+    }
+    let mut key = Vec::new();
+    let mut schema = String::new();
+    let mut table = String::new();
+    let mut unique = false;
+    for r in &rows {
+        let get = |e: tokio_postgres::Error| BackfillError::Db {
+            what: "reading the key columns".into(),
+            failure: fail(&e, sql::BACKFILL_TARGET.name),
+        };
+        schema = r.try_get(0).map_err(get)?;
+        table = r.try_get(1).map_err(get)?;
+        let col: String = r.try_get(2).map_err(get)?;
+        let ty: Option<String> = r.try_get(3).map_err(get)?;
+        let not_null: bool = r.try_get(4).map_err(get)?;
+        unique = r.try_get(5).map_err(get)?;
+        let Some(ty) = ty else {
+            return Err(BackfillError::Refused(format!(
+                "{}: key `key`: column `{col}` does not exist in {schema}.{table}",
+                spec.path.display()
+            )));
+        };
+        if !not_null {
+            return Err(BackfillError::Refused(format!(
+                "{}: key `key`: column `{col}` of {schema}.{table} is nullable; a batching key must \
+                 be NOT NULL (rows with a NULL key would never be visited)",
+                spec.path.display()
+            )));
+        }
+        key.push((col, ty));
+    }
+    if !unique {
+        return Err(BackfillError::Refused(format!(
+            "{}: key `key`: ({}) is not the primary key or a unique constraint of {schema}.{table}; \
+             keyset batching needs a unique key, or rows sharing a key value across a batch \
+             boundary would be skipped",
+            spec.path.display(),
+            spec.key.join(", ")
+        )));
+    }
+    Ok(Target { schema, table, key })
+}
+
+/// Prepare every generated statement, so a typo in a fragment is reported before any batch,
+/// naming the spec key it came from. Returns the parameter types of a user UPDATE.
+pub(super) async fn check_statements(
+    c: &Client,
+    spec: &BackfillSpec,
+    t: &Target,
+    s: &Statements,
+) -> Result<Vec<Type>, BackfillError> {
+    let file = spec.path.display().to_string();
+    let bad = |key: &str, e: &tokio_postgres::Error| BackfillError::Db {
+        what: format!("{file}: key `{key}` does not run on {}", t.display()),
+        failure: fail(e, &format!("preparing the statement built from `{key}`")),
+    };
+    c.prepare(&s.bound_next)
+        .await
+        .map_err(|e| bad("pending", &e))?;
+    c.prepare(&s.left).await.map_err(|e| bad("pending", &e))?;
+    if let Some(probe) = &s.ambiguity_probe {
+        let st = c
+            .prepare(probe)
+            .await
+            .map_err(|e| bad("ambiguity.sql", &e))?;
+        let cols: Vec<&str> = st.columns().iter().map(|c| c.name()).collect();
+        let mut missing: Vec<String> = t
+            .key
+            .iter()
+            .map(|(k, _)| k.clone())
+            .filter(|k| !cols.contains(&k.as_str()))
+            .collect();
+        for need in ["reason", "candidates"] {
+            if !cols.contains(&need) {
+                missing.push(need.into());
+            }
+        }
+        if !missing.is_empty() {
+            return Err(BackfillError::Refused(format!(
+                "{file}: key `ambiguity.sql`: the query must return the key column(s) and `reason` \
+                 and `candidates`; missing: {} (it returns: {})",
+                missing.join(", "),
+                cols.join(", ")
+            )));
+        }
+        if let Some(a) = &s.ambiguous {
+            c.prepare(a).await.map_err(|e| bad("ambiguity.sql", &e))?;
+        }
+    }
+    let key = if s.set_mode { "set" } else { "update" };
+    let st = c.prepare(&s.change).await.map_err(|e| bad(key, &e))?;
+    if s.set_mode {
+        return Ok(Vec::new());
+    }
+    let types = st.params().to_vec();
+    if types.len() != 2 {
+        return Err(BackfillError::Refused(format!(
+            "{file}: key `update`: the statement must use exactly $1 and $2 (the batch's first and \
+             last key); it has {} parameter(s)",
+            types.len()
+        )));
+    }
+    for ty in &types {
+        if !matches!(
+            *ty,
+            Type::INT2 | Type::INT4 | Type::INT8 | Type::TEXT | Type::VARCHAR | Type::BPCHAR
+        ) {
+            return Err(BackfillError::Refused(format!(
+                "{file}: key `update`: $1/$2 are typed {ty} by the server; write them as \
+                 `$1::text::{ty}` so that migval binds them as text"
+            )));
+        }
+    }
+    Ok(types)
+}

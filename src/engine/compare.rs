@@ -77,6 +77,15 @@ pub fn compare(spec: &Spec, baseline: &Snapshot, after: &Snapshot, command: &str
             compare_check(check, b, a, drift, spec.settings.worst_groups)
         })
         .collect();
+    let mut checks = checks;
+    if spec.schema.enabled {
+        checks.push(super::schema_diff::diff(
+            &spec.schema,
+            &spec.renames,
+            baseline.schema.as_ref(),
+            after.schema.as_ref(),
+        ));
+    }
     let verdict = Verdict::from_results(&checks);
     Report {
         command: command.to_string(),

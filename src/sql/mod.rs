@@ -35,4 +35,5 @@ queries! {
     FACT_RLS => "fact_rls.sql",
     FACT_POLICY => "fact_policy.sql",
     FACT_FUNCTION => "fact_function.sql",
+    SCHEMA_CATALOG => "schema_catalog.sql",
 }

@@ -1,0 +1,649 @@
+//! The schema diff: every change between the baseline's catalog and the post-state's, each
+//! one declared (by `[schema] expect`, or by a rename) or not.
+//!
+//! ```text
+//!   baseline objects --rename map--> expected names --merge on (kind, name)--> after objects
+//!     only in baseline  -> drop        only in after -> add
+//!     in both           -> alter (one line per attribute that differs), or rename
+//! ```
+//!
+//! A definition that differs only by the renamed identifiers (a view recreated over the renamed
+//! column) follows the rename and counts as declared. An `expect` line naming one object that
+//! matches no change means the migration did not do what it should, and fails too.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::model::{
+    CheckResult, Comparison, SchemaCapture, SchemaCatalog, SchemaObject, Status, Value,
+};
+use crate::spec::{Renames, SchemaDiff, Verb};
+
+/// Name of the check the schema diff adds to a report.
+pub const CHECK_NAME: &str = "schema diff";
+/// Its kind, as reports show it.
+pub const KIND: &str = "schema diff";
+
+/// One change to one object.
+#[derive(Debug, Clone, PartialEq)]
+struct Change {
+    verb: Verb,
+    kind: String,
+    /// After the migration (before it, for a drop).
+    name: String,
+    /// The name in the baseline, when a rename changed it.
+    old_name: Option<String>,
+    /// For alter: (attribute, before, after).
+    attrs: Vec<(String, Option<String>, Option<String>)>,
+    /// Alter only: every difference is the rename map applied to the text.
+    follows_rename: bool,
+    /// The object it belongs to (a column's table, a grant's object, an index's table, a
+    /// sequence's owning table): adding or dropping that object declares this one too.
+    parent: Option<String>,
+}
+
+/// The object `kind name` belongs to, for adds and drops that follow their parent's.
+fn parent_of(kind: &str, name: &str, attrs: &BTreeMap<String, String>) -> Option<String> {
+    match kind {
+        "column" | "constraint" | "trigger" | "policy" => {
+            name.rsplit_once('.').map(|(table, _)| table.to_string())
+        }
+        "grant" => name.rsplit_once(':').map(|(object, _)| object.to_string()),
+        "index" => attrs.get("table").cloned(),
+        "sequence" => attrs
+            .get("owned_by")
+            .and_then(|c| c.rsplit_once('.'))
+            .map(|(table, _)| table.to_string()),
+        _ => None,
+    }
+}
+
+/// Compare the catalogs of two snapshots under the `[schema]` rules.
+pub fn diff(
+    rules: &SchemaDiff,
+    renames: &Renames,
+    baseline: Option<&SchemaCapture>,
+    after: Option<&SchemaCapture>,
+) -> CheckResult {
+    let (base, post) = match (baseline, after) {
+        (Some(SchemaCapture::Captured(b)), Some(SchemaCapture::Captured(a))) => (b, a),
+        (Some(SchemaCapture::Failed(f)), _) | (_, Some(SchemaCapture::Failed(f))) => {
+            return result(
+                Status::Error,
+                format!("the catalog could not be read: {}", f.message),
+                Vec::new(),
+                Some(f.clone()),
+            );
+        }
+        (None, _) => {
+            return result(
+                Status::Warn,
+                "the baseline holds no catalog (taken by an older migval, or with [schema] \
+                 diff = false): the schema was not compared; take a new baseline"
+                    .into(),
+                Vec::new(),
+                None,
+            );
+        }
+        (_, None) => {
+            return result(
+                Status::Warn,
+                "the post-state holds no catalog: the schema was not compared".into(),
+                Vec::new(),
+                None,
+            );
+        }
+    };
+    let changes = changes(base, post, renames);
+    judge(rules, &changes, base)
+}
+
+fn result(
+    status: Status,
+    summary: String,
+    values: Vec<Comparison>,
+    error: Option<crate::model::DbFailure>,
+) -> CheckResult {
+    CheckResult {
+        name: CHECK_NAME.to_string(),
+        kind: KIND.to_string(),
+        status,
+        summary,
+        tolerance: "declared changes only".to_string(),
+        expect: "[schema] expect".to_string(),
+        values,
+        groups: None,
+        worst: Vec::new(),
+        baseline_sql: vec![crate::sql::SCHEMA_CATALOG.name.to_string()],
+        after_sql: vec![crate::sql::SCHEMA_CATALOG.name.to_string()],
+        error,
+    }
+}
+
+/// Every change, in (kind, name) order.
+fn changes(base: &SchemaCatalog, post: &SchemaCatalog, renames: &Renames) -> Vec<Change> {
+    let words = rename_words(renames);
+    let after: BTreeMap<(String, String), &SchemaObject> = post
+        .objects
+        .iter()
+        .map(|o| ((o.kind.clone(), o.name.clone()), o))
+        .collect();
+    let mut seen: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut out = Vec::new();
+    for b in &base.objects {
+        let new_name = renamed(&b.kind, &b.name, renames);
+        // A renamed object is matched under its new name; if the rename did not happen, under
+        // its old one (reported as an alter or unchanged, never as a drop plus an add).
+        let found = after
+            .get_key_value(&(b.kind.clone(), new_name))
+            .or_else(|| after.get_key_value(&(b.kind.clone(), b.name.clone())));
+        let Some((key, a)) = found else {
+            out.push(Change {
+                verb: Verb::Drop,
+                kind: b.kind.clone(),
+                name: b.name.clone(),
+                old_name: None,
+                attrs: Vec::new(),
+                follows_rename: false,
+                parent: parent_of(&b.kind, &b.name, &b.attrs),
+            });
+            continue;
+        };
+        seen.insert(key.clone());
+        let attrs = attr_diff(&b.attrs, &a.attrs);
+        let follows = !attrs.is_empty()
+            && attrs
+                .iter()
+                .all(|(_, old, new)| old.as_deref().map(|t| substitute(t, &words)) == new.clone());
+        if a.name != b.name {
+            out.push(Change {
+                verb: Verb::Rename,
+                kind: b.kind.clone(),
+                name: a.name.clone(),
+                old_name: Some(b.name.clone()),
+                attrs: Vec::new(),
+                follows_rename: true,
+                parent: None,
+            });
+        }
+        if !attrs.is_empty() {
+            out.push(Change {
+                verb: Verb::Alter,
+                kind: b.kind.clone(),
+                name: a.name.clone(),
+                old_name: (a.name != b.name).then(|| b.name.clone()),
+                attrs,
+                follows_rename: follows,
+                parent: None,
+            });
+        }
+    }
+    for a in &post.objects {
+        if !seen.contains(&(a.kind.clone(), a.name.clone())) {
+            out.push(Change {
+                verb: Verb::Add,
+                kind: a.kind.clone(),
+                name: a.name.clone(),
+                old_name: None,
+                attrs: a
+                    .attrs
+                    .iter()
+                    .map(|(k, v)| (k.clone(), None, Some(v.clone())))
+                    .collect(),
+                follows_rename: false,
+                parent: parent_of(&a.kind, &a.name, &a.attrs),
+            });
+        }
+    }
+    out.sort_by(|x, y| (&x.kind, &x.name, x.verb).cmp(&(&y.kind, &y.name, y.verb)));
+    out
+}
+
+fn attr_diff(
+    b: &BTreeMap<String, String>,
+    a: &BTreeMap<String, String>,
+) -> Vec<(String, Option<String>, Option<String>)> {
+    let keys: BTreeSet<&String> = b.keys().chain(a.keys()).collect();
+    keys.into_iter()
+        .filter(|k| b.get(*k) != a.get(*k))
+        .map(|k| (k.clone(), b.get(k).cloned(), a.get(k).cloned()))
+        .collect()
+}
+
+/// The name `kind name` should have after the renames: tables (and other relations) by the
+/// table map, columns by the column map, objects that live on a table by their table's new name.
+fn renamed(kind: &str, name: &str, r: &Renames) -> String {
+    if r.is_empty() {
+        return name.to_string();
+    }
+    let rel = |schema: &str, rel: &str| format!("{schema}.{}", r.table(rel).unwrap_or(rel));
+    match kind {
+        "table" | "view" | "index" | "sequence" => match name.split_once('.') {
+            Some((s, t)) => rel(s, t),
+            None => name.to_string(),
+        },
+        "column" => match name.splitn(3, '.').collect::<Vec<_>>().as_slice() {
+            [s, t, c] => format!("{}.{}", rel(s, t), r.column(t, c).unwrap_or(c)),
+            _ => name.to_string(),
+        },
+        "constraint" | "trigger" | "policy" => {
+            match name.splitn(3, '.').collect::<Vec<_>>().as_slice() {
+                [s, t, x] => format!("{}.{x}", rel(s, t)),
+                _ => name.to_string(),
+            }
+        }
+        "grant" => match name.rsplit_once(':') {
+            Some((object, role)) if !object.contains('(') => match object.split_once('.') {
+                Some((s, t)) => format!("{}:{role}", rel(s, t)),
+                None => name.to_string(),
+            },
+            _ => name.to_string(),
+        },
+        _ => name.to_string(),
+    }
+}
+
+/// (old, new) identifiers of the rename map, for rewriting definitions.
+fn rename_words(r: &Renames) -> Vec<(String, String)> {
+    let mut w: Vec<(String, String)> = r.tables.clone();
+    w.extend(r.columns.iter().map(|(_, o, n)| (o.clone(), n.clone())));
+    w
+}
+
+/// `text` with every whole identifier `old` (bare or double-quoted) replaced by `new`.
+fn substitute(text: &str, words: &[(String, String)]) -> String {
+    let is_word = |c: char| c.is_alphanumeric() || c == '_' || c == '$';
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        if is_word(c) {
+            let end = rest.find(|ch: char| !is_word(ch)).unwrap_or(rest.len());
+            let word = &rest[..end];
+            match words.iter().find(|(o, _)| o == word) {
+                Some((_, n)) => out.push_str(n),
+                None => out.push_str(word),
+            }
+            rest = &rest[end..];
+        } else {
+            out.push(c);
+            rest = &rest[c.len_utf8()..];
+        }
+    }
+    out
+}
+
+/// How a change stands against the rules.
+enum Standing {
+    Declared(String),
+    Undeclared,
+}
+
+fn judge(rules: &SchemaDiff, changes: &[Change], base: &SchemaCatalog) -> CheckResult {
+    let mut used = vec![false; rules.expect.len()];
+    let mut standings: Vec<Standing> = changes
+        .iter()
+        .map(|c| {
+            if c.verb == Verb::Rename {
+                return Standing::Declared("the rename map".into());
+            }
+            if c.follows_rename {
+                return Standing::Declared("follows the rename map".into());
+            }
+            let hit = rules.expect.iter().position(|e| {
+                e.covers(c.verb, &c.kind, &c.name)
+                    || c.old_name
+                        .as_deref()
+                        .is_some_and(|old| e.covers(c.verb, &c.kind, old))
+            });
+            match hit {
+                Some(i) => {
+                    used[i] = true;
+                    Standing::Declared(format!("declared: \"{}\"", rules.expect[i].text))
+                }
+                None => Standing::Undeclared,
+            }
+        })
+        .collect();
+    // Columns, constraints, grants... of a declared new (or dropped) table come with it.
+    let declared_parents: BTreeMap<(Verb, &str), String> = changes
+        .iter()
+        .zip(&standings)
+        .filter(|(c, s)| {
+            matches!(c.verb, Verb::Add | Verb::Drop) && matches!(s, Standing::Declared(_))
+        })
+        .map(|(c, _)| {
+            (
+                (c.verb, c.name.as_str()),
+                format!("follows {} {} {}", c.verb, c.kind, c.name),
+            )
+        })
+        .collect();
+    for (c, s) in changes.iter().zip(standings.iter_mut()) {
+        if matches!(s, Standing::Undeclared)
+            && let Some(by) = c
+                .parent
+                .as_deref()
+                .and_then(|p| declared_parents.get(&(c.verb, p)))
+        {
+            *s = Standing::Declared(by.clone());
+        }
+    }
+    let mut values = Vec::new();
+    let mut undeclared: Vec<String> = Vec::new();
+    for (c, standing) in changes.iter().zip(&standings) {
+        let (rule, ok) = match standing {
+            Standing::Declared(by) => (by.clone(), true),
+            Standing::Undeclared => {
+                undeclared.push(describe(c));
+                ("undeclared".to_string(), !rules.undeclared_fails)
+            }
+        };
+        values.extend(rows(c, &rule, ok));
+    }
+    let missing: Vec<&str> = rules
+        .expect
+        .iter()
+        .zip(&used)
+        .filter(|(e, used)| e.is_exact() && !**used)
+        .map(|(e, _)| e.text.as_str())
+        .collect();
+    for m in &missing {
+        values.push(Comparison {
+            key: vec!["expected".into(), (*m).to_string()],
+            metric: "did not happen".into(),
+            scope: "missing".into(),
+            baseline: None,
+            after: None,
+            difference: None,
+            rule: format!("declared: \"{m}\""),
+            ok: false,
+            note: Some("the spec expects this change and the migration did not make it".into()),
+        });
+    }
+    let schemas = base.schemas.join(", ");
+    let status = if (rules.undeclared_fails && !undeclared.is_empty()) || !missing.is_empty() {
+        Status::Fail
+    } else if !undeclared.is_empty() {
+        Status::Warn
+    } else {
+        Status::Pass
+    };
+    let mut summary = if changes.is_empty() {
+        format!(
+            "no schema change in {schemas} ({} objects)",
+            base.objects.len()
+        )
+    } else {
+        format!(
+            "{} change{} in {schemas}, {} undeclared",
+            changes.len(),
+            if changes.len() == 1 { "" } else { "s" },
+            undeclared.len()
+        )
+    };
+    if !undeclared.is_empty() {
+        let shown: Vec<&str> = undeclared.iter().take(5).map(String::as_str).collect();
+        summary.push_str(&format!(": {}", shown.join("; ")));
+        if undeclared.len() > shown.len() {
+            summary.push_str(&format!("; and {} more", undeclared.len() - shown.len()));
+        }
+    }
+    if !missing.is_empty() {
+        summary.push_str(&format!(
+            "; expected but not made: {}",
+            missing
+                .iter()
+                .map(|m| format!("\"{m}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    result(status, summary, values, None)
+}
+
+/// "drop index public.ix_orders_customer", "alter table public.accounts (row_security
+/// enabled -> disabled)".
+fn describe(c: &Change) -> String {
+    match c.verb {
+        Verb::Alter => {
+            let what: Vec<String> = c
+                .attrs
+                .iter()
+                .map(|(k, b, a)| {
+                    format!(
+                        "{k} {} -> {}",
+                        short(b.as_deref().unwrap_or("(not set)")),
+                        short(a.as_deref().unwrap_or("(not set)"))
+                    )
+                })
+                .collect();
+            format!("alter {} {} ({})", c.kind, c.name, what.join(", "))
+        }
+        v => format!("{v} {} {}", c.kind, c.name),
+    }
+}
+
+fn short(s: &str) -> String {
+    let one = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one.chars().count() <= 40 {
+        one
+    } else {
+        format!("{}…", one.chars().take(39).collect::<String>())
+    }
+}
+
+/// The report rows of one change.
+fn rows(c: &Change, rule: &str, ok: bool) -> Vec<Comparison> {
+    let row = |metric: String, baseline: Option<Value>, after: Option<Value>| Comparison {
+        key: vec![c.kind.clone(), c.name.clone()],
+        metric,
+        scope: c.verb.to_string(),
+        baseline,
+        after,
+        difference: None,
+        rule: rule.to_string(),
+        ok,
+        note: None,
+    };
+    let text = |s: &str| Some(Value::Text(s.to_string()));
+    let summary = |attrs: &[(String, Option<String>, Option<String>)]| {
+        attrs
+            .iter()
+            .filter_map(|(k, _, v)| v.as_ref().map(|v| format!("{k}: {}", short(v))))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    match c.verb {
+        Verb::Add => vec![row("added".into(), None, text(&summary(&c.attrs)))],
+        Verb::Drop => vec![row("dropped".into(), text("exists"), None)],
+        Verb::Rename => vec![row(
+            "renamed".into(),
+            text(c.old_name.as_deref().unwrap_or("")),
+            text(&c.name),
+        )],
+        Verb::Alter => c
+            .attrs
+            .iter()
+            .map(|(k, b, a)| {
+                row(
+                    k.clone(),
+                    Some(b.as_deref().map_or(Value::Null, |s| Value::Text(s.into()))),
+                    Some(a.as_deref().map_or(Value::Null, |s| Value::Text(s.into()))),
+                )
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::ExpectedChange;
+
+    fn obj(kind: &str, name: &str, attrs: &[(&str, &str)]) -> SchemaObject {
+        SchemaObject {
+            kind: kind.into(),
+            name: name.into(),
+            attrs: attrs
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+                .collect(),
+        }
+    }
+
+    fn cat(objects: Vec<SchemaObject>) -> SchemaCapture {
+        SchemaCapture::Captured(SchemaCatalog {
+            schemas: vec!["public".into()],
+            objects,
+        })
+    }
+
+    fn rules(expect: &[&str]) -> SchemaDiff {
+        SchemaDiff {
+            expect: expect
+                .iter()
+                .map(|e| ExpectedChange::parse(e, 1).unwrap())
+                .collect(),
+            ..SchemaDiff::default()
+        }
+    }
+
+    #[test]
+    fn a_dropped_index_and_disabled_rls_fail_when_undeclared() {
+        let before = cat(vec![
+            obj("index", "public.ix_a", &[("valid", "valid")]),
+            obj("table", "public.t", &[("row_security", "enabled")]),
+        ]);
+        let after = cat(vec![obj(
+            "table",
+            "public.t",
+            &[("row_security", "disabled")],
+        )]);
+        let r = diff(
+            &rules(&[]),
+            &Renames::default(),
+            Some(&before),
+            Some(&after),
+        );
+        assert_eq!(r.status, Status::Fail, "{r:#?}");
+        assert!(
+            r.summary.contains("drop index public.ix_a"),
+            "{}",
+            r.summary
+        );
+        assert!(
+            r.summary
+                .contains("alter table public.t (row_security enabled -> disabled)"),
+            "{}",
+            r.summary
+        );
+        let warn = SchemaDiff {
+            undeclared_fails: false,
+            ..rules(&[])
+        };
+        let r = diff(&warn, &Renames::default(), Some(&before), Some(&after));
+        assert_eq!(r.status, Status::Warn);
+        let declared = rules(&["drop index ix_a", "alter table public.*"]);
+        let r = diff(&declared, &Renames::default(), Some(&before), Some(&after));
+        assert_eq!(r.status, Status::Pass, "{r:#?}");
+        assert!(r.values.iter().all(|v| v.rule.starts_with("declared")));
+    }
+
+    #[test]
+    fn the_parts_of_a_declared_new_table_come_with_it() {
+        let before = cat(vec![]);
+        let after = cat(vec![
+            obj("column", "public.t.id", &[("type", "integer")]),
+            obj("grant", "public.t:app", &[("privileges", "SELECT")]),
+            obj("index", "public.t_x", &[("table", "public.t")]),
+            obj(
+                "sequence",
+                "public.t_id_seq",
+                &[("owned_by", "public.t.id")],
+            ),
+            obj("table", "public.t", &[]),
+            obj("table", "public.u", &[]),
+        ]);
+        let declared = rules(&["add table t"]);
+        let r = diff(&declared, &Renames::default(), Some(&before), Some(&after));
+        assert_eq!(r.status, Status::Fail, "u is not declared");
+        assert_eq!(
+            r.summary,
+            "6 changes in public, 1 undeclared: add table public.u"
+        );
+        let declared = rules(&["add table t", "add table u"]);
+        let r = diff(&declared, &Renames::default(), Some(&before), Some(&after));
+        assert_eq!(r.status, Status::Pass, "{r:#?}");
+        let seq = r.values.iter().find(|v| v.key[0] == "sequence").unwrap();
+        assert_eq!(seq.rule, "follows add table public.t");
+    }
+
+    #[test]
+    fn renames_and_definitions_that_follow_them_are_declared() {
+        let before = cat(vec![
+            obj("column", "public.cp.fixed_cost", &[("type", "numeric")]),
+            obj(
+                "view",
+                "public.v",
+                &[("definition", "SELECT cp.fixed_cost FROM cp")],
+            ),
+        ]);
+        let after = cat(vec![
+            obj("column", "public.cp.fixed_fee", &[("type", "numeric")]),
+            obj(
+                "view",
+                "public.v",
+                &[("definition", "SELECT cp.fixed_fee FROM cp")],
+            ),
+        ]);
+        let ren = Renames {
+            tables: vec![],
+            columns: vec![("cp".into(), "fixed_cost".into(), "fixed_fee".into())],
+        };
+        let r = diff(&rules(&[]), &ren, Some(&before), Some(&after));
+        assert_eq!(r.status, Status::Pass, "{r:#?}");
+        assert_eq!(r.values.len(), 2);
+        // Without the rename it is a drop, an add and an undeclared view change.
+        let r = diff(
+            &rules(&[]),
+            &Renames::default(),
+            Some(&before),
+            Some(&after),
+        );
+        assert_eq!(r.status, Status::Fail);
+        assert!(r.summary.starts_with("3 changes"), "{}", r.summary);
+    }
+
+    #[test]
+    fn an_exact_expectation_that_did_not_happen_fails() {
+        let same = cat(vec![obj("table", "public.t", &[])]);
+        let r = diff(
+            &rules(&["add index public.ix_new", "change grant *"]),
+            &Renames::default(),
+            Some(&same),
+            Some(&same),
+        );
+        assert_eq!(r.status, Status::Fail);
+        assert!(
+            r.summary
+                .contains("expected but not made: \"add index public.ix_new\""),
+            "{}",
+            r.summary
+        );
+    }
+
+    #[test]
+    fn an_old_baseline_without_catalog_warns() {
+        let r = diff(&rules(&[]), &Renames::default(), None, Some(&cat(vec![])));
+        assert_eq!(r.status, Status::Warn);
+        assert!(r.summary.contains("take a new baseline"));
+    }
+
+    #[test]
+    fn substitute_replaces_whole_identifiers_only() {
+        let w = vec![("fixed_cost".to_string(), "fee".to_string())];
+        assert_eq!(
+            substitute("sum(cp.fixed_cost) AS fixed_cost_total, \"fixed_cost\"", &w),
+            "sum(cp.fee) AS fixed_cost_total, \"fee\""
+        );
+    }
+}

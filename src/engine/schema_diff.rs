@@ -303,40 +303,52 @@ fn judge(rules: &SchemaDiff, changes: &[Change], base: &SchemaCatalog) -> CheckR
             }
         })
         .collect();
-    // Columns, constraints, grants... of a declared new (or dropped) table come with it.
-    let declared_parents: BTreeMap<(Verb, &str), String> = changes
-        .iter()
-        .zip(&standings)
-        .filter(|(c, s)| {
-            matches!(c.verb, Verb::Add | Verb::Drop) && matches!(s, Standing::Declared(_))
-        })
-        .map(|(c, _)| {
-            (
-                (c.verb, c.name.as_str()),
-                format!("follows {} {} {}", c.verb, c.kind, c.name),
-            )
-        })
-        .collect();
-    for (c, s) in changes.iter().zip(standings.iter_mut()) {
-        if matches!(s, Standing::Undeclared)
-            && let Some(by) = c
-                .parent
-                .as_deref()
-                .and_then(|p| declared_parents.get(&(c.verb, p)))
-        {
-            *s = Standing::Declared(by.clone());
+    // Columns, constraints, grants... of a declared new (or dropped) table come with it, and
+    // so do the parts of those parts (the grants of a serial column's sequence).
+    loop {
+        let declared_parents: BTreeMap<(Verb, String), String> = changes
+            .iter()
+            .zip(&standings)
+            .filter(|(c, s)| {
+                matches!(c.verb, Verb::Add | Verb::Drop) && matches!(s, Standing::Declared(_))
+            })
+            .map(|(c, _)| {
+                let by = format!("follows {} {} {}", c.verb, c.kind, c.name);
+                ((c.verb, c.name.clone()), by)
+            })
+            .collect();
+        let mut changed = false;
+        for (c, s) in changes.iter().zip(standings.iter_mut()) {
+            if matches!(s, Standing::Undeclared)
+                && let Some(by) = c
+                    .parent
+                    .as_ref()
+                    .and_then(|p| declared_parents.get(&(c.verb, p.clone())))
+            {
+                *s = Standing::Declared(by.clone());
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
         }
     }
     let mut values = Vec::new();
     let mut undeclared: Vec<String> = Vec::new();
+    let mut hazards: Vec<String> = Vec::new();
     for (c, standing) in changes.iter().zip(&standings) {
-        let (rule, ok) = match standing {
+        let (mut rule, mut ok) = match standing {
             Standing::Declared(by) => (by.clone(), true),
             Standing::Undeclared => {
                 undeclared.push(describe(c));
                 ("undeclared".to_string(), !rules.undeclared_fails)
             }
         };
+        if let Some(h) = hazard(c) {
+            hazards.push(format!("{} {}: {h}", c.kind, c.name));
+            rule = format!("{rule}; but {h}");
+            ok = ok && !rules.hazards_fail;
+        }
         values.extend(rows(c, &rule, ok));
     }
     let missing: Vec<&str> = rules
@@ -360,9 +372,12 @@ fn judge(rules: &SchemaDiff, changes: &[Change], base: &SchemaCatalog) -> CheckR
         });
     }
     let schemas = base.schemas.join(", ");
-    let status = if (rules.undeclared_fails && !undeclared.is_empty()) || !missing.is_empty() {
+    let status = if (rules.undeclared_fails && !undeclared.is_empty())
+        || (rules.hazards_fail && !hazards.is_empty())
+        || !missing.is_empty()
+    {
         Status::Fail
-    } else if !undeclared.is_empty() {
+    } else if !undeclared.is_empty() || !hazards.is_empty() {
         Status::Warn
     } else {
         Status::Pass
@@ -387,6 +402,9 @@ fn judge(rules: &SchemaDiff, changes: &[Change], base: &SchemaCatalog) -> CheckR
             summary.push_str(&format!("; and {} more", undeclared.len() - shown.len()));
         }
     }
+    if !hazards.is_empty() {
+        summary.push_str(&format!("; hazard: {}", hazards.join("; ")));
+    }
     if !missing.is_empty() {
         summary.push_str(&format!(
             "; expected but not made: {}",
@@ -398,6 +416,30 @@ fn judge(rules: &SchemaDiff, changes: &[Change], base: &SchemaCatalog) -> CheckR
         ));
     }
     result(status, summary, values, None)
+}
+
+/// A state the migration leaves behind that breaks production even when the change itself
+/// was intended: a constraint that was never validated, an index a failed build left
+/// invalid, a disabled trigger, a sequence behind the ids already in its column.
+fn hazard(c: &Change) -> Option<&'static str> {
+    if !matches!(c.verb, Verb::Add | Verb::Alter) {
+        return None;
+    }
+    c.attrs.iter().find_map(|(k, _, new)| {
+        match (k.as_str(), new.as_deref()?) {
+            ("validated", "NOT VALID") => Some(
+                "it is NOT VALID: existing rows were never checked (ALTER TABLE ... VALIDATE CONSTRAINT)",
+            ),
+            ("valid", "INVALID") => Some(
+                "the index is INVALID (a failed concurrent build): queries ignore it; drop and re-create it",
+            ),
+            ("enabled", "DISABLED") => Some("the trigger is DISABLED"),
+            ("behind_max", v) if v.starts_with("BEHIND") => Some(
+                "the sequence is behind max() of its column: the next insert fails with a duplicate key (setval it)",
+            ),
+            _ => None,
+        }
+    })
 }
 
 /// "drop index public.ix_orders_customer", "alter table public.accounts (row_security

@@ -3,6 +3,8 @@
 //! ```toml
 //! [schema]
 //! undeclared = "fail"            # or "warn"; `diff = false` turns the schema diff off
+//! hazards = "fail"               # NOT VALID constraints, INVALID indexes, disabled triggers,
+//!                                # sequences behind their column: "fail" or "warn"
 //! expect = [
 //!   "add column public.plan_subscriptions.subscriber_id",
 //!   "drop column accounts.is_active",      # the schema may be left out
@@ -160,6 +162,9 @@ pub struct SchemaDiff {
     pub enabled: bool,
     /// An undeclared change fails the verdict (else it is a warning).
     pub undeclared_fails: bool,
+    /// A constraint left NOT VALID, an INVALID index, a disabled trigger or a sequence behind
+    /// its column fails the verdict even when declared (else it is a warning).
+    pub hazards_fail: bool,
     pub expect: Vec<ExpectedChange>,
 }
 
@@ -168,6 +173,7 @@ impl Default for SchemaDiff {
         SchemaDiff {
             enabled: true,
             undeclared_fails: true,
+            hazards_fail: true,
             expect: Vec::new(),
         }
     }

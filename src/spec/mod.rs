@@ -543,15 +543,20 @@ impl Validator<'_> {
             enabled: raw.diff.unwrap_or(true),
             ..SchemaDiff::default()
         };
-        match raw.undeclared.as_deref() {
-            None | Some("fail") => {}
-            Some("warn") => s.undeclared_fails = false,
-            Some(other) => self.err(
-                line,
-                "",
-                "schema.undeclared",
-                format!("`{other}` is not allowed: write \"fail\" or \"warn\""),
-            ),
+        for (key, value, flag) in [
+            ("schema.undeclared", &raw.undeclared, &mut s.undeclared_fails),
+            ("schema.hazards", &raw.hazards, &mut s.hazards_fail),
+        ] {
+            match value.as_deref() {
+                None | Some("fail") => {}
+                Some("warn") => *flag = false,
+                Some(other) => self.err(
+                    line,
+                    "",
+                    key,
+                    format!("`{other}` is not allowed: write \"fail\" or \"warn\""),
+                ),
+            }
         }
         for e in raw.expect {
             let at = line_of(text, e.span().start);

@@ -28,6 +28,8 @@ pub struct RawSchemaDiff {
     pub diff: Option<bool>,
     /// "fail" (the default) or "warn".
     pub undeclared: Option<String>,
+    /// "fail" (the default) or "warn".
+    pub hazards: Option<String>,
     /// "add column public.accounts.status", "drop index *_old", "change function public.*".
     #[serde(default)]
     pub expect: Vec<Spanned<String>>,

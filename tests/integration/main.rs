@@ -19,5 +19,7 @@ mod migrate;
 mod renames;
 /// Tolerance (per group, total, both), every intent, group keys, exact numerics.
 mod rules;
+/// The catalog-wide schema diff: dropped indexes, disabled RLS, lost grants, hazards.
+mod schema_diff;
 /// TLS against a real server with ssl=on: sslmode require / verify-ca / verify-full.
 mod tls;

@@ -19,5 +19,7 @@ mod migrate;
 mod renames;
 /// Tolerance (per group, total, both), every intent, group keys, exact numerics.
 mod rules;
+/// Seeds 002/003/004 (subscriber_schema, account_status, status_levels) rehearsed with migrate.
+mod seeds;
 /// TLS against a real server with ssl=on: sslmode require / verify-ca / verify-full.
 mod tls;

@@ -1,7 +1,6 @@
 //! The seed-002/003/004 fixtures rehearsed with `migval migrate`: each good migration passes
 //! and leaves no trace, each rollback restores the baseline exactly, and each broken migration
-//! is caught by the check its README names (or, for schema-only breaks, slips past every check
-//! of today's spec until the catalog-wide schema diff lands).
+//! is caught by the check its README names (for schema-only breaks, the schema diff alone).
 
 use crate::common::{Run, TestDb, migval, rt, status};
 
@@ -129,11 +128,24 @@ fn good_and_rollback(fx: &Fixture, db: &TestDb, trace: &str) {
     );
 }
 
-/// Broken migration whose break is schema-only: today every check passes (exit 0).
-fn schema_only_break_passes_today(fx: &Fixture, db: &TestDb) {
+/// Broken migration whose break is schema-only: every data check passes, and the schema diff
+/// fails naming exactly the one undeclared change.
+fn schema_only_break_fails_the_schema_diff(fx: &Fixture, db: &TestDb, change: &str) {
     let (r, reports) = fx.migrate(db, "migration_broken.sql", &[]);
-    assert_eq!(r.code, 0, "{r}");
-    assert_eq!(not_passed(&reports[0]), Vec::<String>::new(), "{r}");
+    assert_eq!(r.code, 1, "{r}");
+    assert_eq!(
+        not_passed(&reports[0]),
+        vec!["\"schema diff\" (\"FAIL\")".to_string()],
+        "only the schema diff notices{r}"
+    );
+    let summary = crate::common::check(&reports[0], "schema diff")["summary"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        summary.contains(&format!(", 1 undeclared: {change}")),
+        "{summary}"
+    );
 }
 
 const SUBSCRIBER_TRACE: &str = "SELECT string_agg(column_name, ',' ORDER BY ordinal_position)
@@ -153,7 +165,7 @@ fn subscriber_schema_good_migration_passes_leaves_no_trace_and_rollback_restores
 }
 
 #[test]
-fn subscriber_schema_broken_migration_drops_the_customer_index_unseen_by_data_checks() {
+fn subscriber_schema_broken_migration_drops_the_customer_index_caught_by_the_schema_diff_only() {
     let fx = Fixture::new("subscriber_schema");
     let db = fx.world("seeds_subscriber_schema_broken");
     let indexes = "SELECT string_agg(indexname, ',' ORDER BY indexname) FROM pg_indexes
@@ -164,8 +176,11 @@ fn subscriber_schema_broken_migration_drops_the_customer_index_unseen_by_data_ch
             && inside.contains("ix_plan_subscriptions_subscriber_id"),
         "the broken migration drops the customer_id index: {inside}"
     );
-    // schema diff: expect FAIL on drop index public.ix_plan_subscriptions_customer_id
-    schema_only_break_passes_today(&fx, &db);
+    schema_only_break_fails_the_schema_diff(
+        &fx,
+        &db,
+        "drop index public.ix_plan_subscriptions_customer_id",
+    );
     assert!(probe(&db, indexes).contains("ix_plan_subscriptions_customer_id"));
 }
 
@@ -255,7 +270,7 @@ fn status_levels_good_migration_passes_leaves_no_trace_and_rollback_restores_exa
 }
 
 #[test]
-fn status_levels_broken_migration_drops_the_organizations_read_policy_unseen_by_data_checks() {
+fn status_levels_broken_migration_drops_the_organizations_read_policy_caught_by_the_schema_diff_only() {
     let fx = Fixture::new("status_levels");
     let db = fx.world("seeds_status_levels_broken");
     let policies = "SELECT string_agg(polname, ',' ORDER BY polname) FROM pg_policy
@@ -265,7 +280,10 @@ fn status_levels_broken_migration_drops_the_organizations_read_policy_unseen_by_
         inside, "members_update",
         "the broken migration drops organizations.public_read"
     );
-    // schema diff: expect FAIL on drop policy public.organizations.public_read
-    schema_only_break_passes_today(&fx, &db);
+    schema_only_break_fails_the_schema_diff(
+        &fx,
+        &db,
+        "drop policy public.organizations.public_read",
+    );
     assert_eq!(probe(&db, policies), "members_update,public_read");
 }

@@ -667,6 +667,25 @@ fn accumulate(
         if v.is_null() {
             continue;
         }
+        // min/max of timestamps, dates and text: the smallest or largest value, in the order
+        // group keys sort by (ISO UTC timestamps sort chronologically).
+        let ordered = matches!(how, Combine::Min | Combine::Max)
+            && v.as_decimal().is_none()
+            && !matches!(v, Value::BigNum(_));
+        if ordered {
+            let replace = slot.as_ref().is_none_or(|cur| {
+                let o = v.key_cmp(cur);
+                if how == Combine::Min {
+                    o.is_lt()
+                } else {
+                    o.is_gt()
+                }
+            });
+            if replace {
+                *slot = Some(v.clone());
+            }
+            continue;
+        }
         let Some(d) = v.as_decimal() else {
             acc.2 = Some(WIDE.into());
             continue;

@@ -544,7 +544,11 @@ impl Validator<'_> {
             ..SchemaDiff::default()
         };
         for (key, value, flag) in [
-            ("schema.undeclared", &raw.undeclared, &mut s.undeclared_fails),
+            (
+                "schema.undeclared",
+                &raw.undeclared,
+                &mut s.undeclared_fails,
+            ),
             ("schema.hazards", &raw.hazards, &mut s.hazards_fail),
         ] {
             match value.as_deref() {

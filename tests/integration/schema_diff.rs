@@ -103,7 +103,10 @@ fn a_dropped_index_disabled_rls_lost_policy_and_grant_fail_though_every_data_che
     ] {
         assert!(summary.contains(expected), "`{expected}` in: {summary}");
     }
-    assert!(summary.starts_with("4 changes in public, 4 undeclared"), "{summary}");
+    assert!(
+        summary.starts_with("4 changes in public, 4 undeclared"),
+        "{summary}"
+    );
     // The rehearsal left everything in place.
     let still = rt().block_on(async {
         db.client()
@@ -126,7 +129,11 @@ fn a_dropped_index_disabled_rls_lost_policy_and_grant_fail_though_every_data_che
     let script = db.path("up.sql");
     let text = migval(&["migrate", p(&script), "--spec", p(&spec), "--db", &db.url]);
     assert_eq!(text.code, 1, "{text}");
-    assert!(text.stdout.contains("schema changes (4 changes in public, 4 undeclared"), "{text}");
+    assert!(
+        text.stdout
+            .contains("schema changes (4 changes in public, 4 undeclared"),
+        "{text}"
+    );
     assert!(
         text.stdout.lines().any(|l| l.contains("NO")
             && l.contains("table public.accounts")
@@ -223,11 +230,12 @@ fn a_declared_constraint_left_not_valid_is_a_hazard() {
     );
     assert_eq!(r.code, 1, "{r}");
     let summary = check(&report, "schema diff")["summary"].as_str().unwrap();
-    assert!(summary.contains("0 undeclared"), "it was declared: {summary}");
     assert!(
-        summary.contains(
-            "hazard: constraint public.accounts.balance_positive: it is NOT VALID"
-        ),
+        summary.contains("0 undeclared"),
+        "it was declared: {summary}"
+    );
+    assert!(
+        summary.contains("hazard: constraint public.accounts.balance_positive: it is NOT VALID"),
         "{summary}"
     );
     // Validated in the same migration, it passes.

@@ -270,7 +270,8 @@ fn status_levels_good_migration_passes_leaves_no_trace_and_rollback_restores_exa
 }
 
 #[test]
-fn status_levels_broken_migration_drops_the_organizations_read_policy_caught_by_the_schema_diff_only() {
+fn status_levels_broken_migration_drops_the_organizations_read_policy_caught_by_the_schema_diff_only()
+ {
     let fx = Fixture::new("status_levels");
     let db = fx.world("seeds_status_levels_broken");
     let policies = "SELECT string_agg(polname, ',' ORDER BY polname) FROM pg_policy

@@ -154,10 +154,15 @@ fn schema_scope(spec: &Spec, catalog: &Catalog) -> Option<Vec<String>> {
 }
 
 /// Read the catalog of `schemas` inside the transaction open on `client`, under a savepoint
-/// so that a failure leaves the transaction usable (and is reported, not fatal).
+/// that is always rolled back: a failure leaves the transaction usable (and is reported, not
+/// fatal), and the `search_path = pg_catalog` set for the read (so that definitions name every
+/// object with its schema, whatever the session's path) ends with it.
 async fn read_schema(client: &Client, schemas: Vec<String>) -> SchemaCapture {
     let context = || Some(format!("reading the catalog of {}", schemas.join(", ")));
-    if let Err(e) = client.batch_execute("SAVEPOINT migval_schema").await {
+    if let Err(e) = client
+        .batch_execute("SAVEPOINT migval_schema; SET LOCAL search_path = pg_catalog")
+        .await
+    {
         return SchemaCapture::Failed(db::failure(&e, context()));
     }
     let read = async {
@@ -170,11 +175,9 @@ async fn read_schema(client: &Client, schemas: Vec<String>) -> SchemaCapture {
         Ok::<_, tokio_postgres::Error>(objects)
     };
     let result = read.await;
-    let end = match result {
-        Ok(_) => "RELEASE SAVEPOINT migval_schema",
-        Err(_) => "ROLLBACK TO SAVEPOINT migval_schema; RELEASE SAVEPOINT migval_schema",
-    };
-    let ended = client.batch_execute(end).await;
+    let ended = client
+        .batch_execute("ROLLBACK TO SAVEPOINT migval_schema; RELEASE SAVEPOINT migval_schema")
+        .await;
     let rows = match (result, ended) {
         (Ok(rows), Ok(())) => rows,
         (Err(e), _) | (Ok(_), Err(e)) => return SchemaCapture::Failed(db::failure(&e, context())),

@@ -17,6 +17,7 @@ use crate::model::{
     CheckResult, Comparison, SchemaCapture, SchemaCatalog, SchemaObject, Status, Value,
 };
 use crate::spec::{Renames, SchemaDiff, Verb};
+use crate::sql::ident;
 
 /// Name of the check the schema diff adds to a report.
 pub const CHECK_NAME: &str = "schema diff";
@@ -30,29 +31,76 @@ struct Change {
     kind: String,
     /// After the migration (before it, for a drop).
     name: String,
+    /// `name` split into its unquoted parts (see [`parts`]).
+    key: Vec<String>,
     /// The name in the baseline, when a rename changed it.
     old_name: Option<String>,
-    /// For alter: (attribute, before, after).
+    /// For alter: (attribute, before, after). For add: the new object's attributes.
     attrs: Vec<(String, Option<String>, Option<String>)>,
-    /// Alter only: every difference is the rename map applied to the text.
+    /// Alter only: every difference is the rename map applied to the definition.
     follows_rename: bool,
     /// The object it belongs to (a column's table, a grant's object, an index's table, a
-    /// sequence's owning table): adding or dropping that object declares this one too.
-    parent: Option<String>,
+    /// sequence's owning column): adding or dropping that object declares this one too.
+    parent: Option<Vec<String>>,
+    /// The partitioned table, when the object lives on a partition: a column, index or
+    /// constraint added to a partitioned table appears on every partition too.
+    partition_of: Option<Vec<String>>,
+}
+
+/// A catalog name split into unquoted parts: `public."a.b".c` -> [public, a.b, c]; a grant's
+/// role is the last part; a function signature stays whole.
+fn parts(kind: &str, name: &str) -> Vec<String> {
+    let split = |object: &str| -> Vec<String> {
+        if object.contains('(') {
+            vec![object.to_string()]
+        } else {
+            ident::parse_name(object).unwrap_or_else(|_| vec![object.to_string()])
+        }
+    };
+    match kind {
+        "function" => vec![name.to_string()],
+        "grant" => match name.rsplit_once(':') {
+            Some((object, role)) => {
+                let mut p = split(object);
+                p.push(role.to_string());
+                p
+            }
+            None => vec![name.to_string()],
+        },
+        _ => split(name),
+    }
+}
+
+/// The parts `kind` `p` should have after the renames: tables (and other relations) by the
+/// table map, columns by the column map (keyed by the table's old or new name), objects that
+/// live on a table under their table's new name.
+fn renamed(kind: &str, p: &[String], r: &Renames) -> Vec<String> {
+    let table = |t: &String| r.table(t).map_or_else(|| t.clone(), str::to_string);
+    match (kind, p) {
+        ("table" | "view" | "index" | "sequence", [s, t]) => vec![s.clone(), table(t)],
+        ("column", [s, t, c]) => {
+            let nt = table(t);
+            let nc = r
+                .column(t, c)
+                .or_else(|| r.column(&nt, c))
+                .map_or_else(|| c.clone(), str::to_string);
+            vec![s.clone(), nt, nc]
+        }
+        ("constraint" | "trigger" | "policy", [s, t, x]) => vec![s.clone(), table(t), x.clone()],
+        ("grant", [s, t, role]) => vec![s.clone(), table(t), role.clone()],
+        _ => p.to_vec(),
+    }
 }
 
 /// The object `kind name` belongs to, for adds and drops that follow their parent's.
-fn parent_of(kind: &str, name: &str, attrs: &BTreeMap<String, String>) -> Option<String> {
+fn parent_of(kind: &str, key: &[String], attrs: &BTreeMap<String, String>) -> Option<Vec<String>> {
+    let parsed = |v: &String| parts("table", v);
     match kind {
-        "column" | "constraint" | "trigger" | "policy" => {
-            name.rsplit_once('.').map(|(table, _)| table.to_string())
+        "column" | "constraint" | "trigger" | "policy" | "grant" if key.len() > 1 => {
+            Some(key[..key.len() - 1].to_vec())
         }
-        "grant" => name.rsplit_once(':').map(|(object, _)| object.to_string()),
-        "index" => attrs.get("table").cloned(),
-        "sequence" => attrs
-            .get("owned_by")
-            .and_then(|c| c.rsplit_once('.'))
-            .map(|(table, _)| table.to_string()),
+        "index" => attrs.get("table").map(parsed),
+        "sequence" => attrs.get("owned_by").map(parsed),
         _ => None,
     }
 }
@@ -94,7 +142,7 @@ pub fn diff(
         }
     };
     let changes = changes(base, post, renames);
-    judge(rules, &changes, base)
+    judge(rules, &changes, base, post)
 }
 
 fn result(
@@ -121,48 +169,89 @@ fn result(
 
 /// Every change, in (kind, name) order.
 fn changes(base: &SchemaCatalog, post: &SchemaCatalog, renames: &Renames) -> Vec<Change> {
-    let words = rename_words(renames);
-    let after: BTreeMap<(String, String), &SchemaObject> = post
+    let pairs = rename_pairs(renames);
+    // The same names on the post side, so both definitions quote them alike.
+    let same: Vec<(String, String)> = pairs.iter().map(|(_, n)| (n.clone(), n.clone())).collect();
+    let partitions = partition_parents(base, post);
+    let partition_of = |kind: &str, key: &[String], attrs: &BTreeMap<String, String>| {
+        let table = match kind {
+            "column" | "constraint" if key.len() == 3 => key[..2].to_vec(),
+            "index" => attrs.get("table").map(|t| parts("table", t))?,
+            _ => return None,
+        };
+        partitions.get(&table).cloned()
+    };
+    let after: BTreeMap<(String, Vec<String>), &SchemaObject> = post
         .objects
         .iter()
-        .map(|o| ((o.kind.clone(), o.name.clone()), o))
+        .map(|o| ((o.kind.clone(), parts(&o.kind, &o.name)), o))
         .collect();
-    let mut seen: BTreeSet<(String, String)> = BTreeSet::new();
+    // Renamed objects claim their post-side object first; an object whose rename did not
+    // happen is then matched under its own name, unless that name was claimed by a rename
+    // (the old object was dropped and another renamed onto its name).
+    let base_keys: Vec<(Vec<String>, Vec<String>)> = base
+        .objects
+        .iter()
+        .map(|b| {
+            let k = parts(&b.kind, &b.name);
+            let n = renamed(&b.kind, &k, renames);
+            (k, n)
+        })
+        .collect();
+    let mut claimed: BTreeSet<(String, Vec<String>)> = BTreeSet::new();
+    let mut matched: Vec<Option<&SchemaObject>> = vec![None; base.objects.len()];
+    for pass in [true, false] {
+        for (i, b) in base.objects.iter().enumerate() {
+            let (old, new) = &base_keys[i];
+            if matched[i].is_some() || (pass && old == new) {
+                continue;
+            }
+            let want = (b.kind.clone(), if pass { new.clone() } else { old.clone() });
+            if claimed.contains(&want) {
+                continue;
+            }
+            if let Some(a) = after.get(&want) {
+                claimed.insert(want);
+                matched[i] = Some(a);
+            }
+        }
+    }
     let mut out = Vec::new();
-    for b in &base.objects {
-        let new_name = renamed(&b.kind, &b.name, renames);
-        // A renamed object is matched under its new name; if the rename did not happen, under
-        // its old one (reported as an alter or unchanged, never as a drop plus an add).
-        let found = after
-            .get_key_value(&(b.kind.clone(), new_name))
-            .or_else(|| after.get_key_value(&(b.kind.clone(), b.name.clone())));
-        let Some((key, a)) = found else {
+    for (i, b) in base.objects.iter().enumerate() {
+        let key = base_keys[i].0.clone();
+        let Some(a) = matched[i] else {
             out.push(Change {
                 verb: Verb::Drop,
                 kind: b.kind.clone(),
                 name: b.name.clone(),
+                parent: parent_of(&b.kind, &key, &b.attrs),
+                partition_of: partition_of(&b.kind, &key, &b.attrs),
+                key,
                 old_name: None,
                 attrs: Vec::new(),
                 follows_rename: false,
-                parent: parent_of(&b.kind, &b.name, &b.attrs),
             });
             continue;
         };
-        seen.insert(key.clone());
         let attrs = attr_diff(&b.attrs, &a.attrs);
         let follows = !attrs.is_empty()
-            && attrs
-                .iter()
-                .all(|(_, old, new)| old.as_deref().map(|t| substitute(t, &words)) == new.clone());
+            && !pairs.is_empty()
+            && attrs.iter().all(|(_, old, new)| {
+                old.as_deref().map(|t| ident::rename_identifiers(t, &pairs))
+                    == new.as_deref().map(|t| ident::rename_identifiers(t, &same))
+            });
+        let a_key = parts(&a.kind, &a.name);
         if a.name != b.name {
             out.push(Change {
                 verb: Verb::Rename,
                 kind: b.kind.clone(),
                 name: a.name.clone(),
+                key: a_key.clone(),
                 old_name: Some(b.name.clone()),
                 attrs: Vec::new(),
                 follows_rename: true,
                 parent: None,
+                partition_of: None,
             });
         }
         if !attrs.is_empty() {
@@ -170,6 +259,8 @@ fn changes(base: &SchemaCatalog, post: &SchemaCatalog, renames: &Renames) -> Vec
                 verb: Verb::Alter,
                 kind: b.kind.clone(),
                 name: a.name.clone(),
+                partition_of: partition_of(&a.kind, &a_key, &a.attrs),
+                key: a_key,
                 old_name: (a.name != b.name).then(|| b.name.clone()),
                 attrs,
                 follows_rename: follows,
@@ -178,11 +269,15 @@ fn changes(base: &SchemaCatalog, post: &SchemaCatalog, renames: &Renames) -> Vec
         }
     }
     for a in &post.objects {
-        if !seen.contains(&(a.kind.clone(), a.name.clone())) {
+        let key = parts(&a.kind, &a.name);
+        if !claimed.contains(&(a.kind.clone(), key.clone())) {
             out.push(Change {
                 verb: Verb::Add,
                 kind: a.kind.clone(),
                 name: a.name.clone(),
+                parent: parent_of(&a.kind, &key, &a.attrs),
+                partition_of: partition_of(&a.kind, &key, &a.attrs),
+                key,
                 old_name: None,
                 attrs: a
                     .attrs
@@ -190,12 +285,27 @@ fn changes(base: &SchemaCatalog, post: &SchemaCatalog, renames: &Renames) -> Vec
                     .map(|(k, v)| (k.clone(), None, Some(v.clone())))
                     .collect(),
                 follows_rename: false,
-                parent: parent_of(&a.kind, &a.name, &a.attrs),
             });
         }
     }
     out.sort_by(|x, y| (&x.kind, &x.name, x.verb).cmp(&(&y.kind, &y.name, y.verb)));
     out
+}
+
+/// Partition -> its partitioned table, from either side.
+fn partition_parents(
+    base: &SchemaCatalog,
+    post: &SchemaCatalog,
+) -> BTreeMap<Vec<String>, Vec<String>> {
+    base.objects
+        .iter()
+        .chain(&post.objects)
+        .filter(|o| o.kind == "table")
+        .filter_map(|o| {
+            let parent = o.attrs.get("partition_of")?;
+            Some((parts("table", &o.name), parts("table", parent)))
+        })
+        .collect()
 }
 
 fn attr_diff(
@@ -209,66 +319,12 @@ fn attr_diff(
         .collect()
 }
 
-/// The name `kind name` should have after the renames: tables (and other relations) by the
-/// table map, columns by the column map, objects that live on a table by their table's new name.
-fn renamed(kind: &str, name: &str, r: &Renames) -> String {
-    if r.is_empty() {
-        return name.to_string();
-    }
-    let rel = |schema: &str, rel: &str| format!("{schema}.{}", r.table(rel).unwrap_or(rel));
-    match kind {
-        "table" | "view" | "index" | "sequence" => match name.split_once('.') {
-            Some((s, t)) => rel(s, t),
-            None => name.to_string(),
-        },
-        "column" => match name.splitn(3, '.').collect::<Vec<_>>().as_slice() {
-            [s, t, c] => format!("{}.{}", rel(s, t), r.column(t, c).unwrap_or(c)),
-            _ => name.to_string(),
-        },
-        "constraint" | "trigger" | "policy" => {
-            match name.splitn(3, '.').collect::<Vec<_>>().as_slice() {
-                [s, t, x] => format!("{}.{x}", rel(s, t)),
-                _ => name.to_string(),
-            }
-        }
-        "grant" => match name.rsplit_once(':') {
-            Some((object, role)) if !object.contains('(') => match object.split_once('.') {
-                Some((s, t)) => format!("{}:{role}", rel(s, t)),
-                None => name.to_string(),
-            },
-            _ => name.to_string(),
-        },
-        _ => name.to_string(),
-    }
-}
-
-/// (old, new) identifiers of the rename map, for rewriting definitions.
-fn rename_words(r: &Renames) -> Vec<(String, String)> {
+/// (old, new) identifiers of the rename map, for rewriting definitions (string literals and
+/// comments are left alone by [`ident::rename_identifiers`]).
+fn rename_pairs(r: &Renames) -> Vec<(String, String)> {
     let mut w: Vec<(String, String)> = r.tables.clone();
     w.extend(r.columns.iter().map(|(_, o, n)| (o.clone(), n.clone())));
     w
-}
-
-/// `text` with every whole identifier `old` (bare or double-quoted) replaced by `new`.
-fn substitute(text: &str, words: &[(String, String)]) -> String {
-    let is_word = |c: char| c.is_alphanumeric() || c == '_' || c == '$';
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(c) = rest.chars().next() {
-        if is_word(c) {
-            let end = rest.find(|ch: char| !is_word(ch)).unwrap_or(rest.len());
-            let word = &rest[..end];
-            match words.iter().find(|(o, _)| o == word) {
-                Some((_, n)) => out.push_str(n),
-                None => out.push_str(word),
-            }
-            rest = &rest[end..];
-        } else {
-            out.push(c);
-            rest = &rest[c.len_utf8()..];
-        }
-    }
-    out
 }
 
 /// How a change stands against the rules.
@@ -277,7 +333,12 @@ enum Standing {
     Undeclared,
 }
 
-fn judge(rules: &SchemaDiff, changes: &[Change], base: &SchemaCatalog) -> CheckResult {
+fn judge(
+    rules: &SchemaDiff,
+    changes: &[Change],
+    base: &SchemaCatalog,
+    post: &SchemaCatalog,
+) -> CheckResult {
     let mut used = vec![false; rules.expect.len()];
     let mut standings: Vec<Standing> = changes
         .iter()
@@ -285,49 +346,82 @@ fn judge(rules: &SchemaDiff, changes: &[Change], base: &SchemaCatalog) -> CheckR
             if c.verb == Verb::Rename {
                 return Standing::Declared("the rename map".into());
             }
-            if c.follows_rename {
-                return Standing::Declared("follows the rename map".into());
-            }
-            let hit = rules.expect.iter().position(|e| {
-                e.covers(c.verb, &c.kind, &c.name)
+            // Every expectation that covers the change counts as met (a DBA may write the
+            // same change with and without its schema).
+            let mut first = None;
+            for (i, e) in rules.expect.iter().enumerate() {
+                let covers = e.covers(c.verb, &c.kind, &c.name)
                     || c.old_name
                         .as_deref()
-                        .is_some_and(|old| e.covers(c.verb, &c.kind, old))
-            });
-            match hit {
-                Some(i) => {
+                        .is_some_and(|old| e.covers(c.verb, &c.kind, old));
+                if covers {
                     used[i] = true;
-                    Standing::Declared(format!("declared: \"{}\"", rules.expect[i].text))
+                    first.get_or_insert(i);
                 }
+            }
+            match first {
+                Some(i) => Standing::Declared(format!("declared: \"{}\"", rules.expect[i].text)),
+                None if c.follows_rename => Standing::Declared("follows the rename map".into()),
                 None => Standing::Undeclared,
             }
         })
         .collect();
     // Columns, constraints, grants... of a declared new (or dropped) table come with it, and
-    // so do the parts of those parts (the grants of a serial column's sequence).
+    // so do the parts of those parts (the grants of a serial column's sequence). What a
+    // declared change to a partitioned table does to its partitions comes with it too.
     loop {
-        let declared_parents: BTreeMap<(Verb, String), String> = changes
+        let declared: Vec<(&Change, String)> = changes
             .iter()
             .zip(&standings)
-            .filter(|(c, s)| {
-                matches!(c.verb, Verb::Add | Verb::Drop) && matches!(s, Standing::Declared(_))
-            })
-            .map(|(c, _)| {
-                let by = format!("follows {} {} {}", c.verb, c.kind, c.name);
-                ((c.verb, c.name.clone()), by)
+            .filter_map(|(c, s)| match s {
+                Standing::Declared(_) if c.verb != Verb::Rename => {
+                    Some((c, format!("follows {} {} {}", c.verb, c.kind, c.name)))
+                }
+                _ => None,
             })
             .collect();
-        let mut changed = false;
-        for (c, s) in changes.iter().zip(standings.iter_mut()) {
-            if matches!(s, Standing::Undeclared)
-                && let Some(by) = c
-                    .parent
-                    .as_ref()
-                    .and_then(|p| declared_parents.get(&(c.verb, p.clone())))
-            {
-                *s = Standing::Declared(by.clone());
-                changed = true;
+        let follows = |c: &Change| -> Option<String> {
+            let parent = c
+                .parent
+                .as_ref()
+                .filter(|_| matches!(c.verb, Verb::Add | Verb::Drop));
+            if let Some(by) = parent.and_then(|p| {
+                declared
+                    .iter()
+                    .find(|(d, _)| d.verb == c.verb && &d.key == p)
+                    .map(|(_, by)| by.clone())
+            }) {
+                return Some(by);
             }
+            let table = c.partition_of.as_ref()?;
+            declared
+                .iter()
+                .find(|(d, _)| {
+                    d.verb == c.verb
+                        && d.kind == c.kind
+                        && match c.kind.as_str() {
+                            // The same column on the partitioned table.
+                            "column" => {
+                                d.key.len() == 3
+                                    && d.key[..2] == table[..]
+                                    && c.key.last() == d.key.last()
+                            }
+                            // An index or constraint on the partitioned table.
+                            _ => d.parent.as_ref() == Some(table) || d.key.get(..2) == Some(table),
+                        }
+                })
+                .map(|(_, by)| by.clone())
+        };
+        let mut changed = false;
+        let found: Vec<(usize, String)> = changes
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| matches!(standings[*i], Standing::Undeclared))
+            .filter_map(|(i, c)| follows(c).map(|by| (i, by)))
+            .collect();
+        for (i, by) in found {
+            standings[i] = Standing::Declared(by);
+            changed = true;
         }
         if !changed {
             break;
@@ -372,12 +466,13 @@ fn judge(rules: &SchemaDiff, changes: &[Change], base: &SchemaCatalog) -> CheckR
         });
     }
     let schemas = base.schemas.join(", ");
+    let scope_changed = base.schemas != post.schemas;
     let status = if (rules.undeclared_fails && !undeclared.is_empty())
         || (rules.hazards_fail && !hazards.is_empty())
         || !missing.is_empty()
     {
         Status::Fail
-    } else if !undeclared.is_empty() || !hazards.is_empty() {
+    } else if !undeclared.is_empty() || !hazards.is_empty() || scope_changed {
         Status::Warn
     } else {
         Status::Pass
@@ -404,6 +499,12 @@ fn judge(rules: &SchemaDiff, changes: &[Change], base: &SchemaCatalog) -> CheckR
     }
     if !hazards.is_empty() {
         summary.push_str(&format!("; hazard: {}", hazards.join("; ")));
+    }
+    if scope_changed {
+        summary.push_str(&format!(
+            "; the schemas in scope differ (baseline: {schemas}; now: {}): set settings.schemas",
+            post.schemas.join(", ")
+        ));
     }
     if !missing.is_empty() {
         summary.push_str(&format!(
@@ -434,6 +535,9 @@ fn hazard(c: &Change) -> Option<&'static str> {
                 "the index is INVALID (a failed concurrent build): queries ignore it; drop and re-create it",
             ),
             ("enabled", "DISABLED") => Some("the trigger is DISABLED"),
+            ("triggers", "DISABLED") => Some(
+                "its enforcement triggers are DISABLED (DISABLE TRIGGER ALL): it is not checked",
+            ),
             ("behind_max", v) if v.starts_with("BEHIND") => Some(
                 "the sequence is behind max() of its column: the next insert fails with a duplicate key (setval it)",
             ),
@@ -616,7 +720,7 @@ mod tests {
         let r = diff(&declared, &Renames::default(), Some(&before), Some(&after));
         assert_eq!(r.status, Status::Pass, "{r:#?}");
         let seq = r.values.iter().find(|v| v.key[0] == "sequence").unwrap();
-        assert_eq!(seq.rule, "follows add table public.t");
+        assert_eq!(seq.rule, "follows add column public.t.id");
     }
 
     #[test]
@@ -681,11 +785,66 @@ mod tests {
     }
 
     #[test]
-    fn substitute_replaces_whole_identifiers_only() {
-        let w = vec![("fixed_cost".to_string(), "fee".to_string())];
-        assert_eq!(
-            substitute("sum(cp.fixed_cost) AS fixed_cost_total, \"fixed_cost\"", &w),
-            "sum(cp.fee) AS fixed_cost_total, \"fee\""
+    fn a_renamed_word_inside_a_string_literal_is_a_real_change() {
+        let before = cat(vec![obj(
+            "column",
+            "public.t.state",
+            &[("default", "'active'::text")],
+        )]);
+        let after = cat(vec![obj(
+            "column",
+            "public.t.state",
+            &[("default", "'enabled'::text")],
+        )]);
+        let ren = Renames {
+            tables: vec![],
+            columns: vec![("t".into(), "active".into(), "enabled".into())],
+        };
+        let r = diff(&rules(&[]), &ren, Some(&before), Some(&after));
+        assert_eq!(r.status, Status::Fail, "{r:#?}");
+    }
+
+    #[test]
+    fn a_table_dropped_and_another_renamed_onto_its_name_is_a_drop_and_a_rename() {
+        let before = cat(vec![
+            obj("table", "public.orders", &[("owner", "a")]),
+            obj("table", "public.orders_v2", &[("owner", "b")]),
+        ]);
+        let after = cat(vec![obj("table", "public.orders_v2", &[("owner", "a")])]);
+        let ren = Renames {
+            tables: vec![("orders".into(), "orders_v2".into())],
+            columns: vec![],
+        };
+        let r = diff(&rules(&[]), &ren, Some(&before), Some(&after));
+        assert_eq!(r.status, Status::Fail, "{r:#?}");
+        assert!(
+            r.summary
+                .contains("1 undeclared: drop table public.orders_v2"),
+            "{}",
+            r.summary
         );
+    }
+
+    #[test]
+    fn a_column_added_to_a_partitioned_table_covers_its_partitions() {
+        let before = cat(vec![
+            obj("table", "public.p", &[]),
+            obj("table", "public.p1", &[("partition_of", "public.p")]),
+        ]);
+        let mut objects = vec![
+            obj("column", "public.p.z", &[]),
+            obj("column", "public.p1.z", &[]),
+        ];
+        if let SchemaCapture::Captured(c) = &before {
+            objects.extend(c.objects.clone());
+        }
+        let after = cat(objects);
+        let r = diff(
+            &rules(&["add column p.z"]),
+            &Renames::default(),
+            Some(&before),
+            Some(&after),
+        );
+        assert_eq!(r.status, Status::Pass, "{r:#?}");
     }
 }

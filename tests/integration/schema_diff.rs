@@ -175,7 +175,7 @@ fn declared_changes_pass_and_everything_is_listed() {
         .iter()
         .find(|v| v["key"][1] == "public.audit_log_id_seq")
         .expect("the bigserial's sequence is listed");
-    assert_eq!(seq["rule"], "follows add table public.audit_log");
+    assert_eq!(seq["rule"], "follows add column public.audit_log.id");
 
     // Not declared: the same script fails, naming the table; as a warning it passes.
     let (r, report) = migrate_json(&db, DATA_CHECKS, "CREATE TABLE audit_log (id int);\n");
@@ -272,4 +272,51 @@ fn a_sequence_left_behind_its_column_is_caught_by_verify() {
             .contains("the next insert fails with a duplicate key"),
         "{report:#}"
     );
+}
+
+#[test]
+fn the_sessions_search_path_does_not_show_as_changes() {
+    let db = world("sd_search_path");
+    let spec = format!("{DATA_CHECKS}\n[schema]\nexpect = [\"add column accounts.note\"]\n");
+    // pg_dump-style scripts empty the search_path: definitions must not look different.
+    let (r, report) = migrate_json(
+        &db,
+        &spec,
+        "SELECT pg_catalog.set_config('search_path', '', false);\n\
+         ALTER TABLE public.accounts ADD COLUMN note text;\n",
+    );
+    assert_eq!(r.code, 0, "{r}");
+    assert!(
+        check(&report, "schema diff")["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("1 change in public, 0 undeclared"),
+        "{report:#}"
+    );
+}
+
+#[test]
+fn foreign_key_triggers_switched_off_are_a_hazard_and_a_correct_setval_is_not() {
+    let db = world("sd_fk_triggers");
+    let (r, report) = migrate_json(
+        &db,
+        DATA_CHECKS,
+        "ALTER TABLE accounts DISABLE TRIGGER ALL;\n",
+    );
+    assert_eq!(r.code, 1, "{r}");
+    let summary = check(&report, "schema diff")["summary"].as_str().unwrap();
+    assert!(
+        summary.contains(
+            "constraint public.accounts.accounts_owner_id_fkey: its enforcement triggers are DISABLED"
+        ),
+        "{summary}"
+    );
+    // setval(next, false): the next value is free, nothing is behind, nothing changed.
+    let (r, report) = migrate_json(
+        &db,
+        DATA_CHECKS,
+        "SELECT setval('accounts_id_seq', (SELECT max(id) + 1 FROM accounts), false);\n",
+    );
+    assert_eq!(r.code, 0, "{r}");
+    assert_eq!(status(&report, "schema diff"), "PASS");
 }

@@ -422,6 +422,35 @@ pub struct Snapshot {
     /// a missing column after a migration.
     pub catalog: std::collections::BTreeMap<String, Vec<String>>,
     pub checks: Vec<CheckCapture>,
+    /// The catalog of the schemas in scope, for the schema diff (absent when `[schema]`
+    /// turns it off, and in snapshots of migval versions before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<SchemaCapture>,
+}
+
+/// One catalog object (`queries/schema_catalog.sql`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SchemaObject {
+    /// table, column, constraint, index, view, function, trigger, type, policy, grant, sequence.
+    pub kind: String,
+    /// Schema-qualified, unquoted: `public.accounts.status`, `public.f(integer)`,
+    /// `public.accounts:app_user` (a grant).
+    pub name: String,
+    pub attrs: std::collections::BTreeMap<String, String>,
+}
+
+/// The catalog of the schemas in scope, sorted by kind then name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SchemaCatalog {
+    pub schemas: Vec<String>,
+    pub objects: Vec<SchemaObject>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SchemaCapture {
+    Captured(SchemaCatalog),
+    Failed(DbFailure),
 }
 
 impl Snapshot {

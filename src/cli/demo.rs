@@ -166,10 +166,7 @@ async fn story(
 
     step.say("the rollback (rollback.sql), then migval verify: the state must equal the baseline exactly");
     exec_tx(&work, ROLLBACK, "rollback.sql").await?;
-    let no_renames = Spec {
-        renames: Default::default(),
-        ..spec.clone()
-    };
+    let no_renames = engine::migrate::exact_spec(&spec);
     let (restored, _) = engine::verify(&info, &no_renames, &baseline, limits).await?;
     println!("      {}", report::verdict_line(&restored));
 

@@ -26,7 +26,8 @@ use crate::db::conninfo::ConnInfo;
 use crate::db::decode::{self, Decoder};
 use crate::db::{self, ConnectError};
 use crate::model::{
-    CheckCapture, Column, DbFailure, Kind, Origin, Outcome, Snapshot, SpecCopy, Table, Value,
+    CheckCapture, Column, DbFailure, Kind, Origin, Outcome, SchemaCapture, SchemaCatalog,
+    SchemaObject, Snapshot, SpecCopy, Table, Value,
 };
 use crate::spec::Spec;
 use crate::sql::{self, ident};
@@ -95,8 +96,8 @@ pub async fn capture(
         let catalog = preflight::run(&exporter, spec, naming, previous).await?;
         let probes = plan::plan(spec, naming, &catalog);
         match attempt_capture(info, exporter, spec, &catalog, probes, limits).await {
-            Ok((origin, captures, connections)) => {
-                return Ok(snapshot_of(
+            Ok((origin, captures, connections, schema)) => {
+                let mut snap = snapshot_of(
                     info,
                     spec,
                     naming,
@@ -105,7 +106,9 @@ pub async fn capture(
                     captures,
                     connections,
                     started,
-                ));
+                );
+                snap.schema = schema;
+                return Ok(snap);
             }
             Err(Attempt::Retry(_)) if attempt < 3 => continue,
             Err(Attempt::Retry(f)) | Err(Attempt::Fatal(f)) => {
@@ -138,6 +141,82 @@ fn origin_from_row(row: &tokio_postgres::Row) -> Result<OriginParts, tokio_postg
 }
 type ProbeResult = (usize, Result<Vec<(usize, Table)>, DbFailure>);
 
+/// The schemas whose catalog the schema diff compares: those in scope, never migval's own.
+fn schema_scope(spec: &Spec, catalog: &Catalog) -> Option<Vec<String>> {
+    spec.schema.enabled.then(|| {
+        catalog
+            .schemas
+            .iter()
+            .filter(|s| s.as_str() != "migval")
+            .cloned()
+            .collect()
+    })
+}
+
+/// Read the catalog of `schemas` inside the transaction open on `client`, under a savepoint
+/// that is always rolled back: a failure leaves the transaction usable (and is reported, not
+/// fatal), and the `search_path = pg_catalog` set for the read (so that definitions name every
+/// object with its schema, whatever the session's path) ends with it.
+async fn read_schema(client: &Client, schemas: Vec<String>) -> SchemaCapture {
+    let context = || Some(format!("reading the catalog of {}", schemas.join(", ")));
+    if let Err(e) = client
+        .batch_execute("SAVEPOINT migval_schema; SET LOCAL search_path = pg_catalog")
+        .await
+    {
+        return SchemaCapture::Failed(db::failure(&e, context()));
+    }
+    let read = async {
+        let rows = client.query(sql::SCHEMA_CATALOG.sql, &[&schemas]).await?;
+        let mut objects = Vec::with_capacity(rows.len());
+        for row in rows {
+            let attrs: String = row.try_get(2)?;
+            objects.push((row.try_get(0)?, row.try_get(1)?, attrs));
+        }
+        Ok::<_, tokio_postgres::Error>(objects)
+    };
+    let result = read.await;
+    let ended = client
+        .batch_execute("ROLLBACK TO SAVEPOINT migval_schema; RELEASE SAVEPOINT migval_schema")
+        .await;
+    let rows = match (result, ended) {
+        (Ok(rows), Ok(())) => rows,
+        (Err(e), _) | (Ok(_), Err(e)) => return SchemaCapture::Failed(db::failure(&e, context())),
+    };
+    let mut objects = Vec::with_capacity(rows.len());
+    for (kind, name, attrs) in rows {
+        let attrs = match parse_attrs(&attrs) {
+            Ok(a) => a,
+            Err(message) => {
+                return SchemaCapture::Failed(DbFailure {
+                    message: format!("attributes of {kind} {name}: {message}"),
+                    sqlstate: None,
+                    detail: None,
+                    hint: None,
+                    context: context(),
+                });
+            }
+        };
+        objects.push(SchemaObject { kind, name, attrs });
+    }
+    objects.sort_by(|a, b| (&a.kind, &a.name).cmp(&(&b.kind, &b.name)));
+    SchemaCapture::Captured(SchemaCatalog { schemas, objects })
+}
+
+/// A JSON object of text values, as `schema_catalog.sql` builds it.
+fn parse_attrs(json: &str) -> Result<BTreeMap<String, String>, String> {
+    let value: serde_json::Value = serde_json::from_str(json).map_err(|e| e.to_string())?;
+    let serde_json::Value::Object(map) = value else {
+        return Err(format!("expected a JSON object, got {json}"));
+    };
+    Ok(map
+        .into_iter()
+        .map(|(k, v)| match v {
+            serde_json::Value::String(s) => (k, s),
+            other => (k, other.to_string()),
+        })
+        .collect())
+}
+
 async fn attempt_capture(
     info: &ConnInfo,
     exporter: Client,
@@ -145,7 +224,7 @@ async fn attempt_capture(
     catalog: &Catalog,
     probes: Vec<Probe>,
     limits: Limits,
-) -> Result<(OriginParts, Vec<CheckCapture>, usize), Attempt> {
+) -> Result<(OriginParts, Vec<CheckCapture>, usize, Option<SchemaCapture>), Attempt> {
     let fatal =
         |e: tokio_postgres::Error, what: &str| Attempt::Fatal(db::failure(&e, Some(what.into())));
     exporter
@@ -234,6 +313,10 @@ async fn attempt_capture(
             Ok(out)
         }));
     }
+    let schema = match schema_scope(&spec, catalog) {
+        Some(scope) => Some(read_schema(&exporter, scope).await),
+        None => None,
+    };
     let mut results: Vec<ProbeResult> = work(&exporter, &probes, &spec, &queue, 0).await;
     let mut first_err = None;
     for h in handles {
@@ -259,7 +342,7 @@ async fn attempt_capture(
     }
 
     let captures = assemble(&spec, &probes, results);
-    Ok((origin, captures, workers))
+    Ok((origin, captures, workers, schema))
 }
 
 /// Build the snapshot record from a finished capture.
@@ -301,6 +384,7 @@ fn snapshot_of(
         },
         catalog: catalog.to_map(),
         checks,
+        schema: None,
     }
 }
 
@@ -331,6 +415,10 @@ pub async fn capture_in_transaction(
         .batch_execute(&format!("SAVEPOINT migval_capture; {}", limits.set_local()))
         .await
         .map_err(|e| fatal(e, "starting the capture savepoint"))?;
+    let schema = match schema_scope(spec, &catalog) {
+        Some(scope) => Some(read_schema(client, scope).await),
+        None => None,
+    };
     let queue = Mutex::new((0..probes.len()).collect::<VecDeque<usize>>());
     let results = work(client, &probes, spec, &queue, 0).await;
     client
@@ -338,9 +426,9 @@ pub async fn capture_in_transaction(
         .await
         .map_err(|e| fatal(e, "ending the capture savepoint"))?;
     let captures = assemble(spec, &probes, results);
-    Ok(snapshot_of(
-        info, spec, naming, &catalog, origin, captures, 1, started,
-    ))
+    let mut snap = snapshot_of(info, spec, naming, &catalog, origin, captures, 1, started);
+    snap.schema = schema;
+    Ok(snap)
 }
 
 /// Per check, in spec order: its table (sorted by key) or its failure, and its SQL.

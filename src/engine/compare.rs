@@ -77,6 +77,15 @@ pub fn compare(spec: &Spec, baseline: &Snapshot, after: &Snapshot, command: &str
             compare_check(check, b, a, drift, spec.settings.worst_groups)
         })
         .collect();
+    let mut checks = checks;
+    if spec.schema.enabled {
+        checks.push(super::schema_diff::diff(
+            &spec.schema,
+            &spec.renames,
+            baseline.schema.as_ref(),
+            after.schema.as_ref(),
+        ));
+    }
     let verdict = Verdict::from_results(&checks);
     Report {
         command: command.to_string(),
@@ -656,6 +665,25 @@ fn accumulate(
     for (slot, v) in [(&mut acc.0, b), (&mut acc.1, a)] {
         let Some(v) = v else { continue };
         if v.is_null() {
+            continue;
+        }
+        // min/max of timestamps, dates and text: the smallest or largest value, in the order
+        // group keys sort by (ISO UTC timestamps sort chronologically).
+        let ordered = matches!(how, Combine::Min | Combine::Max)
+            && v.as_decimal().is_none()
+            && !matches!(v, Value::BigNum(_));
+        if ordered {
+            let replace = slot.as_ref().is_none_or(|cur| {
+                let o = v.key_cmp(cur);
+                if how == Combine::Min {
+                    o.is_lt()
+                } else {
+                    o.is_gt()
+                }
+            });
+            if replace {
+                *slot = Some(v.clone());
+            }
             continue;
         }
         let Some(d) = v.as_decimal() else {

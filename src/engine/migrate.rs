@@ -355,6 +355,9 @@ fn lock_rank(mode: &str) -> u8 {
 pub fn exact_spec(spec: &Spec) -> Spec {
     let mut s = spec.clone();
     s.renames = Renames::default();
+    // The catalog must come back exactly too: no change is expected, every change fails.
+    s.schema.expect.clear();
+    s.schema.undeclared_fails = true;
     let exact = |r: &mut Rule| {
         r.tolerance = Tolerance::Exact;
         r.expect = Expect::Unchanged;

@@ -6,6 +6,7 @@ pub mod compare;
 pub mod migrate;
 pub mod plan;
 pub mod preflight;
+pub mod schema_diff;
 pub mod script;
 
 use crate::db::conninfo::ConnInfo;

@@ -2,6 +2,7 @@
 //! what did not pass.
 
 use super::{show, verdict_line};
+use crate::engine::schema_diff::KIND as SCHEMA_DIFF;
 use crate::model::{Report, Status};
 
 fn esc(s: &str) -> String {
@@ -81,7 +82,33 @@ pub fn render(r: &Report) -> String {
             esc(&c.summary)
         ));
     }
-    for c in r.checks.iter().filter(|c| c.status != Status::Pass) {
+    for c in r
+        .checks
+        .iter()
+        .filter(|c| c.kind == SCHEMA_DIFF && !c.values.is_empty())
+    {
+        out.push_str(&format!(
+            "\n### Schema changes\n\n{}\n\n| ok | change | object | what | before | after | declared by |\n|---|---|---|---|---|---|---|\n",
+            esc(&c.summary)
+        ));
+        for v in &c.values {
+            out.push_str(&format!(
+                "| {} | {} | `{}` | {} | {} | {} | {} |\n",
+                if v.ok { "yes" } else { "**no**" },
+                v.scope,
+                esc(&v.key.join(" ")),
+                esc(&v.metric),
+                esc(&show(&v.baseline)),
+                esc(&show(&v.after)),
+                esc(&v.rule)
+            ));
+        }
+    }
+    for c in r
+        .checks
+        .iter()
+        .filter(|c| c.status != Status::Pass && c.kind != SCHEMA_DIFF)
+    {
         out.push_str(&format!(
             "\n### {} — {}\n\n{}\n",
             c.status,

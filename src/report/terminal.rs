@@ -5,6 +5,7 @@ use tabled::builder::Builder;
 use tabled::settings::Style;
 
 use super::{show, verdict_line};
+use crate::engine::schema_diff::KIND as SCHEMA_DIFF;
 use crate::model::{CheckResult, Report, Status};
 
 fn paint(text: &str, status: Status, color: bool) -> String {
@@ -32,6 +33,14 @@ fn cell(text: &str, max: usize) -> String {
 
 /// Baseline / after / difference for the overview row.
 fn overview(c: &CheckResult) -> (String, String, String) {
+    if c.kind == SCHEMA_DIFF {
+        let n = c.values.iter().filter(|v| v.scope != "missing").count();
+        return (
+            String::new(),
+            String::new(),
+            format!("{n} change{}", if n == 1 { "" } else { "s" }),
+        );
+    }
     if let Some(g) = &c.groups {
         return (
             format!("{} groups", g.baseline_groups),
@@ -120,6 +129,9 @@ pub fn render(r: &Report, color: bool) -> String {
     t.with(Style::psql());
     out.push_str(&t.to_string());
     out.push('\n');
+    for c in r.checks.iter().filter(|c| c.kind == SCHEMA_DIFF) {
+        out.push_str(&schema_changes(c, color));
+    }
 
     for c in r.checks.iter().filter(|c| c.status != Status::Pass) {
         out.push_str(&format!(
@@ -140,7 +152,7 @@ pub fn render(r: &Report, color: bool) -> String {
         let details: Vec<_> = c
             .values
             .iter()
-            .filter(|v| !v.ok || v.scope == "total")
+            .filter(|v| c.kind != SCHEMA_DIFF && (!v.ok || v.scope == "total"))
             .collect();
         if !details.is_empty() {
             let mut b = Builder::default();
@@ -213,6 +225,42 @@ pub fn render(r: &Report, color: bool) -> String {
     };
     out.push_str(&paint(&verdict_line(r), status, color));
     out.push('\n');
+    out
+}
+
+/// Every schema change, declared or not, one line per changed attribute.
+fn schema_changes(c: &CheckResult, color: bool) -> String {
+    if c.values.is_empty() {
+        return String::new();
+    }
+    let mut b = Builder::default();
+    b.push_record([
+        "ok",
+        "change",
+        "object",
+        "what",
+        "before",
+        "after",
+        "declared by",
+    ]);
+    for v in &c.values {
+        let status = if v.ok { Status::Pass } else { c.status };
+        b.push_record([
+            paint(if v.ok { "yes" } else { "NO" }, status, color),
+            v.scope.clone(),
+            cell(&v.key.join(" "), 60),
+            cell(&v.metric, 20),
+            cell(&show(&v.baseline), 40),
+            cell(&show(&v.after), 40),
+            cell(&v.rule, 50),
+        ]);
+    }
+    let mut t = b.build();
+    t.with(Style::psql());
+    let mut out = format!("\nschema changes ({}):\n", c.summary);
+    for line in t.to_string().lines() {
+        out.push_str(&format!("  {line}\n"));
+    }
     out
 }
 

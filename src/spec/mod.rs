@@ -1,6 +1,7 @@
 //! The checks file: parsed once (`raw`), validated once into [`Spec`]. Commands only ever see
 //! the validated type. Every error names the file, the line, the check and the key.
 
+pub mod expect_change;
 pub mod raw;
 
 use std::fmt;
@@ -10,7 +11,10 @@ use rust_decimal::Decimal;
 use sha2::{Digest, Sha256};
 
 use crate::sql::ident::{self, Name};
-use raw::{RawCheck, RawExpect, RawMetric, RawNumber, RawSchemaFact, RawSpec, RawTolerance};
+pub use expect_change::{ExpectedChange, SchemaDiff, Verb};
+use raw::{
+    RawCheck, RawExpect, RawMetric, RawNumber, RawSchemaDiff, RawSchemaFact, RawSpec, RawTolerance,
+};
 
 /// A spec error: `checks.toml:12: check `revenue`, key `metrics`: ...`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -335,6 +339,8 @@ pub struct Spec {
     pub settings: Settings,
     pub renames: Renames,
     pub checks: Vec<Check>,
+    /// The catalog-wide schema diff (`[schema]`).
+    pub schema: SchemaDiff,
 }
 
 impl Spec {
@@ -369,6 +375,13 @@ impl Spec {
         };
         let settings = v.settings(raw.settings);
         let renames = v.renames(&raw.rename, line_of_key(text, "[rename]"));
+        let schema = match raw.schema {
+            Some(sp) => {
+                let line = line_of(text, sp.span().start);
+                v.schema_diff(text, line, sp.into_inner())
+            }
+            None => SchemaDiff::default(),
+        };
         let mut checks = Vec::new();
         let mut names = std::collections::HashSet::new();
         for (i, spanned) in raw.checks.into_iter().enumerate() {
@@ -417,6 +430,7 @@ impl Spec {
             settings,
             renames,
             checks,
+            schema,
         })
     }
 }
@@ -520,6 +534,40 @@ impl Validator<'_> {
                 }
             }
             s.schemas = Some(out);
+        }
+        s
+    }
+
+    fn schema_diff(&mut self, text: &str, line: usize, raw: RawSchemaDiff) -> SchemaDiff {
+        let mut s = SchemaDiff {
+            enabled: raw.diff.unwrap_or(true),
+            ..SchemaDiff::default()
+        };
+        for (key, value, flag) in [
+            (
+                "schema.undeclared",
+                &raw.undeclared,
+                &mut s.undeclared_fails,
+            ),
+            ("schema.hazards", &raw.hazards, &mut s.hazards_fail),
+        ] {
+            match value.as_deref() {
+                None | Some("fail") => {}
+                Some("warn") => *flag = false,
+                Some(other) => self.err(
+                    line,
+                    "",
+                    key,
+                    format!("`{other}` is not allowed: write \"fail\" or \"warn\""),
+                ),
+            }
+        }
+        for e in raw.expect {
+            let at = line_of(text, e.span().start);
+            match ExpectedChange::parse(e.get_ref(), at) {
+                Ok(x) => s.expect.push(x),
+                Err(m) => self.err(at, "", "schema.expect", m),
+            }
         }
         s
     }

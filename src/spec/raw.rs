@@ -16,6 +16,23 @@ pub struct RawSpec {
     pub rename: BTreeMap<String, String>,
     #[serde(default, rename = "check")]
     pub checks: Vec<Spanned<RawCheck>>,
+    /// The catalog-wide schema diff: expected changes and what an undeclared one does.
+    #[serde(default)]
+    pub schema: Option<Spanned<RawSchemaDiff>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSchemaDiff {
+    /// `false` turns the schema diff off.
+    pub diff: Option<bool>,
+    /// "fail" (the default) or "warn".
+    pub undeclared: Option<String>,
+    /// "fail" (the default) or "warn".
+    pub hazards: Option<String>,
+    /// "add column public.accounts.status", "drop index *_old", "change function public.*".
+    #[serde(default)]
+    pub expect: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -35,6 +35,7 @@ queries! {
     FACT_RLS => "fact_rls.sql",
     FACT_POLICY => "fact_policy.sql",
     FACT_FUNCTION => "fact_function.sql",
+    SCHEMA_CATALOG => "schema_catalog.sql",
     BACKFILL_TARGET => "backfill_target.sql",
     BACKFILL_LOCK => "backfill_lock.sql",
     BACKFILL_LOCK_HOLDER => "backfill_lock_holder.sql",

@@ -136,7 +136,7 @@ fn every_check_kind_captures_exact_values_and_passes_when_nothing_changed() {
         check(&report, "revenue per region")["groups"]["after_groups"],
         2
     );
-    assert_eq!(report["verdict"]["passed"], 15);
+    assert_eq!(report["verdict"]["passed"], 16);
 }
 
 #[test]

@@ -127,7 +127,7 @@ fn one_failing_check_is_an_error_with_sqlstate_and_the_others_still_run() {
         "22012"
     );
     assert_eq!(
-        report["verdict"]["passed"], 15,
+        report["verdict"]["passed"], 16,
         "every other check ran and passed"
     );
     let text = migval(&[
@@ -141,7 +141,7 @@ fn one_failing_check_is_an_error_with_sqlstate_and_the_others_still_run() {
     ]);
     assert!(
         text.stdout
-            .contains("VALIDATION FAILED: 1 of 16 checks (1 could not be evaluated)"),
+            .contains("VALIDATION FAILED: 1 of 17 checks (1 could not be evaluated)"),
         "{text}"
     );
 }
@@ -347,12 +347,12 @@ fn report_formats_and_diff_of_two_saved_snapshots() {
     ]);
     assert_eq!(r.code, 1, "{r}");
     assert!(
-        r.stdout.contains("VALIDATION FAILED: 4 of 15 checks"),
+        r.stdout.contains("VALIDATION FAILED: 4 of 16 checks"),
         "{r}"
     );
     let junit = std::fs::read_to_string(&junit_path).unwrap();
     assert!(
-        junit.contains("<testsuites name=\"migval\" tests=\"15\" failures=\"4\" errors=\"0\">"),
+        junit.contains("<testsuites name=\"migval\" tests=\"16\" failures=\"4\" errors=\"0\">"),
         "{junit}"
     );
     assert_eq!(junit.matches("<failure ").count(), 4, "{junit}");
@@ -361,7 +361,7 @@ fn report_formats_and_diff_of_two_saved_snapshots() {
     assert_eq!(md.code, 1, "{md}");
     assert!(
         md.stdout
-            .starts_with("## ❌ VALIDATION FAILED: 4 of 15 checks"),
+            .starts_with("## ❌ VALIDATION FAILED: 4 of 16 checks"),
         "{md}"
     );
     assert!(md.stdout.contains("| **FAIL** | order totals |"), "{md}");
@@ -377,7 +377,7 @@ fn report_formats_and_diff_of_two_saved_snapshots() {
     assert!(
         text.stdout
             .trim_end()
-            .ends_with("VALIDATION FAILED: 4 of 15 checks"),
+            .ends_with("VALIDATION FAILED: 4 of 16 checks"),
         "{text}"
     );
 
@@ -385,5 +385,5 @@ fn report_formats_and_diff_of_two_saved_snapshots() {
     let same = migval(&["diff", p(&base), p(&base), "--format", "json"]);
     assert_eq!(same.code, 0, "{same}");
     let json: serde_json::Value = serde_json::from_str(&same.stdout).unwrap();
-    assert_eq!(json["verdict"]["passed"], 15);
+    assert_eq!(json["verdict"]["passed"], 16);
 }

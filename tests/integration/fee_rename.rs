@@ -46,7 +46,7 @@ fn good_migration_passes_broken_one_fails_on_the_view_and_rollback_restores_exac
     ]);
     assert_eq!(good.code, 0, "{good}");
     assert!(
-        good.stdout.contains("VALIDATION PASSED (25 checks)"),
+        good.stdout.contains("VALIDATION PASSED (26 checks)"),
         "{good}"
     );
     assert!(
@@ -115,7 +115,23 @@ fn good_migration_passes_broken_one_fails_on_the_view_and_rollback_restores_exac
         .collect();
     assert_eq!(
         failing,
-        vec!["company revenue per company (company_revenue_analytics view)"]
+        vec![
+            "company revenue per company (company_revenue_analytics view)",
+            "schema diff"
+        ]
+    );
+    let schema = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "schema diff")
+        .unwrap();
+    assert!(
+        schema["summary"]
+            .as_str()
+            .unwrap()
+            .contains("1 undeclared: alter view public.company_revenue_analytics (definition"),
+        "the recreated view's new definition is not declared: {schema:#}"
     );
     assert_eq!(
         status(
@@ -140,17 +156,17 @@ fn demo_runs_on_a_throwaway_cluster_and_explains_the_verdicts() {
     assert_eq!(r.code, 0, "{r}");
     assert!(
         r.stdout
-            .contains("good migration:    VALIDATION PASSED (25 checks)"),
+            .contains("good migration:    VALIDATION PASSED (26 checks)"),
         "{r}"
     );
     assert!(
         r.stdout
-            .contains("rollback:          VALIDATION PASSED (25 checks)"),
+            .contains("rollback:          VALIDATION PASSED (26 checks)"),
         "{r}"
     );
     assert!(
         r.stdout
-            .contains("broken migration:  VALIDATION FAILED: 1 of 25 checks"),
+            .contains("broken migration:  VALIDATION FAILED: 2 of 26 checks"),
         "{r}"
     );
     assert!(

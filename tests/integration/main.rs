@@ -21,5 +21,9 @@ mod migrate;
 mod renames;
 /// Tolerance (per group, total, both), every intent, group keys, exact numerics.
 mod rules;
+/// The catalog-wide schema diff: dropped indexes, disabled RLS, lost grants, hazards.
+mod schema_diff;
+/// Seeds 002/003/004 (subscriber_schema, account_status, status_levels) rehearsed with migrate.
+mod seeds;
 /// TLS against a real server with ssl=on: sslmode require / verify-ca / verify-full.
 mod tls;

@@ -73,7 +73,7 @@ fn a_rehearsal_shows_the_verdict_and_leaves_no_trace() {
         r.stdout.contains("== rehearsal: nothing was committed =="),
         "{r}"
     );
-    assert!(r.stdout.contains("VALIDATION PASSED (25 checks)"), "{r}");
+    assert!(r.stdout.contains("VALIDATION PASSED (26 checks)"), "{r}");
     assert!(
         r.stdout
             .contains("lock: ACCESS EXCLUSIVE on public.client_products held"),
@@ -184,7 +184,7 @@ fn rollback_rehearsal_tells_whether_the_rollback_restores_the_state() {
         .split_once("rehearsal of the rollback")
         .map_or("", |x| x.1);
     assert!(
-        rollback_part.contains("VALIDATION FAILED: 2 of 2 checks"),
+        rollback_part.contains("VALIDATION FAILED: 2 of 3 checks"),
         "{bad}"
     );
     let good = migval(&[
@@ -202,7 +202,7 @@ fn rollback_rehearsal_tells_whether_the_rollback_restores_the_state() {
         .split_once("rehearsal of the rollback")
         .map_or("", |x| x.1);
     assert!(
-        rollback_part.contains("VALIDATION PASSED (2 checks)"),
+        rollback_part.contains("VALIDATION PASSED (3 checks)"),
         "{good}"
     );
     // The migration itself deletes a row: its own verdict fails, whatever the rollback does.
@@ -221,7 +221,10 @@ fn rollback_rehearsal_tells_whether_the_rollback_restores_the_state() {
 #[test]
 fn a_lock_held_elsewhere_times_out_retries_and_names_the_blocker() {
     let db = accounts("migrate_locks");
-    let spec = db.file("checks.toml", ACCOUNT_CHECKS);
+    let spec = db.file(
+        "checks.toml",
+        &format!("{ACCOUNT_CHECKS}\n[schema]\nexpect = [\"add column accounts.note\"]\n"),
+    );
     let migration = db.file("up.sql", "ALTER TABLE accounts ADD COLUMN note text;\n");
     rt().block_on(async {
         let holder = db.client().await;
@@ -321,7 +324,10 @@ fn dollar_quoted_bodies_with_semicolons_run_intact_and_renames_are_inferred() {
     let db = accounts("migrate_dollar");
     let spec = db.file(
         "checks.toml",
-        &format!("{ACCOUNT_CHECKS}\n[[check]]\nname = \"fee function\"\nschema = {{ function = \"fee_of\" }}\n"),
+        &format!(
+            "{ACCOUNT_CHECKS}\n[[check]]\nname = \"fee function\"\nschema = {{ function = \"fee_of\" }}\n\
+             [schema]\nexpect = [\"add function fee_of(numeric)\"]\n"
+        ),
     );
     let migration = db.file(
         "up.sql",
@@ -356,7 +362,16 @@ SELECT fee_of(balance) FROM accounts WHERE id = 1;
     assert_eq!(m["statements"][2]["rows"], 1);
     assert_eq!(m["renames_inferred"][0][0], "accounts.amount");
     assert_eq!(m["renames_inferred"][0][1], "accounts.balance");
-    assert_eq!(report["verdict"]["passed"], 3);
+    assert_eq!(report["verdict"]["passed"], 4);
+    let schema = &report["checks"][3];
+    assert_eq!(schema["name"], "schema diff");
+    assert!(
+        schema["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("4 changes in public, 0 undeclared"),
+        "the rename, the function and its two default grants: {schema:#}"
+    );
 }
 
 #[test]
@@ -431,7 +446,7 @@ fn an_external_command_runs_streamed_and_its_failure_is_an_error_with_its_output
         "{output}"
     );
     assert_eq!(
-        report["verdict"]["passed"], 2,
+        report["verdict"]["passed"], 3,
         "the checks still ran on the state it left"
     );
 }

@@ -305,3 +305,48 @@ key = ["id"]
     assert_eq!(w["baseline"], "0.000000000000000000000000000001");
     assert_eq!(w["after"], "0.000000000000000000000000000002");
 }
+
+#[test]
+fn totals_of_min_and_max_timestamps_are_the_earliest_and_latest() {
+    let db = rt().block_on(async {
+        let db = TestDb::new("rules_min_max_time").await;
+        db.exec(
+            "CREATE TABLE ev (g int, at timestamptz);
+             INSERT INTO ev VALUES (1, '2025-01-01 08:00+00'), (1, '2025-03-01 00:00+00'),
+                                   (2, '2025-02-01 12:30+00'), (2, NULL);",
+        )
+        .await;
+        db
+    });
+    let spec = r#"
+[[check]]
+name = "event times per group and total"
+table = "ev"
+group_by = ["g"]
+metrics = ["count(*)", "min(at)", "max(at)"]
+scope = "both"
+"#;
+    let (r, report) = snapshot_then(&db, spec, || {
+        rt().block_on(
+            db.exec("UPDATE ev SET at = '2025-04-01 00:00+00' WHERE at = '2025-02-01 12:30+00'"),
+        );
+    });
+    assert_eq!(r.code, 1, "{r}");
+    let c = check(&report, "event times per group and total");
+    let total = |metric: &str| {
+        c["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["metric"] == metric && v["scope"] == "total")
+            .unwrap_or_else(|| panic!("no total for {metric}: {c:#}"))
+            .clone()
+    };
+    let min = total("min(at)");
+    assert_eq!(min["baseline"], "2025-01-01 08:00:00+00", "{min:#}");
+    assert_eq!(min["ok"], true, "the earliest did not move: {min:#}");
+    let max = total("max(at)");
+    assert_eq!(max["baseline"], "2025-03-01 00:00:00+00", "{max:#}");
+    assert_eq!(max["after"], "2025-04-01 00:00:00+00", "{max:#}");
+    assert_eq!(max["ok"], false, "{max:#}");
+}

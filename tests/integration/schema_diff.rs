@@ -1,0 +1,322 @@
+//! The catalog-wide schema diff: migrations that break the schema in ways no data check sees.
+
+use crate::common::{TestDb, check, migval, p, rt, snapshot_then, status};
+
+/// Accounts with row level security, a policy, a grant, an index, a foreign key and a serial id.
+const WORLD: &str = r#"
+DO $$ BEGIN CREATE ROLE sd_reader; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$;
+CREATE TABLE owners (id int PRIMARY KEY, name text NOT NULL);
+CREATE TABLE accounts (
+    id serial PRIMARY KEY,
+    owner_id int NOT NULL REFERENCES owners(id),
+    balance numeric(12,2) NOT NULL DEFAULT 0
+);
+CREATE INDEX ix_accounts_owner ON accounts (owner_id);
+ALTER TABLE accounts ENABLE ROW LEVEL SECURITY;
+CREATE POLICY accounts_owner ON accounts FOR SELECT TO sd_reader USING (owner_id > 0);
+GRANT SELECT ON accounts TO sd_reader;
+INSERT INTO owners SELECT g, 'owner ' || g FROM generate_series(1, 10) g;
+INSERT INTO accounts (owner_id, balance) SELECT 1 + g % 10, g * 1.25 FROM generate_series(1, 200) g;
+"#;
+
+const DATA_CHECKS: &str = r#"
+[settings]
+schemas = ["public"]
+
+[[check]]
+name = "balances"
+table = "accounts"
+metrics = ["count(*)", "sum(balance)"]
+
+[[check]]
+name = "no orphan accounts"
+orphans = { child = "accounts.owner_id", parent = "owners.id" }
+"#;
+
+fn world(name: &str) -> TestDb {
+    rt().block_on(async {
+        let db = TestDb::new(name).await;
+        db.exec(WORLD).await;
+        db
+    })
+}
+
+fn migrate_json(db: &TestDb, spec: &str, script: &str) -> (crate::common::Run, serde_json::Value) {
+    let spec = db.file("checks.toml", spec);
+    let script = db.file("up.sql", script);
+    let r = migval(&[
+        "migrate",
+        p(&script),
+        "--spec",
+        p(&spec),
+        "--db",
+        &db.url,
+        "--format",
+        "json",
+    ]);
+    let json = serde_json::from_str(&r.stdout)
+        .unwrap_or_else(|e| panic!("migrate did not print JSON ({e}){r}"));
+    (r, json)
+}
+
+/// Rows of the schema diff for `kind name`, as (change, what, before, after, ok).
+fn changes_of(report: &serde_json::Value, kind: &str, name: &str) -> Vec<String> {
+    check(report, "schema diff")["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["key"][0] == kind && v["key"][1] == name)
+        .map(|v| {
+            format!(
+                "{} {}: {} -> {} ok={}",
+                v["scope"].as_str().unwrap_or(""),
+                v["metric"].as_str().unwrap_or(""),
+                v["baseline"],
+                v["after"],
+                v["ok"]
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_dropped_index_disabled_rls_lost_policy_and_grant_fail_though_every_data_check_passes() {
+    let db = world("sd_silent_breaks");
+    let (r, report) = migrate_json(
+        &db,
+        DATA_CHECKS,
+        "DROP INDEX ix_accounts_owner;\n\
+         ALTER TABLE accounts DISABLE ROW LEVEL SECURITY;\n\
+         DROP POLICY accounts_owner ON accounts;\n\
+         REVOKE SELECT ON accounts FROM sd_reader;\n",
+    );
+    assert_eq!(r.code, 1, "{r}");
+    assert_eq!(status(&report, "balances"), "PASS");
+    assert_eq!(status(&report, "no orphan accounts"), "PASS");
+    assert_eq!(status(&report, "schema diff"), "FAIL");
+    let summary = check(&report, "schema diff")["summary"].as_str().unwrap();
+    for expected in [
+        "drop index public.ix_accounts_owner",
+        "alter table public.accounts (row_security enabled -> disabled)",
+        "drop policy public.accounts.accounts_owner",
+        "drop grant public.accounts:sd_reader",
+    ] {
+        assert!(summary.contains(expected), "`{expected}` in: {summary}");
+    }
+    assert!(
+        summary.starts_with("4 changes in public, 4 undeclared"),
+        "{summary}"
+    );
+    // The rehearsal left everything in place.
+    let still = rt().block_on(async {
+        db.client()
+            .await
+            .query_one(
+                "SELECT (SELECT relrowsecurity FROM pg_class WHERE relname = 'accounts') \
+                 AND EXISTS (SELECT 1 FROM pg_indexes WHERE indexname = 'ix_accounts_owner') \
+                 AND EXISTS (SELECT 1 FROM pg_policies WHERE policyname = 'accounts_owner') \
+                 AND has_table_privilege('sd_reader', 'accounts', 'SELECT')",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, bool>(0)
+    });
+    assert!(still, "the rehearsal rolled everything back");
+
+    // The text report lists each change with what it was and what it became.
+    let spec = db.path("checks.toml");
+    let script = db.path("up.sql");
+    let text = migval(&["migrate", p(&script), "--spec", p(&spec), "--db", &db.url]);
+    assert_eq!(text.code, 1, "{text}");
+    assert!(
+        text.stdout
+            .contains("schema changes (4 changes in public, 4 undeclared"),
+        "{text}"
+    );
+    assert!(
+        text.stdout.lines().any(|l| l.contains("NO")
+            && l.contains("table public.accounts")
+            && l.contains("row_security")
+            && l.contains("enabled")
+            && l.contains("disabled")),
+        "{text}"
+    );
+}
+
+#[test]
+fn declared_changes_pass_and_everything_is_listed() {
+    let db = world("sd_declared");
+    let spec = format!(
+        "{DATA_CHECKS}\n[schema]\nexpect = [\n  \"add column accounts.note\",\n  \
+         \"add index ix_accounts_note\",\n  \"alter column public.accounts.balance\",\n  \
+         \"add table audit_log\",\n]\n"
+    );
+    let (r, report) = migrate_json(
+        &db,
+        &spec,
+        "ALTER TABLE accounts ADD COLUMN note text;\n\
+         CREATE INDEX ix_accounts_note ON accounts (note);\n\
+         ALTER TABLE accounts ALTER COLUMN balance TYPE numeric(14,2);\n\
+         CREATE TABLE audit_log (id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT now());\n\
+         GRANT SELECT ON audit_log TO sd_reader;\n",
+    );
+    assert_eq!(r.code, 0, "{r}");
+    assert_eq!(
+        changes_of(&report, "column", "public.accounts.balance"),
+        vec!["alter type: \"numeric(12,2)\" -> \"numeric(14,2)\" ok=true"]
+    );
+    // The new table's columns, key, sequence and grants come with it.
+    let grant = changes_of(&report, "grant", "public.audit_log:sd_reader");
+    assert_eq!(grant.len(), 1, "{report:#}");
+    assert!(grant[0].starts_with("add added"), "{grant:?}");
+    let rows = check(&report, "schema diff")["values"].as_array().unwrap();
+    let seq = rows
+        .iter()
+        .find(|v| v["key"][1] == "public.audit_log_id_seq")
+        .expect("the bigserial's sequence is listed");
+    assert_eq!(seq["rule"], "follows add column public.audit_log.id");
+
+    // Not declared: the same script fails, naming the table; as a warning it passes.
+    let (r, report) = migrate_json(&db, DATA_CHECKS, "CREATE TABLE audit_log (id int);\n");
+    assert_eq!(r.code, 1, "{r}");
+    assert!(
+        check(&report, "schema diff")["summary"]
+            .as_str()
+            .unwrap()
+            .contains("add table public.audit_log"),
+        "{report:#}"
+    );
+    let warn = format!("{DATA_CHECKS}\n[schema]\nundeclared = \"warn\"\n");
+    let (r, report) = migrate_json(&db, &warn, "CREATE TABLE audit_log (id int);\n");
+    assert_eq!(r.code, 0, "{r}");
+    assert_eq!(status(&report, "schema diff"), "WARN");
+    let off = format!("{DATA_CHECKS}\n[schema]\ndiff = false\n");
+    let (r, report) = migrate_json(&db, &off, "CREATE TABLE audit_log (id int);\n");
+    assert_eq!(r.code, 0, "{r}");
+    assert!(
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["name"] != "schema diff"),
+        "{report:#}"
+    );
+}
+
+#[test]
+fn an_expected_change_the_migration_did_not_make_fails() {
+    let db = world("sd_missing");
+    let spec = format!(
+        "{DATA_CHECKS}\n[schema]\nexpect = [\"add column accounts.note\", \"add index ix_accounts_note\"]\n"
+    );
+    let (r, report) = migrate_json(&db, &spec, "ALTER TABLE accounts ADD COLUMN note text;\n");
+    assert_eq!(r.code, 1, "{r}");
+    let summary = check(&report, "schema diff")["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("expected but not made: \"add index ix_accounts_note\""),
+        "{summary}"
+    );
+}
+
+#[test]
+fn a_declared_constraint_left_not_valid_is_a_hazard() {
+    let db = world("sd_not_valid");
+    let spec = format!("{DATA_CHECKS}\n[schema]\nexpect = [\"add constraint accounts.*\"]\n");
+    let (r, report) = migrate_json(
+        &db,
+        &spec,
+        "ALTER TABLE accounts ADD CONSTRAINT balance_positive CHECK (balance >= 0) NOT VALID;\n",
+    );
+    assert_eq!(r.code, 1, "{r}");
+    let summary = check(&report, "schema diff")["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("0 undeclared"),
+        "it was declared: {summary}"
+    );
+    assert!(
+        summary.contains("hazard: constraint public.accounts.balance_positive: it is NOT VALID"),
+        "{summary}"
+    );
+    // Validated in the same migration, it passes.
+    let (r, _) = migrate_json(
+        &db,
+        &spec,
+        "ALTER TABLE accounts ADD CONSTRAINT balance_positive CHECK (balance >= 0) NOT VALID;\n\
+         ALTER TABLE accounts VALIDATE CONSTRAINT balance_positive;\n",
+    );
+    assert_eq!(r.code, 0, "{r}");
+}
+
+#[test]
+fn a_sequence_left_behind_its_column_is_caught_by_verify() {
+    let db = world("sd_sequence");
+    let (r, report) = snapshot_then(&db, DATA_CHECKS, || {
+        // Rows copied in with explicit ids, as a data move does, and no setval afterwards.
+        rt().block_on(db.exec(
+            "INSERT INTO accounts (id, owner_id, balance) SELECT 1000 + g, 1, 0 FROM generate_series(1, 5) g",
+        ));
+    });
+    assert_eq!(r.code, 1, "{r}");
+    assert_eq!(status(&report, "balances"), "FAIL", "five rows more");
+    let seq = changes_of(&report, "sequence", "public.accounts_id_seq");
+    assert_eq!(seq.len(), 1, "{report:#}");
+    assert!(
+        seq[0].starts_with("alter behind_max: \"no\" -> \"BEHIND"),
+        "{seq:?}"
+    );
+    assert!(
+        check(&report, "schema diff")["summary"]
+            .as_str()
+            .unwrap()
+            .contains("the next insert fails with a duplicate key"),
+        "{report:#}"
+    );
+}
+
+#[test]
+fn the_sessions_search_path_does_not_show_as_changes() {
+    let db = world("sd_search_path");
+    let spec = format!("{DATA_CHECKS}\n[schema]\nexpect = [\"add column accounts.note\"]\n");
+    // pg_dump-style scripts empty the search_path: definitions must not look different.
+    let (r, report) = migrate_json(
+        &db,
+        &spec,
+        "SELECT pg_catalog.set_config('search_path', '', false);\n\
+         ALTER TABLE public.accounts ADD COLUMN note text;\n",
+    );
+    assert_eq!(r.code, 0, "{r}");
+    assert!(
+        check(&report, "schema diff")["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("1 change in public, 0 undeclared"),
+        "{report:#}"
+    );
+}
+
+#[test]
+fn foreign_key_triggers_switched_off_are_a_hazard_and_a_correct_setval_is_not() {
+    let db = world("sd_fk_triggers");
+    let (r, report) = migrate_json(
+        &db,
+        DATA_CHECKS,
+        "ALTER TABLE accounts DISABLE TRIGGER ALL;\n",
+    );
+    assert_eq!(r.code, 1, "{r}");
+    let summary = check(&report, "schema diff")["summary"].as_str().unwrap();
+    assert!(
+        summary.contains(
+            "constraint public.accounts.accounts_owner_id_fkey: its enforcement triggers are DISABLED"
+        ),
+        "{summary}"
+    );
+    // setval(next, false): the next value is free, nothing is behind, nothing changed.
+    let (r, report) = migrate_json(
+        &db,
+        DATA_CHECKS,
+        "SELECT setval('accounts_id_seq', (SELECT max(id) + 1 FROM accounts), false);\n",
+    );
+    assert_eq!(r.code, 0, "{r}");
+    assert_eq!(status(&report, "schema diff"), "PASS");
+}

@@ -689,3 +689,45 @@ fn a_statement_timeout_halves_the_batch_until_it_fits() {
     assert!(r.stderr.contains("SQLSTATE 57014"), "{r}");
     rt().block_on(assert_filled_exactly_once(&db));
 }
+
+#[test]
+fn seed_002_step_1_then_step_2_on_the_subscriber_schema_world() {
+    let schema_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/subscriber_schema");
+    let db = rt().block_on(async {
+        let db = TestDb::new("backfill_seed_002_steps").await;
+        db.exec(&std::fs::read_to_string(format!("{schema_dir}/schema.sql")).expect("schema"))
+            .await;
+        db.exec("SELECT subscriber_schema_generate(3000)").await;
+        // Step 1: the migration adds the nullable subscriber_id.
+        db.exec(
+            &std::fs::read_to_string(format!("{schema_dir}/migration.sql")).expect("migration"),
+        )
+        .await;
+        db
+    });
+    let spec = format!("{DIR}/after_subscriber_schema.toml");
+    let spec = std::path::Path::new(&spec);
+    let dry = run(&db, spec, &[]);
+    assert_eq!(dry.code, 0, "{dry}");
+    let r = run(&db, spec, &["--commit", "--yes"]);
+    assert_eq!(r.code, 0, "{r}");
+    assert!(r.stdout.contains("VALIDATION PASSED"), "{r}");
+    // The NULLs left are exactly the logged rows, and both kinds of ambiguity occur.
+    let nulls = rt().block_on(int(
+        &db,
+        "SELECT count(*) FROM plan_subscriptions WHERE subscriber_id IS NULL",
+    ));
+    let csv = std::fs::read_to_string(db.path("rows.csv")).expect("row log");
+    // The dry-run wrote its own lines first (run `dry-run`); the commit appended run 1's.
+    let committed = csv.lines().filter(|l| l.starts_with("1,")).count();
+    assert_eq!(i64::try_from(committed).unwrap(), nulls, "{csv}");
+    assert!(csv.contains(",no active subscriber,0\n"), "{csv}");
+    assert!(
+        csv.contains(",several active subscribers share the oldest created_at,2\n"),
+        "{csv}"
+    );
+    assert_eq!(
+        summary(&dry, "Updated successfully"),
+        summary(&r, "Updated successfully")
+    );
+}

@@ -2,6 +2,7 @@
 //! applies it (after typing `yes`, or `--yes`), resumes exactly where a killed run stopped,
 //! logs the rows it leaves alone, then runs the spec's checks and prints the usual verdict.
 
+use std::fmt::Write as _;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -12,6 +13,7 @@ use clap::Args;
 use super::{ConnArgs, OutputArgs, load_spec};
 use crate::backfill::{Backfill, BackfillError, BackfillSpec, Counters, Event, Options, Outcome};
 use crate::engine::{self, Limits};
+use crate::report::Format;
 use crate::spec::parse_duration_ms;
 
 /// Exit code after Ctrl-C (128 + SIGINT), as shells report it.
@@ -221,25 +223,35 @@ pub async fn run(a: BackfillArgs) -> anyhow::Result<u8> {
         }
         Err(e) => return Err(explain(e)),
     };
-    print_summary(&outcome);
+    // The summary goes to stdout with the text report; with --format json/markdown/junit, stdout
+    // is the report alone and the summary goes to stderr.
+    let text_report = matches!(a.output.format, Format::Text);
+    let say = |text: &str| {
+        if text_report {
+            println!("{text}");
+        } else {
+            eprintln!("{text}");
+        }
+    };
+    say(summary_text(&outcome).trim_end());
     if let Some(p) = &a.summary_json {
         let json = serde_json::to_string_pretty(&outcome).context("serialising the summary")?;
         std::fs::write(p, json).with_context(|| format!("writing {}", p.display()))?;
     }
     if outcome.interrupted {
-        println!(
+        say(&format!(
             "interrupted: the batch in flight was rolled back; committed batches are kept.\n\
              resume with: {}",
             resume_command(&a.spec, a.commit)
-        );
+        ));
         return Ok(INTERRUPTED);
     }
     let row_errors = u8::from(outcome.counters.errors > 0);
     if !a.commit {
-        println!(
+        say(&format!(
             "DRY-RUN: nothing was changed. Apply with: {}",
             resume_command(&a.spec, true)
-        );
+        ));
         return Ok(0);
     }
     match (&checks, &baseline) {
@@ -247,7 +259,7 @@ pub async fn run(a: BackfillArgs) -> anyhow::Result<u8> {
             let (report, _) = engine::verify(&info, spec, base, Limits::from_spec(spec))
                 .await
                 .context("running the checks after the last batch")?;
-            println!();
+            say("");
             let code = a.output.emit(&report)?;
             Ok(code.max(row_errors))
         }
@@ -288,7 +300,8 @@ fn seconds(ms: u64) -> String {
     }
 }
 
-fn print_summary(o: &Outcome) {
+fn summary_text(o: &Outcome) -> String {
+    let mut out = String::new();
     let c: &Counters = &o.counters;
     let title = match (o.committed, o.run_id) {
         (true, Some(r)) => format!(
@@ -300,8 +313,8 @@ fn print_summary(o: &Outcome) {
             o.backfill, o.table
         ),
     };
-    println!("{title}");
-    println!("{}", "=".repeat(title.chars().count()));
+    let _ = writeln!(out, "{title}");
+    let _ = writeln!(out, "{}", "=".repeat(title.chars().count()));
     let rows = [
         ("Total rows checked:", c.checked),
         ("Updated successfully:", c.updated),
@@ -311,7 +324,7 @@ fn print_summary(o: &Outcome) {
         ("Errors (logged, left untouched):", c.errors),
     ];
     for (label, n) in rows {
-        println!("{label:<37}{:>12}", group(n));
+        let _ = writeln!(out, "{label:<37}{:>12}", group(n));
     }
     let attempted = c.updated + c.no_match + c.ambiguous + c.errors;
     let rate = if attempted == 0 {
@@ -321,20 +334,23 @@ fn print_summary(o: &Outcome) {
             (u128::from(c.updated) * 1000 + u128::from(attempted) / 2) / u128::from(attempted);
         format!("{}.{}%", tenths / 10, tenths % 10)
     };
-    println!("{:<37}{rate:>12}", "Success rate:");
-    println!(
+    let _ = writeln!(out, "{:<37}{rate:>12}", "Success rate:");
+    let _ = writeln!(
+        out,
         "{:<37}{:>12}",
         "Duration (this invocation):",
         seconds(o.elapsed_ms)
     );
     if let Some(est) = o.estimated_total_ms {
-        println!(
+        let _ = writeln!(
+            out,
             "{:<37}{:>12}",
             "Estimated duration with --commit:",
             seconds(est)
         );
     }
-    println!(
+    let _ = writeln!(
+        out,
         "Batches: {} (this invocation {}), duration p50 {} ms, p95 {} ms, max {} ms",
         c.batches,
         o.batch_ms.len(),
@@ -343,17 +359,24 @@ fn print_summary(o: &Outcome) {
         o.batch_ms.iter().max().copied().unwrap_or(0)
     );
     if let Some(plan) = &o.first_batch_plan {
-        println!("Plan of batch 1's change (EXPLAIN ANALYZE, rolled back):");
+        let _ = writeln!(
+            out,
+            "Plan of batch 1's change (EXPLAIN ANALYZE, rolled back):"
+        );
         for line in plan {
-            println!("  {line}");
+            let _ = writeln!(out, "  {line}");
         }
     }
     if c.no_match + c.ambiguous + c.errors > 0 {
-        println!("Rows left alone are listed in {}", o.log_path);
+        let _ = writeln!(out, "Rows left alone are listed in {}", o.log_path);
     }
     if !o.finished && !o.interrupted && !o.committed {
-        println!("(sampled: the dry-run stopped after the batches asked for with --sample)");
+        let _ = writeln!(
+            out,
+            "(sampled: the dry-run stopped after the batches asked for with --sample)"
+        );
     }
+    out
 }
 
 /// Progress on stderr: a redrawn bar on a terminal, a plain line every few seconds otherwise.

@@ -259,10 +259,19 @@ fn commit_fills_every_resolvable_row_once_and_logs_ambiguous_rows() {
         "{csv}"
     );
 
-    // A re-run only does what is left: nothing.
-    let again = run(&db, &spec, &["--commit", "--yes"]);
+    // A re-run only does what is left: nothing. With --format json, stdout is the report alone
+    // (the summary moves to stderr).
+    let again = run(&db, &spec, &["--commit", "--yes", "--format", "json"]);
     assert_eq!(again.code, 0, "{again}");
-    assert_eq!(summary(&again, "Updated successfully"), "0", "{again}");
+    let report: serde_json::Value = serde_json::from_str(&again.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not the JSON report ({e}){again}"));
+    assert_eq!(report["command"], "verify", "{again}");
+    let updated = again
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("Updated successfully"))
+        .and_then(|l| l.split_whitespace().last());
+    assert_eq!(updated, Some("0"), "{again}");
     rt().block_on(assert_filled_exactly_once(&db));
 }
 

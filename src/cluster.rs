@@ -131,6 +131,27 @@ impl Cluster {
         self.base.join("data")
     }
 
+    /// Restart the server as a production restart would: fast shutdown (every connection is
+    /// dropped), `down` of downtime, start again on the same port.
+    pub fn restart(&mut self, down: std::time::Duration) -> Result<(), ClusterError> {
+        let out = self
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(self.data_dir())
+            .args(["-m", "fast", "-w", "-t", "60", "stop"])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| io_err("run pg_ctl stop".into(), e))?;
+        if !out.status.success() {
+            return Err(ClusterError::Step {
+                step: "pg_ctl stop",
+                detail: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
+        }
+        std::thread::sleep(down);
+        self.pg_ctl_start()
+    }
+
     /// Stop the server (fast shutdown) and delete its directory.
     pub fn stop(&mut self) {
         if self.stopped {

@@ -740,3 +740,102 @@ fn seed_002_step_1_then_step_2_on_the_subscriber_schema_world() {
         summary(&r, "Updated successfully")
     );
 }
+
+#[test]
+fn a_server_restart_mid_run_is_survived_and_nothing_is_applied_twice() {
+    // A private cluster: restarting the shared one would disturb the other tests.
+    let mut cluster = migval::cluster::Cluster::start(&migval::cluster::ClusterOptions::default())
+        .expect("start a private PostgreSQL");
+    let url = cluster.url("postgres");
+    rt().block_on(async {
+        let c = crate::common::connect(&url).await;
+        let schema = std::fs::read_to_string(format!("{DIR}/schema.sql")).expect("schema.sql");
+        c.batch_execute(&format!(
+            "{schema}; SELECT subscriber_fk_generate(3000); ANALYZE; {COUNT_UPDATES}"
+        ))
+        .await
+        .expect("load the world");
+    });
+    let scratch = std::env::temp_dir().join(format!("migval-test-restart-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).expect("scratch dir");
+    let text = std::fs::read_to_string(format!("{DIR}/backfill.toml")).expect("backfill.toml");
+    let head = text.split("[batch]").next().expect("[batch]").replace(
+        "checks = \"checks.toml\"",
+        &format!("checks = \"{DIR}/checks.toml\""),
+    );
+    let spec = scratch.join("bf.toml");
+    std::fs::write(
+        &spec,
+        format!("{head}[batch]\nsize = 50\npause = \"40ms\"\n"),
+    )
+    .unwrap();
+    let log = scratch.join("rows.csv");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_migval"));
+    cmd.args([
+        "backfill",
+        p(&spec),
+        "--db",
+        &url,
+        "--commit",
+        "--yes",
+        "--log",
+        p(&log),
+    ])
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    for (k, _) in std::env::vars() {
+        if k == "DATABASE_URL" || k.starts_with("PG") {
+            cmd.env_remove(&k);
+        }
+    }
+    let child = cmd.spawn().expect("spawn migval");
+    let t0 = Instant::now();
+    loop {
+        let done = rt().block_on(async {
+            let c = crate::common::connect(&url).await;
+            c.query_one(
+                "SELECT coalesce(max(batches), 0)::int8 FROM migval.backfill_runs",
+                &[],
+            )
+            .await
+            .map(|r| r.get::<_, i64>(0))
+            .unwrap_or(0)
+        });
+        if done >= 5 {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(60), "no progress");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    cluster
+        .restart(Duration::from_secs(2))
+        .expect("restart PostgreSQL");
+    let r = finish(child);
+    assert_eq!(r.code, 0, "{r}");
+    assert!(
+        r.stderr.contains("reconnect failed"),
+        "the server was down for a while{r}"
+    );
+    assert!(r.stderr.contains("reconnected"), "{r}");
+    assert!(r.stdout.contains("VALIDATION PASSED"), "{r}");
+    rt().block_on(async {
+        let c = crate::common::connect(&url).await;
+        let twice: i64 = c
+            .query_one("SELECT count(*) FROM update_counts WHERE n <> 1", &[])
+            .await
+            .expect("count")
+            .get(0);
+        assert_eq!(twice, 0, "no row updated twice");
+        let left: i64 = c
+            .query_one(
+                "SELECT count(*) FROM plan_subscriptions WHERE customer_id % 50 > 1 AND subscriber_id IS NULL",
+                &[],
+            )
+            .await
+            .expect("count")
+            .get(0);
+        assert_eq!(left, 0, "every resolvable row filled");
+    });
+    let _ = std::fs::remove_dir_all(&scratch);
+}

@@ -192,7 +192,8 @@ fn every_backfill_state_query_prepares() {
 fn dry_run_changes_nothing_and_reports_what_would_happen() {
     let db = rt().block_on(world("backfill_dry_run", 2000));
     let before = rt().block_on(text(&db, STATE));
-    let spec = spec_with(&db, "bf.toml", "size = 300");
+    // No replica here: the lag ceiling reads 0 and never holds a batch back.
+    let spec = spec_with(&db, "bf.toml", "size = 300\nmax_replication_lag = \"1s\"");
     let r = run(&db, &spec, &[]);
     assert_eq!(r.code, 0, "{r}");
     assert!(r.stderr.contains("DRY-RUN"), "{r}");
@@ -838,4 +839,33 @@ fn a_server_restart_mid_run_is_survived_and_nothing_is_applied_twice() {
         assert_eq!(left, 0, "every resolvable row filled");
     });
     let _ = std::fs::remove_dir_all(&scratch);
+}
+
+#[test]
+fn rows_the_change_cannot_fill_are_counted_and_logged_as_no_match() {
+    let db = rt().block_on(world("backfill_no_match", 1000));
+    let spec = spec_with(&db, "bf.toml", "size = 250");
+    let text = std::fs::read_to_string(&spec).unwrap();
+    // Without the [ambiguity] rule, customers with no active subscriber get no value.
+    let cut = text.find("[ambiguity]").expect("[ambiguity]");
+    let batch = text.find("[batch]").expect("[batch]");
+    let spec = db.file(
+        "no_rule.toml",
+        &format!("{}{}", &text[..cut], &text[batch..]).replace("checks = ", "# checks = "),
+    );
+    let r = run(&db, &spec, &["--commit", "--yes"]);
+    assert_eq!(r.code, 0, "{r}");
+    let expected = rt().block_on(int(
+        &db,
+        "SELECT count(*) FROM plan_subscriptions WHERE customer_id % 50 = 0 AND subscriber_id IS NULL",
+    ));
+    assert!(expected > 0);
+    assert_eq!(
+        summary(&r, "Skipped (no match)"),
+        expected.to_string(),
+        "{r}"
+    );
+    let csv = std::fs::read_to_string(db.path("rows.csv")).expect("row log");
+    let logged = csv.lines().filter(|l| l.contains(",no_match,")).count();
+    assert_eq!(i64::try_from(logged).unwrap(), expected, "{csv}");
 }

@@ -113,16 +113,26 @@ pub(super) async fn check_statements(
     c: &Client,
     spec: &BackfillSpec,
     t: &Target,
-    s: &Statements,
+    s: &mut Statements,
 ) -> Result<Vec<Type>, BackfillError> {
     let file = spec.path.display().to_string();
     let bad = |key: &str, e: &tokio_postgres::Error| BackfillError::Db {
         what: format!("{file}: key `{key}` does not run on {}", t.display()),
         failure: fail(e, &format!("preparing the statement built from `{key}`")),
     };
-    c.prepare(&s.bound_next)
-        .await
-        .map_err(|e| bad("pending", &e))?;
+    if let Err(e) = c.prepare(&s.bound_next).await {
+        // 42883: no min()/max() for the key type (uuid): the general form, checked below.
+        match s.bound_general.take() {
+            Some((first, next)) if e.code().map(|c| c.code()) == Some("42883") => {
+                s.bound_first = first;
+                s.bound_next = next;
+                c.prepare(&s.bound_next)
+                    .await
+                    .map_err(|e| bad("pending", &e))?;
+            }
+            _ => return Err(bad("pending", &e)),
+        }
+    }
     c.prepare(&s.left).await.map_err(|e| bad("pending", &e))?;
     if let Some(probe) = &s.ambiguity_probe {
         let st = c

@@ -250,8 +250,8 @@ impl Backfill {
         info.application_name = tag.clone();
         let session = open(&info, &spec.batching).await?;
         let target = resolve(&session.client, &spec).await?;
-        let stmts = Statements::new(&spec, &target);
-        let update_types = check_statements(&session.client, &spec, &target, &stmts).await?;
+        let mut stmts = Statements::new(&spec, &target);
+        let update_types = check_statements(&session.client, &spec, &target, &mut stmts).await?;
         let mut b = Backfill {
             spec,
             info,

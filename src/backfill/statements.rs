@@ -94,6 +94,9 @@ pub struct Statements {
     /// pending (no row when the table has no key beyond `last`).
     pub bound_first: String,
     pub bound_next: String,
+    /// The general (CTE) form of the two above, when they are the min()/max() form: used
+    /// instead if the key type has no min()/max().
+    pub bound_general: Option<(String, String)>,
     /// Binds: first key..., last key.... Returns: key text..., reason, candidates.
     pub ambiguous: Option<String>,
     /// Set mode binds: first..., last..., then one text[] per key column (the keys to skip).
@@ -137,8 +140,30 @@ impl Statements {
                 last = t.as_text("l."),
             )
         };
-        let bound_first = bound(None);
-        let bound_next = bound(Some(t.params(2)));
+        // Single-column keys whose type has min()/max() (integers, text, timestamps, numeric):
+        // one aggregate pass instead of materialising the batch and sorting it twice (about 3x
+        // cheaper). Types without them (uuid) use the general form; `prepare` swaps it in.
+        let bound_agg = |after: Option<String>| {
+            format!(
+                "SELECT min({k})::text, max({k})::text, count(*) AS in_range, \
+                 count(*) FILTER (WHERE migval_pending) AS pending \
+                 FROM (SELECT {k}, {pending} AS migval_pending FROM {table}{filter} \
+                 ORDER BY {k} LIMIT $1::int8) b HAVING count(*) > 0",
+                k = order,
+                filter = after
+                    .map(|a| format!(" WHERE {} > {a}", t.tuple("")))
+                    .unwrap_or_default(),
+            )
+        };
+        let general = (bound(None), bound(Some(t.params(2))));
+        let ((bound_first, bound_next), bound_general) = if n == 1 {
+            (
+                (bound_agg(None), bound_agg(Some(t.params(2)))),
+                Some(general),
+            )
+        } else {
+            (general, None)
+        };
 
         let ambiguous = spec.ambiguity.as_ref().map(|a| {
             let same = t
@@ -193,15 +218,19 @@ impl Statements {
             Change::Update(u) => (u.clone(), false),
         };
 
+        // Order does not matter for the rows left (a set).
         let left = format!(
-            "SELECT {keys} FROM {table} WHERE {range} AND {pending} ORDER BY {order}",
+            "SELECT {keys} FROM {table} WHERE {range} AND {pending}",
             keys = t.as_text(""),
             range = t.between("", 1),
         );
+        // Key order, not text order: the output columns are text and share the key's names, so
+        // ORDER BY names the table's columns explicitly ("1000" sorts before "801" as text).
         let keys_in_range = format!(
-            "SELECT {keys} FROM {table} WHERE {range} ORDER BY {order}",
+            "SELECT {keys} FROM {table} WHERE {range} ORDER BY {qualified}",
             keys = t.as_text(""),
             range = t.between("", 1),
+            qualified = t.cols(&format!("{table}.")),
         );
         let count = format!(
             "SELECT count(*)::int8 AS total, count(*) FILTER (WHERE {pending})::int8 AS pending FROM {table}"
@@ -213,6 +242,7 @@ impl Statements {
         Statements {
             bound_first,
             bound_next,
+            bound_general,
             ambiguous,
             change,
             set_mode,

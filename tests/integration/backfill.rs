@@ -872,3 +872,45 @@ fn rows_the_change_cannot_fill_are_counted_and_logged_as_no_match() {
     let logged = csv.lines().filter(|l| l.contains(",no_match,")).count();
     assert_eq!(i64::try_from(logged).unwrap(), expected, "{csv}");
 }
+
+#[test]
+fn cancel_orphans_ends_a_leftover_backend_that_holds_the_lock() {
+    let db = rt().block_on(world("backfill_orphan", 500));
+    let spec = spec_with(&db, "bf.toml", "size = 100");
+    rt().block_on(async {
+        // A session that looks like the backend of a killed run: our tag, holding the lock.
+        let orphan_url = format!(
+            "{}{}application_name=migval-backfill%3Asubscriber_fk",
+            db.url,
+            if db.url.contains('?') { "&" } else { "?" }
+        );
+        let orphan = crate::common::connect(&orphan_url).await;
+        orphan
+            .batch_execute("SELECT pg_advisory_lock(28022, hashtext('subscriber_fk'))")
+            .await
+            .expect("take the lock");
+        let pid: i32 = orphan
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await
+            .expect("pid")
+            .get(0);
+
+        let refused = run(&db, &spec, &["--commit", "--yes", "--wait", "300ms"]);
+        assert_eq!(refused.code, 2, "{refused}");
+        assert!(
+            refused.stderr.contains(&format!("backend pid {pid}")),
+            "the refusal names the holder{refused}"
+        );
+        assert!(refused.stderr.contains("--cancel-orphans"), "{refused}");
+
+        let r = run(&db, &spec, &["--commit", "--yes", "--cancel-orphans"]);
+        assert_eq!(r.code, 0, "{r}");
+        assert!(
+            r.stderr
+                .contains(&format!("--cancel-orphans: ended backend pid {pid}")),
+            "{r}"
+        );
+        assert!(orphan.is_closed() || orphan.simple_query("SELECT 1").await.is_err());
+        assert_filled_exactly_once(&db).await;
+    });
+}

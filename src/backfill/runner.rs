@@ -398,7 +398,7 @@ impl Backfill {
                                 break;
                             }
                             Fail::Retry(failure) if attempt <= b.retries => {
-                                let wait_ms = backoff(attempt);
+                                let wait_ms = db::backoff_ms(attempt);
                                 observer(Event::Retry {
                                     batch: batch_no,
                                     attempt,
@@ -420,7 +420,7 @@ impl Backfill {
                             }
                             // A server restart takes a while: at least 10 attempts (~30 s).
                             Fail::Lost(failure) if attempt <= b.retries.max(10) => {
-                                let wait_ms = backoff(attempt);
+                                let wait_ms = db::backoff_ms(attempt);
                                 observer(Event::Retry {
                                     batch: batch_no,
                                     attempt,
@@ -1104,13 +1104,6 @@ impl Fail {
     }
 }
 
-/// 200 ms, 400 ms, 800 ms ... capped at 5 s.
-fn backoff(attempt: u32) -> u64 {
-    200u64
-        .saturating_mul(1u64 << attempt.saturating_sub(1).min(5))
-        .min(5_000)
-}
-
 /// Adaptive size: halfway toward the size that would take `target_ms`, at most doubling.
 fn next_size(size: u64, rows: u64, ms: u64, target_ms: u64, min: u64, max: u64) -> u64 {
     if rows == 0 {
@@ -1157,8 +1150,8 @@ mod tests {
 
     #[test]
     fn backoff_grows_and_is_capped() {
-        assert_eq!(backoff(1), 200);
-        assert_eq!(backoff(2), 400);
-        assert_eq!(backoff(10), 5_000);
+        assert_eq!(db::backoff_ms(1), 200);
+        assert_eq!(db::backoff_ms(2), 400);
+        assert_eq!(db::backoff_ms(10), 5_000);
     }
 }

@@ -97,15 +97,7 @@ pub struct BackfillSpec {
 
 impl BackfillSpec {
     pub fn load(path: &Path) -> Result<BackfillSpec, SpecErrors> {
-        let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            SpecErrors(vec![SpecError {
-                file: file.clone(),
-                line: 0,
-                place: String::new(),
-                message: format!("cannot read the backfill file: {e}"),
-            }])
-        })?;
+        let text = crate::spec::read_file(path, "backfill")?;
         BackfillSpec::parse(path, &text)
     }
 

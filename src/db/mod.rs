@@ -117,6 +117,13 @@ pub fn failure(e: &tokio_postgres::Error, context: Option<String>) -> DbFailure 
     }
 }
 
+/// Wait before retry number `attempt` (1-based): 200 ms, 400 ms, 800 ms ... capped at 5 s.
+pub fn backoff_ms(attempt: u32) -> u64 {
+    200u64
+        .saturating_mul(1u64 << attempt.saturating_sub(1).min(5))
+        .min(5_000)
+}
+
 /// Whether the error means the connection itself is gone (as opposed to a failed statement).
 pub fn is_connection_lost(e: &tokio_postgres::Error) -> bool {
     e.is_closed()

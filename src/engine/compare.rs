@@ -58,7 +58,7 @@ pub fn compare(spec: &Spec, baseline: &Snapshot, after: &Snapshot, command: &str
             ));
         }
     }
-    let checks: Vec<CheckResult> = spec
+    let mut checks: Vec<CheckResult> = spec
         .checks
         .iter()
         .map(|check| {
@@ -77,7 +77,6 @@ pub fn compare(spec: &Spec, baseline: &Snapshot, after: &Snapshot, command: &str
             compare_check(check, b, a, drift, spec.settings.worst_groups)
         })
         .collect();
-    let mut checks = checks;
     if spec.schema.enabled {
         checks.push(super::schema_diff::diff(
             &spec.schema,

@@ -218,10 +218,7 @@ pub async fn run_statements(
                         }
                     }
                     if lock_timeout && attempts <= lock_retries {
-                        // Back off: 200 ms, 400 ms, 800 ms ... capped at 5 s.
-                        let wait = 200u64
-                            .saturating_mul(1u64 << (attempts - 1).min(5))
-                            .min(5_000);
+                        let wait = db::backoff_ms(attempts);
                         tokio::time::sleep(Duration::from_millis(wait)).await;
                         continue;
                     }

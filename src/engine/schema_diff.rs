@@ -412,19 +412,17 @@ fn judge(
                 })
                 .map(|(_, by)| by.clone())
         };
-        let mut changed = false;
         let found: Vec<(usize, String)> = changes
             .iter()
             .enumerate()
             .filter(|(i, _)| matches!(standings[*i], Standing::Undeclared))
             .filter_map(|(i, c)| follows(c).map(|by| (i, by)))
             .collect();
+        if found.is_empty() {
+            break;
+        }
         for (i, by) in found {
             standings[i] = Standing::Declared(by);
-            changed = true;
-        }
-        if !changed {
-            break;
         }
     }
     let mut values = Vec::new();

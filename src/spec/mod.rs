@@ -346,16 +346,8 @@ pub struct Spec {
 impl Spec {
     /// Read and validate a spec file.
     pub fn load(path: &Path) -> Result<Spec, SpecErrors> {
-        let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            SpecErrors(vec![SpecError {
-                file: file.clone(),
-                line: 0,
-                place: String::new(),
-                message: format!("cannot read the spec file: {e}"),
-            }])
-        })?;
-        Spec::parse(&file, &text)
+        let text = read_file(path, "spec")?;
+        Spec::parse(&path.display().to_string(), &text)
     }
 
     /// Validate spec text; `file` is only used in messages.
@@ -433,6 +425,18 @@ impl Spec {
             schema,
         })
     }
+}
+
+/// Read a TOML file (`what`: "spec", "backfill", ...), a failure as a [`SpecErrors`].
+pub fn read_file(path: &Path, what: &str) -> Result<String, SpecErrors> {
+    std::fs::read_to_string(path).map_err(|e| {
+        SpecErrors(vec![SpecError {
+            file: path.display().to_string(),
+            line: 0,
+            place: String::new(),
+            message: format!("cannot read the {what} file: {e}"),
+        }])
+    })
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {

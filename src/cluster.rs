@@ -9,6 +9,8 @@
 //! ```text
 //!   start():  mkdir tmp/migval-pg-*  ->  initdb (as pg user)  ->  append settings
 //!             ->  pg_ctl start -w  ->  spawn watchdog(our pid)
+//!   start_standby():  mkdir  ->  pg_basebackup -R -X stream from the primary (as pg user)
+//!             ->  append settings  ->  pg_ctl start -w  ->  spawn watchdog(our pid)
 //!   Drop:     pg_ctl stop -m fast  ->  rm -rf tmp dir
 //!   watchdog: waits for our process to disappear (even after kill -9), then does the same
 //! ```
@@ -77,32 +79,95 @@ impl Cluster {
         } else {
             None
         };
+        let mut cluster = Cluster::create(bin, run_as)?;
+        cluster.initdb(opts)?;
+        cluster.write_files(&opts.files)?;
+        cluster.start_on_free_port()?;
+        Ok(cluster)
+    }
+
+    /// A streaming standby of this cluster, for tests that need a real replica (the backfill's
+    /// replication-lag ceiling): `pg_basebackup -R -X stream` over TCP into a new directory
+    /// (as the server user, like initdb), `opts.settings` appended to the copied
+    /// postgresql.conf, started on a free port. Stopped and deleted on drop like any throwaway
+    /// cluster, watchdog included; drop it before the primary, or it logs reconnect attempts
+    /// until then. Blocking; takes a second or two.
+    ///
+    /// The primary needs wal_level `replica` and a free WAL sender, which are PostgreSQL's
+    /// defaults (10 senders) and which [`Cluster::start`] leaves alone; pg_hba.conf must let a
+    /// `replication` connection in from 127.0.0.1, which initdb's trust configuration does
+    /// (the line is added, and the server reloaded, if a cluster's file lacks it).
+    pub fn start_standby(&self, opts: &ClusterOptions) -> Result<Cluster, ClusterError> {
+        self.allow_replication()?;
+        let mut standby = Cluster::create(self.bin.clone(), self.run_as)?;
+        let out = standby
+            .command("pg_basebackup")
+            .arg("-D")
+            .arg(standby.data_dir())
+            .args(["-R", "-X", "stream", "--checkpoint=fast", "--no-sync", "-w"])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| io_err("run pg_basebackup".into(), e))?;
+        if !out.status.success() {
+            return Err(ClusterError::Step {
+                step: "pg_basebackup",
+                detail: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
+        }
+        // The copied postgresql.conf still names the primary's socket directory (deleted with
+        // the primary) and port (replaced by write_port); -R wrote primary_conninfo and
+        // standby.signal.
+        let mut conf = String::from("\n# added by migval's throwaway standby\n");
+        let socket_dir = standby.base.display().to_string();
+        conf.push_str(&setting_line("unix_socket_directories", &socket_dir));
+        for (k, v) in &opts.settings {
+            conf.push_str(&setting_line(k, v));
+        }
+        standby.append_conf(&conf)?;
+        standby.write_files(&opts.files)?;
+        standby.start_on_free_port()?;
+        Ok(standby)
+    }
+
+    /// An empty directory for a new cluster, owned by the server user.
+    fn create(bin: PathBuf, run_as: Option<(u32, u32)>) -> Result<Cluster, ClusterError> {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let base = std::env::temp_dir().join(format!("migval-pg-{}-{n}", std::process::id()));
         let _ = fs::remove_dir_all(&base);
         fs::create_dir_all(&base).map_err(|e| io_err(format!("create {}", base.display()), e))?;
-        let mut cluster = Cluster {
+        if let Some((uid, gid)) = run_as {
+            std::os::unix::fs::chown(&base, Some(uid), Some(gid))
+                .map_err(|e| io_err(format!("chown {}", base.display()), e))?;
+        }
+        Ok(Cluster {
             base,
             bin,
             port: 0,
             run_as,
             stopped: true,
-        };
-        if let Some((uid, gid)) = run_as {
-            std::os::unix::fs::chown(&cluster.base, Some(uid), Some(gid))
-                .map_err(|e| io_err(format!("chown {}", cluster.base.display()), e))?;
-        }
-        cluster.initdb(opts)?;
+        })
+    }
+
+    /// Start the server on a free port, then hand it to the watchdog.
+    fn start_on_free_port(&mut self) -> Result<(), ClusterError> {
         // A port picked by binding :0 can be taken before the server binds it: retry.
         let mut last = None;
         for _ in 0..5 {
-            cluster.port = free_port()?;
-            cluster.write_port()?;
-            match cluster.pg_ctl_start() {
+            self.port = free_port()?;
+            self.write_port()?;
+            match self.pg_ctl_start() {
                 Ok(()) => {
-                    cluster.stopped = false;
-                    cluster.spawn_watchdog();
-                    return Ok(cluster);
+                    self.stopped = false;
+                    self.spawn_watchdog();
+                    return Ok(());
                 }
                 Err(e) => last = Some(e),
             }
@@ -111,6 +176,39 @@ impl Cluster {
             step: "pg_ctl start",
             detail: "no attempt made".into(),
         }))
+    }
+
+    /// Make sure pg_hba.conf accepts `replication` connections from 127.0.0.1 (initdb's trust
+    /// configuration does; a line is put first and the server reloaded otherwise). The
+    /// `database` column must say `replication`: `all` does not cover replication connections.
+    fn allow_replication(&self) -> Result<(), ClusterError> {
+        let path = self.data_dir().join("pg_hba.conf");
+        let hba =
+            fs::read_to_string(&path).map_err(|e| io_err(format!("read {}", path.display()), e))?;
+        let allowed = hba_trusts_local_replication(&hba);
+        if allowed {
+            return Ok(());
+        }
+        // First: pg_hba.conf is read top down and the first matching line decides.
+        let text = format!(
+            "# added by migval for a throwaway standby\nhost replication all 127.0.0.1/32 trust\n{hba}"
+        );
+        fs::write(&path, text).map_err(|e| io_err(format!("write {}", path.display()), e))?;
+        let out = self
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(self.data_dir())
+            .arg("reload")
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| io_err("run pg_ctl reload".into(), e))?;
+        if !out.status.success() {
+            return Err(ClusterError::Step {
+                step: "pg_ctl reload",
+                detail: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
+        }
+        Ok(())
     }
 
     /// TCP port on 127.0.0.1.
@@ -217,13 +315,17 @@ impl Cluster {
             ("work_mem", "64MB"),
         ];
         for (k, v) in defaults {
-            conf.push_str(&format!("{k} = '{}'\n", v.replace('\'', "''")));
+            conf.push_str(&setting_line(k, v));
         }
         for (k, v) in &opts.settings {
-            conf.push_str(&format!("{k} = '{}'\n", v.replace('\'', "''")));
+            conf.push_str(&setting_line(k, v));
         }
-        self.append_conf(&conf)?;
-        for (name, bytes) in &opts.files {
+        self.append_conf(&conf)
+    }
+
+    /// Files written into the data directory, owned by the server user, mode 0600.
+    fn write_files(&self, files: &[(String, Vec<u8>)]) -> Result<(), ClusterError> {
+        for (name, bytes) in files {
             let path = self.data_dir().join(name);
             fs::write(&path, bytes).map_err(|e| io_err(format!("write {}", path.display()), e))?;
             let mut perm = fs::metadata(&path)
@@ -317,6 +419,28 @@ fn io_err(what: String, source: io::Error) -> ClusterError {
     ClusterError::Io { what, source }
 }
 
+/// Whether a pg_hba.conf has a `trust` line for replication connections from 127.0.0.1.
+fn hba_trusts_local_replication(hba: &str) -> bool {
+    hba.lines().any(|line| {
+        let f: Vec<&str> = line
+            .split('#')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        f.len() >= 5
+            && matches!(f[0], "host" | "hostnossl")
+            && f[1] == "replication"
+            && matches!(f[3], "127.0.0.1/32" | "0.0.0.0/0" | "all" | "samehost")
+            && f[4] == "trust"
+    })
+}
+
+/// A postgresql.conf line, the value quoted.
+fn setting_line(name: &str, value: &str) -> String {
+    format!("{name} = '{}'\n", value.replace('\'', "''"))
+}
+
 fn free_port() -> Result<u16, ClusterError> {
     let l = TcpListener::bind("127.0.0.1:0").map_err(|e| io_err("bind a free port".into(), e))?;
     let port = l
@@ -383,4 +507,27 @@ pub fn find_bin_dir() -> Option<PathBuf> {
         .collect();
     versions.sort();
     versions.pop().map(|(_, d)| d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replication_from_localhost_needs_its_own_hba_line() {
+        // initdb -A trust writes this line.
+        assert!(hba_trusts_local_replication(
+            "local all all trust\nhost    replication     all             127.0.0.1/32            trust\n"
+        ));
+        // `all` in the database column does not cover replication connections.
+        assert!(!hba_trusts_local_replication(
+            "host all all 127.0.0.1/32 trust\n"
+        ));
+        assert!(!hba_trusts_local_replication(
+            "# host replication all 127.0.0.1/32 trust\n"
+        ));
+        assert!(!hba_trusts_local_replication(
+            "host replication all 127.0.0.1/32 scram-sha-256\n"
+        ));
+    }
 }

@@ -529,29 +529,49 @@ impl Backfill {
     }
 
     /// Wait while the replicas lag more than `max_ms`. Returns true when stopped meanwhile.
+    ///
+    /// pg_stat_replication's lag columns are measured when a replica replays WAL, and keep the
+    /// last value until the replica reports having replayed everything twice in a row. On a
+    /// primary that other sessions (or autovacuum) keep writing to, that never happens: a
+    /// replica that has caught up with our batches still shows the lag of the last commit it
+    /// replayed, and a replica delayed on purpose (recovery_min_apply_delay) shows about its
+    /// delay forever. Re-reading the columns alone could then wait forever (it did, in
+    /// `max_replication_lag_waits_for_a_lagging_standby_before_each_batch`). So the first read
+    /// also fixes a target, the primary's WAL flush position (every batch committed so far), and
+    /// a replica that has replayed up to it no longer counts, whatever its columns still say:
+    /// the wait ends once the replicas have caught up with the backfill, at the latest. WAL
+    /// written while we wait does not move the target.
     async fn wait_for_replicas(
         &self,
         max_ms: u64,
         observer: &mut dyn FnMut(Event),
         stop: &mut watch::Receiver<bool>,
     ) -> Result<bool, BackfillError> {
-        let mut told = false;
+        let mut target: Option<String> = None;
+        let started = Instant::now();
+        let db_err = |e: tokio_postgres::Error| BackfillError::Db {
+            what: "reading pg_stat_replication".into(),
+            failure: fail(&e, "checking the replication lag"),
+        };
         loop {
-            let lag: i64 = self
+            let row = self
                 .session
                 .client
-                .query_one(sql::BACKFILL_REPLICATION_LAG.sql, &[])
+                .query_one(sql::BACKFILL_REPLICATION_LAG.sql, &[&target])
                 .await
-                .and_then(|r| r.try_get(1))
-                .map_err(|e| BackfillError::Db {
-                    what: "reading pg_stat_replication".into(),
-                    failure: fail(&e, "checking the replication lag"),
-                })?;
+                .map_err(db_err)?;
+            let lag: i64 = row.try_get(1).map_err(db_err)?;
             if u64_of(lag) <= max_ms {
+                if target.is_some() {
+                    observer(Event::Waiting(format!(
+                        "replicas caught up after {} ms: resuming",
+                        millis(started.elapsed())
+                    )));
+                }
                 return Ok(false);
             }
-            if !told {
-                told = true;
+            if target.is_none() {
+                target = Some(row.try_get(2).map_err(db_err)?);
                 observer(Event::Waiting(format!(
                     "replication lag {lag} ms is above max_replication_lag {max_ms} ms: waiting"
                 )));

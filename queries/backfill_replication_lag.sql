@@ -9,13 +9,16 @@
 --          pg_current_wal_flush_lsn() now).
 -- Identifier slots: none.
 -- Returns: replicas int8, lag_ms int8 (0 without replicas, or once every replica has replayed
---          the target; else the largest write/flush/replay lag of those that have not), target text.
+--          the target; else the largest write/flush/replay lag of those that have not), target
+--          text, hidden int8 (replicas whose details this role may not see: PostgreSQL shows
+--          only their pid to roles without pg_read_all_stats, so their lag cannot be read).
 WITH t AS (SELECT coalesce($1::text::pg_lsn, pg_current_wal_flush_lsn()) AS target)
 SELECT count(r.pid) AS replicas,
        coalesce(max(round(extract(epoch FROM greatest(r.write_lag, r.flush_lag, r.replay_lag)) * 1000))
                     FILTER (WHERE coalesce(r.replay_lsn, r.flush_lsn) IS NULL
                                OR coalesce(r.replay_lsn, r.flush_lsn) < t.target), 0)::int8 AS lag_ms,
-       t.target::text AS target
+       t.target::text AS target,
+       count(r.pid) FILTER (WHERE r.state IS NULL) AS hidden
 FROM t
 LEFT JOIN pg_stat_replication r ON true
 GROUP BY t.target

@@ -234,6 +234,16 @@ pub(super) fn i64_of(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
+/// How a wait for the replicas ended.
+enum Wait {
+    /// Below the ceiling: run the next batch.
+    Go,
+    /// Ctrl-C.
+    Stopped,
+    /// The connection was lost while waiting.
+    Lost(DbFailure),
+}
+
 pub(super) fn u64_of(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
@@ -267,7 +277,42 @@ impl Backfill {
             start: None,
         };
         b.count().await?;
+        b.check_lag_visible().await?;
         Ok(b)
+    }
+
+    /// With a lag ceiling, refuse to start when the role cannot see the replicas' lag:
+    /// pg_stat_replication shows only their pid to roles that are neither superuser nor in
+    /// pg_read_all_stats, and a ceiling read as 0 would never hold a batch back.
+    async fn check_lag_visible(&self) -> Result<(), BackfillError> {
+        if self.spec.batching.max_replication_lag_ms.is_none() {
+            return Ok(());
+        }
+        let db_err = |e: tokio_postgres::Error| BackfillError::Db {
+            what: "reading pg_stat_replication".into(),
+            failure: fail(&e, "checking that the replication lag can be read"),
+        };
+        let none: Option<String> = None;
+        let row = self
+            .session
+            .client
+            .query_one(sql::BACKFILL_REPLICATION_LAG.sql, &[&none])
+            .await
+            .map_err(db_err)?;
+        let hidden: i64 = row.try_get(3).map_err(db_err)?;
+        if hidden > 0 {
+            let role = self.info.user.clone();
+            return Err(BackfillError::Refused(format!(
+                "max_replication_lag is set, but role `{role}` cannot read the lag of {hidden} \
+                 attached replica{}: pg_stat_replication shows only the pid to roles that are \
+                 not superuser or members of pg_read_all_stats, so the ceiling would never hold \
+                 a batch back. Run `GRANT pg_read_all_stats TO {}` (as a superuser), or remove \
+                 max_replication_lag from the spec",
+                if hidden == 1 { "" } else { "s" },
+                crate::sql::ident::quote(&role)
+            )));
+        }
+        Ok(())
     }
 
     /// --commit, once confirmed: take the single-run guard and open (or resume) the run. The
@@ -337,11 +382,40 @@ impl Backfill {
             {
                 break;
             }
-            if let Some(max) = b.max_replication_lag_ms
-                && self.wait_for_replicas(max, observer, stop).await?
-            {
-                interrupted = true;
-                break;
+            if let Some(max) = b.max_replication_lag_ms {
+                let mut attempt = 0u32;
+                loop {
+                    match self.wait_for_replicas(max, observer, stop).await? {
+                        Wait::Go => break,
+                        Wait::Stopped => {
+                            interrupted = true;
+                            break 'batches;
+                        }
+                        // Lost while waiting: reconnect as a batch would, then wait again.
+                        Wait::Lost(failure) if attempt < b.retries.max(10) => {
+                            attempt += 1;
+                            let wait_ms = db::backoff_ms(attempt);
+                            observer(Event::Waiting(format!(
+                                "connection lost while waiting for the replicas ({failure}); \
+                                 reconnecting in {wait_ms} ms"
+                            )));
+                            tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+                            match self.reconnect(&mut prog, attempt, observer).await {
+                                Ok(()) => {}
+                                Err(BackfillError::Connect(e)) => {
+                                    observer(Event::Waiting(format!("reconnect failed: {e}")));
+                                }
+                                Err(e) => return Err(e),
+                            }
+                        }
+                        Wait::Lost(failure) => {
+                            return Err(BackfillError::Db {
+                                what: "reading pg_stat_replication".into(),
+                                failure,
+                            });
+                        }
+                    }
+                }
             }
             batch_no += 1;
             let mut attempt = 0u32;
@@ -528,7 +602,7 @@ impl Backfill {
         })
     }
 
-    /// Wait while the replicas lag more than `max_ms`. Returns true when stopped meanwhile.
+    /// Wait while the replicas lag more than `max_ms`.
     ///
     /// pg_stat_replication's lag columns are measured when a replica replays WAL, and keep the
     /// last value until the replica reports having replayed everything twice in a row. On a
@@ -546,7 +620,7 @@ impl Backfill {
         max_ms: u64,
         observer: &mut dyn FnMut(Event),
         stop: &mut watch::Receiver<bool>,
-    ) -> Result<bool, BackfillError> {
+    ) -> Result<Wait, BackfillError> {
         let mut target: Option<String> = None;
         let started = Instant::now();
         let db_err = |e: tokio_postgres::Error| BackfillError::Db {
@@ -554,12 +628,18 @@ impl Backfill {
             failure: fail(&e, "checking the replication lag"),
         };
         loop {
-            let row = self
+            let row = match self
                 .session
                 .client
                 .query_one(sql::BACKFILL_REPLICATION_LAG.sql, &[&target])
                 .await
-                .map_err(db_err)?;
+            {
+                Ok(row) => row,
+                Err(e) if db::is_connection_lost(&e) => {
+                    return Ok(Wait::Lost(fail(&e, "checking the replication lag")));
+                }
+                Err(e) => return Err(db_err(e)),
+            };
             let lag: i64 = row.try_get(1).map_err(db_err)?;
             if u64_of(lag) <= max_ms {
                 if target.is_some() {
@@ -568,7 +648,7 @@ impl Backfill {
                         millis(started.elapsed())
                     )));
                 }
-                return Ok(false);
+                return Ok(Wait::Go);
             }
             if target.is_none() {
                 target = Some(row.try_get(2).map_err(db_err)?);
@@ -578,7 +658,7 @@ impl Backfill {
             }
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                _ = stop.changed() => return Ok(true),
+                _ = stop.changed() => return Ok(Wait::Stopped),
             }
         }
     }

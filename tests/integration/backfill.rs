@@ -1124,6 +1124,41 @@ fn max_replication_lag_waits_for_a_lagging_standby_before_each_batch() {
     );
     let waiting = "is above max_replication_lag 500 ms: waiting";
 
+    // A role that may not read the replicas' lag (not superuser, not in pg_read_all_stats) sees
+    // only their pids: the ceiling cannot be honoured, so the backfill refuses before any batch.
+    rt().block_on(async {
+        let c = crate::common::connect(&db.url).await;
+        c.batch_execute(&format!(
+            "CREATE ROLE lag_blind LOGIN; \
+             GRANT CREATE ON DATABASE {name} TO lag_blind; \
+             GRANT USAGE, CREATE ON SCHEMA public TO lag_blind; \
+             GRANT ALL ON ALL TABLES IN SCHEMA public TO lag_blind"
+        ))
+        .await
+        .expect("create a role without pg_read_all_stats");
+    });
+    let blind = TestDb {
+        name: name.into(),
+        url: db.url.replacen("postgres@", "lag_blind@", 1),
+        dir: dir.clone(),
+    };
+    for extra in [&[][..], &["--commit", "--yes"][..]] {
+        let r = run(&blind, &spec, extra);
+        assert_eq!(r.code, 2, "{r}");
+        assert!(
+            r.stderr
+                .contains("role `lag_blind` cannot read the lag of 1 attached replica")
+                && r.stderr
+                    .contains("GRANT pg_read_all_stats TO \"lag_blind\""),
+            "{r}"
+        );
+    }
+    assert_eq!(
+        rt().block_on(int(&db, "SELECT count(*) FROM update_counts")),
+        0,
+        "a refused backfill changed rows"
+    );
+
     // Ctrl-C while waiting (before the first batch) exits at once, nothing applied.
     let first = Watched::start(&db, &spec, &["--commit", "--yes"]);
     let line = first.wait_for_line(waiting, Duration::from_secs(60));
@@ -1156,6 +1191,21 @@ fn max_replication_lag_waits_for_a_lagging_standby_before_each_batch() {
     // commits a batch before the standby has replayed the one before it.
     let mut second = Watched::start(&db, &spec, &["--commit", "--yes"]);
     let rt = rt();
+    // Its connection is cut while it waits before the first batch: it reconnects and waits on.
+    assert!(
+        second
+            .wait_for_line(waiting, Duration::from_secs(60))
+            .is_some(),
+        "the resumed run never waited"
+    );
+    let cut: i64 = rt.block_on(int(
+        &db,
+        &format!(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE datname = '{name}' AND application_name LIKE 'migval-backfill:%'"
+        ),
+    ));
+    assert_eq!(cut, 1, "the waiting backfill's backend was not found");
     let t0 = Instant::now();
     let mut widest = 0;
     let mut timeline = Vec::new();
@@ -1200,10 +1250,21 @@ fn max_replication_lag_waits_for_a_lagging_standby_before_each_batch() {
         "batches (primary, standby) over time: {timeline:?}; replay_lag seen {lag_min}..{lag_max} ms; \
          resumed run took {took:?}"
     );
-    // Three batches, then the check that finds no key left: each waited, and went on.
-    assert!(waits.len() >= 3, "waited before every batch{r}");
+    // Three batches, then the check that finds no key left: each waited, and went on; the
+    // wait whose connection was cut started over after the reconnect.
+    assert!(waits.len() >= 4, "waited before every batch{r}");
+    assert!(
+        r.stderr
+            .contains("connection lost while waiting for the replicas")
+            && r.stderr.contains("reconnected"),
+        "{r}"
+    );
     let resumed = r.stderr.matches("replicas caught up after").count();
-    assert_eq!(resumed, waits.len(), "every wait ended{r}");
+    assert_eq!(
+        resumed + 1,
+        waits.len(),
+        "every wait but the cut one ended{r}"
+    );
     assert!(r.stdout.contains("VALIDATION PASSED"), "{r}");
     rt.block_on(assert_filled_exactly_once(&db));
     assert!(

@@ -28,3 +28,4 @@ pub mod report;
 pub mod spec;
 pub mod sql;
 pub mod store;
+pub mod trace;

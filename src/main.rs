@@ -7,6 +7,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = migval::cli::Cli::parse();
+    migval::trace!("start");
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

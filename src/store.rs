@@ -6,7 +6,7 @@
 //! the hash covers exactly REST's bytes. The file stays plain JSON.
 
 use std::fs;
-use std::io::Write;
+use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -47,22 +47,20 @@ pub enum StoreError {
     Invalid { path: PathBuf, message: String },
 }
 
-fn hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+fn hex_of(digest: &[u8]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Write `snap` to `path` atomically.
+///
+/// The JSON is streamed to a temporary file through the hash (a 10M-row baseline is hundreds
+/// of MB: no second copy in memory); the checksum placeholder at the top is filled in last,
+/// then the file is synced and renamed over `path`.
 pub fn write(path: &Path, snap: &Snapshot) -> Result<(), StoreError> {
     let err = |source| StoreError::Write {
         path: path.to_path_buf(),
         source,
     };
-    let body = serde_json::to_vec(snap).map_err(|e| err(std::io::Error::other(e)))?;
-    // body = `{` + REST
-    let rest = &body[1..];
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -73,12 +71,26 @@ pub fn write(path: &Path, snap: &Snapshot) -> Result<(), StoreError> {
         .unwrap_or_else(|| "snapshot".into());
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let result = (|| {
-        let mut f = fs::File::create(&tmp)?;
+        let mut f = io::BufWriter::with_capacity(1 << 20, fs::File::create(&tmp)?);
         f.write_all(PREFIX.as_bytes())?;
-        f.write_all(hex(rest).as_bytes())?;
+        f.write_all(&[b'0'; 64])?;
         f.write_all(b"\",")?;
-        f.write_all(rest)?;
+        // serde writes `{` + REST; the `{` is already in PREFIX.
+        let mut body = HashingWriter {
+            inner: f,
+            hasher: Sha256::new(),
+            skip: 1,
+        };
+        serde_json::to_writer(&mut body, snap).map_err(io::Error::other)?;
+        let HashingWriter {
+            inner: mut f,
+            hasher,
+            ..
+        } = body;
         f.write_all(b"\n")?;
+        let mut f = f.into_inner().map_err(|e| e.into_error())?;
+        f.seek(SeekFrom::Start(PREFIX.len() as u64))?;
+        f.write_all(hex_of(&hasher.finalize()).as_bytes())?;
         f.sync_all()?;
         fs::rename(&tmp, path)?;
         if let Ok(d) = fs::File::open(dir) {
@@ -92,14 +104,50 @@ pub fn write(path: &Path, snap: &Snapshot) -> Result<(), StoreError> {
     result.map_err(err)
 }
 
+/// Passes bytes through to `inner` and into the hash, except the first `skip` bytes.
+struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    skip: usize,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let skipped = self.skip.min(buf.len());
+        self.skip -= skipped;
+        let n = skipped + self.inner.write(&buf[skipped..])?;
+        self.hasher.update(&buf[skipped..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// Read and verify a snapshot file.
 pub fn read(path: &Path) -> Result<Snapshot, StoreError> {
-    let bytes = fs::read(path).map_err(|source| StoreError::Read {
+    open(path)?.parse()
+}
+
+/// A snapshot file whose checksum has been verified, not yet parsed.
+pub struct Verified {
+    path: PathBuf,
+    /// `{` + REST: the JSON object.
+    json: Vec<u8>,
+}
+
+/// Read a snapshot file and verify its checksum (fast: no parsing). [`Verified::parse`] then
+/// builds the snapshot, which for big baselines is worth doing while the database works.
+pub fn open(path: &Path) -> Result<Verified, StoreError> {
+    let mut bytes = fs::read(path).map_err(|source| StoreError::Read {
         path: path.to_path_buf(),
         source,
     })?;
-    let text = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
-    let Some(after_prefix) = text.strip_prefix(PREFIX.as_bytes()) else {
+    if bytes.last() == Some(&b'\n') {
+        bytes.pop();
+    }
+    let Some(after_prefix) = bytes.strip_prefix(PREFIX.as_bytes()) else {
         return Err(StoreError::NotASnapshot {
             path: path.to_path_buf(),
         });
@@ -110,8 +158,7 @@ pub fn read(path: &Path) -> Result<Snapshot, StoreError> {
         });
     }
     let expected = String::from_utf8_lossy(&after_prefix[..64]).to_string();
-    let rest = &after_prefix[66..];
-    let actual = hex(rest);
+    let actual = hex_of(&Sha256::digest(&after_prefix[66..]));
     if actual != expected {
         return Err(StoreError::Checksum {
             path: path.to_path_buf(),
@@ -119,30 +166,43 @@ pub fn read(path: &Path) -> Result<Snapshot, StoreError> {
             actual,
         });
     }
-    let mut json = Vec::with_capacity(rest.len() + 1);
-    json.push(b'{');
-    json.extend_from_slice(rest);
-    let mut snap: Snapshot = serde_json::from_slice(&json).map_err(|e| StoreError::Invalid {
+    // Turn the bytes into `{` + REST in place.
+    let start = PREFIX.len() + 66 - 1;
+    bytes.drain(..start);
+    bytes[0] = b'{';
+    Ok(Verified {
         path: path.to_path_buf(),
-        message: format!("unreadable snapshot content: {e}"),
-    })?;
-    if snap.format != Snapshot::FORMAT {
-        return Err(StoreError::Invalid {
-            path: path.to_path_buf(),
-            message: format!(
-                "snapshot format {} is not supported by this migval (expects {})",
-                snap.format,
-                Snapshot::FORMAT
-            ),
-        });
-    }
-    for c in &mut snap.checks {
-        if let crate::model::Outcome::Captured(t) = &mut c.outcome {
-            t.restore_kinds().map_err(|message| StoreError::Invalid {
-                path: path.to_path_buf(),
-                message: format!("check `{}`: {message}", c.name),
+        json: bytes,
+    })
+}
+
+impl Verified {
+    /// Parse the verified content.
+    pub fn parse(self) -> Result<Snapshot, StoreError> {
+        let path = self.path;
+        let mut snap: Snapshot =
+            serde_json::from_slice(&self.json).map_err(|e| StoreError::Invalid {
+                path: path.clone(),
+                message: format!("unreadable snapshot content: {e}"),
             })?;
+        if snap.format != Snapshot::FORMAT {
+            return Err(StoreError::Invalid {
+                path: path.clone(),
+                message: format!(
+                    "snapshot format {} is not supported by this migval (expects {})",
+                    snap.format,
+                    Snapshot::FORMAT
+                ),
+            });
         }
+        for c in &mut snap.checks {
+            if let crate::model::Outcome::Captured(t) = &mut c.outcome {
+                t.restore_kinds().map_err(|message| StoreError::Invalid {
+                    path: path.clone(),
+                    message: format!("check `{}`: {message}", c.name),
+                })?;
+            }
+        }
+        Ok(snap)
     }
-    Ok(snap)
 }

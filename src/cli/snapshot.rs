@@ -28,7 +28,9 @@ pub async fn run(a: SnapshotArgs) -> anyhow::Result<u8> {
     let limits = a.limits.apply(&spec)?;
     let info = a.conn.resolve()?;
     let snap = engine::snapshot(&info, &spec, limits).await?;
+    crate::trace!("captured");
     store::write(&a.out, &snap).with_context(|| "saving the baseline")?;
+    crate::trace!("baseline written");
     let failed: Vec<_> = snap
         .checks
         .iter()

@@ -29,12 +29,32 @@ pub struct VerifyArgs {
 
 pub async fn run(a: VerifyArgs) -> anyhow::Result<u8> {
     let spec = load_spec(&a.spec)?;
-    let baseline = store::read(&a.baseline).context("reading the baseline")?;
+    // The checksum is checked now (a bad baseline stops us before any query); parsing a big
+    // baseline overlaps with the capture.
+    let verified = store::open(&a.baseline).context("reading the baseline")?;
+    let parsing = tokio::task::spawn_blocking(move || verified.parse());
     let limits = a.limits.apply(&spec)?;
     let info = a.conn.resolve()?;
-    let (report, after) = engine::verify(&info, &spec, &baseline, limits).await?;
+    let captured = engine::capture_after(&info, &spec, limits, None).await;
+    let baseline = parsing
+        .await
+        .context("reading the baseline")?
+        .context("reading the baseline")?;
+    crate::trace!("baseline parsed");
+    let after = match captured {
+        Ok(after) => after,
+        // Say it again with the baseline at hand: it explains a column that disappeared.
+        Err(engine::CaptureError::Preflight(_)) => {
+            engine::capture_after(&info, &spec, limits, Some(&baseline.catalog)).await?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let report = engine::compare_after(&spec, &baseline, &after);
+    crate::trace!("captured and compared");
     if let Some(path) = &a.save_after {
         store::write(path, &after).context("saving the post-migration snapshot")?;
     }
-    a.output.emit(&report)
+    let code = a.output.emit(&report);
+    crate::trace!("report written");
+    code
 }

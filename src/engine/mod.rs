@@ -33,16 +33,25 @@ pub async fn verify(
     baseline: &Snapshot,
     limits: Limits,
 ) -> Result<(Report, Snapshot), CaptureError> {
-    let after = capture::capture(
-        info,
-        spec,
-        &Naming::after(&spec.renames),
-        limits,
-        Some(&baseline.catalog),
-    )
-    .await?;
-    let report = compare::compare(spec, baseline, &after, "verify");
-    Ok((report, after))
+    let after = capture_after(info, spec, limits, Some(&baseline.catalog)).await?;
+    Ok((compare_after(spec, baseline, &after), after))
+}
+
+/// The post-state capture of [`verify`] on its own (names through the [rename] map).
+/// `previous` is the baseline's catalog when at hand: it only improves the message when a
+/// column has disappeared.
+pub async fn capture_after(
+    info: &ConnInfo,
+    spec: &Spec,
+    limits: Limits,
+    previous: Option<&std::collections::BTreeMap<String, Vec<String>>>,
+) -> Result<Snapshot, CaptureError> {
+    capture::capture(info, spec, &Naming::after(&spec.renames), limits, previous).await
+}
+
+/// The comparison of [`verify`] on its own.
+pub fn compare_after(spec: &Spec, baseline: &Snapshot, after: &Snapshot) -> Report {
+    compare::compare(spec, baseline, after, "verify")
 }
 
 /// Compare two saved snapshots under `spec`'s rules.

@@ -89,9 +89,11 @@ pub fn write(path: &Path, snap: &Snapshot) -> Result<(), StoreError> {
         } = body;
         f.write_all(b"\n")?;
         let mut f = f.into_inner().map_err(|e| e.into_error())?;
+        crate::trace!("snapshot serialized and written");
         f.seek(SeekFrom::Start(PREFIX.len() as u64))?;
         f.write_all(hex_of(&hasher.finalize()).as_bytes())?;
         f.sync_all()?;
+        crate::trace!("snapshot synced");
         fs::rename(&tmp, path)?;
         if let Ok(d) = fs::File::open(dir) {
             let _ = d.sync_all();

@@ -53,6 +53,8 @@ pub struct Limits {
     pub statement_timeout_ms: u64,
     pub lock_timeout_ms: u64,
     pub parallel: usize,
+    /// `max_parallel_workers_per_gather` for the probes (see `Settings::query_workers`).
+    pub query_workers: Option<u32>,
 }
 
 impl Limits {
@@ -61,17 +63,29 @@ impl Limits {
             statement_timeout_ms: spec.settings.statement_timeout_ms,
             lock_timeout_ms: spec.settings.lock_timeout_ms,
             parallel: spec.settings.parallel,
+            query_workers: spec.settings.query_workers,
         }
     }
 
     /// Session settings for a capture transaction. The numbers come from parsed settings,
     /// never from raw user text.
-    fn set_local(&self) -> String {
+    ///
+    /// `connections`: how many connections run probes at once. With several, PostgreSQL's own
+    /// parallel workers are off unless `query_workers` says otherwise: the connections already
+    /// keep the server's cores busy, workers on top only add processes competing for them (and
+    /// pass every row of a big result through shared-memory queues), and migval's load on the
+    /// server stays at `parallel` backends.
+    fn set_local(&self, connections: usize) -> String {
+        let workers = match self.query_workers {
+            Some(n) => format!(" SET LOCAL max_parallel_workers_per_gather = {n};"),
+            None if connections > 1 => " SET LOCAL max_parallel_workers_per_gather = 0;".into(),
+            None => String::new(),
+        };
         format!(
             "SET LOCAL statement_timeout = {}; SET LOCAL lock_timeout = {}; \
              SET LOCAL idle_in_transaction_session_timeout = 0; \
              SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, YMD'; \
-             SET LOCAL IntervalStyle = 'postgres'; SET LOCAL extra_float_digits = 3;",
+             SET LOCAL IntervalStyle = 'postgres'; SET LOCAL extra_float_digits = 3;{workers}",
             self.statement_timeout_ms, self.lock_timeout_ms
         )
     }
@@ -229,8 +243,9 @@ async fn attempt_capture(
 ) -> Result<(OriginParts, Vec<CheckCapture>, usize, Option<SchemaCapture>), Attempt> {
     let fatal =
         |e: tokio_postgres::Error, what: &str| Attempt::Fatal(db::failure(&e, Some(what.into())));
+    let workers = limits.parallel.min(probes.len()).max(1);
     exporter
-        .batch_execute(&format!("{BEGIN}; {}", limits.set_local()))
+        .batch_execute(&format!("{BEGIN}; {}", limits.set_local(workers)))
         .await
         .map_err(|e| fatal(e, "starting the snapshot transaction"))?;
     let lockable: Vec<String> = catalog
@@ -274,7 +289,6 @@ async fn attempt_capture(
     }
 
     crate::trace!("snapshot {snapshot_id} exported");
-    let workers = limits.parallel.min(probes.len()).max(1);
     let probes = Arc::new(probes);
     let spec = Arc::new(spec.clone());
     let order = order_by_estimate(&exporter, &probes).await;
@@ -299,7 +313,7 @@ async fn attempt_capture(
             let import = format!(
                 "{BEGIN}; SET TRANSACTION SNAPSHOT {}; {}",
                 ident::quote_literal(&snapshot_id),
-                limits.set_local()
+                limits.set_local(workers)
             );
             if let Err(e) = client.batch_execute(&import).await {
                 let f = db::failure(
@@ -491,7 +505,10 @@ pub async fn capture_in_transaction(
         .map_err(|e| fatal(e, "identifying the transaction"))?;
     let origin = origin_from_row(&row).map_err(|e| fatal(e, "identifying the transaction"))?;
     client
-        .batch_execute(&format!("SAVEPOINT migval_capture; {}", limits.set_local()))
+        .batch_execute(&format!(
+            "SAVEPOINT migval_capture; {}",
+            limits.set_local(1)
+        ))
         .await
         .map_err(|e| fatal(e, "starting the capture savepoint"))?;
     let schema = match schema_scope(spec, &catalog) {
@@ -880,16 +897,17 @@ async fn run_query(
     let stream = client.query_raw(&stmt, params).await.map_err(fail)?;
     let mut stream = std::pin::pin!(stream);
     while let Some(row) = stream.try_next().await.map_err(fail)? {
-        let mut cells = Vec::with_capacity(decoders.len());
-        for (i, d) in decoders.iter().enumerate() {
-            cells.push(decode::decode(&row, i, *d).map_err(fail)?);
-        }
-        if plans.len() == 1 {
-            let (_, k, v, t) = &mut plans[0];
+        if let [(_, k, v, t)] = plans.as_mut_slice() {
+            // One output (the usual case): decode straight into its table.
             for &p in k.iter().chain(v.iter()) {
-                t.cells.push(std::mem::replace(&mut cells[p], Value::Null));
+                t.cells
+                    .push(decode::decode(&row, p, decoders[p]).map_err(fail)?);
             }
         } else {
+            let mut cells = Vec::with_capacity(decoders.len());
+            for (i, d) in decoders.iter().enumerate() {
+                cells.push(decode::decode(&row, i, *d).map_err(fail)?);
+            }
             for (_, k, v, t) in plans.iter_mut() {
                 for &p in k.iter().chain(v.iter()) {
                     t.cells.push(cells[p].clone());

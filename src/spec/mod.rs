@@ -53,6 +53,9 @@ pub struct Settings {
     pub statement_timeout_ms: u64,
     pub lock_timeout_ms: u64,
     pub parallel: usize,
+    /// `max_parallel_workers_per_gather` for the probes; `None`: 0 while several connections
+    /// run probes at once (they already share the server's cores), else the server's own.
+    pub query_workers: Option<u32>,
     pub worst_groups: usize,
 }
 
@@ -63,6 +66,7 @@ impl Default for Settings {
             statement_timeout_ms: 10 * 60 * 1000,
             lock_timeout_ms: 5_000,
             parallel: 4,
+            query_workers: None,
             worst_groups: 10,
         }
     }
@@ -519,6 +523,18 @@ impl Validator<'_> {
             match usize::try_from(p) {
                 Ok(p) if (1..=64).contains(&p) => s.parallel = p,
                 _ => self.err(1, "", "settings.parallel", "must be between 1 and 64"),
+            }
+        }
+        if let Some(n) = raw.query_workers {
+            if n <= 1024 {
+                s.query_workers = Some(n);
+            } else {
+                self.err(
+                    1,
+                    "",
+                    "settings.query_workers",
+                    "must be between 0 and 1024",
+                );
             }
         }
         if let Some(n) = raw.worst_groups {

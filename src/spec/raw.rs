@@ -42,6 +42,8 @@ pub struct RawSettings {
     pub statement_timeout: Option<String>,
     pub lock_timeout: Option<String>,
     pub parallel: Option<u32>,
+    /// PostgreSQL parallel workers per probe query (max_parallel_workers_per_gather).
+    pub query_workers: Option<u32>,
     /// How many worst groups a grouped check lists.
     pub worst_groups: Option<u32>,
 }

@@ -160,3 +160,65 @@ metrics = ["max(at)", "min(at)"]
         assert_eq!(t.row(0)[1], Value::Text("2025-03-30 01:30:00+00".into()));
     });
 }
+
+/// migval's own connections already run probes side by side: PostgreSQL's parallel workers
+/// are off for them then (the load stays at `parallel` backends), unless
+/// `settings.query_workers` asks for some; with a single connection the server decides.
+#[test]
+fn server_parallel_workers_are_off_while_several_connections_probe_unless_asked_for() {
+    rt().block_on(async {
+        let db = TestDb::new("consistency_query_workers").await;
+        let server_default: String = db
+            .client()
+            .await
+            .query_one(
+                "SELECT current_setting('max_parallel_workers_per_gather')",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        let workers_seen = |settings: &'static str| {
+            let db = &db;
+            async move {
+                let spec = Spec::parse(
+                    "t.toml",
+                    &format!(
+                        r#"
+[settings]
+{settings}
+[[check]]
+name = "workers"
+sql = "SELECT 1 AS k, current_setting('max_parallel_workers_per_gather') AS w"
+key = ["k"]
+[[check]]
+name = "another probe"
+sql = "SELECT 1 AS k"
+key = ["k"]
+"#
+                    ),
+                )
+                .unwrap();
+                let snap = engine::snapshot(&db.info(), &spec, Limits::from_spec(&spec))
+                    .await
+                    .unwrap();
+                let Outcome::Captured(t) = &snap.check("workers").unwrap().outcome else {
+                    panic!("not captured: {:?}", snap.check("workers"))
+                };
+                t.row(0)[1].clone()
+            }
+        };
+        assert_eq!(workers_seen("parallel = 4").await, Value::Text("0".into()));
+        assert_eq!(
+            workers_seen("parallel = 1").await,
+            Value::Text(server_default),
+            "one connection: the server's own setting"
+        );
+        assert_eq!(
+            workers_seen("parallel = 4\nquery_workers = 3").await,
+            Value::Text("3".into())
+        );
+    });
+    let err = Spec::parse("t.toml", "[settings]\nquery_workers = 5000\n").unwrap_err();
+    assert!(err.to_string().contains("settings.query_workers"), "{err}");
+}

@@ -41,7 +41,7 @@ use super::preflight::{self, Catalog, PreflightError};
 pub enum CaptureError {
     #[error(transparent)]
     Connect(#[from] ConnectError),
-    #[error("{0}")]
+    #[error(transparent)]
     Preflight(#[from] PreflightError),
     #[error("could not take a consistent snapshot: {0}")]
     Snapshot(DbFailure),

@@ -181,7 +181,10 @@ pub async fn run(
                     rel.qualified()
                 );
                 msg.push_str(&rename_hint(rel, &col, naming, spec, previous));
-                problems.push(msg);
+                // Once per check and column, however many metrics use it.
+                if !problems.contains(&msg) {
+                    problems.push(msg);
+                }
             }
         }
     }
@@ -236,9 +239,28 @@ fn rename_hint(
     previous: Option<&BTreeMap<String, Vec<String>>>,
 ) -> String {
     if !naming.after {
+        // The baseline is taken under the old names: a renamed column here means the
+        // migration already ran.
+        if let Some((_, _, new)) = spec
+            .renames
+            .columns
+            .iter()
+            .find(|(_, old, new)| old == col && rel.columns.contains(new))
+        {
+            return format!(
+                "\n    hint: `{}` has `{new}`, which [rename] maps `{col}` to: was the migration already applied? Take the baseline before migrating",
+                rel.name
+            );
+        }
         return "\n    hint: check the spelling; names are case-folded unless written in double quotes".into();
     }
     if let Some((_, old, _)) = spec.renames.columns.iter().find(|(_, _, new)| new == col) {
+        if rel.columns.contains(old) {
+            return format!(
+                "\n    hint: `{}` still has `{old}`, which [rename] maps to `{col}`: has the migration been applied yet?",
+                rel.name
+            );
+        }
         return format!(
             "\n    hint: [rename] maps `{old}` to `{col}`, but `{col}` is not there either: check the [rename] entry"
         );

@@ -122,6 +122,67 @@ fn a_renamed_column_without_rename_entry_is_reported_before_anything_runs_with_a
 }
 
 #[test]
+fn a_baseline_after_the_migration_or_a_verify_before_it_is_named_as_such() {
+    let db = rt().block_on(async {
+        let db = TestDb::new("rename_wrong_side").await;
+        db.exec(FEES).await;
+        db
+    });
+    let spec = db.file("checks.toml", CHECKS);
+    let base = db.path("base.json");
+    let snapshot = || {
+        migval(&[
+            "snapshot",
+            "--spec",
+            p(&spec),
+            "--out",
+            p(&base),
+            "--db",
+            &db.url,
+        ])
+    };
+    // verify before the migration ran: the old column is still there.
+    let r = snapshot();
+    assert_eq!(r.code, 0, "{r}");
+    let r = migval(&[
+        "verify",
+        "--spec",
+        p(&spec),
+        "--baseline",
+        p(&base),
+        "--db",
+        &db.url,
+    ]);
+    assert_eq!(r.code, 2, "{r}");
+    assert!(
+        r.stderr.contains(
+            "hint: `fees` still has `fixed_cost`, which [rename] maps to `fixed_fee`: has the migration been applied yet?"
+        ),
+        "{r}"
+    );
+    // A baseline taken after the migration: the column is already renamed.
+    rt().block_on(db.exec("ALTER TABLE fees RENAME COLUMN fixed_cost TO fixed_fee"));
+    std::fs::remove_file(&base).unwrap();
+    let r = snapshot();
+    assert_eq!(r.code, 2, "{r}");
+    assert!(
+        r.stderr.contains(
+            "hint: `fees` has `fixed_fee`, which [rename] maps `fixed_cost` to: was the migration already applied?"
+        ),
+        "{r}"
+    );
+    // One line per check and column, however many metrics use it; the list is not repeated.
+    assert_eq!(
+        r.stderr
+            .matches("check `fixed fees per kind`: column `fixed_cost` does not exist")
+            .count(),
+        1,
+        "{r}"
+    );
+    assert!(!base.exists(), "no baseline written: {r}");
+}
+
+#[test]
 fn an_unknown_table_is_named_before_anything_runs() {
     let db = rt().block_on(TestDb::new("rename_unknown_table"));
     let spec = db.file(

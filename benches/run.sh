@@ -420,6 +420,25 @@ BACKFILL_BLOCK=$(sed -n '/<!-- backfill:begin/,/<!-- backfill:end -->/p' "$MD" 2
 - Wall time and peak RSS come from `/usr/bin/time -f "%e %M"` around each command: peak RSS is the
   client process only (migval, or psql). The PostgreSQL backends' CPU and memory are not in any
   RSS column; migval runs its probes on up to 4 connections (the spec default), psql on one.
+  While several connections probe, migval turns PostgreSQL's parallel workers off for them
+  (`settings.query_workers`, default 0 then); psql runs with the server's setting (2 here).
+
+## Why the 0.4x target is out of reach on this machine
+
+The capture is CPU-bound on the 2 vCPUs, and the work is the server's. Measured at 10M with
+`MIGVAL_TRACE=1 migval snapshot --parallel 2` (one connection per core, each probe a single
+backend): the probes took 17.2 s (revenue_analytics_optimized view), 15.2 s (products_list_view),
+13.0 s (per-product rows, 8.5M of them), 11.2 s (company_revenue_analytics view), 10.4 s
+(company revenue from base tables), 6.5 s (orphans), 3.4 s and 2.2 s (the fused totals): 79 s of
+backend time, which the two connections ran back to back (41.4 s and 37.7 s) in a 41.6 s capture,
+both cores busy throughout. migval's own CPU, about 10 s of it for a 355 MB baseline, shares the
+same cores. With 4 or 6 connections the capture is no faster (42 s, 52 s): the cores are already
+full. migval's edge over psql is running those queries side by side, fusing the cheap ones, and
+not formatting 8.5M rows as aligned text; the views' joins and aggregates cost the server the same
+for both. A ratio of 0.4 (about 33 s against psql's 82 s in this run) would need the
+server to do about 80 s of single-process work in 33 s, 2.4 cores' worth, before migval's own
+share. It needs more cores (the probes are independent and would spread over them), not a
+different client.
 
 ## Noise and caveats
 

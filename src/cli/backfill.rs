@@ -5,6 +5,8 @@
 use std::fmt::Write as _;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -18,6 +20,32 @@ use crate::spec::parse_duration_ms;
 
 /// Exit code after Ctrl-C (128 + SIGINT), as shells report it.
 const INTERRUPTED: u8 = 130;
+/// Exit code after SIGTERM (128 + 15, as shells report it).
+const TERMINATED: u8 = 143;
+
+/// Wait for Ctrl-C (SIGINT) or SIGTERM; records the exit code to use. False when no handler
+/// could be installed (then the run is never stopped by a signal of ours).
+async fn stop_signal(exit_code: &AtomicU8) -> bool {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut term) = signal(SignalKind::terminate()) else {
+            return tokio::signal::ctrl_c().await.is_ok();
+        };
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r.is_ok(),
+            _ = term.recv() => {
+                exit_code.store(TERMINATED, Ordering::Relaxed);
+                true
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = exit_code;
+        tokio::signal::ctrl_c().await.is_ok()
+    }
+}
 
 #[derive(Debug, Args)]
 pub struct BackfillArgs {
@@ -191,17 +219,30 @@ pub async fn run(a: BackfillArgs) -> anyhow::Result<u8> {
     // Kept here so that `rx` never sees a closed channel (which would read as a stop) if the
     // signal handler cannot be installed.
     let _sender = tx.clone();
-    let ctrl_c = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            let _ = tx.send(true);
-            // A second Ctrl-C does not wait for the rollback.
-            if tokio::signal::ctrl_c().await.is_ok() {
-                std::process::exit(i32::from(INTERRUPTED));
+    // SIGTERM (a service manager, `timeout`, a container stopping) stops the run like Ctrl-C:
+    // the statement is cancelled on the server and the batch rolled back, where an unhandled
+    // SIGTERM would leave the server-side UPDATE running to commit on its own.
+    // Once installed, a handler stays for the life of the process: after the batches (the
+    // checks only read), a signal exits at once instead of being swallowed.
+    let exit_code = Arc::new(AtomicU8::new(INTERRUPTED));
+    let in_batches = Arc::new(AtomicBool::new(true));
+    {
+        let (exit_code, in_batches) = (exit_code.clone(), in_batches.clone());
+        tokio::spawn(async move {
+            if stop_signal(&exit_code).await {
+                if in_batches.load(Ordering::Relaxed) {
+                    let _ = tx.send(true);
+                    // A second signal does not wait for the rollback.
+                    if !stop_signal(&exit_code).await {
+                        return;
+                    }
+                }
+                std::process::exit(i32::from(exit_code.load(Ordering::Relaxed)));
             }
-        }
-    });
+        });
+    }
     let result = bf.run(&mut |e| printer.event(&e), &mut rx).await;
-    ctrl_c.abort();
+    in_batches.store(false, Ordering::Relaxed);
     printer.clear();
     let outcome = match result {
         Ok(o) => o,
@@ -244,7 +285,7 @@ pub async fn run(a: BackfillArgs) -> anyhow::Result<u8> {
              resume with: {}",
             resume_command(&a.spec, a.commit)
         ));
-        return Ok(INTERRUPTED);
+        return Ok(exit_code.load(Ordering::Relaxed));
     }
     let row_errors = u8::from(outcome.counters.errors > 0);
     if !a.commit {

@@ -557,17 +557,27 @@ fn a_second_concurrent_run_is_refused() {
 
 #[test]
 fn ctrl_c_rolls_back_the_batch_keeps_progress_and_exits_130() {
-    let db = rt().block_on(world("backfill_ctrl_c", 3000));
+    stopped_mid_run("backfill_ctrl_c", "-INT", 130);
+}
+
+/// SIGTERM (a service manager, `timeout`, a container stopping) stops the run like Ctrl-C.
+#[test]
+fn sigterm_rolls_back_the_batch_keeps_progress_and_exits_143() {
+    stopped_mid_run("backfill_sigterm", "-TERM", 143);
+}
+
+fn stopped_mid_run(name: &str, signal: &str, code: i32) {
+    let db = rt().block_on(world(name, 3000));
     let spec = spec_with(&db, "bf.toml", "size = 50\npause = \"50ms\"");
     let child = spawn(&db, &spec, &["--commit", "--yes"]);
     wait_for_batches(&db, 3);
     let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args([signal, &child.id().to_string()])
         .status()
-        .expect("kill -INT");
+        .expect("kill");
     assert!(status.success());
     let r = finish(child);
-    assert_eq!(r.code, 130, "{r}");
+    assert_eq!(r.code, code, "{r}");
     assert!(r.stdout.contains("resume with: migval backfill"), "{r}");
     assert!(r.stdout.contains("--commit"), "{r}");
     let state = rt().block_on(text(

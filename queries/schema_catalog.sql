@@ -12,7 +12,8 @@
 -- Notes: read-only. Objects that belong to an extension are left out (they change with the
 --   extension, not with the migration). Indexes that implement a primary key, unique or
 --   exclusion constraint are reported as the constraint. A sequence's max() reads the column
---   it is owned by (a primary key is an index lookup).
+--   it is owned by only where a valid btree index leads with that column (an index lookup);
+--   without one it would read the whole table, and `behind_max` says "not checked".
 WITH ns AS (
     SELECT oid, nspname AS name, quote_ident(nspname) AS nspname
     FROM pg_namespace WHERE nspname = ANY ($1::text[])
@@ -234,6 +235,7 @@ objects AS (
                'behind_max', CASE
                    WHEN owner.col IS NULL OR s.seqincrement < 0 THEN NULL
                    WHEN NOT owner.readable THEN 'unknown (no SELECT privilege on the sequence or its table)'
+                   WHEN NOT owner.indexed THEN 'not checked (no btree index leads with the column, so no unique key to collide with; max() would read the whole table)'
                    WHEN owner.max_value IS NULL OR owner.next_value IS NULL THEN 'no'
                    WHEN owner.max_value::numeric >= owner.next_value::numeric
                    THEN 'BEHIND: the next value is already used'
@@ -242,7 +244,7 @@ objects AS (
     FROM rel r
     JOIN pg_sequence s ON s.seqrelid = r.oid
     LEFT JOIN LATERAL (
-        SELECT o.col, o.readable,
+        SELECT o.col, o.readable, o.indexed,
                -- The next value nextval() returns, in numeric (no bigint overflow at the end).
                CASE WHEN o.readable THEN
                    (xpath('/row/v/text()',
@@ -250,7 +252,7 @@ objects AS (
                                               'ELSE last_value::numeric END AS v FROM %s',
                                               s.seqincrement, r.oid::regclass),
                                        false, true, '')))[1]::text END AS next_value,
-               CASE WHEN o.readable THEN
+               CASE WHEN o.readable AND o.indexed THEN
                    (xpath('/row/m/text()',
                           query_to_xml(format('SELECT max(%I)::text AS m FROM %s',
                                               o.attname, o.tableoid::regclass),
@@ -260,7 +262,14 @@ objects AS (
                           quote_ident(a.attname)) AS col,
                    a.attname, t.oid AS tableoid,
                    has_sequence_privilege(r.oid, 'SELECT')
-                       AND has_table_privilege(t.oid, 'SELECT') AS readable
+                       AND has_table_privilege(t.oid, 'SELECT') AS readable,
+                   EXISTS (SELECT 1
+                           FROM pg_index i
+                           JOIN pg_class ic ON ic.oid = i.indexrelid
+                           JOIN pg_am am ON am.oid = ic.relam
+                           WHERE i.indrelid = t.oid AND i.indkey[0] = a.attnum
+                             AND i.indisvalid AND i.indpred IS NULL
+                             AND am.amname = 'btree') AS indexed
             FROM pg_depend d
             JOIN pg_class t ON t.oid = d.refobjid
             JOIN pg_namespace tn ON tn.oid = t.relnamespace

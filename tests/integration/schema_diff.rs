@@ -274,6 +274,46 @@ fn a_sequence_left_behind_its_column_is_caught_by_verify() {
     );
 }
 
+/// max() of a column without an index would read the whole table on every snapshot: such a
+/// sequence is reported as not checked, and an indexed one is still checked.
+#[test]
+fn a_sequence_on_an_unindexed_column_is_not_scanned() {
+    let db = world("sd_sequence_unindexed");
+    rt().block_on(db.exec(
+        "CREATE TABLE audit_log (n serial, note text); \
+         INSERT INTO audit_log (n, note) VALUES (500, 'copied with its id');",
+    ));
+    let spec = migval::spec::Spec::parse("t.toml", &format!("{DATA_CHECKS}\n[schema]\n")).unwrap();
+    let snap = rt()
+        .block_on(migval::engine::snapshot(
+            &db.info(),
+            &spec,
+            migval::engine::Limits::from_spec(&spec),
+        ))
+        .unwrap();
+    let Some(migval::model::SchemaCapture::Captured(catalog)) = &snap.schema else {
+        panic!("schema not captured: {:?}", snap.schema)
+    };
+    let behind = |name: &str| {
+        catalog
+            .objects
+            .iter()
+            .find(|o| o.kind == "sequence" && o.name == name)
+            .and_then(|o| o.attrs.get("behind_max").cloned())
+            .unwrap_or_else(|| panic!("no sequence {name}"))
+    };
+    assert!(
+        behind("public.audit_log_n_seq").starts_with("not checked (no btree index"),
+        "{}",
+        behind("public.audit_log_n_seq")
+    );
+    assert_eq!(
+        behind("public.accounts_id_seq"),
+        "no",
+        "the primary key is checked"
+    );
+}
+
 #[test]
 fn the_sessions_search_path_does_not_show_as_changes() {
     let db = world("sd_search_path");

@@ -394,6 +394,82 @@ fn kill_9_inside_a_batch_rolls_that_batch_back_and_the_resume_applies_it_once() 
     rt().block_on(assert_filled_exactly_once(&db));
 }
 
+/// Killed after a batch wrote its log lines but before it committed: the resumed run meets those
+/// rows again and does not log them a second time.
+#[test]
+fn kill_9_between_the_log_and_the_commit_logs_each_row_once() {
+    let db = rt().block_on(world("backfill_kill_log", 3000));
+    let spec = spec_with(&db, "bf.toml", "size = 50\npause = \"100ms\"");
+    let mut child = spawn(&db, &spec, &["--commit", "--yes"]);
+    wait_for_batches(&db, 1);
+    // Freeze the progress update (written after the log lines, before COMMIT) of a batch a few
+    // ahead, once.
+    let target = rt().block_on(batches_committed(&db)) + 5;
+    rt().block_on(db.exec(&format!(
+        "CREATE SEQUENCE freeze_log_once; \
+         CREATE FUNCTION freeze_progress() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN IF NEW.batches = {target} AND nextval('freeze_log_once') = 1 THEN PERFORM pg_sleep(30); END IF; \
+         RETURN NEW; END $$; \
+         CREATE TRIGGER freeze_progress BEFORE UPDATE ON migval.backfill_runs FOR EACH ROW EXECUTE FUNCTION freeze_progress();"
+    )));
+    let t0 = Instant::now();
+    loop {
+        let frozen = rt().block_on(int(
+            &db,
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND application_name = 'migval-backfill:subscriber_fk' AND wait_event = 'PgSleep'",
+        ));
+        if frozen > 0 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "the batch never froze"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().expect("kill -9");
+    let _ = finish(child);
+    let log_path = db.path("rows.csv");
+    let logged_lines = |text: &str| -> Vec<(String, String, String)> {
+        text.lines()
+            .skip(1)
+            .map(|l| {
+                let f: Vec<&str> = l.split(',').collect();
+                (f[1].to_string(), f[2].to_string(), f[3].to_string())
+            })
+            .collect()
+    };
+    let before = std::fs::read_to_string(&log_path).expect("row log");
+    let uncommitted = logged_lines(&before)
+        .iter()
+        .filter(|(batch, _, _)| batch == &target.to_string())
+        .count();
+    assert!(
+        uncommitted > 0,
+        "batch {target} logged its rows before the kill (else this test proves nothing):\n{before}"
+    );
+    let resumed = run(&db, &spec, &["--commit", "--yes", "--wait", "60s"]);
+    assert_eq!(resumed.code, 0, "{resumed}");
+    rt().block_on(assert_filled_exactly_once(&db));
+    let after = std::fs::read_to_string(&log_path).expect("row log");
+    let lines = logged_lines(&after);
+    let mut keys: Vec<(String, String)> = lines
+        .iter()
+        .map(|(_, k, key)| (k.clone(), key.clone()))
+        .collect();
+    let n = keys.len();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), n, "a row logged twice:\n{after}");
+    let ambiguous = rt().block_on(int(&db, AMBIGUOUS));
+    assert_eq!(
+        lines.iter().filter(|(_, k, _)| k == "ambiguous").count(),
+        usize::try_from(ambiguous).unwrap(),
+        "every ambiguous row logged once:\n{after}"
+    );
+}
+
 #[test]
 fn a_terminated_backend_mid_run_reconnects_and_finishes() {
     let db = rt().block_on(world("backfill_terminate", 3000));

@@ -399,14 +399,8 @@ impl Backfill {
                                 "connection lost while waiting for the replicas ({failure}); \
                                  reconnecting in {wait_ms} ms"
                             )));
-                            tokio::time::sleep(Duration::from_millis(wait_ms)).await;
-                            match self.reconnect(&mut prog, attempt, observer).await {
-                                Ok(()) => {}
-                                Err(BackfillError::Connect(e)) => {
-                                    observer(Event::Waiting(format!("reconnect failed: {e}")));
-                                }
-                                Err(e) => return Err(e),
-                            }
+                            self.pause_and_reconnect(&mut prog, attempt, wait_ms, observer)
+                                .await?;
                         }
                         Wait::Lost(failure) => {
                             return Err(BackfillError::Db {
@@ -501,15 +495,8 @@ impl Backfill {
                                     wait_ms,
                                     failure,
                                 });
-                                tokio::time::sleep(Duration::from_millis(wait_ms)).await;
-                                match self.reconnect(&mut prog, attempt, observer).await {
-                                    Ok(()) => {}
-                                    // Still down: the next attempt fails as lost again.
-                                    Err(BackfillError::Connect(e)) => {
-                                        observer(Event::Waiting(format!("reconnect failed: {e}")));
-                                    }
-                                    Err(e) => return Err(e),
-                                }
+                                self.pause_and_reconnect(&mut prog, attempt, wait_ms, observer)
+                                    .await?;
                             }
                             Fail::Retry(f) | Fail::Timeout(f) | Fail::Lost(f) | Fail::Fatal(f) => {
                                 let message = format!(
@@ -660,6 +647,26 @@ impl Backfill {
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 _ = stop.changed() => return Ok(Wait::Stopped),
             }
+        }
+    }
+
+    /// Wait `wait_ms`, then reconnect. A server still down is not an error here: the next
+    /// attempt fails as lost again and comes back.
+    async fn pause_and_reconnect(
+        &mut self,
+        prog: &mut Progress,
+        attempt: u32,
+        wait_ms: u64,
+        observer: &mut dyn FnMut(Event),
+    ) -> Result<(), BackfillError> {
+        tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+        match self.reconnect(prog, attempt, observer).await {
+            Ok(()) => Ok(()),
+            Err(BackfillError::Connect(e)) => {
+                observer(Event::Waiting(format!("reconnect failed: {e}")));
+                Ok(())
+            }
+            Err(e) => Err(e),
         }
     }
 

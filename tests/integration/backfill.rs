@@ -150,6 +150,26 @@ fn wait_for_batches(db: &TestDb, n: i64) {
     }
 }
 
+/// Wait until the backfill's backend sleeps in a test trigger (pg_sleep; panics after 60 s).
+fn wait_until_frozen(db: &TestDb) {
+    let t0 = Instant::now();
+    loop {
+        let frozen = rt().block_on(int(
+            db,
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND application_name = 'migval-backfill:subscriber_fk' AND wait_event = 'PgSleep'",
+        ));
+        if frozen > 0 {
+            return;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "the batch never froze"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Rows the ambiguity rule flags (left NULL by design).
 const AMBIGUOUS: &str =
     "SELECT count(*) FROM plan_subscriptions WHERE (customer_id % 50) IN (0, 1)";
@@ -355,22 +375,7 @@ fn kill_9_inside_a_batch_rolls_that_batch_back_and_the_resume_applies_it_once() 
     ));
     let spec = spec_with(&db, "bf.toml", "size = 100\nstatement_timeout = \"60s\"");
     let mut child = spawn(&db, &spec, &["--commit", "--yes"]);
-    let t0 = Instant::now();
-    loop {
-        let frozen = rt().block_on(int(
-            &db,
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
-             AND application_name = 'migval-backfill:subscriber_fk' AND wait_event = 'PgSleep'",
-        ));
-        if frozen > 0 {
-            break;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "the batch never froze"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until_frozen(&db);
     let committed = rt().block_on(batches_committed(&db));
     child.kill().expect("kill -9");
     let _ = finish(child);
@@ -412,22 +417,7 @@ fn kill_9_between_the_log_and_the_commit_logs_each_row_once() {
          RETURN NEW; END $$; \
          CREATE TRIGGER freeze_progress BEFORE UPDATE ON migval.backfill_runs FOR EACH ROW EXECUTE FUNCTION freeze_progress();"
     )));
-    let t0 = Instant::now();
-    loop {
-        let frozen = rt().block_on(int(
-            &db,
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
-             AND application_name = 'migval-backfill:subscriber_fk' AND wait_event = 'PgSleep'",
-        ));
-        if frozen > 0 {
-            break;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "the batch never froze"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until_frozen(&db);
     child.kill().expect("kill -9");
     let _ = finish(child);
     let log_path = db.path("rows.csv");

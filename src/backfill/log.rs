@@ -6,7 +6,7 @@
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// One logged row.
@@ -80,11 +80,12 @@ impl RowLog {
         }
         let fail = |e: &dyn std::fmt::Display| format!("cannot write {}: {e}", self.path.display());
         for r in rows {
-            let id = (run.to_string(), r.kind.to_string(), r.key.clone());
-            if self.seen.contains(&id) {
+            if !self
+                .seen
+                .insert((run.to_string(), r.kind.to_string(), r.key.clone()))
+            {
                 continue;
             }
-            self.seen.insert(id);
             let mut rec = vec![run.to_string(), batch.to_string(), r.kind.to_string()];
             rec.extend(r.key.iter().cloned());
             rec.push(r.reason.clone());
@@ -102,11 +103,11 @@ fn read_back(
     key_len: usize,
     file: &mut File,
 ) -> Result<HashSet<(String, String, Vec<String>)>, String> {
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
     let mut seen = HashSet::new();
     let mut reader = csv::ReaderBuilder::new()
         .flexible(true)
-        .from_path(path)
-        .map_err(|e| e.to_string())?;
+        .from_reader(bytes.as_slice());
     for rec in reader.records() {
         let Ok(rec) = rec else { continue };
         if rec.len() < 3 + key_len {
@@ -115,16 +116,8 @@ fn read_back(
         let key = (3..3 + key_len).map(|i| rec[i].to_string()).collect();
         seen.insert((rec[0].to_string(), rec[2].to_string(), key));
     }
-    let len = file.metadata().map_err(|e| e.to_string())?.len();
-    if len > 0 {
-        let mut last = [0u8; 1];
-        let mut r = File::open(path).map_err(|e| e.to_string())?;
-        r.seek(SeekFrom::Start(len - 1))
-            .map_err(|e| e.to_string())?;
-        r.read_exact(&mut last).map_err(|e| e.to_string())?;
-        if last[0] != b'\n' {
-            file.write_all(b"\n").map_err(|e| e.to_string())?;
-        }
+    if bytes.last().is_some_and(|&b| b != b'\n') {
+        file.write_all(b"\n").map_err(|e| e.to_string())?;
     }
     Ok(seen)
 }

@@ -658,14 +658,11 @@ async fn work(
             Ok(tables) => sorting.push((
                 i,
                 tokio::task::spawn_blocking(move || {
-                    let sorted: Vec<(usize, Table)> = tables
-                        .into_iter()
-                        .map(|(c, mut t)| {
-                            t.sort_by_key();
-                            (c, t)
-                        })
-                        .collect();
-                    sorted
+                    let mut tables = tables;
+                    for (_, t) in &mut tables {
+                        t.sort_by_key();
+                    }
+                    tables
                 }),
             )),
             Err(mut f) => {

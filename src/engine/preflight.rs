@@ -181,10 +181,7 @@ pub async fn run(
                     rel.qualified()
                 );
                 msg.push_str(&rename_hint(rel, &col, naming, spec, previous));
-                // Once per check and column, however many metrics use it.
-                if !problems.contains(&msg) {
-                    problems.push(msg);
-                }
+                problems.push(msg);
             }
         }
     }
@@ -203,7 +200,11 @@ fn columns_used(kind: &CheckKind, naming: &Naming) -> Vec<(Name, Vec<String>)> {
                 m.group_by.iter().map(|g| naming.col(&m.table, g)).collect();
             for metric in &m.metrics {
                 if let MetricArg::Column(c) = &metric.arg {
-                    cols.push(naming.col(&m.table, c));
+                    let c = naming.col(&m.table, c);
+                    // Once per column, however many metrics use it.
+                    if !cols.contains(&c) {
+                        cols.push(c);
+                    }
                 }
             }
             vec![(naming.rel(&m.table), cols)]

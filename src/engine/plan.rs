@@ -108,7 +108,13 @@ pub enum Output {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ProbeKind {
     /// A generated or user-written query, streamed.
-    Query { sql: String, outputs: Vec<Output> },
+    Query {
+        sql: String,
+        outputs: Vec<Output>,
+        /// An orphan count: the child and parent relations (quoted), whose indexes may serve
+        /// an ordered merge instead of hashing the parent (see `capture::orphan_plan`).
+        orphans: Option<(String, String)>,
+    },
     /// A catalog fact from `queries/`, bound parameters, result row becomes the check's table.
     Fact {
         check: usize,
@@ -345,6 +351,7 @@ pub fn plan(spec: &Spec, naming: &Naming, catalog: &Catalog) -> Vec<Probe> {
                             key: Vec::new(),
                             values: vec![(0, "orphans".into())],
                         }],
+                        orphans: Some((child, parent)),
                     },
                     cost: cost_of(&naming.rel(&o.child)) + cost_of(&naming.rel(&o.parent)),
                     checks: vec![ci],
@@ -372,6 +379,7 @@ pub fn plan(spec: &Spec, naming: &Naming, catalog: &Catalog) -> Vec<Probe> {
                                 Vec::new()
                             },
                         }],
+                        orphans: None,
                     },
                     cost: f64::MAX / 2.0,
                     checks: vec![ci],
@@ -392,6 +400,7 @@ pub fn plan(spec: &Spec, naming: &Naming, catalog: &Catalog) -> Vec<Probe> {
             kind: ProbeKind::Query {
                 sql,
                 outputs: s.outputs,
+                orphans: None,
             },
             cost: s.cost,
             checks: s.checks,

@@ -27,6 +27,7 @@ queries! {
     LOCKS_HELD => "locks_held.sql",
     SEARCH_PATH => "search_path.sql",
     RELATIONS => "relations.sql",
+    RELATION_ALL_VISIBLE => "relation_all_visible.sql",
     FACT_TABLE => "fact_table.sql",
     FACT_VIEW => "fact_view.sql",
     FACT_COLUMN => "fact_column.sql",

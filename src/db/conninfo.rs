@@ -769,6 +769,7 @@ fn parse_key_value(s: &str) -> Result<Vec<(String, String)>, ConnInfoError> {
     let chars: Vec<char> = s.chars().collect();
     let mut i = 0;
     let mut pairs = Vec::new();
+    let mut after_unquoted_password = false;
     let skip_space = |i: &mut usize| {
         while chars.get(*i).is_some_and(|c| c.is_whitespace()) {
             *i += 1;
@@ -788,6 +789,15 @@ fn parse_key_value(s: &str) -> Result<Vec<(String, String)>, ConnInfoError> {
         }
         let key: String = chars.get(start..i).unwrap_or_default().iter().collect();
         let position = pairs.len() + 1;
+        // `password=two words=x`: the word after an unquoted password may be the rest of the
+        // password, so an unknown option name there is never echoed.
+        if after_unquoted_password && classify(&key).is_none() && key != "ssl" {
+            return Err(syntax(format!(
+                "pair {position} is not a known option; it follows an unquoted password, so it \
+                 may be part of it: single-quote a password that contains spaces \
+                 (password='...')"
+            )));
+        }
         if key.is_empty() {
             return Err(syntax(format!(
                 "pair {position} has a value but no option name before '='"
@@ -803,6 +813,7 @@ fn parse_key_value(s: &str) -> Result<Vec<(String, String)>, ConnInfoError> {
         i += 1;
         skip_space(&mut i);
         let mut value = String::new();
+        after_unquoted_password = key == "password" && chars.get(i) != Some(&'\'');
         if chars.get(i) == Some(&'\'') {
             i += 1;
             loop {
@@ -1545,6 +1556,26 @@ mod tests {
         assert!(message.contains("verify-full"), "{message}");
         let message = err("host=h sslrootcert=system", &[("PGSSLMODE", "verify-ca")]);
         assert!(message.contains("PGSSLMODE"), "{message}");
+    }
+
+    #[test]
+    fn words_after_an_unquoted_password_are_never_echoed() {
+        // The password "s3cret tail=end" written without quotes.
+        for conn in [
+            "host=h password=s3cret tail=end dbname=d",
+            "host=h password=s3cret tail dbname=d",
+        ] {
+            let message = err(conn, &[]);
+            assert!(!message.contains("tail"), "{message}");
+            assert!(!message.contains("end"), "{message}");
+            assert!(!message.contains("s3cret"), "{message}");
+            if conn.contains("tail=") {
+                assert!(message.contains("password='...'"), "{message}");
+            }
+        }
+        // Quoted, it is one value and the string is valid.
+        let info = ok("host=h password='s3cret tail=end' dbname=d");
+        assert_eq!(info.password.as_deref(), Some("s3cret tail=end"));
     }
 
     #[test]

@@ -127,7 +127,13 @@ impl Serialize for Value {
             Value::Null => s.serialize_none(),
             Value::Bool(b) => s.serialize_bool(*b),
             Value::Int(i) => s.serialize_i64(*i),
-            Value::Dec(d) => s.serialize_str(&decimal_text(d)),
+            Value::Dec(d) => {
+                let mut buf = [0u8; DECIMAL_TEXT_MAX];
+                match decimal_text_into(d, &mut buf) {
+                    Some(text) => s.serialize_str(text),
+                    None => s.serialize_str(&d.to_string()),
+                }
+            }
             Value::BigNum(t) | Value::Text(t) => s.serialize_str(t),
             Value::Float(x) => s.collect_str(&FloatText(*x)),
         }
@@ -137,11 +143,23 @@ impl Serialize for Value {
 /// `d` as `Display` prints it (all `scale` fraction digits kept), several times faster: a
 /// 10M-row baseline writes tens of millions of them.
 pub fn decimal_text(d: &Decimal) -> String {
+    let mut buf = [0u8; DECIMAL_TEXT_MAX];
+    match decimal_text_into(d, &mut buf) {
+        Some(text) => text.to_string(),
+        None => d.to_string(),
+    }
+}
+
+/// Longest [`decimal_text`]: a sign, "0.", 27 zeros and a digit, or 29 digits and a point.
+const DECIMAL_TEXT_MAX: usize = 40;
+
+/// [`decimal_text`] written into `buf`, with no allocation; `None` for zero, whose spelling
+/// (scale, sign) is left to the library.
+fn decimal_text_into<'b>(d: &Decimal, buf: &'b mut [u8; DECIMAL_TEXT_MAX]) -> Option<&'b str> {
     let m = d.mantissa();
     let scale = d.scale() as usize;
     if m == 0 {
-        // Keep the library's own spelling of zero (scale, sign).
-        return d.to_string();
+        return None;
     }
     let mut digits = [0u8; 40];
     let mut at = digits.len();
@@ -152,26 +170,29 @@ pub fn decimal_text(d: &Decimal) -> String {
         u /= 10;
     }
     let digits = &digits[at..];
-    let mut out = String::with_capacity(digits.len() + scale + 3);
-    if m < 0 {
-        out.push('-');
-    }
-    let push = |out: &mut String, bytes: &[u8]| {
-        out.extend(bytes.iter().map(|&b| char::from(b)));
+    let mut len = 0;
+    let mut push = |bytes: &[u8]| {
+        buf[len..len + bytes.len()].copy_from_slice(bytes);
+        len += bytes.len();
     };
+    if m < 0 {
+        push(b"-");
+    }
     if digits.len() > scale {
         let (int, frac) = digits.split_at(digits.len() - scale);
-        push(&mut out, int);
+        push(int);
         if scale > 0 {
-            out.push('.');
-            push(&mut out, frac);
+            push(b".");
+            push(frac);
         }
     } else {
-        out.push_str("0.");
-        out.extend(std::iter::repeat_n('0', scale - digits.len()));
-        push(&mut out, digits);
+        push(b"0.");
+        for _ in digits.len()..scale {
+            push(b"0");
+        }
+        push(digits);
     }
-    out
+    std::str::from_utf8(&buf[..len]).ok()
 }
 
 struct FloatText(f64);

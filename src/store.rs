@@ -55,7 +55,12 @@ fn hex_of(digest: &[u8]) -> String {
 ///
 /// The JSON is streamed to a temporary file through the hash (a 10M-row baseline is hundreds
 /// of MB: no second copy in memory); the checksum placeholder at the top is filled in last,
-/// then the file is synced and renamed over `path`.
+/// then the file is synced and renamed over `path`. Serializing and hashing + writing run on
+/// two threads joined by a short queue of 1 MB buffers:
+///
+/// ```text
+///   this thread:    serde_json -> 1 MB buffer --queue(4)--> writer thread: SHA-256, write(2)
+/// ```
 pub fn write(path: &Path, snap: &Snapshot) -> Result<(), StoreError> {
     let err = |source| StoreError::Write {
         path: path.to_path_buf(),
@@ -71,24 +76,42 @@ pub fn write(path: &Path, snap: &Snapshot) -> Result<(), StoreError> {
         .unwrap_or_else(|| "snapshot".into());
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let result = (|| {
-        let mut f = io::BufWriter::with_capacity(1 << 20, fs::File::create(&tmp)?);
+        let mut f = fs::File::create(&tmp)?;
         f.write_all(PREFIX.as_bytes())?;
         f.write_all(&[b'0'; 64])?;
         f.write_all(b"\",")?;
-        // serde writes `{` + REST; the `{` is already in PREFIX.
-        let mut body = HashingWriter {
-            inner: f,
-            hasher: Sha256::new(),
-            skip: 1,
-        };
-        serde_json::to_writer(&mut body, snap).map_err(io::Error::other)?;
-        let HashingWriter {
-            inner: mut f,
-            hasher,
-            ..
-        } = body;
-        f.write_all(b"\n")?;
-        let mut f = f.into_inner().map_err(|e| e.into_error())?;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+        let (mut f, hasher) = std::thread::scope(|scope| {
+            let writer = scope.spawn(move || -> io::Result<(fs::File, Sha256)> {
+                let mut hasher = Sha256::new();
+                // serde writes `{` + REST; the `{` is already in PREFIX.
+                let mut skip = 1;
+                for buf in rx {
+                    let skipped = skip.min(buf.len());
+                    skip -= skipped;
+                    hasher.update(&buf[skipped..]);
+                    f.write_all(&buf[skipped..])?;
+                }
+                f.write_all(b"\n")?;
+                Ok((f, hasher))
+            });
+            let mut body = ChunkSender {
+                tx: Some(tx),
+                buf: Vec::with_capacity(CHUNK),
+            };
+            let serialized = serde_json::to_writer(&mut body, snap)
+                .map_err(io::Error::other)
+                .and_then(|()| body.finish());
+            // Closing the queue ends the writer; its error (a full disk) explains a failed send.
+            drop(body);
+            let written = writer
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("the snapshot writer thread panicked")));
+            match (written, serialized) {
+                (Err(e), _) | (Ok(_), Err(e)) => Err(e),
+                (Ok(done), Ok(())) => Ok(done),
+            }
+        })?;
         crate::trace!("snapshot serialized and written");
         f.seek(SeekFrom::Start(PREFIX.len() as u64))?;
         f.write_all(hex_of(&hasher.finalize()).as_bytes())?;
@@ -106,24 +129,47 @@ pub fn write(path: &Path, snap: &Snapshot) -> Result<(), StoreError> {
     result.map_err(err)
 }
 
-/// Passes bytes through to `inner` and into the hash, except the first `skip` bytes.
-struct HashingWriter<W> {
-    inner: W,
-    hasher: Sha256,
-    skip: usize,
+/// Size of the buffers handed from the serializer to the writer thread.
+const CHUNK: usize = 1 << 20;
+
+/// Collects serialized bytes into [`CHUNK`]-sized buffers and queues them for the writer.
+struct ChunkSender {
+    tx: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    buf: Vec<u8>,
 }
 
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let skipped = self.skip.min(buf.len());
-        self.skip -= skipped;
-        let n = skipped + self.inner.write(&buf[skipped..])?;
-        self.hasher.update(&buf[skipped..n]);
-        Ok(n)
+impl ChunkSender {
+    fn send(&mut self) -> io::Result<()> {
+        let full = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+        match &self.tx {
+            Some(tx) => tx
+                .send(full)
+                .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "snapshot writer stopped")),
+            None => Ok(()),
+        }
+    }
+
+    /// Queue what is left and close the queue.
+    fn finish(&mut self) -> io::Result<()> {
+        if !self.buf.is_empty() {
+            self.send()?;
+        }
+        self.tx = None;
+        Ok(())
+    }
+}
+
+impl Write for ChunkSender {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK {
+            self.send()?;
+        }
+        Ok(data.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
+        Ok(())
     }
 }
 

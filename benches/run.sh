@@ -425,20 +425,34 @@ BACKFILL_BLOCK=$(sed -n '/<!-- backfill:begin/,/<!-- backfill:end -->/p' "$MD" 2
 
 ## Why the 0.4x target is out of reach on this machine
 
-The capture is CPU-bound on the 2 vCPUs, and the work is the server's. Measured at 10M with
-`MIGVAL_TRACE=1 migval snapshot --parallel 2` (one connection per core, each probe a single
-backend): the probes took 17.2 s (revenue_analytics_optimized view), 15.2 s (products_list_view),
-13.0 s (per-product rows, 8.5M of them), 11.2 s (company_revenue_analytics view), 10.4 s
-(company revenue from base tables), 6.5 s (orphans), 3.4 s and 2.2 s (the fused totals): 79 s of
-backend time, which the two connections ran back to back (41.4 s and 37.7 s) in a 41.6 s capture,
-both cores busy throughout. migval's own CPU, about 10 s of it for a 355 MB baseline, shares the
-same cores. With 4 or 6 connections the capture is no faster (42 s, 52 s): the cores are already
-full. migval's edge over psql is running those queries side by side, fusing the cheap ones, and
-not formatting 8.5M rows as aligned text; the views' joins and aggregates cost the server the same
-for both. A ratio of 0.4 (about 33 s against psql's 82 s in this run) would need the
-server to do about 80 s of single-process work in 33 s, 2.4 cores' worth, before migval's own
-share. It needs more cores (the probes are independent and would spread over them), not a
-different client.
+The capture is CPU-bound on the 2 vCPUs, and nearly all of the work is the server's, for the
+same queries psql runs. Each probe alone on one backend at 10M rows (idle machine, `EXPLAIN
+ANALYZE`, parallel workers off, JIT on as by default): revenue_analytics_optimized 21.7 s (a
+1M-group hash aggregate inside the view), company_revenue_analytics 14.9 s, products_list_view
+13.0 s, company revenue from base tables 12.2 s, per-product rows 6.7 s plus sending and
+decoding 8.5M rows, the two fused client_products scans 2.9 s each, orphans 1.6 s (7.5 s before
+the ordered merge): about 76 s of backend time, plus 12-15 s of migval's own CPU (decoding 42M
+values, sorting, writing a 355 MB baseline). On two cores that is at least 44-46 s; the capture
+measures 44-48 s, both cores busy from start to end. psql's reference is 82-84 s because it runs
+one query at a time: it gets the second core only from PostgreSQL's parallel workers (its
+queries add up to 60 s by `\timing`) and then spends about 21 s formatting 8.5M aligned rows.
+A ratio of 0.4 (about 33 s) would need the server work itself to shrink by a third, and the
+views' joins and aggregates are the user's SQL: any client pays them.
+
+What was tried to make the server work less, measured at 10M and kept or dropped:
+
+| idea | measured | kept |
+|---|---|---|
+| orphan count as a merge anti join over index-only scans (both sides indexed, vacuumed) | 7.5 s -> 1.6 s | yes |
+| probe order: weigh big hash aggregates and hash joins the planner underprices | the 1M-group view starts first instead of sixth; no core idles at the end | yes |
+| snapshot file hashed and written on a second thread; decimals formatted without allocating | write tail 3.6 s -> 2.5 s | yes |
+| `count(DISTINCT)` via a pre-aggregation (GROUP BY the distinct columns, then count) | 25.7 s vs 14.0 s (1M-group hash of numeric sums) | no |
+| both client_products scans fused with GROUPING SETS | 5.9 s vs 2.7 + 3.1 s | no |
+| JIT off | every probe 5-15 % slower | no |
+| hash joins and hash aggregates off for the views | revenue_analytics_optimized 17.9 s vs 21.7 s, company revenue 21-23 s vs 12.2 s | no: a global guess over user SQL |
+| connections x parallel workers: 4x0, 2x1, 2x2, 3x1 | 50-59 s, within the noise | default kept (4x0) |
+
+It needs more cores (the probes are independent and spread over them), not a different client.
 
 ## Noise and caveats
 

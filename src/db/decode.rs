@@ -87,7 +87,9 @@ pub fn decode(row: &Row, i: usize, d: Decoder) -> Result<Value, tokio_postgres::
             Value::Float(f64::from(x))
         }),
         Decoder::F64 => opt(row.try_get::<_, Option<f64>>(i)?, Value::Float),
-        Decoder::Text => opt(row.try_get::<_, Option<String>>(i)?, Value::Text),
+        Decoder::Text => opt(row.try_get::<_, Option<String>>(i)?, |t| {
+            Value::Text(t.into())
+        }),
     })
 }
 

@@ -921,7 +921,7 @@ async fn run_probe(client: &Client, probe: &Probe) -> Result<Vec<(usize, Table)>
                         _ => row
                             .try_get::<_, Option<String>>(i)
                             .map_err(fail)?
-                            .map_or(Value::Null, Value::Text),
+                            .map_or(Value::Null, |t| Value::Text(t.into())),
                     },
                 };
                 t.cells.push(v);
@@ -970,13 +970,13 @@ async fn run_probe(client: &Client, probe: &Probe) -> Result<Vec<(usize, Table)>
                                     .batch_execute("ROLLBACK TO SAVEPOINT migval_view")
                                     .await
                                     .map_err(fail)?;
-                                (false, Value::Text(db::failure(&e, None).to_string()))
+                                (false, Value::Text(db::failure(&e, None).to_string().into()))
                             }
                         }
                     }
                 };
                 t.cells
-                    .extend([Value::Text(label.clone()), Value::Bool(ok), err]);
+                    .extend([Value::Text(label.as_str().into()), Value::Bool(ok), err]);
             }
             Ok(vec![(*check, t)])
         }

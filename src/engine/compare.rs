@@ -849,7 +849,7 @@ fn compare_fact(
                 rule: "must be queryable".into(),
                 ok,
                 note: match &row[2] {
-                    Value::Text(t) => Some(t.clone()),
+                    Value::Text(t) => Some(t.to_string()),
                     _ => None,
                 },
             });
@@ -872,7 +872,10 @@ fn compare_fact(
                         !matches!(object, FactObject::Rls(_)) || expect.enabled.is_some(),
                     ))),
                 ),
-                ("type", expect.data_type.clone().map(Value::Text)),
+                (
+                    "type",
+                    expect.data_type.clone().map(|t| Value::Text(t.into())),
+                ),
                 ("nullable", expect.nullable.map(Value::Bool)),
                 ("validated", expect.validated.map(Value::Bool)),
                 ("valid", expect.valid.map(Value::Bool)),

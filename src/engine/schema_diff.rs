@@ -588,7 +588,7 @@ fn rows(c: &Change, rule: &str, ok: bool) -> Vec<Comparison> {
         ok,
         note: None,
     };
-    let text = |s: &str| Some(Value::Text(s.to_string()));
+    let text = |s: &str| Some(Value::Text(s.into()));
     let summary = |attrs: &[(String, Option<String>, Option<String>)]| {
         attrs
             .iter()

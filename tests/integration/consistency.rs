@@ -211,7 +211,7 @@ key = ["k"]
         assert_eq!(workers_seen("parallel = 4").await, Value::Text("0".into()));
         assert_eq!(
             workers_seen("parallel = 1").await,
-            Value::Text(server_default),
+            Value::Text(server_default.into()),
             "one connection: the server's own setting"
         );
         assert_eq!(

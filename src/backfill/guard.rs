@@ -230,8 +230,9 @@ impl Backfill {
     }
 
     pub(super) async fn mark(&self, run_id: Option<i64>, status: &str, message: Option<&str>) {
-        if let Some(id) = run_id {
-            let _ = self
+        let Some(id) = run_id else { return };
+        for _ in 0..3 {
+            let marked = self
                 .session
                 .client
                 .execute(
@@ -239,6 +240,12 @@ impl Backfill {
                     &[&id, &status, &message.map(str::to_string), &client_id()],
                 )
                 .await;
+            match marked {
+                // The cancel sent for an interrupted batch is delivered by the server when it
+                // gets to it, and can land on this statement instead: write the status again.
+                Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::QUERY_CANCELED) => {}
+                _ => return,
+            }
         }
     }
 }

@@ -127,13 +127,7 @@ impl Serialize for Value {
             Value::Null => s.serialize_none(),
             Value::Bool(b) => s.serialize_bool(*b),
             Value::Int(i) => s.serialize_i64(*i),
-            Value::Dec(d) => {
-                let mut buf = [0u8; DECIMAL_TEXT_MAX];
-                match decimal_text_into(d, &mut buf) {
-                    Some(text) => s.serialize_str(text),
-                    None => s.serialize_str(&d.to_string()),
-                }
-            }
+            Value::Dec(d) => s.serialize_str(decimal_text_into(d, &mut [0u8; DECIMAL_TEXT_MAX])),
             Value::BigNum(t) | Value::Text(t) => s.serialize_str(t),
             Value::Float(x) => s.collect_str(&FloatText(*x)),
         }
@@ -143,23 +137,23 @@ impl Serialize for Value {
 /// `d` as `Display` prints it (all `scale` fraction digits kept), several times faster: a
 /// 10M-row baseline writes tens of millions of them.
 pub fn decimal_text(d: &Decimal) -> String {
-    let mut buf = [0u8; DECIMAL_TEXT_MAX];
-    match decimal_text_into(d, &mut buf) {
-        Some(text) => text.to_string(),
-        None => d.to_string(),
-    }
+    decimal_text_into(d, &mut [0u8; DECIMAL_TEXT_MAX]).to_string()
 }
 
 /// Longest [`decimal_text`]: a sign, "0.", 27 zeros and a digit, or 29 digits and a point.
 const DECIMAL_TEXT_MAX: usize = 40;
 
-/// [`decimal_text`] written into `buf`, with no allocation; `None` for zero, whose spelling
-/// (scale, sign) is left to the library.
-fn decimal_text_into<'b>(d: &Decimal, buf: &'b mut [u8; DECIMAL_TEXT_MAX]) -> Option<&'b str> {
+/// [`decimal_text`] written into `buf`, with no allocation.
+fn decimal_text_into<'b>(d: &Decimal, buf: &'b mut [u8; DECIMAL_TEXT_MAX]) -> &'b str {
     let m = d.mantissa();
     let scale = d.scale() as usize;
     if m == 0 {
-        return None;
+        // Keep the library's own spelling of zero (scale, sign): at most "-0." and 28 zeros.
+        use std::io::Write as _;
+        let mut rest = &mut buf[..];
+        let _ = write!(rest, "{d}");
+        let len = DECIMAL_TEXT_MAX - rest.len();
+        return std::str::from_utf8(&buf[..len]).unwrap_or("0");
     }
     let mut digits = [0u8; 40];
     let mut at = digits.len();
@@ -192,7 +186,8 @@ fn decimal_text_into<'b>(d: &Decimal, buf: &'b mut [u8; DECIMAL_TEXT_MAX]) -> Op
         }
         push(digits);
     }
-    std::str::from_utf8(&buf[..len]).ok()
+    // Only ASCII digits, '-', '0' and '.' were written.
+    std::str::from_utf8(&buf[..len]).unwrap_or("0")
 }
 
 struct FloatText(f64);

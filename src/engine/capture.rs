@@ -386,16 +386,11 @@ async fn order_by_estimate(client: &Client, probes: &[Probe]) -> Vec<usize> {
     const COST_PER_ROW: f64 = 0.2;
     let explains = probes.iter().map(|p| async move {
         match &p.kind {
-            ProbeKind::Query { sql, .. } => {
-                // Extended protocol, like the probe itself: one statement, never a script.
-                let r = client
-                    .query(&format!("EXPLAIN (FORMAT JSON) {sql}"), &[])
-                    .await;
-                Some(r.ok().and_then(|rows| {
-                    let PlanJson(json) = rows.first()?.try_get(0).ok()?;
-                    plan_weight(&json)
-                }))
-            }
+            ProbeKind::Query { sql, .. } => Some(
+                explain(client, sql)
+                    .await
+                    .and_then(|json| plan_weight(&json)),
+            ),
             _ => None,
         }
     });
@@ -435,6 +430,52 @@ async fn order_by_estimate(client: &Client, probes: &[Probe]) -> Vec<usize> {
     order
 }
 
+/// `EXPLAIN (FORMAT JSON) sql`, as text; `None` when the planner rejects it. Extended
+/// protocol, like the probe itself: one statement, never a script.
+async fn explain(client: &Client, sql: &str) -> Option<String> {
+    let rows = client
+        .query(&format!("EXPLAIN (FORMAT JSON) {sql}"), &[])
+        .await
+        .ok()?;
+    let PlanJson(json) = rows.first()?.try_get(0).ok()?;
+    Some(json)
+}
+
+/// The top node of an `EXPLAIN (FORMAT JSON)` plan.
+fn plan_root(json: &str) -> Option<serde_json::Value> {
+    let mut value: serde_json::Value = serde_json::from_str(json).ok()?;
+    Some(value.get_mut(0)?.get_mut("Plan")?.take())
+}
+
+/// A plan node's children.
+fn plan_children(node: &serde_json::Value) -> &[serde_json::Value] {
+    node.get("Plans")
+        .and_then(serde_json::Value::as_array)
+        .map_or(&[], Vec::as_slice)
+}
+
+/// Every node of a plan, outermost first.
+fn plan_nodes(root: &serde_json::Value) -> Vec<&serde_json::Value> {
+    let mut nodes = Vec::new();
+    let mut stack = vec![root];
+    while let Some(node) = stack.pop() {
+        nodes.push(node);
+        stack.extend(plan_children(node).iter().rev());
+    }
+    nodes
+}
+
+/// A node's name as text `EXPLAIN` prints it: "Aggregate", "Hash Anti Join", "Index Only Scan".
+fn node_name(node: &serde_json::Value) -> String {
+    let kind = node.get("Node Type").and_then(|t| t.as_str()).unwrap_or("");
+    match node.get("Join Type").and_then(|t| t.as_str()) {
+        Some(join) if join != "Inner" => {
+            format!("{} {join} Join", kind.strip_suffix(" Join").unwrap_or(kind))
+        }
+        _ => kind.to_string(),
+    }
+}
+
 /// `EXPLAIN (FORMAT JSON)` output as text (tokio-postgres reads `json` into no std type).
 struct PlanJson(String);
 
@@ -469,24 +510,17 @@ const BIG_JOIN_PER_ROW: f64 = 0.05;
 /// planner's cost says relative to a scan with many aggregates, and so was started last and
 /// ran alone at the end. Big hash aggregates and big hash joins weigh extra per input row.
 fn plan_weight(json: &str) -> Option<(f64, f64)> {
-    let value: serde_json::Value = serde_json::from_str(json).ok()?;
-    let plan = value.get(0)?.get("Plan")?;
+    let plan = plan_root(json)?;
     let rows_of = |n: &serde_json::Value| n.get("Plan Rows").and_then(serde_json::Value::as_f64);
     let mut extra = 0.0;
-    let mut stack = vec![plan];
-    while let Some(node) = stack.pop() {
-        let children: Vec<&serde_json::Value> = node
-            .get("Plans")
-            .and_then(serde_json::Value::as_array)
-            .map(|a| a.iter().collect())
-            .unwrap_or_default();
+    for node in plan_nodes(&plan) {
         let child = |relationship: &str| {
-            children
+            plan_children(node)
                 .iter()
                 .find(|c| {
                     c.get("Parent Relationship").and_then(|r| r.as_str()) == Some(relationship)
                 })
-                .and_then(|c| rows_of(c))
+                .and_then(rows_of)
         };
         let node_type = node.get("Node Type").and_then(|t| t.as_str());
         let strategy = node.get("Strategy").and_then(|t| t.as_str());
@@ -501,10 +535,9 @@ fn plan_weight(json: &str) -> Option<(f64, f64)> {
             }
             _ => {}
         }
-        stack.extend(children);
     }
     let cost = plan.get("Total Cost").and_then(serde_json::Value::as_f64)?;
-    Some((cost + extra, rows_of(plan)?))
+    Some((cost + extra, rows_of(&plan)?))
 }
 
 /// Build the snapshot record from a finished capture.
@@ -800,8 +833,8 @@ const ORDERED_MERGE: &str = "SET LOCAL enable_hashjoin = off";
 async fn orphan_plan(client: &Client, sql: &str, rels: &(String, String)) -> Option<&'static str> {
     client.batch_execute("SAVEPOINT migval_plan").await.ok()?;
     let chosen = async {
-        let default = explain(client, sql).await?;
-        if !default.iter().any(|n| n.contains("Hash Anti Join")) {
+        let default = plan_node_names(&explain(client, sql).await?)?;
+        if !default.iter().any(|n| n == "Hash Anti Join") {
             return None;
         }
         for rel in [&rels.0, &rels.1] {
@@ -818,7 +851,7 @@ async fn orphan_plan(client: &Client, sql: &str, rels: &(String, String)) -> Opt
             }
         }
         client.batch_execute(ORDERED_MERGE).await.ok()?;
-        let forced = explain(client, sql).await?;
+        let forced = plan_node_names(&explain(client, sql).await?)?;
         ordered_merge_only(&forced).then_some(ORDERED_MERGE)
     }
     .await;
@@ -839,22 +872,10 @@ fn mostly_all_visible(pages: i32, visible: i32, rows: f64, changed: i64) -> bool
     pages > 0 && f64::from(visible) >= 0.9 * f64::from(pages) && rows > 0.0 && changed <= 0.1 * rows
 }
 
-/// The node names of `EXPLAIN sql`, outermost first ("Aggregate", "Hash Anti Join", ...).
-async fn explain(client: &Client, sql: &str) -> Option<Vec<String>> {
-    let rows = client.query(&format!("EXPLAIN {sql}"), &[]).await.ok()?;
-    let mut nodes = Vec::new();
-    for (i, row) in rows.iter().enumerate() {
-        let line: String = row.try_get(0).ok()?;
-        let trimmed = line.trim_start();
-        let node = match trimmed.strip_prefix("->") {
-            Some(n) => n.trim_start(),
-            // Detail lines (Filter:, Merge Cond:, ...) are indented without an arrow.
-            None if i == 0 => trimmed,
-            None => continue,
-        };
-        nodes.push(node.split("  (cost=").next().unwrap_or(node).to_string());
-    }
-    Some(nodes)
+/// The node names of a JSON plan, outermost first ("Aggregate", "Hash Anti Join", ...).
+fn plan_node_names(json: &str) -> Option<Vec<String>> {
+    let plan = plan_root(json)?;
+    Some(plan_nodes(&plan).into_iter().map(node_name).collect())
 }
 
 /// A plan that is one merge anti join over index-only scans, with nothing sorted or hashed.

@@ -495,6 +495,51 @@ pub struct SpecCopy {
 pub enum Outcome {
     Captured(Table),
     Failed(DbFailure),
+    /// Nothing captured: the check's object is not there on this side.
+    Absent(Absence),
+}
+
+/// Why a check has nothing to capture on one side.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Absence {
+    pub reason: AbsenceReason,
+    /// What was looked up and not found (empty for [`AbsenceReason::New`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<MissingObject>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AbsenceReason {
+    /// An after-only check on the pre-migration side: the migration creates what it reads.
+    New,
+    /// A relation or column it reads does not exist.
+    Missing,
+}
+
+/// A relation or column that a check reads and the catalog does not have.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MissingObject {
+    /// Named as queried (after [rename]), with the schemas searched.
+    Relation { name: String, searched: Vec<String> },
+    /// `relation` is schema-qualified; `column` as queried.
+    Column { relation: String, column: String },
+}
+
+impl fmt::Display for MissingObject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MissingObject::Relation { name, searched } => write!(
+                f,
+                "table or view `{name}` does not exist (searched schemas: {})",
+                searched.join(", ")
+            ),
+            MissingObject::Column { relation, column } => {
+                write!(f, "column `{column}` does not exist in `{relation}`")
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -619,6 +664,10 @@ pub struct CheckResult {
     pub name: String,
     pub kind: String,
     pub status: Status,
+    /// An after-only check: no baseline value, the post-state judged by the intent alone
+    /// (reports show the baseline as "(new)").
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub after_only: bool,
     /// One line for people: what was found.
     pub summary: String,
     pub tolerance: String,

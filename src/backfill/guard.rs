@@ -163,7 +163,7 @@ impl Backfill {
         if let Some(row) = open {
             let (run_id, fingerprint, last_key, counters) =
                 run_row(&row).map_err(state_err("reading migval.backfill_runs"))?;
-            if fingerprint == self.spec.fingerprint {
+            if self.spec.same_definition(&fingerprint) {
                 c.execute(
                     sql::BACKFILL_RUN_STATUS.sql,
                     &[&run_id, &"running", &None::<String>, &me],

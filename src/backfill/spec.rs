@@ -90,9 +90,47 @@ pub struct BackfillSpec {
     pub batching: Batching,
     /// The checks spec run after the last batch, resolved relative to the backfill file.
     pub checks: Option<PathBuf>,
-    /// sha256 of what decides which rows change and how (not of pacing knobs): a resumed run
-    /// must have the same fingerprint.
+    /// Canonical, versioned hash (`v2:...`) of what decides which rows change and how (not of
+    /// pacing knobs): a resumed run must have the same fingerprint.
     pub fingerprint: String,
+    /// The hash migval 0.1 stored for the same definition (of its `Debug` text): a run it
+    /// started still resumes.
+    pub legacy_fingerprint: String,
+}
+
+impl BackfillSpec {
+    /// Whether a stored run's fingerprint is this definition's (today's or 0.1's).
+    pub fn same_definition(&self, stored: &str) -> bool {
+        stored == self.fingerprint || stored == self.legacy_fingerprint
+    }
+}
+
+/// A JSON object with sorted keys, the optional `ambiguity` left out when absent: adding an
+/// optional field later changes no fingerprint.
+fn fingerprint(
+    table: &ident::Name,
+    key: &[String],
+    pending: &str,
+    change: &Change,
+    ambiguity: Option<&str>,
+) -> String {
+    let mut o = serde_json::Map::new();
+    o.insert("table".into(), serde_json::json!(table.to_string()));
+    o.insert("key".into(), serde_json::json!(key));
+    o.insert("pending".into(), serde_json::json!(pending));
+    let (k, v) = match change {
+        Change::Set(s) => ("set", s),
+        Change::Update(u) => ("update", u),
+    };
+    o.insert(k.into(), serde_json::json!(v));
+    if let Some(a) = ambiguity {
+        o.insert("ambiguity".into(), serde_json::json!(a));
+    }
+    let text = serde_json::Value::Object(o).to_string();
+    format!(
+        "v2:{}",
+        sha256_hex(format!("migval-backfill-v2\n{text}").as_bytes())
+    )
 }
 
 impl BackfillSpec {
@@ -410,7 +448,8 @@ impl BackfillSpec {
                 message: "incomplete backfill".into(),
             }]));
         };
-        let fingerprint = sha256_hex(
+        let fingerprint = fingerprint(&table, &key, &pending, &change, ambiguity.as_deref());
+        let legacy_fingerprint = sha256_hex(
             format!(
                 "{table}\u{0}{key:?}\u{0}{pending}\u{0}{change:?}\u{0}{ambiguity:?}",
                 key = key,
@@ -428,6 +467,7 @@ impl BackfillSpec {
             batching: b,
             checks,
             fingerprint,
+            legacy_fingerprint,
         })
     }
 }

@@ -35,20 +35,13 @@ pub async fn run(a: VerifyArgs) -> anyhow::Result<u8> {
     let parsing = tokio::task::spawn_blocking(move || verified.parse());
     let limits = a.limits.apply(&spec)?;
     let info = a.conn.resolve()?;
-    let captured = engine::capture_after(&info, &spec, limits, None).await;
+    let captured = engine::capture_after(&info, &spec, limits).await;
     let baseline = parsing
         .await
         .context("reading the baseline")?
         .context("reading the baseline")?;
     crate::trace!("baseline parsed");
-    let after = match captured {
-        Ok(after) => after,
-        // Say it again with the baseline at hand: it explains a column that disappeared.
-        Err(engine::CaptureError::Preflight(_)) => {
-            engine::capture_after(&info, &spec, limits, Some(&baseline.catalog)).await?
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let after = captured?;
     let report = engine::compare_after(&spec, &baseline, &after);
     crate::trace!("captured and compared");
     if let Some(path) = &a.save_after {

@@ -26,14 +26,14 @@ use crate::db::conninfo::ConnInfo;
 use crate::db::decode::{self, Decoder};
 use crate::db::{self, ConnectError};
 use crate::model::{
-    CheckCapture, Column, DbFailure, Kind, Origin, Outcome, SchemaCapture, SchemaCatalog,
+    Absence, CheckCapture, Column, DbFailure, Kind, Origin, Outcome, SchemaCapture, SchemaCatalog,
     SchemaObject, Snapshot, SpecCopy, Table, Value,
 };
 use crate::spec::Spec;
 use crate::sql::{self, ident};
 
 use super::plan::{self, FactParam, Naming, Output, Probe, ProbeKind};
-use super::preflight::{self, Catalog, PreflightError};
+use super::preflight::{self, Catalog, Preflight, PreflightError};
 
 /// Why a capture produced no snapshot at all (a failing check is not one of these: it is
 /// recorded in the snapshot and the other checks still run).
@@ -93,14 +93,12 @@ impl Limits {
 
 const BEGIN: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
 
-/// Capture `spec` on one side of the migration. `previous` is the baseline's catalog (used
-/// only to explain missing columns).
+/// Capture `spec` on one side of the migration.
 pub async fn capture(
     info: &ConnInfo,
     spec: &Spec,
     naming: &Naming,
     limits: Limits,
-    previous: Option<&BTreeMap<String, Vec<String>>>,
 ) -> Result<Snapshot, CaptureError> {
     let started = Instant::now();
     let mut attempt = 0;
@@ -108,10 +106,10 @@ pub async fn capture(
         attempt += 1;
         let exporter = db::connect(info).await?;
         crate::trace!("connected (attempt {attempt})");
-        let catalog = preflight::run(&exporter, spec, naming, previous).await?;
-        let probes = plan::plan(spec, naming, &catalog);
+        let Preflight { catalog, absent } = preflight::run(&exporter, spec, naming).await?;
+        let probes = plan::plan(spec, naming, &catalog, &absent);
         crate::trace!("preflight and plan done: {} probes", probes.len());
-        match attempt_capture(info, exporter, spec, &catalog, probes, limits).await {
+        match attempt_capture(info, exporter, spec, &catalog, probes, &absent, limits).await {
             Ok((origin, captures, connections, schema)) => {
                 let mut snap = snapshot_of(
                     info,
@@ -244,6 +242,7 @@ async fn attempt_capture(
     spec: &Spec,
     catalog: &Catalog,
     probes: Vec<Probe>,
+    absent: &BTreeMap<usize, Absence>,
     limits: Limits,
 ) -> Result<(OriginParts, Vec<CheckCapture>, usize, Option<SchemaCapture>), Attempt> {
     let fatal =
@@ -367,7 +366,7 @@ async fn attempt_capture(
         return Err(e);
     }
 
-    let captures = assemble(&spec, &probes, results);
+    let captures = assemble(&spec, &probes, results, absent);
     Ok((origin, captures, workers, schema))
 }
 
@@ -593,14 +592,13 @@ pub async fn capture_in_transaction(
     spec: &Spec,
     naming: &Naming,
     limits: Limits,
-    previous: Option<&BTreeMap<String, Vec<String>>>,
 ) -> Result<Snapshot, CaptureError> {
     let started = Instant::now();
     let fatal = |e: tokio_postgres::Error, what: &str| {
         CaptureError::Snapshot(db::failure(&e, Some(what.into())))
     };
-    let catalog = preflight::run(client, spec, naming, previous).await?;
-    let probes = plan::plan(spec, naming, &catalog);
+    let Preflight { catalog, absent } = preflight::run(client, spec, naming).await?;
+    let probes = plan::plan(spec, naming, &catalog, &absent);
     let row = client
         .query_one(sql::TRANSACTION_ORIGIN.sql, &[])
         .await
@@ -623,14 +621,19 @@ pub async fn capture_in_transaction(
         .batch_execute("ROLLBACK TO SAVEPOINT migval_capture; RELEASE SAVEPOINT migval_capture")
         .await
         .map_err(|e| fatal(e, "ending the capture savepoint"))?;
-    let captures = assemble(spec, &probes, results);
+    let captures = assemble(spec, &probes, results, &absent);
     let mut snap = snapshot_of(info, spec, naming, &catalog, origin, captures, 1, started);
     snap.schema = schema;
     Ok(snap)
 }
 
 /// Per check, in spec order: its table (sorted by key in `work`) or its failure, and its SQL.
-fn assemble(spec: &Spec, probes: &[Probe], results: Vec<ProbeResult>) -> Vec<CheckCapture> {
+fn assemble(
+    spec: &Spec,
+    probes: &[Probe],
+    results: Vec<ProbeResult>,
+    absent: &BTreeMap<usize, Absence>,
+) -> Vec<CheckCapture> {
     let mut tables: Vec<Option<Result<Table, DbFailure>>> = vec![None; spec.checks.len()];
     let mut sql_of: Vec<Vec<String>> = vec![Vec::new(); spec.checks.len()];
     for p in probes.iter() {
@@ -663,11 +666,19 @@ fn assemble(spec: &Spec, probes: &[Probe], results: Vec<ProbeResult>) -> Vec<Che
         .iter()
         .zip(tables)
         .zip(sql_of)
-        .map(|((check, t), sql)| {
+        .enumerate()
+        .map(|(i, ((check, t), sql))| {
             let outcome = match t {
+                _ if absent.contains_key(&i) => {
+                    Outcome::Absent(absent[&i].clone())
+                }
                 // Sorted by key already (in `work`).
                 Some(Ok(table)) => {
                     match duplicate_key(&table) {
+                        Some(k) if table.key_len == 0 => Outcome::Failed(plain_failure(format!(
+                            "the query returned {} rows ({k}): without `key` a custom query must return one row; declare the key columns (key = [\"...\"])",
+                            table.len()
+                        ))),
                         Some(k) => Outcome::Failed(plain_failure(format!(
                             "the key columns do not identify rows uniquely: key ({k}) appears more than once; declare more key columns"
                         ))),
@@ -912,6 +923,7 @@ async fn run_probe(client: &Client, probe: &Probe) -> Result<Vec<(usize, Table)>
                     match p {
                         FactParam::Schemas(s) => Box::new(s.clone()),
                         FactParam::Text(t) => Box::new(t.clone()),
+                        FactParam::List(l) => Box::new(l.clone()),
                     }
                 })
                 .collect();

@@ -24,7 +24,7 @@ use crate::spec::{Check, CheckKind, Expect, FactExpect, FactObject, Rule, Scope,
 
 /// How one value column is judged.
 #[derive(Debug, Clone)]
-struct ColumnRule {
+pub(super) struct ColumnRule {
     label: String,
     rule: Rule,
     /// Counts: exact whatever the tolerance.
@@ -66,7 +66,7 @@ pub fn compare(spec: &Spec, baseline: &Snapshot, after: &Snapshot, command: &str
             let a = after.check(&check.name);
             let drift = match b {
                 None => Some("not in the baseline (added to the spec after the baseline was taken): take a new baseline".to_string()),
-                Some(b) if b.fingerprint != check.fingerprint => Some(
+                Some(b) if !check.same_definition(&b.fingerprint) => Some(
                     "its definition changed since the baseline was taken: take a new baseline, or restore the check as it was".to_string(),
                 ),
                 _ => None,
@@ -74,7 +74,12 @@ pub fn compare(spec: &Spec, baseline: &Snapshot, after: &Snapshot, command: &str
             if let Some(d) = &drift {
                 spec_changes.push(format!("check `{}`: {d}", check.name));
             }
-            compare_check(check, b, a, drift, spec.settings.worst_groups)
+            let sides = Sides {
+                spec,
+                before: &baseline.catalog,
+                after: &after.catalog,
+            };
+            compare_check(check, b, a, drift, &sides)
         })
         .collect();
     if spec.schema.enabled {
@@ -111,6 +116,7 @@ fn error_result(
         name: check.name.clone(),
         kind: check.kind.label().to_string(),
         status: Status::Error,
+        after_only: false,
         summary: message,
         tolerance: String::new(),
         expect: String::new(),
@@ -123,13 +129,25 @@ fn error_result(
     }
 }
 
+/// What a comparison needs besides the two captures: the spec (rules, renames) and both
+/// catalogs (to word why an object is missing).
+pub(super) struct Sides<'a> {
+    pub spec: &'a Spec,
+    pub before: &'a std::collections::BTreeMap<String, Vec<String>>,
+    pub after: &'a std::collections::BTreeMap<String, Vec<String>>,
+}
+
+/// SQLSTATEs of a query that no longer finds its table or column.
+const GONE: &[&str] = &["42P01", "42703"];
+
 fn compare_check(
     check: &Check,
     b: Option<&CheckCapture>,
     a: Option<&CheckCapture>,
     drift: Option<String>,
-    worst_n: usize,
+    sides: &Sides,
 ) -> CheckResult {
+    let worst_n = sides.spec.settings.worst_groups;
     if let Some(d) = drift {
         return error_result(check, d, None, b, a);
     }
@@ -152,6 +170,23 @@ fn compare_check(
                 a,
             );
         }
+        (Outcome::Captured(_), Outcome::Failed(f))
+            if f.sqlstate.as_deref().is_some_and(|c| GONE.contains(&c)) =>
+        {
+            // The migration removed what the query reads: the check fails, the tool did its job.
+            let mut r = error_result(
+                check,
+                format!(
+                    "the query no longer runs after the migration: {}",
+                    f.message
+                ),
+                Some(f.clone()),
+                b,
+                a,
+            );
+            r.status = Status::Fail;
+            return r;
+        }
         (_, Outcome::Failed(f)) => {
             return error_result(
                 check,
@@ -162,6 +197,14 @@ fn compare_check(
             );
         }
         (Outcome::Captured(bt), Outcome::Captured(at)) => (bt, at),
+        (Outcome::Absent(_), _) | (_, Outcome::Absent(_)) => {
+            let mut r = super::after_only::compare(check, &bc.outcome, &ac.outcome, sides);
+            r.name = check.name.clone();
+            r.kind = check.kind.label().to_string();
+            r.baseline_sql = bc.sql.clone();
+            r.after_sql = ac.sql.clone();
+            return r;
+        }
     };
     let mut result = match &check.kind {
         CheckKind::Schema(s) => {
@@ -179,7 +222,7 @@ fn compare_check(
     result
 }
 
-fn column_rules(kind: &CheckKind, base: &Table) -> Vec<ColumnRule> {
+pub(super) fn column_rules(kind: &CheckKind, base: &Table) -> Vec<ColumnRule> {
     match kind {
         CheckKind::Metrics(m) => m
             .metrics
@@ -208,12 +251,13 @@ fn column_rules(kind: &CheckKind, base: &Table) -> Vec<ColumnRule> {
             exact: true,
             total: None,
         }],
+        // Integer columns (counts) are exact whatever the tolerance, as for native checks.
         CheckKind::Custom(c) => base.columns[base.key_len..]
             .iter()
             .map(|col| ColumnRule {
                 label: col.name.clone(),
                 rule: c.rule,
-                exact: false,
+                exact: col.kind == crate::model::Kind::Int,
                 total: Some(Combine::Sum),
             })
             .collect(),
@@ -378,9 +422,20 @@ struct Candidate {
     difference: Option<Decimal>,
 }
 
-fn compare_keyed(bt: &Table, at: &Table, rules: &[ColumnRule], worst_n: usize) -> CheckResult {
+pub(super) fn compare_keyed(
+    bt: &Table,
+    at: &Table,
+    rules: &[ColumnRule],
+    worst_n: usize,
+) -> CheckResult {
     let mut values = Vec::new();
-    let grouped = bt.key_len > 0 || at.key_len > 0;
+    // One row on each side under the same key (a custom query keyed by a constant): its values
+    // are shown like an ungrouped check's, not as "1 group changed".
+    let one_row = bt.len() == 1
+        && at.len() == 1
+        && bt.key_len == at.key_len
+        && cmp_keys(bt.key(0), at.key(0)) == Ordering::Equal;
+    let grouped = (bt.key_len > 0 || at.key_len > 0) && !one_row;
     // Value columns of `after` by name (custom SQL columns are compared by name).
     let col_in = |t: &Table, label: &str| {
         t.columns[t.key_len..]
@@ -468,8 +523,9 @@ fn compare_keyed(bt: &Table, at: &Table, rules: &[ColumnRule], worst_n: usize) -
             name: String::new(),
             kind: String::new(),
             status,
+            after_only: false,
             summary,
-            tolerance: tolerance_text(rules),
+            tolerance: tolerance_text(rules, false),
             expect: expect_text(rules),
             values,
             groups: None,
@@ -632,8 +688,9 @@ fn compare_keyed(bt: &Table, at: &Table, rules: &[ColumnRule], worst_n: usize) -
         name: String::new(),
         kind: String::new(),
         status,
+        after_only: false,
         summary,
-        tolerance: tolerance_text(rules),
+        tolerance: tolerance_text(rules, true),
         expect: expect_text(rules),
         values,
         groups: Some(stats),
@@ -713,7 +770,9 @@ fn status_of(fail: bool, change: bool, rules: &[ColumnRule]) -> Status {
     }
 }
 
-fn tolerance_text(rules: &[ColumnRule]) -> String {
+/// The tolerance as applied; a grouped check always says where (per group, on the total or
+/// both), in every format.
+pub(super) fn tolerance_text(rules: &[ColumnRule], grouped: bool) -> String {
     let mut parts: Vec<String> = Vec::new();
     for r in rules {
         let t = if r.exact {
@@ -721,10 +780,11 @@ fn tolerance_text(rules: &[ColumnRule]) -> String {
         } else {
             r.rule.tolerance
         };
-        let scope = match r.rule.scope {
-            Scope::Group => "",
-            Scope::Total => " on the total",
-            Scope::Both => " per group and total",
+        let scope = match (grouped, r.rule.scope) {
+            (false, _) => "",
+            (true, Scope::Group) => " per group",
+            (true, Scope::Total) => " on the total",
+            (true, Scope::Both) => " per group and total",
         };
         let s = format!("{t}{scope}");
         if !parts.contains(&s) {
@@ -734,7 +794,7 @@ fn tolerance_text(rules: &[ColumnRule]) -> String {
     parts.join("; ")
 }
 
-fn expect_text(rules: &[ColumnRule]) -> String {
+pub(super) fn expect_text(rules: &[ColumnRule]) -> String {
     let mut parts: Vec<String> = Vec::new();
     for r in rules {
         let s = r.rule.expect.to_string();
@@ -787,9 +847,10 @@ fn grouped_summary(
     status: Status,
     missing: bool,
 ) -> String {
+    let n = stats.after_groups.max(stats.baseline_groups);
     let mut s = format!(
-        "{} groups: {} changed, {} appeared, {} disappeared",
-        stats.after_groups.max(stats.baseline_groups),
+        "{n} group{}: {} changed, {} appeared, {} disappeared",
+        if n == 1 { "" } else { "s" },
         stats.changed,
         stats.appeared,
         stats.disappeared
@@ -819,7 +880,7 @@ fn grouped_summary(
 
 /// Schema facts: declared attributes are asserted on the post-state; undeclared ones must be
 /// unchanged when the object exists on both sides.
-fn compare_fact(
+pub(super) fn compare_fact(
     object: &FactObject,
     expect: &FactExpect,
     may_change: bool,
@@ -880,27 +941,68 @@ fn compare_fact(
                 ("validated", expect.validated.map(Value::Bool)),
                 ("valid", expect.valid.map(Value::Bool)),
                 ("enabled", expect.enabled.map(Value::Bool)),
+                (
+                    "kind",
+                    expect.view_kind.clone().map(|k| Value::Text(k.into())),
+                ),
+                ("populated", expect.populated.map(Value::Bool)),
             ]
         };
+        // A column fact that declares anything covers every partition of a partitioned
+        // table; `columns_absent` holds only when nothing is left.
+        let declares_column =
+            expect.exists.is_some() || expect.data_type.is_some() || expect.nullable.is_some();
         for col in &at.columns {
             let name = col.name.as_str();
             let after = get(at, name);
             let before = get(bt, name);
+            let in_baseline = bt.columns.iter().any(|c| c.name == name);
             let want = declared
                 .iter()
                 .find(|(n, _)| *n == name)
                 .and_then(|(_, v)| v.clone());
+            // An attribute an older baseline did not capture, not declared: left out, so that
+            // an old baseline shows no change it cannot know about.
+            if !in_baseline && want.is_none() && !matches!(name, "present" | "partitions") {
+                continue;
+            }
+            // No partition disagrees (or the table is not partitioned): nothing to show.
+            if name == "partitions" && matches!(after, None | Some(Value::Null)) {
+                continue;
+            }
+            let after = match (name, after) {
+                ("present", None | Some(Value::Null)) => Some(Value::Text("(none)".into())),
+                (_, a) => a,
+            };
+            let must_be_null = !compare_only
+                && (name == "present"
+                    || (name == "partitions"
+                        && matches!(object, FactObject::Column(..))
+                        && declares_column));
             let (ok, rule, note) = match &want {
+                _ if must_be_null => {
+                    let ok = matches!(&after, None | Some(Value::Null))
+                        || (name == "present" && after == Some(Value::Text("(none)".into())));
+                    let rule = if name == "present" {
+                        "every listed column gone (partitions included)"
+                    } else {
+                        "every partition agrees"
+                    };
+                    (ok, rule.to_string(), None)
+                }
                 Some(w) => {
                     let ok = match (after.as_ref(), w) {
-                        (Some(Value::Text(a)), Value::Text(w)) => {
-                            normalize_type(a) == normalize_type(w)
+                        (Some(Value::Text(a)), Value::Text(w)) if name == "type" => {
+                            type_matches(a, w)
                         }
                         (Some(a), w) => a.same(w),
                         (None, _) => false,
                     };
                     (ok, format!("must be {w}"), None)
                 }
+                // Names of objects found by what they are, attributes a baseline of an
+                // older migval did not capture: reported, not judged.
+                None if INFO.contains(&name) || !in_baseline => (true, "reported".into(), None),
                 None if !both_exist || may_change => (
                     true,
                     if may_change {
@@ -912,6 +1014,9 @@ fn compare_fact(
                 ),
                 None => {
                     let same = match (&before, &after) {
+                        (Some(Value::Text(b)), Some(Value::Text(a))) if name == "type" => {
+                            type_matches(a, b) || type_matches(b, a)
+                        }
                         (Some(b), Some(a)) => b.same(a),
                         (None, None) => true,
                         _ => false,
@@ -976,6 +1081,7 @@ fn compare_fact(
         name: String::new(),
         kind: String::new(),
         status,
+        after_only: false,
         summary,
         tolerance: "exact".into(),
         expect: if may_change {
@@ -990,6 +1096,19 @@ fn compare_fact(
         after_sql: Vec::new(),
         error: None,
     }
+}
+
+/// Fact attributes that are reported, never judged (the names of keys found by what they are).
+const INFO: &[&str] = &["name"];
+
+/// Whether a captured type (schema-qualified outside pg_catalog: `public.cents`) is the one
+/// declared: the same text up to case and spaces, or the declared name without its schema.
+fn type_matches(captured: &str, declared: &str) -> bool {
+    let (c, d) = (normalize_type(captured), normalize_type(declared));
+    if c == d {
+        return true;
+    }
+    !d.contains('.') && c.split_once('.').is_some_and(|(_, rest)| rest == d)
 }
 
 /// `numeric(12, 2)` and `NUMERIC(12,2)` name the same type.

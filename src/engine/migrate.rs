@@ -411,6 +411,7 @@ fn script_failure(name: &str, summary: String, f: DbFailure) -> CheckResult {
         name: name.to_string(),
         kind: "migration".into(),
         status: Status::Error,
+        after_only: false,
         summary,
         tolerance: String::new(),
         expect: String::new(),
@@ -564,18 +565,9 @@ async fn capture_or_roll_back(
     spec: &Spec,
     naming: &Naming,
     plan: &Plan,
-    baseline: &Snapshot,
+    _baseline: &Snapshot,
 ) -> Result<Snapshot, MigrateError> {
-    match capture::capture_in_transaction(
-        client,
-        info,
-        spec,
-        naming,
-        plan.limits,
-        Some(&baseline.catalog),
-    )
-    .await
-    {
+    match capture::capture_in_transaction(client, info, spec, naming, plan.limits).await {
         Ok(s) => Ok(s),
         Err(e) => {
             let _ = client.batch_execute("ROLLBACK").await;
@@ -677,7 +669,6 @@ pub async fn run_without_transaction(
         &spec_after,
         &Naming::after(&spec_after.renames),
         plan.limits,
-        Some(&baseline.catalog),
     )
     .await?;
     let mut report = compare::compare(&spec_after, baseline, &after, "migrate --no-transaction");
@@ -758,14 +749,7 @@ pub async fn run_external(
         command_output: Some(kept.clone()),
         ..MigrationSummary::new(&name, &mode)
     };
-    let after = capture::capture(
-        info,
-        spec,
-        &Naming::after(&spec.renames),
-        limits,
-        Some(&baseline.catalog),
-    )
-    .await?;
+    let after = capture::capture(info, spec, &Naming::after(&spec.renames), limits).await?;
     let mut report = compare::compare(spec, baseline, &after, "migrate --");
     if !status.success() {
         let tail: String = kept

@@ -1,6 +1,7 @@
 //! The engine: plan -> capture (one consistent snapshot) -> compare -> verdict. It returns
 //! data ([`Snapshot`], [`Report`]); it never prints.
 
+pub mod after_only;
 pub mod capture;
 pub mod compare;
 pub mod migrate;
@@ -22,7 +23,7 @@ pub async fn snapshot(
     spec: &Spec,
     limits: Limits,
 ) -> Result<Snapshot, CaptureError> {
-    capture::capture(info, spec, &Naming::baseline(), limits, None).await
+    capture::capture(info, spec, &Naming::baseline(), limits).await
 }
 
 /// Capture the post-state (with the [rename] map applied) and compare it with `baseline`.
@@ -33,20 +34,19 @@ pub async fn verify(
     baseline: &Snapshot,
     limits: Limits,
 ) -> Result<(Report, Snapshot), CaptureError> {
-    let after = capture_after(info, spec, limits, Some(&baseline.catalog)).await?;
+    let after = capture_after(info, spec, limits).await?;
     Ok((compare_after(spec, baseline, &after), after))
 }
 
-/// The post-state capture of [`verify`] on its own (names through the [rename] map).
-/// `previous` is the baseline's catalog when at hand: it only improves the message when a
-/// column has disappeared.
+/// The post-state capture of [`verify`] on its own (names through the [rename] map). A
+/// relation or column missing after the migration is recorded in the snapshot; compare fails
+/// the checks that read it and words why with both catalogs.
 pub async fn capture_after(
     info: &ConnInfo,
     spec: &Spec,
     limits: Limits,
-    previous: Option<&std::collections::BTreeMap<String, Vec<String>>>,
 ) -> Result<Snapshot, CaptureError> {
-    capture::capture(info, spec, &Naming::after(&spec.renames), limits, previous).await
+    capture::capture(info, spec, &Naming::after(&spec.renames), limits).await
 }
 
 /// The comparison of [`verify`] on its own.

@@ -12,7 +12,13 @@
 //! On the post-migration side every name goes through the [rename] map (`Naming`), while the
 //! labels of the captured values keep the pre-migration names, so both sides line up.
 
-use crate::spec::{CheckKind, FactObject, Func, MetricArg, Renames, Spec};
+use std::collections::BTreeMap;
+
+use crate::model::Absence;
+use crate::spec::{
+    CheckKind, FactObject, Func, GroupKey, KeyExpr, Metric, MetricArg, Renames, Sided, Spec,
+    parse_metric,
+};
 use crate::sql::ident::{Name, quote, quote_qualified, rename_identifiers};
 use crate::sql::{self, Query};
 
@@ -69,6 +75,36 @@ impl Naming {
             return sql.to_string();
         }
         rename_identifiers(sql, &self.renames.columns_of(&table.name))
+    }
+
+    /// A fragment with a post-migration form: that form as written on the post side, else
+    /// the pre-migration form through [rename].
+    pub fn sided(&self, table: &Name, s: &Sided) -> String {
+        match (&s.after, self.after) {
+            (Some(a), true) => a.clone(),
+            _ => self.fragment(table, &s.before),
+        }
+    }
+
+    /// The SQL of a group key on this side. A plain `tableoid` groups by partition and is
+    /// shown by the partition's name.
+    pub fn key(&self, table: &Name, g: &GroupKey) -> String {
+        match (&g.after, self.after) {
+            (Some(a), true) => format!("({a})"),
+            _ => match &g.before {
+                KeyExpr::Column(c) if c == "tableoid" => "tableoid::regclass::text".into(),
+                KeyExpr::Column(c) => quote(&self.col(table, c)),
+                KeyExpr::Expr(e) => format!("({})", self.fragment(table, e)),
+            },
+        }
+    }
+
+    /// The same naming with renames ignored (a fact asserted about the name as written).
+    pub fn literal(&self) -> Naming {
+        Naming {
+            after: self.after,
+            renames: Renames::default(),
+        }
     }
 
     /// A whole query: every renamed column and table substituted.
@@ -133,6 +169,8 @@ pub enum ProbeKind {
 pub enum FactParam {
     Schemas(Vec<String>),
     Text(String),
+    /// A text[] of names.
+    List(Vec<String>),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -156,6 +194,7 @@ impl Probe {
                     .map(|(i, p)| match p {
                         FactParam::Schemas(s) => format!("${} = {{{}}}", i + 1, s.join(",")),
                         FactParam::Text(t) => format!("${} = '{t}'", i + 1),
+                        FactParam::List(l) => format!("${} = {{{}}}", i + 1, l.join(",")),
                     })
                     .collect();
                 vec![format!(
@@ -183,7 +222,20 @@ const COLUMN: &[(&str, Kind)] = &[
     ("exists", Kind::Bool),
     ("type", Kind::Text),
     ("nullable", Kind::Bool),
+    ("partitions", Kind::Text),
 ];
+const VIEW: &[(&str, Kind)] = &[
+    ("exists", Kind::Bool),
+    ("kind", Kind::Text),
+    ("populated", Kind::Bool),
+];
+/// Found by what it is: the names are reported, never judged.
+const KEYED: &[(&str, Kind)] = &[
+    ("exists", Kind::Bool),
+    ("validated", Kind::Bool),
+    ("name", Kind::Text),
+];
+const ABSENT: &[(&str, Kind)] = &[("present", Kind::Text)];
 const CONSTRAINT: &[(&str, Kind)] = &[("exists", Kind::Bool), ("validated", Kind::Bool)];
 const INDEX: &[(&str, Kind)] = &[("exists", Kind::Bool), ("valid", Kind::Bool)];
 const RLS: &[(&str, Kind)] = &[("exists", Kind::Bool), ("enabled", Kind::Bool)];
@@ -211,8 +263,37 @@ fn aggregate(func: Func, arg: &str) -> String {
     }
 }
 
-/// Plan every check of `spec` for one side.
-pub fn plan(spec: &Spec, naming: &Naming, catalog: &Catalog) -> Vec<Probe> {
+/// The SQL of one metric on this side, and whether it is a single aggregate call (which a
+/// FILTER clause can follow).
+fn metric_sql(naming: &Naming, table: &Name, metric: &Metric) -> (String, bool) {
+    if let (Some(after), true) = (&metric.after, naming.after) {
+        return match parse_metric(after) {
+            Ok((_, func, arg)) => {
+                let arg = match arg {
+                    MetricArg::Star => "*".to_string(),
+                    MetricArg::Column(c) => quote(&c),
+                    MetricArg::Expr(e) => format!("({e})"),
+                };
+                (aggregate(func, &arg), true)
+            }
+            Err(_) => (format!("({after})"), false),
+        };
+    }
+    let arg = match &metric.arg {
+        MetricArg::Star => "*".to_string(),
+        MetricArg::Column(c) => quote(&naming.col(table, c)),
+        MetricArg::Expr(e) => format!("({})", naming.fragment(table, e)),
+    };
+    (aggregate(metric.func, &arg), true)
+}
+
+/// Plan every check of `spec` for one side; checks in `absent` have nothing to read here.
+pub fn plan(
+    spec: &Spec,
+    naming: &Naming,
+    catalog: &Catalog,
+    absent: &BTreeMap<usize, Absence>,
+) -> Vec<Probe> {
     // Fused scans: (relation, filter, group_by) -> columns and outputs.
     struct Scan {
         rel: String,
@@ -227,24 +308,23 @@ pub fn plan(spec: &Spec, naming: &Naming, catalog: &Catalog) -> Vec<Probe> {
     let cost_of = |n: &Name| catalog.resolve(n).map_or(0.0, |r| r.est_rows.max(0.0));
 
     for (ci, check) in spec.checks.iter().enumerate() {
+        if absent.contains_key(&ci) {
+            continue;
+        }
         match &check.kind {
             CheckKind::Metrics(m) => {
                 let rel_name = naming.rel(&m.table);
                 let rel = qualified(catalog, &rel_name);
-                let filter = m.filter.as_ref().map(|f| naming.fragment(&m.table, f));
-                let exprs: Vec<String> = m
+                let filter = m.filter.as_ref().map(|f| naming.sided(&m.table, f));
+                let (exprs, plain): (Vec<String>, Vec<bool>) = m
                     .metrics
                     .iter()
-                    .map(|metric| {
-                        let arg = match &metric.arg {
-                            MetricArg::Star => "*".to_string(),
-                            MetricArg::Column(c) => quote(&naming.col(&m.table, c)),
-                            MetricArg::Expr(e) => format!("({})", naming.fragment(&m.table, e)),
-                        };
-                        aggregate(metric.func, &arg)
-                    })
-                    .collect();
-                if m.group_by.is_empty() {
+                    .map(|metric| metric_sql(naming, &m.table, metric))
+                    .unzip();
+                // An expression over aggregates cannot take a FILTER clause: such a check
+                // gets a scan of its own with the filter in WHERE.
+                let own_scan = filter.is_some() && plain.iter().any(|p| !p);
+                if m.group_by.is_empty() && !own_scan {
                     let scan = find_or_add(&mut scans, &rel, None, cost_of(&rel_name), |s| {
                         s.grouped.is_none()
                     });
@@ -264,11 +344,8 @@ pub fn plan(spec: &Spec, naming: &Naming, catalog: &Catalog) -> Vec<Probe> {
                     });
                     scan.checks.push(ci);
                 } else {
-                    let group: Vec<String> = m
-                        .group_by
-                        .iter()
-                        .map(|g| quote(&naming.col(&m.table, g)))
-                        .collect();
+                    let group: Vec<String> =
+                        m.group_by.iter().map(|g| naming.key(&m.table, g)).collect();
                     let key_sig = (filter.clone(), group.clone());
                     let scan = find_or_add(
                         &mut scans,
@@ -284,7 +361,7 @@ pub fn plan(spec: &Spec, naming: &Naming, catalog: &Catalog) -> Vec<Probe> {
                         .group_by
                         .iter()
                         .enumerate()
-                        .map(|(i, g)| (i, g.clone()))
+                        .map(|(i, g)| (i, g.label.clone()))
                         .collect();
                     let mut values = Vec::new();
                     for (metric, e) in m.metrics.iter().zip(exprs) {
@@ -304,7 +381,7 @@ pub fn plan(spec: &Spec, naming: &Naming, catalog: &Catalog) -> Vec<Probe> {
                 let rel = qualified(catalog, &rel_name);
                 let col = quote(&naming.col(&n.table, &n.column));
                 let cond = match &n.filter {
-                    Some(f) => format!("{col} IS NULL AND ({})", naming.fragment(&n.table, f)),
+                    Some(f) => format!("{col} IS NULL AND ({})", naming.sided(&n.table, f)),
                     None => format!("{col} IS NULL"),
                 };
                 let scan = find_or_add(&mut scans, &rel, None, cost_of(&rel_name), |s| {
@@ -358,9 +435,12 @@ pub fn plan(spec: &Spec, naming: &Naming, catalog: &Catalog) -> Vec<Probe> {
                 });
             }
             CheckKind::Custom(c) => {
-                let sql = match (&c.sql_after, naming.after) {
-                    (Some(after), true) => after.clone(),
-                    _ => naming.query(&c.sql),
+                let sql = match (&c.sql_after, &c.sql, naming.after) {
+                    (Some(after), _, true) => after.clone(),
+                    (_, Some(sql), _) => naming.query(sql),
+                    // After-only on the pre-migration side: absent, never planned.
+                    (Some(after), None, false) => after.clone(),
+                    (None, None, _) => continue,
                 };
                 probes.push(Probe {
                     kind: ProbeKind::Query {
@@ -385,7 +465,14 @@ pub fn plan(spec: &Spec, naming: &Naming, catalog: &Catalog) -> Vec<Probe> {
                     checks: vec![ci],
                 });
             }
-            CheckKind::Schema(s) => probes.push(fact_probe(ci, &s.object, naming, catalog)),
+            CheckKind::Schema(s) => {
+                let naming = if s.follow_rename {
+                    naming.clone()
+                } else {
+                    naming.literal()
+                };
+                probes.push(fact_probe(ci, &s.object, &naming, catalog));
+            }
         }
     }
     for s in scans {
@@ -394,7 +481,9 @@ pub fn plan(spec: &Spec, naming: &Naming, catalog: &Catalog) -> Vec<Probe> {
             if let Some(f) = filter {
                 sql.push_str(&format!("\nWHERE {f}"));
             }
-            sql.push_str(&format!("\nGROUP BY {}", group.join(", ")));
+            if !group.is_empty() {
+                sql.push_str(&format!("\nGROUP BY {}", group.join(", ")));
+            }
         }
         probes.push(Probe {
             kind: ProbeKind::Query {
@@ -455,7 +544,7 @@ fn fact_probe(ci: usize, object: &FactObject, naming: &Naming, catalog: &Catalog
     };
     match object {
         FactObject::Table(n) => fact(sql::FACT_TABLE, rel_params(n), EXISTS),
-        FactObject::View(n) => fact(sql::FACT_VIEW, rel_params(n), EXISTS),
+        FactObject::View(n) => fact(sql::FACT_VIEW, rel_params(n), VIEW),
         FactObject::Function(n) => fact(sql::FACT_FUNCTION, rel_params(n), EXISTS),
         FactObject::Index(n) => fact(sql::FACT_INDEX, rel_params(n), INDEX),
         FactObject::Rls(n) => fact(sql::FACT_RLS, rel_params(n), RLS),
@@ -473,6 +562,62 @@ fn fact_probe(ci: usize, object: &FactObject, naming: &Naming, catalog: &Catalog
             let mut ps = rel_params(t);
             ps.push(FactParam::Text(p.clone()));
             fact(sql::FACT_POLICY, ps, EXISTS)
+        }
+        FactObject::ColumnsAbsent(cols) => {
+            let mut schemas = catalog.schemas.clone();
+            let (mut sch, mut tbl, mut col) = (Vec::new(), Vec::new(), Vec::new());
+            for (t, c) in cols {
+                let t2 = naming.rel(t);
+                sch.push(t2.schema.clone().unwrap_or_default());
+                if let Some(s) = &t2.schema {
+                    if !schemas.contains(s) {
+                        schemas.push(s.clone());
+                    }
+                }
+                col.push(naming.col(t, c));
+                tbl.push(t2.name);
+            }
+            fact(
+                sql::FACT_COLUMNS_ABSENT,
+                vec![
+                    FactParam::Schemas(schemas),
+                    FactParam::List(sch),
+                    FactParam::List(tbl),
+                    FactParam::List(col),
+                ],
+                ABSENT,
+            )
+        }
+        FactObject::ForeignKey {
+            table,
+            columns,
+            parent,
+            parent_columns,
+        } => {
+            let mut p = rel_params(table);
+            p.push(FactParam::List(
+                columns.iter().map(|c| naming.col(table, c)).collect(),
+            ));
+            p.extend(rel_params(parent));
+            p.push(FactParam::List(
+                parent_columns
+                    .iter()
+                    .map(|c| naming.col(parent, c))
+                    .collect(),
+            ));
+            fact(sql::FACT_FOREIGN_KEY, p, KEYED)
+        }
+        FactObject::Unique(t, cols) => {
+            let mut p = rel_params(t);
+            p.push(FactParam::List(
+                cols.iter().map(|c| naming.col(t, c)).collect(),
+            ));
+            fact(sql::FACT_UNIQUE, p, KEYED)
+        }
+        FactObject::CheckOn(t, c) => {
+            let mut p = rel_params(t);
+            p.push(FactParam::Text(naming.col(t, c)));
+            fact(sql::FACT_CHECK, p, KEYED)
         }
         FactObject::ViewsQueryable(views) => Probe {
             kind: ProbeKind::ViewsQueryable {

@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use tokio_postgres::Client;
 
 use crate::db;
-use crate::model::DbFailure;
-use crate::spec::{CheckKind, FactObject, MetricArg, Spec};
+use crate::model::{Absence, AbsenceReason, DbFailure, MissingObject};
+use crate::spec::{CheckKind, FactObject, KeyExpr, MetricArg, Spec};
 use crate::sql::{self, ident::Name};
 
 use super::plan::Naming;
@@ -70,6 +70,14 @@ impl Catalog {
     }
 }
 
+/// What preflight found: the catalog, and the checks that have nothing to capture on this
+/// side (by index into `spec.checks`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Preflight {
+    pub catalog: Catalog,
+    pub absent: BTreeMap<usize, Absence>,
+}
+
 /// Why the capture did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum PreflightError {
@@ -79,18 +87,25 @@ pub enum PreflightError {
     Db(DbFailure),
 }
 
-/// Relations the checks read (after renames for the post side), plus views that must only be
-/// looked up (views_queryable reports them itself).
-fn referenced(spec: &Spec, naming: &Naming) -> (Vec<(String, Name)>, Vec<Name>) {
+/// Columns that every table has without declaring them (`tableoid` names a row's partition).
+pub const SYSTEM_COLUMNS: &[&str] = &["tableoid", "ctid", "xmin", "xmax", "cmin", "cmax"];
+
+/// Relations the checks read (after renames for the post side), per check index, plus views
+/// that must only be looked up (views_queryable reports them itself). After-only checks on the
+/// pre-migration side read nothing.
+fn referenced(spec: &Spec, naming: &Naming) -> (Vec<(usize, Name)>, Vec<Name>) {
     let mut must = Vec::new();
     let mut soft = Vec::new();
-    for c in &spec.checks {
+    for (i, c) in spec.checks.iter().enumerate() {
+        if c.after_only && !naming.after {
+            continue;
+        }
         match &c.kind {
-            CheckKind::Metrics(m) => must.push((c.name.clone(), naming.rel(&m.table))),
-            CheckKind::NullCount(n) => must.push((c.name.clone(), naming.rel(&n.table))),
+            CheckKind::Metrics(m) => must.push((i, naming.rel(&m.table))),
+            CheckKind::NullCount(n) => must.push((i, naming.rel(&n.table))),
             CheckKind::Orphans(o) => {
-                must.push((c.name.clone(), naming.rel(&o.child)));
-                must.push((c.name.clone(), naming.rel(&o.parent)));
+                must.push((i, naming.rel(&o.child)));
+                must.push((i, naming.rel(&o.parent)));
             }
             CheckKind::Schema(s) => {
                 if let FactObject::ViewsQueryable(vs) = &s.object {
@@ -103,14 +118,15 @@ fn referenced(spec: &Spec, naming: &Naming) -> (Vec<(String, Name)>, Vec<Name>) 
     (must, soft)
 }
 
-/// Read the catalog for the checks of `spec` and report what is missing.
-/// `previous`: the baseline's catalog, used to explain a column that disappeared.
+/// Read the catalog for the checks of `spec`. On the pre-migration side a missing object is
+/// an error (the spec names something that is not there: exit 2, with a hint); after-only
+/// checks are recorded as new. On the post-migration side a missing object is the
+/// migration's result: the check is recorded as absent, and compare fails it with the reason.
 pub async fn run(
     client: &Client,
     spec: &Spec,
     naming: &Naming,
-    previous: Option<&BTreeMap<String, Vec<String>>>,
-) -> Result<Catalog, PreflightError> {
+) -> Result<Preflight, PreflightError> {
     let schemas = match &spec.settings.schemas {
         Some(s) => s.clone(),
         None => {
@@ -151,44 +167,183 @@ pub async fn run(
         });
     }
     let catalog = Catalog { schemas, relations };
+    let missing = find_missing(spec, naming, &catalog, &must);
 
-    let mut problems = Vec::new();
-    let mut seen = BTreeSet::new();
-    for (check, n) in &must {
-        if catalog.resolve(n).is_none() && seen.insert((check.clone(), n.clone())) {
-            let mut msg = format!(
-                "check `{check}`: table or view `{n}` does not exist (searched schemas: {})",
-                catalog.search(n).join(", ")
-            );
-            if naming.after && spec.renames.tables.iter().all(|(_, new)| new != &n.name) {
-                msg.push_str("\n    hint: if the migration renamed it, add it to [rename]: \"old_name\" = \"new_name\"");
+    let mut absent = BTreeMap::new();
+    if !naming.after {
+        for (i, c) in spec.checks.iter().enumerate() {
+            if c.after_only {
+                absent.insert(
+                    i,
+                    Absence {
+                        reason: AbsenceReason::New,
+                        missing: Vec::new(),
+                    },
+                );
             }
-            problems.push(msg);
+        }
+        if !missing.is_empty() {
+            let mut problems = Vec::new();
+            for (i, objects) in &missing {
+                for m in objects {
+                    problems.push(format!(
+                        "check `{}`: {m}{}",
+                        spec.checks[*i].name,
+                        explain_baseline(m, &catalog, spec)
+                    ));
+                }
+            }
+            return Err(PreflightError::Missing(problems));
+        }
+    } else {
+        for (i, objects) in missing {
+            absent.insert(
+                i,
+                Absence {
+                    reason: AbsenceReason::Missing,
+                    missing: objects,
+                },
+            );
         }
     }
-    for c in &spec.checks {
+    Ok(Preflight { catalog, absent })
+}
+
+/// Per check (in spec order), the relations and columns it reads that are not there.
+fn find_missing(
+    spec: &Spec,
+    naming: &Naming,
+    catalog: &Catalog,
+    must: &[(usize, Name)],
+) -> BTreeMap<usize, Vec<MissingObject>> {
+    let mut out: BTreeMap<usize, Vec<MissingObject>> = BTreeMap::new();
+    for (i, n) in must {
+        if catalog.resolve(n).is_none() {
+            let m = MissingObject::Relation {
+                name: n.to_string(),
+                searched: catalog.search(n),
+            };
+            let list = out.entry(*i).or_default();
+            if !list.contains(&m) {
+                list.push(m);
+            }
+        }
+    }
+    for (i, c) in spec.checks.iter().enumerate() {
+        if c.after_only && !naming.after {
+            continue;
+        }
         for (table, cols) in columns_used(&c.kind, naming) {
             let Some(rel) = catalog.resolve(&table) else {
                 continue;
             };
             for col in cols {
-                if rel.columns.iter().any(|x| x == &col) {
+                if rel.columns.iter().any(|x| x == &col) || is_system_column(rel, &col) {
                     continue;
                 }
-                let mut msg = format!(
-                    "check `{}`: column `{col}` does not exist in `{}`",
-                    c.name,
-                    rel.qualified()
-                );
-                msg.push_str(&rename_hint(rel, &col, naming, spec, previous));
-                problems.push(msg);
+                out.entry(i).or_default().push(MissingObject::Column {
+                    relation: rel.qualified(),
+                    column: col,
+                });
             }
         }
     }
-    if problems.is_empty() {
-        Ok(catalog)
-    } else {
-        Err(PreflightError::Missing(problems))
+    out
+}
+
+/// System columns exist on tables, partitioned tables, materialized views and foreign tables,
+/// not on views.
+fn is_system_column(rel: &Relation, col: &str) -> bool {
+    SYSTEM_COLUMNS.contains(&col) && rel.kind != "v"
+}
+
+/// The hint for a missing object on the pre-migration side.
+fn explain_baseline(m: &MissingObject, catalog: &Catalog, spec: &Spec) -> String {
+    let declare = "\n    hint: if the migration creates it, mark the check `new = true` (or declare it in [schema] expect, e.g. \"add column public.orders.price_cents\"): it is then judged on the post-state alone; otherwise check the spelling (names are case-folded unless written in double quotes)";
+    let MissingObject::Column { relation, column } = m else {
+        return declare.into();
+    };
+    let Some(rel) = catalog
+        .relations
+        .iter()
+        .find(|r| &r.qualified() == relation)
+    else {
+        return declare.into();
+    };
+    // The baseline is taken under the old names: a renamed column here means the migration
+    // already ran.
+    if let Some((_, _, new)) = spec
+        .renames
+        .columns
+        .iter()
+        .find(|(_, old, new)| old == column && rel.columns.contains(new))
+    {
+        return format!(
+            "\n    hint: `{}` has `{new}`, which [rename] maps `{column}` to: was the migration already applied? Take the baseline before migrating",
+            rel.name
+        );
+    }
+    declare.into()
+}
+
+/// The hint for an object missing after the migration, worded with both catalogs: the
+/// baseline's (`before`, when known) and the post-state's (`after`), `schema.table` ->
+/// columns as snapshots store them.
+pub fn explain_after(
+    m: &MissingObject,
+    spec: &Spec,
+    before: Option<&BTreeMap<String, Vec<String>>>,
+    after: &BTreeMap<String, Vec<String>>,
+) -> String {
+    match m {
+        MissingObject::Relation { name, .. } => {
+            let bare = name.rsplit('.').next().unwrap_or(name);
+            if spec.renames.tables.iter().any(|(_, new)| new == bare) {
+                String::new()
+            } else {
+                "; if the migration renamed it, add it to [rename]: \"old_name\" = \"new_name\""
+                    .into()
+            }
+        }
+        MissingObject::Column { relation, column } => {
+            let table = relation.rsplit('.').next().unwrap_or(relation);
+            let cols = after.get(relation).cloned().unwrap_or_default();
+            if let Some((_, old, _)) = spec
+                .renames
+                .columns
+                .iter()
+                .find(|(_, _, new)| new == column)
+            {
+                if cols.contains(old) {
+                    return format!(
+                        "; `{table}` still has `{old}`, which [rename] maps to `{column}`: has the migration been applied yet?"
+                    );
+                }
+                return format!(
+                    "; [rename] maps `{old}` to `{column}`, but `{column}` is not there either: check the [rename] entry"
+                );
+            }
+            let was = before.and_then(|b| b.get(relation));
+            let new_cols: Vec<&String> = match was {
+                Some(b) => cols.iter().filter(|c| !b.contains(c)).collect(),
+                None => Vec::new(),
+            };
+            match new_cols.as_slice() {
+                [one] => format!(
+                    "; the migration added `{one}`: if `{column}` was renamed, add to [rename]: \"{table}.{column}\" = \"{table}.{one}\""
+                ),
+                [] => format!(
+                    "; if the migration renamed `{column}`, add to [rename]: \"{table}.{column}\" = \"{table}.new_name\""
+                ),
+                many => format!(
+                    "; columns new since the baseline: {}; if `{column}` was renamed to one of them, add it to [rename]",
+                    many.iter()
+                        .map(|c| format!("`{c}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            }
+        }
     }
 }
 
@@ -196,9 +351,20 @@ pub async fn run(
 fn columns_used(kind: &CheckKind, naming: &Naming) -> Vec<(Name, Vec<String>)> {
     match kind {
         CheckKind::Metrics(m) => {
-            let mut cols: Vec<String> =
-                m.group_by.iter().map(|g| naming.col(&m.table, g)).collect();
+            // A key or metric with a post-migration form reads an expression there.
+            let mut cols: Vec<String> = m
+                .group_by
+                .iter()
+                .filter(|g| !(naming.after && g.after.is_some()))
+                .filter_map(|g| match &g.before {
+                    KeyExpr::Column(c) => Some(naming.col(&m.table, c)),
+                    KeyExpr::Expr(_) => None,
+                })
+                .collect();
             for metric in &m.metrics {
+                if naming.after && metric.after.is_some() {
+                    continue;
+                }
                 if let MetricArg::Column(c) = &metric.arg {
                     let c = naming.col(&m.table, c);
                     // Once per column, however many metrics use it.
@@ -229,63 +395,5 @@ fn columns_used(kind: &CheckKind, naming: &Naming) -> Vec<(Name, Vec<String>)> {
             ),
         ],
         CheckKind::Custom(_) | CheckKind::Schema(_) => Vec::new(),
-    }
-}
-
-fn rename_hint(
-    rel: &Relation,
-    col: &str,
-    naming: &Naming,
-    spec: &Spec,
-    previous: Option<&BTreeMap<String, Vec<String>>>,
-) -> String {
-    if !naming.after {
-        // The baseline is taken under the old names: a renamed column here means the
-        // migration already ran.
-        if let Some((_, _, new)) = spec
-            .renames
-            .columns
-            .iter()
-            .find(|(_, old, new)| old == col && rel.columns.contains(new))
-        {
-            return format!(
-                "\n    hint: `{}` has `{new}`, which [rename] maps `{col}` to: was the migration already applied? Take the baseline before migrating",
-                rel.name
-            );
-        }
-        return "\n    hint: check the spelling; names are case-folded unless written in double quotes".into();
-    }
-    if let Some((_, old, _)) = spec.renames.columns.iter().find(|(_, _, new)| new == col) {
-        if rel.columns.contains(old) {
-            return format!(
-                "\n    hint: `{}` still has `{old}`, which [rename] maps to `{col}`: has the migration been applied yet?",
-                rel.name
-            );
-        }
-        return format!(
-            "\n    hint: [rename] maps `{old}` to `{col}`, but `{col}` is not there either: check the [rename] entry"
-        );
-    }
-    let before = previous.and_then(|p| p.get(&rel.qualified()));
-    let new_cols: Vec<&String> = match before {
-        Some(b) => rel.columns.iter().filter(|c| !b.contains(c)).collect(),
-        None => Vec::new(),
-    };
-    match new_cols.as_slice() {
-        [one] => format!(
-            "\n    hint: the migration added `{one}`; if `{col}` was renamed, add to [rename]: \"{}.{col}\" = \"{}.{one}\"",
-            rel.name, rel.name
-        ),
-        [] => format!(
-            "\n    hint: if the migration renamed `{col}`, add to [rename]: \"{}.{col}\" = \"{}.new_name\"",
-            rel.name, rel.name
-        ),
-        many => format!(
-            "\n    hint: columns new since the baseline: {}; if `{col}` was renamed to one of them, add it to [rename]",
-            many.iter()
-                .map(|c| format!("`{c}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
     }
 }

@@ -155,6 +155,7 @@ fn result(
         name: CHECK_NAME.to_string(),
         kind: KIND.to_string(),
         status,
+        after_only: false,
         summary,
         tolerance: "declared changes only".to_string(),
         expect: "[schema] expect".to_string(),

@@ -79,7 +79,11 @@ pub fn render(r: &Report) -> String {
             c.status,
             esc(&c.name),
             esc(&c.tolerance),
-            esc(&c.summary)
+            esc(&if c.after_only {
+                format!("baseline: (new); {}", c.summary)
+            } else {
+                c.summary.clone()
+            })
         ));
     }
     for c in r

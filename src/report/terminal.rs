@@ -31,8 +31,17 @@ fn cell(text: &str, max: usize) -> String {
     }
 }
 
-/// Baseline / after / difference for the overview row.
+/// Baseline / after / difference for the overview row; an after-only check's baseline reads
+/// "(new)".
 fn overview(c: &CheckResult) -> (String, String, String) {
+    let (base, after, diff) = overview_values(c);
+    if c.after_only {
+        return ("(new)".into(), after, String::new());
+    }
+    (base, after, diff)
+}
+
+fn overview_values(c: &CheckResult) -> (String, String, String) {
     if c.kind == SCHEMA_DIFF {
         let n = c.values.iter().filter(|v| v.scope != "missing").count();
         return (

@@ -168,6 +168,40 @@ pub struct SchemaDiff {
     pub expect: Vec<ExpectedChange>,
 }
 
+impl SchemaDiff {
+    /// Whether one exact `add <kind> <name>` line names `table` (or its `column`): the
+    /// migration creates it. The check's name may leave out the schema the line gives.
+    pub fn declares_added(
+        &self,
+        kind: &str,
+        table: &crate::sql::ident::Name,
+        column: Option<&str>,
+    ) -> bool {
+        let mut want: Vec<&str> = Vec::new();
+        if let Some(s) = &table.schema {
+            want.push(s);
+        }
+        want.push(&table.name);
+        if let Some(c) = column {
+            want.push(c);
+        }
+        self.expect.iter().any(|e| {
+            if !e.is_exact() || e.verb != Some(Verb::Add) || e.kind.as_deref() != Some(kind) {
+                return false;
+            }
+            let parts = match crate::sql::ident::parse_name(&e.pattern) {
+                Ok(p) => p,
+                Err(_) => return false,
+            };
+            let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+            parts == want
+                || (table.schema.is_none()
+                    && parts.len() == want.len() + 1
+                    && parts[1..] == want[..])
+        })
+    }
+}
+
 impl Default for SchemaDiff {
     fn default() -> Self {
         SchemaDiff {

@@ -1,8 +1,14 @@
 //! The checks file: parsed once (`raw`), validated once into [`Spec`]. Commands only ever see
 //! the validated type. Every error names the file, the line, the check and the key.
 
+mod check;
 pub mod expect_change;
+mod fingerprint;
+mod legacy;
+mod locate;
 pub mod raw;
+mod rules;
+mod validate;
 
 use std::fmt;
 use std::path::Path;
@@ -10,11 +16,11 @@ use std::path::Path;
 use rust_decimal::Decimal;
 use sha2::{Digest, Sha256};
 
-use crate::sql::ident::{self, Name};
+use crate::sql::ident::Name;
+pub use check::metrics::parse_metric;
 pub use expect_change::{ExpectedChange, SchemaDiff, Verb};
-use raw::{
-    RawCheck, RawExpect, RawMetric, RawNumber, RawSchemaDiff, RawSchemaFact, RawSpec, RawTolerance,
-};
+use raw::RawSpec;
+use validate::Validator;
 
 /// A spec error: `checks.toml:12: check `revenue`, key `metrics`: ...`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -228,6 +234,66 @@ pub enum MetricArg {
     Expr(String),
 }
 
+/// A SQL fragment (`where`, an expression) with an optional post-migration form, for
+/// mappings that a name-for-name `[rename]` cannot express:
+/// `where = { before = "is_enabled", after = "state = 'enabled'" }`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sided {
+    /// As it reads before the migration (renamed columns follow [rename] on the post side
+    /// when there is no `after`).
+    pub before: String,
+    /// Written with the post-migration names, used as is on the post side.
+    pub after: Option<String>,
+}
+
+impl Sided {
+    pub fn plain(text: impl Into<String>) -> Sided {
+        Sided {
+            before: text.into(),
+            after: None,
+        }
+    }
+}
+
+/// What a group key reads on the pre-migration side.
+#[derive(Debug, Clone, PartialEq)]
+pub enum KeyExpr {
+    /// A column of the table (system columns such as `tableoid` included).
+    Column(String),
+    /// A SQL expression over the table's columns.
+    Expr(String),
+}
+
+/// One `group_by` entry: a column, or `{ as = "label", expr = "..." }`, or
+/// `{ as = "label", before = "...", after = "..." }`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupKey {
+    /// The key's name in reports (the column's pre-migration name for a plain column).
+    pub label: String,
+    pub before: KeyExpr,
+    /// The post-migration form, used as is.
+    pub after: Option<String>,
+}
+
+impl GroupKey {
+    pub fn column(name: impl Into<String>) -> GroupKey {
+        let name = name.into();
+        GroupKey {
+            label: name.clone(),
+            before: KeyExpr::Column(name),
+            after: None,
+        }
+    }
+
+    /// The plain column this key reads, if it is one and has no other post-migration form.
+    pub fn plain_column(&self) -> Option<&str> {
+        match (&self.before, &self.after) {
+            (KeyExpr::Column(c), None) => Some(c),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Metric {
     /// As written (normalised), e.g. `sum(fixed_cost)`: the name of the value in reports.
@@ -235,13 +301,15 @@ pub struct Metric {
     pub func: Func,
     pub arg: MetricArg,
     pub rule: Rule,
+    /// The post-migration expression, used as is: `sum(price_cents) / 100.0`.
+    pub after: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct MetricsCheck {
     pub table: Name,
-    pub filter: Option<String>,
-    pub group_by: Vec<String>,
+    pub filter: Option<Sided>,
+    pub group_by: Vec<GroupKey>,
     pub metrics: Vec<Metric>,
 }
 
@@ -249,7 +317,7 @@ pub struct MetricsCheck {
 pub struct NullCheck {
     pub table: Name,
     pub column: String,
-    pub filter: Option<String>,
+    pub filter: Option<Sided>,
     pub rule: Rule,
 }
 
@@ -264,8 +332,10 @@ pub struct OrphanCheck {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct CustomCheck {
-    pub sql: String,
+    /// The query on the pre-migration side; `None` for an after-only query (`sql_after` alone).
+    pub sql: Option<String>,
     pub sql_after: Option<String>,
+    /// Key columns; empty for a query that returns one row.
     pub key: Vec<String>,
     pub rule: Rule,
 }
@@ -283,6 +353,19 @@ pub enum FactObject {
     Policy(Name, String),
     Function(Name),
     ViewsQueryable(Vec<Name>),
+    /// Every listed column is gone (on a partitioned table: from every partition too).
+    ColumnsAbsent(Vec<(Name, String)>),
+    /// A foreign key by what it is: `orders(customer_id) -> customers(id)`, whatever its name.
+    ForeignKey {
+        table: Name,
+        columns: Vec<String>,
+        parent: Name,
+        parent_columns: Vec<String>,
+    },
+    /// A unique key (constraint or unique index) on exactly these columns.
+    Unique(Name, Vec<String>),
+    /// A CHECK constraint that reads this column.
+    CheckOn(Name, String),
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -293,6 +376,10 @@ pub struct FactExpect {
     pub validated: Option<bool>,
     pub valid: Option<bool>,
     pub enabled: Option<bool>,
+    /// A view's kind: "view" or "materialized".
+    pub view_kind: Option<String>,
+    /// A materialized view has been populated (REFRESHed or created WITH DATA).
+    pub populated: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -303,6 +390,9 @@ pub struct SchemaCheck {
     /// Ignore the declarations: every attribute must equal the baseline (used to check that a
     /// rollback restores the state exactly).
     pub compare_only: bool,
+    /// Names go through [rename] on the post side (the default); `false` asserts about the
+    /// name as written, e.g. that the old name of a renamed column is gone.
+    pub follow_rename: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -331,8 +421,24 @@ pub struct Check {
     pub name: String,
     /// 1-based line of the `[[check]]` in the file.
     pub line: usize,
+    /// Canonical, versioned hash of the definition (`v2:...`, see `fingerprint`).
     pub fingerprint: String,
+    /// The hash migval 0.1 gave the same definition, when it could be written then: a
+    /// baseline of that version still matches.
+    pub legacy_fingerprint: Option<String>,
+    /// The check reads what the migration creates (`new = true`, or an object declared
+    /// `add ...` in `[schema] expect`): nothing is captured at baseline, the post-state is
+    /// judged by the intent alone.
+    pub after_only: bool,
     pub kind: CheckKind,
+}
+
+impl Check {
+    /// Whether a baseline's fingerprint for this check is its definition (today's or 0.1's).
+    pub fn same_definition(&self, baseline_fingerprint: &str) -> bool {
+        baseline_fingerprint == self.fingerprint
+            || self.legacy_fingerprint.as_deref() == Some(baseline_fingerprint)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -356,32 +462,23 @@ impl Spec {
 
     /// Validate spec text; `file` is only used in messages.
     pub fn parse(file: &str, text: &str) -> Result<Spec, SpecErrors> {
-        let raw: RawSpec = toml::from_str(text).map_err(|e| {
-            let line = e.span().map(|s| line_of(text, s.start)).unwrap_or_default();
-            SpecErrors(vec![SpecError {
-                file: file.to_string(),
-                line,
-                place: String::new(),
-                message: e.message().trim().to_string(),
-            }])
-        })?;
-        let mut v = Validator {
-            file,
-            errors: Vec::new(),
-        };
+        let lines = LineIndex::new(text);
+        let raw: RawSpec = toml::from_str(text)
+            .map_err(|e| SpecErrors(vec![locate::toml_error(file, text, &lines, &e)]))?;
+        let mut v = Validator::new(file);
         let settings = v.settings(raw.settings);
-        let renames = v.renames(&raw.rename, line_of_key(text, "[rename]"));
+        let renames = v.renames(&raw.rename, lines.line_of_key(text, "[rename]"));
         let schema = match raw.schema {
             Some(sp) => {
-                let line = line_of(text, sp.span().start);
-                v.schema_diff(text, line, sp.into_inner())
+                let line = lines.line(sp.span().start);
+                v.schema_diff(&lines, line, sp.into_inner())
             }
             None => SchemaDiff::default(),
         };
         let mut checks = Vec::new();
         let mut names = std::collections::HashSet::new();
         for (i, spanned) in raw.checks.into_iter().enumerate() {
-            let line = line_of(text, spanned.span().start);
+            let line = lines.line(spanned.span().start);
             let rc = spanned.into_inner();
             let name = match rc.name.as_deref().map(str::trim) {
                 Some(n) if !n.is_empty() => n.to_string(),
@@ -403,12 +500,18 @@ impl Spec {
                     "two checks have this name; names must be unique",
                 );
             }
-            if let Some(kind) = v.check(line, &name, rc) {
-                let fingerprint = sha256_hex(format!("{name}\u{0}{kind:?}").as_bytes());
+            let at = check::At {
+                line,
+                name: &name,
+                schema: &schema,
+            };
+            if let Some((kind, after_only)) = check::validate(&mut v, &at, rc) {
                 checks.push(Check {
+                    fingerprint: fingerprint::of(&name, &kind, after_only),
+                    legacy_fingerprint: fingerprint::legacy(&name, &kind, after_only),
                     name,
                     line,
-                    fingerprint,
+                    after_only,
                     kind,
                 });
             }
@@ -448,14 +551,25 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn line_of(text: &str, offset: usize) -> usize {
-    text.get(..offset.min(text.len()))
-        .map(|s| s.matches('\n').count() + 1)
-        .unwrap_or(1)
+/// Byte offset -> 1-based line, in O(log n) per lookup (a spec may have 100,000 checks).
+pub(crate) struct LineIndex {
+    starts: Vec<usize>,
 }
 
-fn line_of_key(text: &str, needle: &str) -> usize {
-    text.find(needle).map(|o| line_of(text, o)).unwrap_or(1)
+impl LineIndex {
+    pub(crate) fn new(text: &str) -> LineIndex {
+        let mut starts = vec![0];
+        starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        LineIndex { starts }
+    }
+
+    pub(crate) fn line(&self, offset: usize) -> usize {
+        self.starts.partition_point(|&s| s <= offset).max(1)
+    }
+
+    fn line_of_key(&self, text: &str, needle: &str) -> usize {
+        text.find(needle).map(|o| self.line(o)).unwrap_or(1)
+    }
 }
 
 /// Parse "60s", "500ms", "2min", "1h" or a bare number of milliseconds.
@@ -479,737 +593,6 @@ pub fn parse_duration_ms(s: &str) -> Result<u64, String> {
     };
     n.checked_mul(factor)
         .ok_or_else(|| format!("duration `{s}` is too large"))
-}
-
-struct Validator<'a> {
-    file: &'a str,
-    errors: Vec<SpecError>,
-}
-
-impl Validator<'_> {
-    fn err(&mut self, line: usize, check: &str, key: &str, message: impl Into<String>) {
-        let place = match (check.is_empty(), key.is_empty()) {
-            (true, true) => String::new(),
-            (true, false) => format!("key `{key}`: "),
-            (false, true) => format!("check `{check}`: "),
-            (false, false) => format!("check `{check}`, key `{key}`: "),
-        };
-        self.errors.push(SpecError {
-            file: self.file.to_string(),
-            line,
-            place,
-            message: message.into(),
-        });
-    }
-
-    fn settings(&mut self, raw: Option<raw::RawSettings>) -> Settings {
-        let mut s = Settings::default();
-        let Some(raw) = raw else { return s };
-        let mut dur = |v: &Option<String>, key: &str, target: &mut u64| {
-            if let Some(text) = v {
-                match parse_duration_ms(text) {
-                    Ok(ms) => *target = ms,
-                    Err(m) => self.err(1, "", &format!("settings.{key}"), m),
-                }
-            }
-        };
-        dur(
-            &raw.statement_timeout,
-            "statement_timeout",
-            &mut s.statement_timeout_ms,
-        );
-        dur(&raw.lock_timeout, "lock_timeout", &mut s.lock_timeout_ms);
-        if let Some(p) = raw.parallel {
-            match usize::try_from(p) {
-                Ok(p) if (1..=64).contains(&p) => s.parallel = p,
-                _ => self.err(1, "", "settings.parallel", "must be between 1 and 64"),
-            }
-        }
-        if let Some(n) = raw.query_workers {
-            if n <= 1024 {
-                s.query_workers = Some(n);
-            } else {
-                self.err(
-                    1,
-                    "",
-                    "settings.query_workers",
-                    "must be between 0 and 1024",
-                );
-            }
-        }
-        if let Some(n) = raw.worst_groups {
-            s.worst_groups = usize::try_from(n).unwrap_or(10);
-        }
-        if let Some(schemas) = raw.schemas {
-            let mut out = Vec::new();
-            for sc in schemas {
-                match ident::parse_name(&sc) {
-                    Ok(parts) if parts.len() == 1 => out.push(parts[0].clone()),
-                    _ => self.err(
-                        1,
-                        "",
-                        "settings.schemas",
-                        format!("`{sc}` is not a schema name"),
-                    ),
-                }
-            }
-            s.schemas = Some(out);
-        }
-        s
-    }
-
-    fn schema_diff(&mut self, text: &str, line: usize, raw: RawSchemaDiff) -> SchemaDiff {
-        let mut s = SchemaDiff {
-            enabled: raw.diff.unwrap_or(true),
-            ..SchemaDiff::default()
-        };
-        for (key, value, flag) in [
-            (
-                "schema.undeclared",
-                &raw.undeclared,
-                &mut s.undeclared_fails,
-            ),
-            ("schema.hazards", &raw.hazards, &mut s.hazards_fail),
-        ] {
-            match value.as_deref() {
-                None | Some("fail") => {}
-                Some("warn") => *flag = false,
-                Some(other) => self.err(
-                    line,
-                    "",
-                    key,
-                    format!("`{other}` is not allowed: write \"fail\" or \"warn\""),
-                ),
-            }
-        }
-        for e in raw.expect {
-            let at = line_of(text, e.span().start);
-            match ExpectedChange::parse(e.get_ref(), at) {
-                Ok(x) => s.expect.push(x),
-                Err(m) => self.err(at, "", "schema.expect", m),
-            }
-        }
-        s
-    }
-
-    fn renames(
-        &mut self,
-        raw: &std::collections::BTreeMap<String, String>,
-        line: usize,
-    ) -> Renames {
-        let mut r = Renames::default();
-        for (old, new) in raw {
-            let (Ok(o), Ok(n)) = (ident::parse_name(old), ident::parse_name(new)) else {
-                self.err(
-                    line,
-                    "",
-                    "rename",
-                    format!("`{old}` = `{new}` is not a pair of names"),
-                );
-                continue;
-            };
-            match (o.len(), n.len()) {
-                (1, 1) => r.tables.push((o[0].clone(), n[0].clone())),
-                (2, 2) | (3, 3) if o[..o.len() - 1] == n[..n.len() - 1] => {
-                    let table = o[o.len() - 2].clone();
-                    r.columns
-                        .push((table, o[o.len() - 1].clone(), n[n.len() - 1].clone()));
-                }
-                (2, 2) | (3, 3) => self.err(
-                    line,
-                    "",
-                    "rename",
-                    format!(
-                        "`{old}` = `{new}` renames a column and its table at once; write the \
-                         column rename under the old table name and the table rename as its \
-                         own entry (\"old_table\" = \"new_table\")"
-                    ),
-                ),
-                _ => self.err(
-                    line,
-                    "",
-                    "rename",
-                    format!(
-                        "`{old}` = `{new}`: write \"table.column\" = \"table.new_column\" for a \
-                         column, \"table\" = \"new_table\" for a table"
-                    ),
-                ),
-            }
-        }
-        r
-    }
-
-    fn number(&mut self, line: usize, check: &str, key: &str, n: &RawNumber) -> Option<Decimal> {
-        let parsed = match n {
-            RawNumber::Text(s) => Decimal::from_str_exact(s.trim()).map_err(|e| e.to_string()),
-            RawNumber::Int(i) => Ok(Decimal::from(*i)),
-            RawNumber::Float(f) => {
-                Decimal::from_str_exact(&f.to_string()).map_err(|e| e.to_string())
-            }
-        };
-        match parsed {
-            Ok(d) => Some(d),
-            Err(e) => {
-                self.err(
-                    line,
-                    check,
-                    key,
-                    format!("not an exact number ({e}); write it as a string, e.g. \"0.01\""),
-                );
-                None
-            }
-        }
-    }
-
-    fn rule(
-        &mut self,
-        line: usize,
-        check: &str,
-        tol: Option<&RawTolerance>,
-        exp: Option<&RawExpect>,
-        base: Rule,
-    ) -> Rule {
-        let mut rule = base;
-        match tol {
-            None => {}
-            Some(RawTolerance::Word(w)) if w == "exact" => rule.tolerance = Tolerance::Exact,
-            Some(RawTolerance::Word(w)) => self.err(
-                line,
-                check,
-                "tolerance",
-                format!("`{w}`: write \"exact\", {{ abs = \"0.01\" }} or {{ rel = \"0.1%\" }}"),
-            ),
-            Some(RawTolerance::Table(t)) => {
-                match (&t.abs, &t.rel) {
-                    (Some(_), Some(_)) => self.err(
-                        line,
-                        check,
-                        "tolerance",
-                        "give either `abs` or `rel`, not both",
-                    ),
-                    (Some(a), None) => {
-                        if let Some(d) = self.number(line, check, "tolerance.abs", a) {
-                            if d.is_sign_negative() {
-                                self.err(line, check, "tolerance.abs", "must not be negative");
-                            }
-                            rule.tolerance = Tolerance::Abs(d);
-                        }
-                    }
-                    (None, Some(r)) => {
-                        let pct = matches!(r, RawNumber::Text(s) if s.trim().ends_with('%'));
-                        let r = match r {
-                            RawNumber::Text(s) => {
-                                RawNumber::Text(s.trim().trim_end_matches('%').to_string())
-                            }
-                            other => other.clone(),
-                        };
-                        if let Some(d) = self.number(line, check, "tolerance.rel", &r) {
-                            let frac = if pct { d / Decimal::ONE_HUNDRED } else { d };
-                            if frac.is_sign_negative() {
-                                self.err(line, check, "tolerance.rel", "must not be negative");
-                            }
-                            rule.tolerance = Tolerance::Rel(frac);
-                        }
-                    }
-                    (None, None) => {}
-                }
-                match t.scope.as_deref() {
-                    None => {}
-                    Some("group") => rule.scope = Scope::Group,
-                    Some("total") => rule.scope = Scope::Total,
-                    Some("both") => rule.scope = Scope::Both,
-                    Some(other) => self.err(
-                        line,
-                        check,
-                        "tolerance.scope",
-                        format!("`{other}`: use \"group\", \"total\" or \"both\""),
-                    ),
-                }
-            }
-        }
-        match exp {
-            None => {}
-            Some(RawExpect::Word(w)) => match w.as_str() {
-                "unchanged" => rule.expect = Expect::Unchanged,
-                "zero" => rule.expect = Expect::Zero,
-                "may_change" | "may change" => rule.expect = Expect::MayChange,
-                other => self.err(
-                    line,
-                    check,
-                    "expect",
-                    format!(
-                        "`{other}`: use \"unchanged\", \"zero\", \"may_change\", {{ equals = \"N\" }}, \
-                         {{ changes_by = \"N\" }} or {{ between = [\"A\", \"B\"] }}"
-                    ),
-                ),
-            },
-            Some(RawExpect::Table(t)) => {
-                let given = [t.equals.is_some(), t.changes_by.is_some(), t.between.is_some()]
-                    .iter()
-                    .filter(|b| **b)
-                    .count();
-                if given != 1 {
-                    self.err(line, check, "expect", "give exactly one of equals, changes_by, between");
-                } else if let Some(n) = &t.equals {
-                    if let Some(d) = self.number(line, check, "expect.equals", n) {
-                        rule.expect = Expect::Equals(d);
-                    }
-                } else if let Some(n) = &t.changes_by {
-                    if let Some(d) = self.number(line, check, "expect.changes_by", n) {
-                        rule.expect = Expect::ChangesBy(d);
-                    }
-                } else if let Some((a, b)) = &t.between {
-                    let lo = self.number(line, check, "expect.between", a);
-                    let hi = self.number(line, check, "expect.between", b);
-                    if let (Some(lo), Some(hi)) = (lo, hi) {
-                        if lo > hi {
-                            self.err(line, check, "expect.between", format!("{lo} is above {hi}"));
-                        }
-                        rule.expect = Expect::Between(lo, hi);
-                    }
-                }
-            }
-        }
-        rule
-    }
-
-    fn name(
-        &mut self,
-        line: usize,
-        check: &str,
-        key: &str,
-        text: &str,
-        max_parts: usize,
-    ) -> Option<Vec<String>> {
-        match ident::parse_name(text) {
-            Ok(parts) if parts.len() <= max_parts => Some(parts),
-            Ok(_) => {
-                self.err(
-                    line,
-                    check,
-                    key,
-                    format!("`{text}` has too many dotted parts"),
-                );
-                None
-            }
-            Err(e) => {
-                self.err(line, check, key, format!("`{text}`: {e}"));
-                None
-            }
-        }
-    }
-
-    fn relation(&mut self, line: usize, check: &str, key: &str, text: &str) -> Option<Name> {
-        let parts = self.name(line, check, key, text, 2)?;
-        Some(Name::from_parts(&parts))
-    }
-
-    /// "table.column" or "schema.table.column".
-    fn column_ref(
-        &mut self,
-        line: usize,
-        check: &str,
-        key: &str,
-        text: &str,
-    ) -> Option<(Name, String)> {
-        let parts = self.name(line, check, key, text, 3)?;
-        if parts.len() < 2 {
-            self.err(
-                line,
-                check,
-                key,
-                format!("`{text}`: write it as \"table.column\""),
-            );
-            return None;
-        }
-        let col = parts[parts.len() - 1].clone();
-        Some((Name::from_parts(&parts[..parts.len() - 1]), col))
-    }
-
-    /// "t.col" or "t(a, b)".
-    fn column_list(
-        &mut self,
-        line: usize,
-        check: &str,
-        key: &str,
-        text: &str,
-    ) -> Option<(Name, Vec<String>)> {
-        if let Some(open) = text.find('(') {
-            let Some(inner) = text[open + 1..].strip_suffix(')') else {
-                self.err(line, check, key, format!("`{text}`: missing `)`"));
-                return None;
-            };
-            let table = self.relation(line, check, key, text[..open].trim())?;
-            let mut cols = Vec::new();
-            for c in inner.split(',') {
-                let parts = self.name(line, check, key, c.trim(), 1)?;
-                cols.push(parts[0].clone());
-            }
-            Some((table, cols))
-        } else {
-            let (t, c) = self.column_ref(line, check, key, text)?;
-            Some((t, vec![c]))
-        }
-    }
-
-    fn check(&mut self, line: usize, name: &str, rc: RawCheck) -> Option<CheckKind> {
-        let kinds = [
-            rc.table.is_some(),
-            rc.null_count.is_some(),
-            rc.orphans.is_some(),
-            rc.sql.is_some(),
-            rc.schema.is_some(),
-        ];
-        let count = kinds.iter().filter(|b| **b).count();
-        if count != 1 {
-            self.err(
-                line,
-                name,
-                "",
-                if count == 0 {
-                    "say what to check: one of `table` (with `metrics`), `null_count`, `orphans`, `sql` or `schema`"
-                } else {
-                    "a check has exactly one of `table`, `null_count`, `orphans`, `sql`, `schema`: split it in two"
-                },
-            );
-            return None;
-        }
-        let not_here = |v: &mut Self, present: bool, key: &str, kind: &str| {
-            if present {
-                v.err(
-                    line,
-                    name,
-                    key,
-                    format!("`{key}` does not apply to a {kind} check"),
-                );
-            }
-        };
-        let mut base = Rule::default();
-        match rc.scope.as_deref() {
-            None => {}
-            Some("group") => base.scope = Scope::Group,
-            Some("total") => base.scope = Scope::Total,
-            Some("both") => base.scope = Scope::Both,
-            Some(other) => self.err(
-                line,
-                name,
-                "scope",
-                format!("`{other}`: use \"group\", \"total\" or \"both\""),
-            ),
-        }
-        let rule = self.rule(line, name, rc.tolerance.as_ref(), rc.expect.as_ref(), base);
-
-        if let Some(table) = &rc.table {
-            not_here(self, rc.key.is_some(), "key", "table metrics");
-            not_here(self, rc.sql_after.is_some(), "sql_after", "table metrics");
-            let table = self.relation(line, name, "table", table)?;
-            let mut group_by = Vec::new();
-            for g in rc.group_by.unwrap_or_default() {
-                if let Some(p) = self.name(line, name, "group_by", &g, 1) {
-                    group_by.push(p[0].clone());
-                }
-            }
-            let raw_metrics = rc
-                .metrics
-                .unwrap_or_else(|| vec![RawMetric::Plain("count(*)".into())]);
-            if raw_metrics.is_empty() {
-                self.err(
-                    line,
-                    name,
-                    "metrics",
-                    "list at least one metric, e.g. \"count(*)\"",
-                );
-            }
-            let mut metrics = Vec::new();
-            for m in raw_metrics {
-                let (text, mrule) = match &m {
-                    RawMetric::Plain(t) => (t.clone(), rule),
-                    RawMetric::Detailed(d) => (
-                        d.metric.clone(),
-                        self.rule(line, name, d.tolerance.as_ref(), d.expect.as_ref(), rule),
-                    ),
-                };
-                match parse_metric(&text) {
-                    Ok((label, func, arg)) => {
-                        if group_by.is_empty() && mrule.scope != Scope::Group {
-                            self.err(
-                                line,
-                                name,
-                                "tolerance.scope",
-                                "scope applies to grouped checks only (add group_by)",
-                            );
-                        }
-                        if mrule.scope.total() && !func.totals() {
-                            self.err(
-                                line,
-                                name,
-                                "tolerance.scope",
-                                format!("`{label}` cannot be totalled across groups; use scope = \"group\" for it"),
-                            );
-                        }
-                        if metrics.iter().any(|x: &Metric| x.label == label) {
-                            self.err(line, name, "metrics", format!("`{label}` is listed twice"));
-                        }
-                        metrics.push(Metric {
-                            label,
-                            func,
-                            arg,
-                            rule: mrule,
-                        });
-                    }
-                    Err(e) => self.err(line, name, "metrics", e),
-                }
-            }
-            return Some(CheckKind::Metrics(MetricsCheck {
-                table,
-                filter: rc.filter.filter(|f| !f.trim().is_empty()),
-                group_by,
-                metrics,
-            }));
-        }
-        not_here(self, rc.group_by.is_some(), "group_by", "non-table");
-        not_here(self, rc.metrics.is_some(), "metrics", "non-table");
-        if let Some(col) = &rc.null_count {
-            let (table, column) = self.column_ref(line, name, "null_count", col)?;
-            if rule.scope != Scope::Group {
-                self.err(
-                    line,
-                    name,
-                    "tolerance.scope",
-                    "scope applies to grouped checks only",
-                );
-            }
-            return Some(CheckKind::NullCount(NullCheck {
-                table,
-                column,
-                filter: rc.filter.filter(|f| !f.trim().is_empty()),
-                rule,
-            }));
-        }
-        not_here(self, rc.filter.is_some(), "where", "this kind of");
-        if let Some(o) = &rc.orphans {
-            let (child, child_columns) = self.column_list(line, name, "orphans.child", &o.child)?;
-            let (parent, parent_columns) =
-                self.column_list(line, name, "orphans.parent", &o.parent)?;
-            if child_columns.len() != parent_columns.len() {
-                self.err(
-                    line,
-                    name,
-                    "orphans",
-                    "child and parent need the same number of columns",
-                );
-            }
-            return Some(CheckKind::Orphans(OrphanCheck {
-                child,
-                child_columns,
-                parent,
-                parent_columns,
-                rule,
-            }));
-        }
-        if let Some(sql) = &rc.sql {
-            let key: Vec<String> = rc.key.clone().unwrap_or_default();
-            if key.is_empty() {
-                self.err(
-                    line,
-                    name,
-                    "key",
-                    "declare the key columns of the query (e.g. key = [\"company_id\"]); use key = [] is not allowed, add a constant column if there is no key",
-                );
-            }
-            if sql.trim().is_empty() {
-                self.err(line, name, "sql", "the query is empty");
-            }
-            if sql.trim().trim_end_matches(';').contains(';') {
-                self.err(
-                    line,
-                    name,
-                    "sql",
-                    "one read-only query only (found `;` inside)",
-                );
-            }
-            return Some(CheckKind::Custom(CustomCheck {
-                sql: sql.trim().trim_end_matches(';').to_string(),
-                sql_after: rc
-                    .sql_after
-                    .as_ref()
-                    .map(|s| s.trim().trim_end_matches(';').to_string()),
-                key,
-                rule,
-            }));
-        }
-        let fact = rc.schema?;
-        not_here(self, rc.tolerance.is_some(), "tolerance", "schema");
-        let may_change = match rule.expect {
-            Expect::MayChange => true,
-            Expect::Unchanged => false,
-            _ => {
-                self.err(line, name, "expect", "schema checks take expect = \"unchanged\" or \"may_change\"; declare facts with exists/type/nullable/...");
-                false
-            }
-        };
-        self.schema_fact(line, name, fact, may_change)
-    }
-
-    fn schema_fact(
-        &mut self,
-        line: usize,
-        name: &str,
-        f: RawSchemaFact,
-        may_change: bool,
-    ) -> Option<CheckKind> {
-        let objects = [
-            f.table.is_some(),
-            f.view.is_some(),
-            f.column.is_some(),
-            f.constraint.is_some(),
-            f.index.is_some(),
-            f.rls.is_some(),
-            f.policy.is_some(),
-            f.function.is_some(),
-            f.views_queryable.is_some(),
-        ];
-        if objects.iter().filter(|b| **b).count() != 1 {
-            self.err(
-                line,
-                name,
-                "schema",
-                "name exactly one object: table, view, column, constraint, index, rls, policy, function or views_queryable",
-            );
-            return None;
-        }
-        let expect = FactExpect {
-            exists: f.exists,
-            data_type: f.data_type.clone(),
-            nullable: f.nullable,
-            validated: f.validated,
-            valid: f.valid,
-            enabled: f.enabled,
-        };
-        let allowed: &[&str];
-        let object = if let Some(t) = &f.table {
-            allowed = &["exists"];
-            FactObject::Table(self.relation(line, name, "schema.table", t)?)
-        } else if let Some(v) = &f.view {
-            allowed = &["exists"];
-            FactObject::View(self.relation(line, name, "schema.view", v)?)
-        } else if let Some(c) = &f.column {
-            allowed = &["exists", "type", "nullable"];
-            let (t, col) = self.column_ref(line, name, "schema.column", c)?;
-            FactObject::Column(t, col)
-        } else if let Some(c) = &f.constraint {
-            allowed = &["exists", "validated"];
-            let (t, con) = self.column_ref(line, name, "schema.constraint", c)?;
-            FactObject::Constraint(t, con)
-        } else if let Some(i) = &f.index {
-            allowed = &["exists", "valid"];
-            FactObject::Index(self.relation(line, name, "schema.index", i)?)
-        } else if let Some(t) = &f.rls {
-            allowed = &["enabled"];
-            FactObject::Rls(self.relation(line, name, "schema.rls", t)?)
-        } else if let Some(p) = &f.policy {
-            allowed = &["exists"];
-            let (t, pol) = self.column_ref(line, name, "schema.policy", p)?;
-            FactObject::Policy(t, pol)
-        } else if let Some(func) = &f.function {
-            allowed = &["exists"];
-            FactObject::Function(self.relation(line, name, "schema.function", func)?)
-        } else {
-            allowed = &[];
-            let mut views = Vec::new();
-            for v in f.views_queryable.unwrap_or_default() {
-                views.push(self.relation(line, name, "schema.views_queryable", &v)?);
-            }
-            if views.is_empty() {
-                self.err(
-                    line,
-                    name,
-                    "schema.views_queryable",
-                    "list at least one view",
-                );
-            }
-            FactObject::ViewsQueryable(views)
-        };
-        let given = [
-            ("exists", expect.exists.is_some()),
-            ("type", expect.data_type.is_some()),
-            ("nullable", expect.nullable.is_some()),
-            ("validated", expect.validated.is_some()),
-            ("valid", expect.valid.is_some()),
-            ("enabled", expect.enabled.is_some()),
-        ];
-        for (key, present) in given {
-            if present && !allowed.contains(&key) {
-                self.err(
-                    line,
-                    name,
-                    &format!("schema.{key}"),
-                    "does not apply to this kind of object",
-                );
-            }
-        }
-        Some(CheckKind::Schema(SchemaCheck {
-            object,
-            expect,
-            may_change,
-            compare_only: false,
-        }))
-    }
-}
-
-/// Parse `count(*)`, `sum(col)`, `count(distinct col)`, `avg(expr)` into (label, func, arg).
-pub fn parse_metric(text: &str) -> Result<(String, Func, MetricArg), String> {
-    let t = text.trim();
-    let open = t.find('(').ok_or_else(|| {
-        format!("`{t}` is not an aggregate; write e.g. \"sum(amount)\" or \"count(*)\"")
-    })?;
-    let inner = t[open + 1..]
-        .strip_suffix(')')
-        .ok_or_else(|| format!("`{t}`: missing closing `)`"))?
-        .trim();
-    let func_name = t[..open].trim().to_ascii_lowercase();
-    if inner.is_empty() {
-        return Err(format!("`{t}`: the aggregate needs an argument"));
-    }
-    let (func, arg_text) = match func_name.as_str() {
-        "count" if inner == "*" => (Func::CountStar, "*"),
-        "count" => match strip_keyword(inner, "distinct") {
-            Some(rest) => (Func::CountDistinct, rest),
-            None => (Func::Count, inner),
-        },
-        "sum" => (Func::Sum, inner),
-        "min" => (Func::Min, inner),
-        "max" => (Func::Max, inner),
-        "avg" => (Func::Avg, inner),
-        other => {
-            return Err(format!(
-                "unknown aggregate `{other}` in `{t}`; use count, sum, min, max or avg (or a custom `sql` check)"
-            ));
-        }
-    };
-    if arg_text == "*" && func != Func::CountStar {
-        return Err(format!("`{t}`: only count takes `*`"));
-    }
-    let arg = if func == Func::CountStar {
-        MetricArg::Star
-    } else {
-        match ident::parse_name(arg_text) {
-            Ok(p) if p.len() == 1 => MetricArg::Column(p[0].clone()),
-            _ => MetricArg::Expr(arg_text.to_string()),
-        }
-    };
-    let label = match func {
-        Func::CountStar => "count(*)".to_string(),
-        Func::CountDistinct => format!("count(distinct {arg_text})"),
-        _ => format!("{func_name}({arg_text})"),
-    };
-    Ok((label, func, arg))
-}
-
-fn strip_keyword<'a>(s: &'a str, kw: &str) -> Option<&'a str> {
-    let head = s.get(..kw.len())?;
-    let rest = &s[kw.len()..];
-    (head.eq_ignore_ascii_case(kw) && rest.starts_with(char::is_whitespace)).then(|| rest.trim())
 }
 
 #[cfg(test)]

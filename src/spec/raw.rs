@@ -52,10 +52,12 @@ pub struct RawSettings {
 #[serde(deny_unknown_fields)]
 pub struct RawCheck {
     pub name: Option<String>,
+    /// The check reads what the migration creates: nothing to capture at baseline.
+    pub new: Option<bool>,
     pub table: Option<String>,
     #[serde(rename = "where")]
-    pub filter: Option<String>,
-    pub group_by: Option<Vec<String>>,
+    pub filter: Option<RawSided>,
+    pub group_by: Option<Vec<RawGroupKey>>,
     pub metrics: Option<Vec<RawMetric>>,
     pub null_count: Option<String>,
     pub orphans: Option<RawOrphans>,
@@ -80,8 +82,43 @@ pub enum RawMetric {
 #[serde(deny_unknown_fields)]
 pub struct RawMetricDetail {
     pub metric: String,
+    /// The post-migration expression: `sum(price_cents) / 100.0`.
+    pub after: Option<String>,
     pub tolerance: Option<RawTolerance>,
     pub expect: Option<RawExpect>,
+}
+
+/// A fragment as one string, or with a post-migration form.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawSided {
+    Plain(String),
+    Forms(RawForms),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawForms {
+    pub before: String,
+    pub after: String,
+}
+
+/// `"company_id"` or `{ as = "month", expr = "..." }` or `{ as = "s", before = "...", after = "..." }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawGroupKey {
+    Column(String),
+    Labelled(RawGroupExpr),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGroupExpr {
+    #[serde(rename = "as")]
+    pub label: Option<String>,
+    pub expr: Option<String>,
+    pub before: Option<String>,
+    pub after: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -142,7 +179,20 @@ pub struct RawSchemaFact {
     pub policy: Option<String>,
     pub function: Option<String>,
     pub views_queryable: Option<Vec<String>>,
+    /// `["orders.legacy_flag", "orders.old_status"]`: all gone.
+    pub columns_absent: Option<Vec<String>>,
+    /// `"orders(customer_id) -> customers(id)"`.
+    pub foreign_key: Option<String>,
+    /// `"orders(tenant_id, number)"`.
+    pub unique: Option<String>,
+    /// `"orders.amount"`: a CHECK constraint reading this column.
+    pub check: Option<String>,
     pub exists: Option<bool>,
+    /// A view's kind: "view" or "materialized".
+    pub kind: Option<String>,
+    pub populated: Option<bool>,
+    /// `false`: the name as written, not through [rename] (assert that an old name is gone).
+    pub follow_rename: Option<bool>,
     #[serde(rename = "type")]
     pub data_type: Option<String>,
     pub nullable: Option<bool>,

@@ -81,6 +81,7 @@ metrics = ["sum(balance)"]
             let total = |name: &str| match &snap.check(name).unwrap().outcome {
                 Outcome::Captured(t) => t.row(0)[0].as_decimal().unwrap(),
                 Outcome::Failed(f) => panic!("{f}"),
+                Outcome::Absent(a) => panic!("absent: {a:?}"),
             };
             sums_seen.push(total("checking"));
             assert_eq!(
@@ -93,6 +94,7 @@ metrics = ["sum(balance)"]
                     .map(|i| t.row(i)[1].as_decimal().unwrap())
                     .sum::<rust_decimal::Decimal>(),
                 Outcome::Failed(f) => panic!("{f}"),
+                Outcome::Absent(a) => panic!("absent: {a:?}"),
             };
             assert_eq!(
                 per_id("checking per id") + per_id("savings per id"),

@@ -15,6 +15,8 @@ mod cli;
 mod consistency;
 /// The seed-000 story end to end, and `migval demo`.
 mod fee_rename;
+/// The intent-native spec: after-only checks, before/after forms, facts by what they are.
+mod intents;
 /// `migval migrate`: rehearsal, --commit, --rollback, lock timeouts, refused scripts, external commands.
 mod migrate;
 /// [rename] applied to the post-state; missing objects reported before anything runs.

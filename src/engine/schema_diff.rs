@@ -8,7 +8,8 @@
 //! ```
 //!
 //! A definition that differs only by the renamed identifiers (a view recreated over the renamed
-//! column) follows the rename and counts as declared. An `expect` line naming one object that
+//! column) follows the rename and counts as declared. A column renamed on a partitioned table
+//! is renamed on each of its partitions as well. An `expect` line naming one object that
 //! matches no change means the migration did not do what it should, and fails too.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -73,8 +74,15 @@ fn parts(kind: &str, name: &str) -> Vec<String> {
 
 /// The parts `kind` `p` should have after the renames: tables (and other relations) by the
 /// table map, columns by the column map (keyed by the table's old or new name), objects that
-/// live on a table under their table's new name.
-fn renamed(kind: &str, p: &[String], r: &Renames) -> Vec<String> {
+/// live on a table under their table's new name. A column of a partition follows a rename of
+/// the same column on its partitioned table (`parents`: the baseline's partition -> parent),
+/// since PostgreSQL renames it on every partition.
+fn renamed(
+    kind: &str,
+    p: &[String],
+    r: &Renames,
+    parents: &BTreeMap<Vec<String>, Vec<String>>,
+) -> Vec<String> {
     let table = |t: &String| r.table(t).map_or_else(|| t.clone(), str::to_string);
     match (kind, p) {
         ("table" | "view" | "index" | "sequence", [s, t]) => vec![s.clone(), table(t)],
@@ -83,6 +91,11 @@ fn renamed(kind: &str, p: &[String], r: &Renames) -> Vec<String> {
             let nc = r
                 .column(t, c)
                 .or_else(|| r.column(&nt, c))
+                .or_else(|| {
+                    ancestors(parents, &[s.clone(), t.clone()])
+                        .iter()
+                        .find_map(|a| a.last().and_then(|pt| r.column(pt, c)))
+                })
                 .map_or_else(|| c.clone(), str::to_string);
             vec![s.clone(), nt, nc]
         }
@@ -90,6 +103,21 @@ fn renamed(kind: &str, p: &[String], r: &Renames) -> Vec<String> {
         ("grant", [s, t, role]) => vec![s.clone(), table(t), role.clone()],
         _ => p.to_vec(),
     }
+}
+
+/// The partitioned tables `table` is a partition of, its own parent first (a sub-partition
+/// has several). Bounded, so that a catalog read mid-change cannot loop.
+fn ancestors(parents: &BTreeMap<Vec<String>, Vec<String>>, table: &[String]) -> Vec<Vec<String>> {
+    let mut out: Vec<Vec<String>> = Vec::new();
+    let mut at = table;
+    while let Some(parent) = parents.get(at) {
+        if out.len() > parents.len() || out.contains(parent) {
+            break;
+        }
+        out.push(parent.clone());
+        at = parent;
+    }
+    out
 }
 
 /// The object `kind name` belongs to, for adds and drops that follow their parent's.
@@ -172,7 +200,8 @@ fn changes(base: &SchemaCatalog, post: &SchemaCatalog, renames: &Renames) -> Vec
     let pairs = rename_pairs(renames);
     // The same names on the post side, so both definitions quote them alike.
     let same: Vec<(String, String)> = pairs.iter().map(|(_, n)| (n.clone(), n.clone())).collect();
-    let partitions = partition_parents(base, post);
+    let partitions = partition_parents(base.objects.iter().chain(&post.objects));
+    let base_partitions = partition_parents(base.objects.iter());
     let partition_of = |kind: &str, key: &[String], attrs: &BTreeMap<String, String>| {
         let table = match kind {
             "column" | "constraint" if key.len() == 3 => key[..2].to_vec(),
@@ -194,7 +223,7 @@ fn changes(base: &SchemaCatalog, post: &SchemaCatalog, renames: &Renames) -> Vec
         .iter()
         .map(|b| {
             let k = parts(&b.kind, &b.name);
-            let n = renamed(&b.kind, &k, renames);
+            let n = renamed(&b.kind, &k, renames, &base_partitions);
             (k, n)
         })
         .collect();
@@ -292,14 +321,11 @@ fn changes(base: &SchemaCatalog, post: &SchemaCatalog, renames: &Renames) -> Vec
     out
 }
 
-/// Partition -> its partitioned table, from either side.
-fn partition_parents(
-    base: &SchemaCatalog,
-    post: &SchemaCatalog,
+/// Partition -> its partitioned table, from the objects of one side or both.
+fn partition_parents<'a>(
+    objects: impl Iterator<Item = &'a SchemaObject>,
 ) -> BTreeMap<Vec<String>, Vec<String>> {
-    base.objects
-        .iter()
-        .chain(&post.objects)
+    objects
         .filter(|o| o.kind == "table")
         .filter_map(|o| {
             let parent = o.attrs.get("partition_of")?;
@@ -821,6 +847,118 @@ mod tests {
             "{}",
             r.summary
         );
+    }
+
+    /// `events` partitioned three ways plus a default partition, with a check constraint and
+    /// an index on `ts` (copied onto every partition), and `note`.
+    fn events(ts: &str, drop_on: Option<(&str, &str)>) -> SchemaCapture {
+        let mut objects = vec![obj("table", "public.events", &[])];
+        for part in ["events_p1", "events_p2", "events_p3", "events_default"] {
+            objects.push(obj(
+                "table",
+                &format!("public.{part}"),
+                &[("partition_of", "public.events")],
+            ));
+        }
+        for table in [
+            "events",
+            "events_p1",
+            "events_p2",
+            "events_p3",
+            "events_default",
+        ] {
+            for column in [ts, "note"] {
+                if drop_on != Some((table, column)) {
+                    objects.push(obj(
+                        "column",
+                        &format!("public.{table}.{column}"),
+                        &[("type", "timestamptz")],
+                    ));
+                }
+            }
+            objects.push(obj(
+                "constraint",
+                &format!("public.{table}.events_ts_check"),
+                &[("definition", &format!("CHECK ({ts} > '2000-01-01'::date)"))],
+            ));
+            objects.push(obj(
+                "index",
+                &format!("public.{table}_ts_idx"),
+                &[
+                    ("table", &format!("public.{table}")),
+                    (
+                        "definition",
+                        &format!(
+                            "CREATE INDEX {table}_ts_idx ON public.{table} USING btree ({ts})"
+                        ),
+                    ),
+                ],
+            ));
+        }
+        cat(objects)
+    }
+
+    #[test]
+    fn a_column_renamed_on_a_partitioned_table_is_renamed_on_its_partitions() {
+        let before = events("ts", None);
+        let ren = Renames {
+            tables: vec![],
+            columns: vec![("events".into(), "ts".into(), "occurred_at".into())],
+        };
+        let after = events("occurred_at", None);
+        let r = diff(&rules(&[]), &ren, Some(&before), Some(&after));
+        assert_eq!(r.status, Status::Pass, "{r:#?}");
+        assert!(
+            r.summary.starts_with("15 changes in public, 0 undeclared"),
+            "5 column renames, 5 constraints and 5 indexes following them: {}",
+            r.summary
+        );
+        let p2 = r
+            .values
+            .iter()
+            .find(|v| v.key == ["column", "public.events_p2.occurred_at"])
+            .expect("the partition's column is a rename");
+        assert_eq!(
+            (p2.scope.as_str(), p2.rule.as_str()),
+            ("rename", "the rename map")
+        );
+
+        // Without the rename, every partition shows a drop and an add.
+        let r = diff(
+            &rules(&[]),
+            &Renames::default(),
+            Some(&before),
+            Some(&after),
+        );
+        assert_eq!(r.status, Status::Fail);
+        assert!(
+            r.summary.starts_with("20 changes in public, 20 undeclared"),
+            "{}",
+            r.summary
+        );
+
+        // The rename does not cover a partition that lost the column, nor another column.
+        for (table, column, change) in [
+            (
+                "events_p2",
+                "occurred_at",
+                "drop column public.events_p2.ts",
+            ),
+            (
+                "events_default",
+                "note",
+                "drop column public.events_default.note",
+            ),
+        ] {
+            let after = events("occurred_at", Some((table, column)));
+            let r = diff(&rules(&[]), &ren, Some(&before), Some(&after));
+            assert_eq!(r.status, Status::Fail, "{r:#?}");
+            assert!(
+                r.summary.contains(&format!("1 undeclared: {change}")),
+                "{}",
+                r.summary
+            );
+        }
     }
 
     #[test]

@@ -493,3 +493,76 @@ fn a_column_renamed_on_a_partitioned_table_by_migrate_is_inferred_for_every_part
         "the rename itself stays declared: {summary}"
     );
 }
+
+#[test]
+fn a_new_domain_is_an_add_type_that_must_be_declared() {
+    let db = world("sd_domain_add");
+    let script = "CREATE DOMAIN positive_amount AS numeric(12,2) NOT NULL DEFAULT 0 CHECK (VALUE >= 0);\n\
+                  ALTER TABLE accounts ADD COLUMN fee positive_amount;\n";
+    let declared = format!(
+        "{DATA_CHECKS}\n[schema]\nexpect = [\"add type public.positive_amount\", \"add column accounts.fee\"]\n"
+    );
+    let (r, report) = migrate_json(&db, &declared, script);
+    assert_eq!(r.code, 0, "{r}");
+    let rows = changes_of(&report, "type", "public.positive_amount");
+    assert_eq!(rows.len(), 1, "{report:#}");
+    for attr in [
+        "base_type: numeric(12,2)",
+        "checks: CHECK (VALUE >= 0::numeric)",
+        "default: 0",
+        "not_null: NOT NULL",
+    ] {
+        assert!(rows[0].contains(attr), "`{attr}` in {rows:?}");
+    }
+    // Qualified whatever the search_path (the catalog is read under search_path = pg_catalog).
+    let column = changes_of(&report, "column", "public.accounts.fee");
+    assert!(
+        column[0].contains("type: public.positive_amount"),
+        "{column:?}"
+    );
+
+    let column_only = format!("{DATA_CHECKS}\n[schema]\nexpect = [\"add column accounts.fee\"]\n");
+    let (r, report) = migrate_json(&db, &column_only, script);
+    assert_eq!(r.code, 1, "{r}");
+    assert_eq!(status(&report, "balances"), "PASS");
+    let summary = check(&report, "schema diff")["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("1 undeclared: add type public.positive_amount"),
+        "{summary}"
+    );
+}
+
+#[test]
+fn a_new_check_on_a_domain_is_an_alter_type_that_must_be_declared() {
+    let db = world("sd_domain_alter");
+    db_exec(
+        &db,
+        "CREATE DOMAIN positive_amount AS numeric(12,2) CHECK (VALUE >= 0);\n\
+         ALTER TABLE accounts ADD COLUMN fee positive_amount;\n",
+    );
+    let script = "ALTER DOMAIN positive_amount ADD CONSTRAINT fee_cap CHECK (VALUE < 1000);\n";
+    let declared = format!("{DATA_CHECKS}\n[schema]\nexpect = [\"alter type positive_amount\"]\n");
+    let (r, report) = migrate_json(&db, &declared, script);
+    assert_eq!(r.code, 0, "{r}");
+    assert_eq!(
+        changes_of(&report, "type", "public.positive_amount"),
+        vec![
+            "alter checks: \"CHECK (VALUE >= 0::numeric)\" -> \"CHECK (VALUE < 1000::numeric); CHECK (VALUE >= 0::numeric)\" ok=true"
+        ],
+        "{report:#}"
+    );
+
+    let (r, report) = migrate_json(&db, DATA_CHECKS, script);
+    assert_eq!(r.code, 1, "{r}");
+    let summary = check(&report, "schema diff")["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("1 undeclared: alter type public.positive_amount (checks"),
+        "{summary}"
+    );
+    // Nothing else about the domain or its column is reported as changed.
+    assert!(summary.starts_with("1 change in public"), "{summary}");
+}
+
+fn db_exec(db: &TestDb, sql: &str) {
+    rt().block_on(db.exec(sql));
+}

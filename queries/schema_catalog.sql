@@ -2,13 +2,18 @@
 --   one row per object a migration can add, drop or alter, with the attributes a DBA must
 --   see change: tables (row security, owner), columns (type, nullability, default),
 --   constraints (definition, validated), indexes (definition, valid), views (definition),
---   functions (signature, body digest), triggers, enum types, policies, grants, sequences
---   (and whether they are behind max() of the column they feed).
+--   functions (signature, body digest), triggers, enum types, domains (base type, NOT NULL,
+--   default, CHECK constraints), policies, grants, sequences (and whether they are behind
+--   max() of the column they feed).
 -- Binds: $1 text[] the schemas in scope.
 -- Returns: kind text, name text (schema-qualified, each part quoted like quote_ident: plain
 --   names stay bare), attrs text (a JSON object of text values; absent keys mean "not set").
+--   One more row, kind 'catalog', name 'format', attrs {"version": "2"}, is not an object: it
+--   says which kinds this capture holds (version 2: domains; a baseline without the row was
+--   taken before domains were captured), so the diff never reports what an older baseline
+--   simply did not record (schema_diff.rs takes it out).
 -- Run with search_path = pg_catalog (capture.rs), so that definitions name every object with
---   its schema whatever the session's search_path is.
+--   its schema whatever the session's search_path is (a domain's base type included).
 -- Notes: read-only. Objects that belong to an extension are left out (they change with the
 --   extension, not with the migration). Indexes that implement a primary key, unique or
 --   exclusion constraint are reported as the constraint. A sequence's max() reads the column
@@ -173,6 +178,25 @@ objects AS (
                       WHERE ext.classid = 'pg_type'::regclass AND ext.objid = t.oid)
 
     UNION ALL
+    SELECT 'type', format('%s.%s', n.nspname, quote_ident(t.typname)),
+           jsonb_build_object(
+               'kind', 'domain',
+               'base_type', format_type(t.typbasetype, t.typtypmod),
+               'not_null', CASE WHEN t.typnotnull THEN 'NOT NULL' ELSE 'nullable' END,
+               -- Deparsed now (typdefault is the text of when it was set).
+               'default', pg_get_expr(t.typdefaultbin, 0),
+               'checks', (SELECT string_agg(c.def, '; ' ORDER BY c.def)
+                          FROM (SELECT pg_get_constraintdef(k.oid, true) AS def
+                                FROM pg_constraint k
+                                WHERE k.contypid = t.oid AND k.contype = 'c') AS c)
+           )
+    FROM pg_type t
+    JOIN ns n ON n.oid = t.typnamespace
+    WHERE t.typtype = 'd'
+      AND NOT EXISTS (SELECT 1 FROM ext
+                      WHERE ext.classid = 'pg_type'::regclass AND ext.objid = t.oid)
+
+    UNION ALL
     SELECT 'policy', format('%s.%s.%s', r.nspname, r.relname, quote_ident(p.polname)),
            jsonb_build_object(
                'command', CASE p.polcmd WHEN 'r' THEN 'SELECT' WHEN 'a' THEN 'INSERT'
@@ -284,5 +308,9 @@ objects AS (
     WHERE r.relkind = 'S'
 )
 SELECT kind, name, jsonb_strip_nulls(attrs)::text AS attrs
-FROM objects
+FROM (
+    SELECT * FROM objects
+    UNION ALL
+    SELECT 'catalog', 'format', jsonb_build_object('version', '2')
+) AS rows
 ORDER BY kind, name

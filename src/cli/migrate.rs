@@ -13,7 +13,8 @@ use crate::store;
 
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
-    /// The migration script (plain SQL: no psql meta-commands, no BEGIN/COMMIT).
+    /// The migration script (plain SQL, no psql meta-commands). A BEGIN first and a COMMIT
+    /// last are allowed: they become migval's own transaction.
     #[arg(value_name = "FILE", required_unless_present = "command")]
     pub file: Option<PathBuf>,
     /// The checks file (TOML).
@@ -74,20 +75,22 @@ pub async fn run(a: MigrateArgs) -> anyhow::Result<u8> {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading {}", path.display()))?;
-            let name = path.display().to_string();
-            let statements = migrate::prepare_script(&name, &text, !a.no_transaction)?;
+            let script =
+                migrate::prepare_script(&path.display().to_string(), &text, !a.no_transaction)?;
             let rollback = match &a.rollback {
                 Some(rb) => {
                     let text = std::fs::read_to_string(rb)
                         .with_context(|| format!("reading {}", rb.display()))?;
-                    let name = rb.display().to_string();
-                    Some((name.clone(), migrate::prepare_script(&name, &text, true)?))
+                    Some(migrate::prepare_script(
+                        &rb.display().to_string(),
+                        &text,
+                        true,
+                    )?)
                 }
                 None => None,
             };
             Some(migrate::Plan {
-                script_name: name,
-                statements,
+                script,
                 rollback,
                 commit: a.commit,
                 limits,

@@ -21,7 +21,7 @@ use tokio_postgres::{Client, SimpleQueryMessage};
 use super::capture::{self, CaptureError, Limits};
 use super::compare;
 use super::plan::Naming;
-use super::script::{self, Statement, StatementKind};
+use super::script::{self, Statement, StatementKind, Wrapper};
 use crate::db::conninfo::ConnInfo;
 use crate::db::{self, ConnectError};
 use crate::model::{
@@ -50,24 +50,43 @@ impl From<CaptureError> for MigrateError {
     }
 }
 
+/// A migration file, checked: the statements to run and the file's own BEGIN/COMMIT around
+/// them, if it had one (not run: migval's transaction takes its place).
+#[derive(Debug, Clone)]
+pub struct Script {
+    pub name: String,
+    pub statements: Vec<Statement>,
+    pub wrapper: Option<Wrapper>,
+}
+
+impl Script {
+    /// Say in the report's migration summary what became of the file's own BEGIN/COMMIT (the
+    /// banner keeps the short verdict line).
+    fn annotate(&self, report: &mut Report) {
+        if let (Some(w), Some(m)) = (&self.wrapper, report.migration.as_mut()) {
+            m.mode = format!("{}; {}", m.mode, w.describe());
+        }
+    }
+}
+
 /// What to run and how.
 #[derive(Debug, Clone)]
 pub struct Plan {
-    pub script_name: String,
-    pub statements: Vec<Statement>,
-    pub rollback: Option<(String, Vec<Statement>)>,
+    pub script: Script,
+    pub rollback: Option<Script>,
     pub commit: bool,
     pub limits: Limits,
     /// Attempts after a lock timeout, per statement.
     pub lock_retries: u32,
 }
 
-/// Split a script and refuse what cannot be rehearsed, before anything runs.
+/// Split a script and refuse what cannot be rehearsed, before anything runs. `in_transaction`
+/// is false for `--no-transaction`.
 pub fn prepare_script(
     name: &str,
     text: &str,
     in_transaction: bool,
-) -> Result<Vec<Statement>, MigrateError> {
+) -> Result<Script, MigrateError> {
     let statements =
         script::split(text).map_err(|e| MigrateError::Script(format!("{name}: {e}")))?;
     if statements.is_empty() {
@@ -75,29 +94,55 @@ pub fn prepare_script(
             "{name}: the file holds no SQL statement"
         )));
     }
-    for s in &statements {
-        match &s.kind {
-            StatementKind::TransactionControl => {
-                return Err(MigrateError::Script(format!(
-                    "{name}:{}: `{}` manages the transaction itself; migval runs the file inside its \
-                     own transaction so that it can check the result before committing. Remove the \
-                     BEGIN/COMMIT lines (the whole file still runs atomically)",
-                    s.line,
-                    first_words(&s.sql)
-                )));
-            }
-            StatementKind::NonTransactional(what) if in_transaction => {
-                return Err(MigrateError::Script(format!(
-                    "{name}:{}: {what} cannot run inside a transaction block, so this file cannot be \
-                     rehearsed. Move it to a separate file, or apply the file with --no-transaction \
-                     --commit (baseline -> run -> verify, not reversible)",
-                    s.line
-                )));
-            }
-            _ => {}
+    let (statements, wrapper) = script::unwrap_transaction(statements)
+        .map_err(|e| MigrateError::Script(format!("{name}:{}: {}", e.line, e.reason)))?;
+    if let Some(w) = &wrapper {
+        if statements.is_empty() {
+            return Err(MigrateError::Script(format!(
+                "{name}: the file holds no SQL statement between its {} (line {}) and {} (line {})",
+                w.begin, w.begin_line, w.commit, w.commit_line
+            )));
+        }
+        if !in_transaction {
+            // --no-transaction is for files that cannot run in one transaction; this one
+            // asks to be exactly one. Running it statement by statement would silently drop
+            // the atomicity its author wrote, so say what to do instead.
+            return Err(MigrateError::Script(format!(
+                "{name}:{}: the file wraps itself in {} ... {} (line {}), so it is meant to run as \
+                 one transaction, but --no-transaction would commit every statement on its own. \
+                 Run it without --no-transaction: migval rehearses it as its transaction (and \
+                 applies it with --commit)",
+                w.begin_line, w.begin, w.commit, w.commit_line
+            )));
         }
     }
-    Ok(statements)
+    for s in &statements {
+        if let StatementKind::NonTransactional(what) = &s.kind
+            && in_transaction
+        {
+            let why = match &wrapper {
+                Some(w) => format!(
+                    "and the file's own {} (line {}) puts it in one, so it fails under psql too. \
+                     Move it out of the BEGIN/COMMIT into a separate file, applied with \
+                     --no-transaction --commit",
+                    w.begin, w.begin_line
+                ),
+                None => "so this file cannot be rehearsed. Move it to a separate file, or apply \
+                         the file with --no-transaction --commit (baseline -> run -> verify, not \
+                         reversible)"
+                    .to_string(),
+            };
+            return Err(MigrateError::Script(format!(
+                "{name}:{}: {what} cannot run inside a transaction block, {why}",
+                s.line
+            )));
+        }
+    }
+    Ok(Script {
+        name: name.to_string(),
+        statements,
+        wrapper,
+    })
 }
 
 /// The [rename] map extended with the renames the script writes (the spec wins on conflict).
@@ -125,10 +170,6 @@ pub fn merged_renames(spec: &Spec, statements: &[Statement]) -> (Renames, Vec<(S
         }
     }
     (r, inferred)
-}
-
-fn first_words(sql: &str) -> String {
-    sql.split_whitespace().take(6).collect::<Vec<_>>().join(" ")
 }
 
 fn abbreviate(sql: &str) -> String {
@@ -440,7 +481,8 @@ pub async fn run_in_transaction(
     baseline: &Snapshot,
     plan: &Plan,
 ) -> Result<Outcome, MigrateError> {
-    let (renames, inferred) = merged_renames(spec, &plan.statements);
+    let script = &plan.script;
+    let (renames, inferred) = merged_renames(spec, &script.statements);
     let spec_after = Spec {
         renames: renames.clone(),
         ..spec.clone()
@@ -453,13 +495,13 @@ pub async fn run_in_transaction(
         .map_err(|e| MigrateError::Db(db::failure(&e, Some("BEGIN".into()))))?;
     let mut summary = MigrationSummary {
         renames_inferred: inferred,
-        ..MigrationSummary::new(&plan.script_name, "")
+        ..MigrationSummary::new(&script.name, "")
     };
     let started = Instant::now();
     let ran = run_statements(
         &client,
         &monitor,
-        &plan.statements,
+        &script.statements,
         plan.limits,
         plan.lock_retries,
         &mut summary,
@@ -468,15 +510,16 @@ pub async fn run_in_transaction(
     if let Err(f) = ran {
         let _ = client.batch_execute("ROLLBACK").await;
         summary.mode = "rolled back: the script failed, nothing was committed".into();
-        let report = failed_report(
+        let mut report = failed_report(
             "migrate",
             spec,
             baseline,
             baseline,
-            &plan.script_name,
+            &script.name,
             f,
             summary,
         );
+        script.annotate(&mut report);
         return Ok(Outcome {
             report,
             rollback_report: None,
@@ -497,14 +540,15 @@ pub async fn run_in_transaction(
     let mut report = compare::compare(&spec_after, baseline, &after, "migrate");
 
     let mut rollback_report = None;
-    if let Some((name, stmts)) = &plan.rollback {
+    if let Some(rollback) = &plan.rollback {
+        let name = &rollback.name;
         let mut rb =
             MigrationSummary::new(name, "rehearsal of the rollback: nothing was committed");
         let exact = exact_spec(spec);
-        let r = match run_statements(
+        let mut r = match run_statements(
             &client,
             &monitor,
-            stmts,
+            &rollback.statements,
             plan.limits,
             plan.lock_retries,
             &mut rb,
@@ -531,6 +575,7 @@ pub async fn run_in_transaction(
                 r
             }
         };
+        rollback.annotate(&mut r);
         rollback_report = Some(r);
     }
 
@@ -549,6 +594,7 @@ pub async fn run_in_transaction(
     };
     report.banner = Some(summary.mode.clone());
     report.migration = Some(summary);
+    script.annotate(&mut report);
     Ok(Outcome {
         report,
         rollback_report,
@@ -584,7 +630,7 @@ pub async fn run_without_transaction(
     baseline: &Snapshot,
     plan: &Plan,
 ) -> Result<Outcome, MigrateError> {
-    let (renames, inferred) = merged_renames(spec, &plan.statements);
+    let (renames, inferred) = merged_renames(spec, &plan.script.statements);
     let spec_after = Spec {
         renames,
         ..spec.clone()
@@ -594,11 +640,11 @@ pub async fn run_without_transaction(
     let mut summary = MigrationSummary {
         renames_inferred: inferred,
         ..MigrationSummary::new(
-            &plan.script_name,
+            &plan.script.name,
             "applied WITHOUT a transaction: every statement committed as it ran",
         )
     };
-    for s in &plan.statements {
+    for s in &plan.script.statements {
         // Each statement in its own transaction (unless it cannot be in one at all).
         let wrap = !matches!(s.kind, StatementKind::NonTransactional(_));
         let one = std::slice::from_ref(s);
@@ -652,7 +698,7 @@ pub async fn run_without_transaction(
                 spec,
                 baseline,
                 baseline,
-                &plan.script_name,
+                &plan.script.name,
                 f,
                 summary,
             );

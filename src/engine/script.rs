@@ -1,7 +1,8 @@
 //! Migration scripts, read before anything runs: splitting a `.sql` file into statements the
 //! way PostgreSQL's lexer (and psql) would, classifying each one (transaction control, commands
-//! that cannot run inside a transaction block), and reading the table/column renames the script
-//! performs. Nothing here touches a database; `migval migrate` uses it to decide whether a file
+//! that cannot run inside a transaction block), taking off the file's own `BEGIN` ... `COMMIT`
+//! wrapper (any other transaction control is refused), and reading the table/column renames the
+//! script performs. Nothing here touches a database; `migval migrate` uses it to decide whether a file
 //! can be rehearsed inside one transaction and rolled back.
 //!
 //! Limits of the heuristics, on purpose:
@@ -38,7 +39,7 @@ pub enum StatementKind {
     Normal,
     /// BEGIN / START TRANSACTION / COMMIT / END / ROLLBACK (not ROLLBACK TO SAVEPOINT) /
     /// ABORT / PREPARE TRANSACTION / COMMIT PREPARED / ROLLBACK PREPARED: the file manages its
-    /// own transaction.
+    /// own transaction. [`unwrap_transaction`] accepts only a BEGIN first and a COMMIT last.
     TransactionControl,
     /// Cannot run inside a transaction block; the string names it, e.g.
     /// "CREATE INDEX CONCURRENTLY".
@@ -316,6 +317,267 @@ fn skip_parenthesized(t: &[Token<'_>], i: usize) -> usize {
         }
     }
     t.len()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The file's own transaction. Files written for `psql -f` often wrap themselves in
+// BEGIN ... COMMIT so that they apply atomically. migval already runs the whole file in one
+// transaction, so that pair *is* migval's transaction and is not executed:
+//
+//   BEGIN;              first statement:  not run (migval's own BEGIN, READ COMMITTED)
+//   ALTER TABLE ...;    the statements:   run one by one under savepoints, as always
+//   COMMIT;             last statement:   not run (migval commits only with --commit and a pass)
+//
+// Any other transaction control would make the file something other than one transaction
+// (a COMMIT in the middle, ROLLBACK, COMMIT AND CHAIN, two-phase commit, a BEGIN asking for
+// another isolation level) and is refused with its line.
+
+/// The file's own `BEGIN` (its first statement) and `COMMIT` (its last).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wrapper {
+    /// The statement as written, in upper case: "BEGIN", "START TRANSACTION", "BEGIN WORK".
+    pub begin: String,
+    pub begin_line: usize,
+    /// "COMMIT", "END", "COMMIT WORK", ...
+    pub commit: String,
+    pub commit_line: usize,
+}
+
+impl Wrapper {
+    /// What the report says about it.
+    pub fn describe(&self) -> String {
+        format!(
+            "the file's own {} (line {}) and {} (line {}) wrap it: run as migval's transaction",
+            self.begin, self.begin_line, self.commit, self.commit_line
+        )
+    }
+}
+
+/// Transaction control that would make the file something other than one transaction.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("line {line}: {reason}")]
+pub struct TransactionError {
+    pub line: usize,
+    pub reason: String,
+}
+
+/// What a transaction-control statement does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Control {
+    /// BEGIN [WORK | TRANSACTION] / START TRANSACTION, with why its modes cannot apply.
+    Begin(Result<(), String>),
+    /// COMMIT / END [WORK | TRANSACTION] [AND [NO] CHAIN].
+    Commit { chain: bool },
+    /// ROLLBACK / ABORT (ROLLBACK TO SAVEPOINT is a normal statement).
+    Rollback,
+    /// PREPARE TRANSACTION / COMMIT PREPARED / ROLLBACK PREPARED.
+    TwoPhase,
+    /// Classified as transaction control but not read as any of those (a statement built by
+    /// hand that does not lex).
+    Other,
+}
+
+fn control(sql: &str, t: &[Token<'_>]) -> Control {
+    let kw = |i: usize, k: &str| t.get(i).is_some_and(|x| x.is_kw(k));
+    let noise = |i: usize| {
+        if kw(i, "work") || kw(i, "transaction") {
+            i + 1
+        } else {
+            i
+        }
+    };
+    if kw(0, "begin") {
+        Control::Begin(modes(sql, t, noise(1)))
+    } else if kw(0, "start") {
+        Control::Begin(modes(sql, t, 2))
+    } else if kw(0, "prepare") || kw(1, "prepared") {
+        Control::TwoPhase
+    } else if kw(0, "commit") || kw(0, "end") {
+        let i = noise(1);
+        Control::Commit {
+            chain: kw(i, "and") && kw(i + 1, "chain"),
+        }
+    } else if kw(0, "rollback") || kw(0, "abort") {
+        Control::Rollback
+    } else {
+        Control::Other
+    }
+}
+
+/// The transaction modes after `BEGIN`: fine when they are what migval's own transaction is
+/// anyway (READ COMMITTED, READ WRITE, NOT DEFERRABLE); otherwise why they cannot apply.
+fn modes(sql: &str, t: &[Token<'_>], mut i: usize) -> Result<(), String> {
+    let kw = |i: usize, k: &str| t.get(i).is_some_and(|x| x.is_kw(k));
+    while let Some(token) = t.get(i) {
+        if token.tok == Tok::Punct(b',') {
+            i += 1;
+        } else if kw(i, "isolation") && kw(i + 1, "level") {
+            i += 2;
+            // PostgreSQL runs READ UNCOMMITTED as READ COMMITTED.
+            if kw(i, "read") && (kw(i + 1, "committed") || kw(i + 1, "uncommitted")) {
+                i += 2;
+                continue;
+            }
+            let level = if kw(i, "serializable") {
+                "SERIALIZABLE"
+            } else if kw(i, "repeatable") && kw(i + 1, "read") {
+                "REPEATABLE READ"
+            } else {
+                return Err("has ISOLATION LEVEL without a level PostgreSQL knows".into());
+            };
+            return Err(format!(
+                "asks for ISOLATION LEVEL {level}, which cannot apply: migval runs the file in its \
+                 own READ COMMITTED transaction, where a statement retried after a lock timeout \
+                 sees what was committed while it waited (under {level} the retry would fail with a \
+                 serialization error instead). Remove the isolation level to rehearse the file"
+            ));
+        } else if kw(i, "read") && kw(i + 1, "write") || kw(i, "not") && kw(i + 1, "deferrable") {
+            i += 2;
+        } else if kw(i, "read") && kw(i + 1, "only") {
+            return Err(
+                "asks for READ ONLY, which cannot apply to a migration: every DDL statement and \
+                 write of the file would fail. Remove READ ONLY"
+                    .into(),
+            );
+        } else if kw(i, "deferrable") {
+            return Err(
+                "asks for DEFERRABLE, which only means something in a SERIALIZABLE READ ONLY \
+                 transaction, and migval runs migrations in a READ COMMITTED read-write one. \
+                 Remove DEFERRABLE"
+                    .into(),
+            );
+        } else {
+            return Err(format!(
+                "has `{}`, which is not a transaction mode (ISOLATION LEVEL ..., READ WRITE, \
+                 READ ONLY, [NOT] DEFERRABLE)",
+                sql.get(token.start..token.end).unwrap_or_default()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A statement's tokens on one line, keywords in upper case: "COMMIT AND CHAIN".
+fn shown(sql: &str, t: &[Token<'_>]) -> String {
+    t.iter()
+        .map(|x| match x.tok {
+            Tok::Word(w) => w.to_ascii_uppercase(),
+            _ => sql.get(x.start..x.end).unwrap_or_default().to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+        .replace(" ,", ",")
+}
+
+/// Take the file's own `BEGIN` ... `COMMIT` off its statements (see above). Without any
+/// transaction control, the statements come back as they are; any transaction control other
+/// than that one pair is an error naming its line and what to do.
+pub fn unwrap_transaction(
+    mut statements: Vec<Statement>,
+) -> Result<(Vec<Statement>, Option<Wrapper>), TransactionError> {
+    let last = statements.len().saturating_sub(1);
+    let controls: Vec<(usize, Control, String)> = statements
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.kind == StatementKind::TransactionControl)
+        .map(|(i, s)| {
+            // Statements from `split` always lex; one built by hand that does not is shown
+            // as written.
+            let tokens = tokenize(&s.sql).unwrap_or_default();
+            let words = if tokens.is_empty() {
+                s.sql.clone()
+            } else {
+                shown(&s.sql, &tokens)
+            };
+            (i, control(&s.sql, &tokens), words)
+        })
+        .collect();
+    if controls.is_empty() {
+        return Ok((statements, None));
+    }
+    let opened = matches!(controls.first(), Some((0, Control::Begin(_), _)));
+    let begin_line = statements.first().map_or(0, |s| s.line);
+    for (i, c, words) in &controls {
+        let reason = match c {
+            Control::Begin(Ok(())) if *i == 0 => continue,
+            Control::Begin(Err(why)) if *i == 0 => format!("`{words}` {why}"),
+            Control::Begin(_) if opened => format!(
+                "`{words}` inside the transaction that the BEGIN at line {begin_line} opened \
+                 (PostgreSQL only warns and ignores it): the file looks assembled from several \
+                 migrations with their own BEGIN/COMMIT. Keep one BEGIN as the first statement \
+                 and one COMMIT as the last"
+            ),
+            Control::Begin(_) => format!(
+                "`{words}` after the file's first statement: under psql the statements before it \
+                 commit on their own, so the file is not one transaction. Move it to the top \
+                 (with COMMIT as the last statement), or remove it: migval runs the whole file \
+                 as one transaction"
+            ),
+            Control::Commit { chain: false } if *i == last && opened => continue,
+            Control::Commit { chain: true } if *i == last && opened => format!(
+                "`{words}` starts a new transaction as soon as it commits, and nothing in the file \
+                 ends that one. Write plain COMMIT"
+            ),
+            Control::Commit { .. } if *i == last => format!(
+                "`{words}` ends a transaction that no BEGIN opens as the file's first statement \
+                 (under psql each statement before it commits on its own). Add BEGIN as the \
+                 first statement, or remove this line: migval runs the file as one transaction \
+                 either way"
+            ),
+            Control::Commit { .. } => format!(
+                "`{words}` in the middle of the file: under psql what follows runs in another \
+                 transaction, so the file is not one atomic change, and migval runs a file as \
+                 exactly one transaction. Split the file here into one migration per \
+                 transaction, or remove this COMMIT (and any BEGIN after it)"
+            ),
+            Control::Rollback => format!(
+                "`{words}` undoes the file's own changes: migval runs the file in its transaction \
+                 and decides itself whether to commit (without --commit it always rolls back). \
+                 Remove this line; to try the file without applying it, run migval migrate \
+                 without --commit"
+            ),
+            Control::TwoPhase => format!(
+                "`{words}` is two-phase commit (a prepared transaction), which cannot run inside \
+                 the transaction migval rehearses the file in: run it separately with psql"
+            ),
+            Control::Other => format!(
+                "`{words}` manages the transaction itself; only a BEGIN as the first statement \
+                 and a COMMIT as the last are accepted (they become migval's transaction)"
+            ),
+        };
+        return Err(TransactionError {
+            line: statements[*i].line,
+            reason,
+        });
+    }
+    // The loop refused every combination but BEGIN first: is COMMIT last?
+    let (begin_words, close) = match (controls.first(), controls.last()) {
+        (Some((_, _, b)), Some((i, Control::Commit { .. }, c))) if *i == last && last > 0 => {
+            (b.clone(), Some(c.clone()))
+        }
+        (first, _) => (first.map(|f| f.2.clone()).unwrap_or_default(), None),
+    };
+    let Some(commit_words) = close else {
+        return Err(TransactionError {
+            line: begin_line,
+            reason: format!(
+                "`{begin_words}` has no matching COMMIT (or END) as the file's last statement: \
+                 under psql the transaction would stay open until the session ends, and then \
+                 roll back. Add COMMIT as the last statement, or remove this line"
+            ),
+        });
+    };
+    let commit = statements.remove(last);
+    let begin = statements.remove(0);
+    Ok((
+        statements,
+        Some(Wrapper {
+            begin: begin_words,
+            begin_line: begin.line,
+            commit: commit_words,
+            commit_line: commit.line,
+        }),
+    ))
 }
 
 /// A rename written in the script.
@@ -929,6 +1191,164 @@ mod tests {
         );
     }
 
+    fn unwrapped(text: &str) -> Result<(Vec<String>, Option<Wrapper>), TransactionError> {
+        unwrap_transaction(split(text).unwrap())
+            .map(|(s, w)| (s.into_iter().map(|s| s.sql).collect(), w))
+    }
+
+    #[test]
+    fn a_file_wrapped_in_begin_commit_runs_as_migvals_transaction() {
+        let forms = [
+            ("BEGIN", "COMMIT"),
+            ("begin transaction", "end"),
+            ("BEGIN WORK", "COMMIT WORK"),
+            ("START TRANSACTION", "END TRANSACTION"),
+            (
+                "BEGIN ISOLATION LEVEL READ COMMITTED, READ WRITE",
+                "COMMIT AND NO CHAIN",
+            ),
+            ("start transaction not deferrable", "commit transaction"),
+        ];
+        for (begin, commit) in forms {
+            let text = format!(
+                "-- 001 add a column\n{begin};\n\nALTER TABLE t ADD c int;\nUPDATE t SET c = 1;\n{commit};\n-- done\n"
+            );
+            let (statements, wrapper) = unwrapped(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(
+                statements,
+                vec!["ALTER TABLE t ADD c int", "UPDATE t SET c = 1"],
+                "{text}"
+            );
+            let w = wrapper.expect("a wrapper");
+            assert_eq!(
+                (
+                    w.begin.as_str(),
+                    w.begin_line,
+                    w.commit.as_str(),
+                    w.commit_line
+                ),
+                (
+                    begin.to_ascii_uppercase().as_str(),
+                    2,
+                    commit.to_ascii_uppercase().as_str(),
+                    6
+                ),
+                "{text}"
+            );
+        }
+        let (_, w) = unwrapped("BEGIN;\nSELECT 1;\nCOMMIT;").unwrap();
+        assert_eq!(
+            w.unwrap().describe(),
+            "the file's own BEGIN (line 1) and COMMIT (line 3) wrap it: run as migval's transaction"
+        );
+        // No transaction control: nothing to take off.
+        assert_eq!(
+            unwrapped("SELECT 1;\nSELECT 2;").unwrap(),
+            (vec!["SELECT 1".into(), "SELECT 2".into()], None)
+        );
+        // A BEGIN inside a routine body or a savepoint is not transaction control.
+        let (statements, w) = unwrapped(
+            "BEGIN;\nCREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; END;\nSAVEPOINT a;\nROLLBACK TO a;\nCOMMIT;",
+        )
+        .unwrap();
+        assert_eq!(statements.len(), 3, "{statements:?}");
+        assert!(w.is_some());
+    }
+
+    #[test]
+    fn other_transaction_control_is_refused_with_its_line_and_why() {
+        let cases = [
+            (
+                "BEGIN;\nALTER TABLE t ADD a int;\nCOMMIT;\nALTER TABLE t ADD b int;\n",
+                3,
+                "`COMMIT` in the middle of the file",
+            ),
+            (
+                "BEGIN;\nSELECT 1;\nCOMMIT;\nBEGIN;\nSELECT 2;\nCOMMIT;\n",
+                3,
+                "Split the file here into one migration per transaction",
+            ),
+            (
+                "BEGIN;\nSELECT 1;\nROLLBACK;\n",
+                3,
+                "`ROLLBACK` undoes the file's own changes",
+            ),
+            ("SELECT 1;\nabort;\n", 2, "`ABORT` undoes"),
+            (
+                "BEGIN ISOLATION LEVEL SERIALIZABLE;\nSELECT 1;\nCOMMIT;",
+                1,
+                "asks for ISOLATION LEVEL SERIALIZABLE, which cannot apply",
+            ),
+            (
+                "START TRANSACTION ISOLATION LEVEL REPEATABLE READ;\nSELECT 1;\nCOMMIT;",
+                1,
+                "ISOLATION LEVEL REPEATABLE READ",
+            ),
+            (
+                "BEGIN READ ONLY;\nSELECT 1;\nCOMMIT;",
+                1,
+                "every DDL statement and write of the file would fail",
+            ),
+            (
+                "BEGIN ISOLATION LEVEL READ COMMITTED DEFERRABLE;\nSELECT 1;\nCOMMIT;",
+                1,
+                "Remove DEFERRABLE",
+            ),
+            (
+                "BEGIN FAST;\nSELECT 1;\nCOMMIT;",
+                1,
+                "`FAST`, which is not a transaction mode",
+            ),
+            (
+                "BEGIN;\nSELECT 1;\nCOMMIT AND CHAIN;",
+                3,
+                "`COMMIT AND CHAIN` starts a new transaction",
+            ),
+            (
+                "-- header\nBEGIN;\nSELECT 1;\n",
+                2,
+                "`BEGIN` has no matching COMMIT (or END) as the file's last statement",
+            ),
+            ("BEGIN;", 1, "has no matching COMMIT"),
+            (
+                "BEGIN;\nSELECT 1;\nCOMMIT;\nSELECT 2;",
+                3,
+                "in the middle of the file",
+            ),
+            (
+                "SELECT 1;\nCOMMIT;\n",
+                2,
+                "ends a transaction that no BEGIN opens as the file's first statement",
+            ),
+            (
+                "SELECT 1;\nBEGIN;\nSELECT 2;\nCOMMIT;\n",
+                2,
+                "`BEGIN` after the file's first statement",
+            ),
+            (
+                "BEGIN;\nSELECT 1;\nBEGIN;\nSELECT 2;\nCOMMIT;\n",
+                3,
+                "inside the transaction that the BEGIN at line 1 opened",
+            ),
+            (
+                "BEGIN;\nSELECT 1;\nPREPARE TRANSACTION 'm1';\n",
+                3,
+                "two-phase commit",
+            ),
+            ("COMMIT PREPARED 'm1';", 1, "two-phase commit"),
+        ];
+        for (text, line, reason) in cases {
+            match unwrapped(text) {
+                Err(e) => {
+                    assert_eq!(e.line, line, "{text}: {e}");
+                    assert!(e.reason.contains(reason), "{text}: {e}");
+                    assert!(e.to_string().starts_with(&format!("line {line}: ")), "{e}");
+                }
+                Ok(ok) => panic!("{text}: accepted as {ok:?}"),
+            }
+        }
+    }
+
     #[test]
     fn savepoints_and_prepared_statements_are_normal() {
         for sql in [
@@ -1212,6 +1632,7 @@ COMMENT ON COLUMN client_products.fixed_fee_facilitated IS 'Fixed fee (was fixed
         ] {
             if let Ok(statements) = split(text) {
                 let _ = inferred_renames(&statements);
+                let _ = unwrap_transaction(statements);
             }
             let _ = split(text).map_err(|e| e.to_string());
         }
@@ -1225,6 +1646,12 @@ COMMENT ON COLUMN client_products.fixed_fee_facilitated IS 'Fixed fee (was fixed
             line: 1,
             kind: StatementKind::Normal,
         };
-        assert!(inferred_renames(&[bad]).is_empty());
+        assert!(inferred_renames(std::slice::from_ref(&bad)).is_empty());
+        let bad = Statement {
+            sql: "COMMIT 'x".into(),
+            kind: StatementKind::TransactionControl,
+            ..bad
+        };
+        assert!(unwrap_transaction(vec![bad]).is_err());
     }
 }

@@ -283,8 +283,8 @@ fn scripts_that_cannot_be_rehearsed_are_refused_before_anything_runs() {
         ),
         (
             "tx.sql",
-            "BEGIN;\nALTER TABLE accounts ADD COLUMN x int;\nCOMMIT;\n",
-            "manages the transaction itself",
+            "BEGIN;\nALTER TABLE accounts ADD COLUMN x int;\nCOMMIT;\nALTER TABLE accounts ADD COLUMN y int;\n",
+            "tx.sql:3: `COMMIT` in the middle of the file",
         ),
     ];
     for (name, text, expected) in cases {
@@ -449,4 +449,282 @@ fn an_external_command_runs_streamed_and_its_failure_is_an_error_with_its_output
         report["verdict"]["passed"], 3,
         "the checks still ran on the state it left"
     );
+}
+
+/// Every column, view, index, constraint and policy outside the system schemas, one per line:
+/// what a migration changes and a rehearsal must leave as it was.
+const CATALOG: &str = "SELECT string_agg(x, E'\\n' ORDER BY x) FROM (
+    SELECT format('column %s.%s.%s %s %s %s', table_schema, table_name, column_name, data_type,
+                  is_nullable, column_default) AS x
+      FROM information_schema.columns
+     WHERE table_schema NOT IN ('pg_catalog', 'information_schema')
+    UNION ALL
+    SELECT format('view %s.%s %s', schemaname, viewname, definition) FROM pg_views
+     WHERE schemaname NOT IN ('pg_catalog', 'information_schema')
+    UNION ALL
+    SELECT format('index %s', indexdef) FROM pg_indexes
+     WHERE schemaname NOT IN ('pg_catalog', 'information_schema')
+    UNION ALL
+    SELECT format('constraint %s %s %s', conrelid::regclass, conname, pg_get_constraintdef(oid))
+      FROM pg_constraint WHERE connamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
+    UNION ALL
+    SELECT format('policy %s.%s %s', schemaname, tablename, policyname) FROM pg_policies
+    UNION ALL
+    SELECT format('relation %s %s', oid::regclass, relkind) FROM pg_class
+     WHERE relnamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace, 'pg_toast'::regnamespace)
+) objects";
+
+/// `migval migrate FILE --spec <fixture>/checks.toml --format json`: exit code, JSON report.
+fn migrate_json(db: &TestDb, file: &str, spec: &str) -> (crate::common::Run, serde_json::Value) {
+    let r = migval(&[
+        "migrate", file, "--spec", spec, "--db", &db.url, "--format", "json",
+    ]);
+    let report = serde_json::from_str(&r.stdout)
+        .unwrap_or_else(|e| panic!("migrate did not print JSON ({e}){r}"));
+    (r, report)
+}
+
+/// (name, status) of every check of a report.
+fn statuses(report: &serde_json::Value) -> Vec<(String, String)> {
+    report["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .map(|c| (c["name"].to_string(), c["status"].to_string()))
+        .collect()
+}
+
+/// Each of a fixture's migrations (the good one, then the broken one), wrapped in the file's own
+/// `begin` ... `commit` as `psql -f` users write them, rehearses with the same exit code and the
+/// same per-check statuses as the file as it is, says that the pair became migval's
+/// transaction, and leaves the catalog as it was. The checks are read from the fixture at run
+/// time.
+fn wrapped_rehearses_like_unwrapped(fixture: &str, test: &str, begin: &str, commit: &str) {
+    let dir = format!("{}/fixtures/{fixture}", env!("CARGO_MANIFEST_DIR"));
+    let spec = format!("{dir}/checks.toml");
+    let db = rt().block_on(async {
+        let db = TestDb::new(test).await;
+        db.exec(&std::fs::read_to_string(format!("{dir}/schema.sql")).unwrap())
+            .await;
+        db.exec(&format!("SELECT {fixture}_generate(3000)")).await;
+        db
+    });
+    let before = rt().block_on(one_text(&db, CATALOG));
+    let mut codes = Vec::new();
+    for (file, expected_code) in [("migration.sql", 0), ("migration_broken.sql", 1)] {
+        let text = std::fs::read_to_string(format!("{dir}/{file}")).unwrap();
+        // BEGIN, the file, an empty line, COMMIT.
+        let commit_line = text.lines().count() + 3;
+        let wrapped = db.file(
+            &format!("wrapped_{file}"),
+            &format!("{begin};\n{text}\n{commit};\n"),
+        );
+        let (plain, plain_report) = migrate_json(&db, &format!("{dir}/{file}"), &spec);
+        let (r, report) = migrate_json(&db, p(&wrapped), &spec);
+        assert_eq!(r.code, plain.code, "{file}: same exit code{plain}{r}");
+        assert_eq!(
+            statuses(&report),
+            statuses(&plain_report),
+            "{file}: same verdict per check{r}"
+        );
+        let mode = report["migration"]["mode"].as_str().unwrap_or_default();
+        let note = format!(
+            "the file's own {} (line 1) and {} (line {commit_line}) wrap it: run as migval's transaction",
+            begin.to_uppercase(),
+            commit.to_uppercase()
+        );
+        assert!(mode.contains(&note), "{file}: `{note}` in the report{r}");
+        assert_eq!(
+            report["migration"]["statements"].as_array().map(Vec::len),
+            plain_report["migration"]["statements"]
+                .as_array()
+                .map(Vec::len),
+            "{file}: the same statements ran, BEGIN and COMMIT not among them{r}"
+        );
+        assert_eq!(
+            rt().block_on(one_text(&db, CATALOG)),
+            before,
+            "{file}: the wrapped rehearsal left a trace"
+        );
+        codes.push((r.code, expected_code));
+    }
+    // The good and the broken migration must be told apart, or "same verdict" proves nothing.
+    assert_eq!(codes, [(0, 0), (1, 1)], "good passes, broken fails");
+}
+
+#[test]
+fn wrapped_fee_rename_migrations_rehearse_like_unwrapped() {
+    wrapped_rehearses_like_unwrapped("fee_rename", "migrate_wrapped_fee", "BEGIN", "COMMIT");
+}
+
+#[test]
+fn wrapped_subscriber_schema_migrations_rehearse_like_unwrapped() {
+    wrapped_rehearses_like_unwrapped(
+        "subscriber_schema",
+        "migrate_wrapped_subscriber",
+        "BEGIN TRANSACTION",
+        "END",
+    );
+}
+
+#[test]
+fn wrapped_account_status_migrations_rehearse_like_unwrapped() {
+    wrapped_rehearses_like_unwrapped(
+        "account_status",
+        "migrate_wrapped_account",
+        "START TRANSACTION",
+        "COMMIT WORK",
+    );
+}
+
+#[test]
+fn wrapped_status_levels_migrations_rehearse_like_unwrapped() {
+    wrapped_rehearses_like_unwrapped(
+        "status_levels",
+        "migrate_wrapped_status",
+        "BEGIN WORK",
+        "COMMIT",
+    );
+}
+
+#[test]
+fn a_wrapped_file_commits_with_commit_and_other_transaction_control_is_refused_by_line() {
+    let db = accounts("migrate_wrapped_control");
+    let spec = db.file(
+        "checks.toml",
+        &format!("{ACCOUNT_CHECKS}\n[schema]\nexpect = [\"add column accounts.note\"]\n"),
+    );
+    let columns = || {
+        rt().block_on(one_text(
+            &db,
+            "SELECT string_agg(column_name, ',' ORDER BY ordinal_position) FROM information_schema.columns WHERE table_name = 'accounts'",
+        ))
+    };
+    let refused = [
+        (
+            "mid_commit.sql",
+            "BEGIN;\nALTER TABLE accounts ADD COLUMN note text;\nCOMMIT;\nUPDATE accounts SET note = 'x';\n",
+            "mid_commit.sql:3: `COMMIT` in the middle of the file",
+        ),
+        (
+            "rollback.sql",
+            "BEGIN;\nALTER TABLE accounts ADD COLUMN note text;\n\nROLLBACK;\n",
+            "rollback.sql:4: `ROLLBACK` undoes the file's own changes",
+        ),
+        (
+            "serializable.sql",
+            "-- 002\nBEGIN ISOLATION LEVEL SERIALIZABLE;\nALTER TABLE accounts ADD COLUMN note text;\nCOMMIT;\n",
+            "serializable.sql:2: `BEGIN ISOLATION LEVEL SERIALIZABLE` asks for ISOLATION LEVEL SERIALIZABLE, which cannot apply",
+        ),
+        (
+            "two.sql",
+            "BEGIN;\nALTER TABLE accounts ADD COLUMN note text;\nCOMMIT;\nBEGIN;\nUPDATE accounts SET note = 'x';\nCOMMIT;\n",
+            "two.sql:3: `COMMIT` in the middle of the file",
+        ),
+        (
+            "open.sql",
+            "BEGIN;\nALTER TABLE accounts ADD COLUMN note text;\n",
+            "open.sql:1: `BEGIN` has no matching COMMIT",
+        ),
+        (
+            "chain.sql",
+            "BEGIN;\nALTER TABLE accounts ADD COLUMN note text;\nCOMMIT AND CHAIN;\n",
+            "chain.sql:3: `COMMIT AND CHAIN` starts a new transaction",
+        ),
+        (
+            "empty.sql",
+            "BEGIN;\n-- nothing yet\nCOMMIT;\n",
+            "empty.sql: the file holds no SQL statement between its BEGIN (line 1) and COMMIT (line 3)",
+        ),
+    ];
+    for (name, text, expected) in refused {
+        let file = db.file(name, text);
+        let r = migval(&["migrate", p(&file), "--spec", p(&spec), "--db", &db.url]);
+        assert_eq!(r.code, 2, "{name}{r}");
+        assert!(r.stderr.contains(expected), "{name}: `{expected}`{r}");
+    }
+    assert_eq!(columns(), "id,owner,amount", "nothing ran");
+
+    let wrapped = db.file(
+        "wrapped.sql",
+        "BEGIN;\nALTER TABLE accounts ADD COLUMN note text;\nCOMMIT;\n",
+    );
+    // --no-transaction would drop the atomicity the file asks for: refused, saying what to do.
+    let r = migval(&[
+        "migrate",
+        p(&wrapped),
+        "--spec",
+        p(&spec),
+        "--db",
+        &db.url,
+        "--no-transaction",
+        "--commit",
+    ]);
+    assert_eq!(r.code, 2, "{r}");
+    assert!(
+        r.stderr
+            .contains("wrapped.sql:1: the file wraps itself in BEGIN ... COMMIT (line 3)")
+            && r.stderr.contains("Run it without --no-transaction"),
+        "{r}"
+    );
+    assert_eq!(columns(), "id,owner,amount", "nothing ran");
+
+    // A rollback file may be wrapped too.
+    let down = db.file(
+        "down.sql",
+        "START TRANSACTION;\nALTER TABLE accounts DROP COLUMN note;\nEND;\n",
+    );
+    let r = migval(&[
+        "migrate",
+        p(&wrapped),
+        "--spec",
+        p(&spec),
+        "--db",
+        &db.url,
+        "--rollback",
+        p(&down),
+    ]);
+    assert_eq!(r.code, 0, "{r}");
+    let rollback_part = r
+        .stdout
+        .split_once("== rehearsal of the rollback")
+        .map_or("", |x| x.1);
+    assert!(
+        rollback_part.contains("VALIDATION PASSED (3 checks)")
+            && rollback_part
+                .contains("the file's own START TRANSACTION (line 1) and END (line 3) wrap it"),
+        "{r}"
+    );
+    assert_eq!(columns(), "id,owner,amount", "nothing was committed");
+
+    let r = migval(&[
+        "migrate",
+        p(&wrapped),
+        "--spec",
+        p(&spec),
+        "--db",
+        &db.url,
+        "--commit",
+        "--artifacts",
+        p(&db.path("runs")),
+        "--format",
+        "markdown",
+    ]);
+    assert_eq!(r.code, 0, "{r}");
+    assert!(
+        r.stdout.contains("committed: the verdict passed")
+            && r.stdout.contains(
+                "the file's own BEGIN (line 1) and COMMIT (line 3) wrap it: run as migval's transaction"
+            ),
+        "{r}"
+    );
+    assert!(
+        r.stdout.contains("\n| 2 | ")
+            && r.stdout
+                .contains("| `ALTER TABLE accounts ADD COLUMN note text` |")
+            && !r.stdout.contains("| `BEGIN` |")
+            && !r.stdout.contains("| `COMMIT` |"),
+        "only the statement of line 2 ran{r}"
+    );
+    assert_eq!(columns(), "id,owner,amount,note", "committed");
 }

@@ -569,10 +569,10 @@ fn fact_probe(ci: usize, object: &FactObject, naming: &Naming, catalog: &Catalog
             for (t, c) in cols {
                 let t2 = naming.rel(t);
                 sch.push(t2.schema.clone().unwrap_or_default());
-                if let Some(s) = &t2.schema {
-                    if !schemas.contains(s) {
-                        schemas.push(s.clone());
-                    }
+                if let Some(s) = &t2.schema
+                    && !schemas.contains(s)
+                {
+                    schemas.push(s.clone());
                 }
                 col.push(naming.col(t, c));
                 tbl.push(t2.name);

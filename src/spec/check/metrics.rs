@@ -50,10 +50,8 @@ pub(super) fn validate(v: &mut Validator, at: &At, rc: RawCheck, rule: Rule) -> 
             }
         };
         let after = after.map(|a| a.trim().to_string());
-        if let Some(a) = &after {
-            if a.is_empty() {
-                v.at(at, "metrics.after", "the post-migration form is empty");
-            }
+        if after.as_ref().is_some_and(|a| a.is_empty()) {
+            v.at(at, "metrics.after", "the post-migration form is empty");
         }
         match parse_metric(&text) {
             Ok((label, func, arg)) => {

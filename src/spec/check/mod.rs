@@ -88,10 +88,10 @@ pub(in crate::spec) fn validate(
         return None;
     }
     let mut base = Rule::default();
-    if let Some(s) = rc.scope.as_deref() {
-        if let Some(scope) = v.scope(at.line, at.name, "scope", s) {
-            base.scope = scope;
-        }
+    if let Some(s) = rc.scope.as_deref()
+        && let Some(scope) = v.scope(at.line, at.name, "scope", s)
+    {
+        base.scope = scope;
     }
     let rule = v.rule(
         at.line,
@@ -167,14 +167,14 @@ fn intents_need_no_baseline(v: &mut Validator, at: &At, kind: &CheckKind, query:
         );
         return;
     }
-    if let CheckKind::Metrics(m) = kind {
-        if m.metrics.iter().any(|x| x.rule.scope != Scope::Group) {
-            v.at(
-                at,
-                "tolerance.scope",
-                "an after-only check has no baseline total to compare with: leave scope at \"group\"",
-            );
-        }
+    if let CheckKind::Metrics(m) = kind
+        && m.metrics.iter().any(|x| x.rule.scope != Scope::Group)
+    {
+        v.at(
+            at,
+            "tolerance.scope",
+            "an after-only check has no baseline total to compare with: leave scope at \"group\"",
+        );
     }
 }
 

@@ -690,6 +690,36 @@ metrics = ["median(x)"]
     }
 
     #[test]
+    fn a_filtered_aggregate_is_not_parsed_as_one_call() {
+        assert!(parse_metric("count(*) FILTER (WHERE x IS NULL)").is_err());
+        assert!(parse_metric("sum(CASE WHEN a = ')' THEN 1 ELSE 0 END)").is_ok());
+    }
+
+    #[test]
+    fn fingerprints_are_canonical_and_0_1_fingerprints_are_kept() {
+        let one =
+            parse("[[check]]\nname = \"x\"\ntable = \"t\"\nmetrics = [\"sum(a)\"]\n").unwrap();
+        // The same definition written with its defaults spelled out.
+        let two = parse(
+            "[[check]]\nname = \"x\"\ntable = \"t\"\nmetrics = [{ metric = \"sum(a)\", expect = \"unchanged\", tolerance = \"exact\" }]\nnew = false\n",
+        )
+        .unwrap();
+        assert_eq!(one.checks[0].fingerprint, two.checks[0].fingerprint);
+        assert!(one.checks[0].fingerprint.starts_with("v2:"));
+        // What migval 0.1 wrote for it (read from a baseline that version made).
+        assert_eq!(
+            one.checks[0].legacy_fingerprint.as_deref(),
+            Some("37afc6aca1d08b00302ca1da50fdde3ba6424acf574fed8dc99a9d790182e6e0")
+        );
+        let after = parse("[[check]]\nname = \"x\"\ntable = \"t\"\nmetrics = [{ metric = \"sum(a)\", after = \"sum(b) / 100.0\" }]\n").unwrap();
+        assert_ne!(after.checks[0].fingerprint, one.checks[0].fingerprint);
+        assert_eq!(
+            after.checks[0].legacy_fingerprint, None,
+            "0.1 could not write it"
+        );
+    }
+
+    #[test]
     fn durations() {
         assert_eq!(parse_duration_ms("500ms"), Ok(500));
         assert_eq!(parse_duration_ms("5s"), Ok(5000));

@@ -243,7 +243,7 @@ fn account_status_broken_migration_maps_expired_null_trial_accounts_to_on_hold()
         .as_array()
         .unwrap()
         .iter()
-        .find(|w| w["key"][0] == "on_hold" && w["metric"] == "accounts")
+        .find(|w| w["key"][0] == "on_hold" && w["metric"] == "count(*)")
         .unwrap_or_else(|| panic!("on_hold among the worst groups: {dist:#}"));
     assert_eq!(
         on_hold["difference"].as_str(),

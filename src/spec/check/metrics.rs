@@ -186,6 +186,11 @@ pub fn parse_metric(text: &str) -> Result<(String, Func, MetricArg), String> {
         .ok_or_else(|| format!("`{t}`: missing closing `)`"))?
         .trim();
     let func_name = t[..open].trim().to_ascii_lowercase();
+    if !balanced(inner) {
+        return Err(format!(
+            "`{t}` is not one aggregate call; filter rows with `where`, or write an expression over aggregates as the metric's `after` form or in a custom `sql` check"
+        ));
+    }
     if inner.is_empty() {
         return Err(format!("`{t}`: the aggregate needs an argument"));
     }
@@ -228,4 +233,26 @@ fn strip_keyword<'a>(s: &'a str, kw: &str) -> Option<&'a str> {
     let head = s.get(..kw.len())?;
     let rest = &s[kw.len()..];
     (head.eq_ignore_ascii_case(kw) && rest.starts_with(char::is_whitespace)).then(|| rest.trim())
+}
+
+/// Parentheses that close in order (outside quotes): `a) FILTER (WHERE b` is not.
+fn balanced(s: &str) -> bool {
+    let mut depth = 0i32;
+    let mut quote: Option<char> = None;
+    for c in s.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '\'' | '"') => quote = Some(c),
+            (None, '(') => depth += 1,
+            (None, ')') => {
+                depth -= 1;
+                if depth < 0 {
+                    return false;
+                }
+            }
+            _ => {}
+        }
+    }
+    depth == 0 && quote.is_none()
 }

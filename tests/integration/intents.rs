@@ -62,6 +62,13 @@ group_by = ["status"]
 metrics = [{ metric = "count(subscriber_id)", expect = { between = ["1", "1000"] } }]
 
 [[check]]
+name = "resolvable subscriptions all linked"
+new = true
+table = "plan_subscriptions"
+where = "customer_id <= 50"
+metrics = [{ metric = "count(subscriber_id)", expect = { equals = "170" } }]
+
+[[check]]
 name = "subscriptions unchanged"
 table = "plan_subscriptions"
 metrics = ["count(*)"]
@@ -84,6 +91,7 @@ UPDATE plan_subscriptions ps SET subscriber_id = s.id FROM subscribers s WHERE s
         "every resolvable subscription has a subscriber",
         "no orphan subscriber_id",
         "linked subscriptions per status",
+        "resolvable subscriptions all linked",
     ] {
         assert_eq!(status(&report, name), "PASS", "{name}{run}");
         assert_eq!(check(&report, name)["after_only"], true, "{name}{run}");
@@ -135,6 +143,16 @@ UPDATE plan_subscriptions SET subscriber_id = 9999 WHERE id = 3;
         "{run}"
     );
     assert_eq!(status(&report, "subscriptions unchanged"), "PASS", "{run}");
+    // `new = true` without an `add` line: judged by its intent alone, and failing here.
+    assert_eq!(
+        status(&report, "resolvable subscriptions all linked"),
+        "FAIL",
+        "{run}"
+    );
+    assert_eq!(
+        check(&report, "resolvable subscriptions all linked")["after_only"],
+        true
+    );
     // The text report shows the baseline of a new check as "(new)".
     let text = migval(&[
         "verify",
@@ -403,6 +421,13 @@ ALTER TABLE products DROP COLUMN price, DROP COLUMN is_archived;
         .collect();
     assert!(worst.contains(&"3"), "company 3 is named: {worst:?}{run}");
     assert_eq!(status(&report, "products per status"), "FAIL", "{run}");
+    // The month key is an expression on both sides: company 3's wrong cents show per month.
+    assert_eq!(status(&report, "revenue per month"), "FAIL", "{run}");
+    assert_eq!(
+        status(&report, "ungrouped revenue of archived products"),
+        "FAIL",
+        "{run}"
+    );
     assert_eq!(status(&report, "old columns gone"), "FAIL", "{run}");
     assert!(
         summary(&report, "old columns gone").contains("is_enabled"),
@@ -601,6 +626,7 @@ ALTER TABLE orders ADD COLUMN fixed_fee numeric;
 ALTER TABLE orders ADD FOREIGN KEY (customer_id) REFERENCES customers(id) NOT VALID;
 CREATE UNIQUE INDEX orders_tenant_number ON orders (tenant, number) WHERE number > 0;
 CREATE MATERIALIZED VIEW order_summary AS SELECT customer_id, count(*) FROM orders GROUP BY 1 WITH NO DATA;
+ALTER TABLE orders ALTER COLUMN total TYPE bigint;
 "#;
     let (run, report) = verify_after(&db, spec, broken);
     assert_eq!(run.code, 1, "{run}");
@@ -618,7 +644,13 @@ CREATE MATERIALIZED VIEW order_summary AS SELECT customer_id, count(*) FROM orde
     );
     // Unpopulated is not "missing".
     assert_eq!(status(&report, "summary view exists"), "PASS", "{run}");
-    assert_eq!(status(&report, "total is the domain"), "PASS", "{run}");
+    // The domain replaced by its base type: both spellings of the declared type catch it.
+    assert_eq!(status(&report, "total is the domain"), "FAIL", "{run}");
+    assert_eq!(
+        status(&report, "total is the domain, unqualified"),
+        "FAIL",
+        "{run}"
+    );
 }
 
 // --- reports -------------------------------------------------------------------------------

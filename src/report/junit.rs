@@ -37,6 +37,14 @@ pub fn render(r: &Report) -> String {
             xml(&c.kind.replace(' ', "_")),
             xml(&c.name)
         ));
+        // Which reading was applied (per group / on the total / both), for every check.
+        if !c.tolerance.is_empty() {
+            out.push_str(&format!(
+                "      <properties><property name=\"tolerance\" value=\"{}\"/><property name=\"expect\" value=\"{}\"/></properties>\n",
+                xml(&c.tolerance),
+                xml(&c.expect)
+            ));
+        }
         match c.status {
             Status::Fail => out.push_str(&format!(
                 "      <failure message=\"{}\">{}</failure>\n",

@@ -395,6 +395,22 @@ fn before_and_after_forms_validate_a_unit_conversion() {
         4,
         "{run}"
     );
+    // Text, Markdown and JUnit say where each grouped check's tolerance applied too.
+    for format in ["text", "markdown", "junit"] {
+        let r = migval(&[
+            "verify",
+            "--spec",
+            p(&db.path("checks.toml")),
+            "--baseline",
+            p(&db.path("base.json")),
+            "--db",
+            &db.url,
+            "--format",
+            format,
+        ]);
+        assert_eq!(r.code, 0, "{r}");
+        assert!(r.stdout.contains("exact per group"), "{format}{r}");
+    }
 }
 
 #[test]

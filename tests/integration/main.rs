@@ -19,6 +19,8 @@ mod fee_rename;
 mod intents;
 /// `migval migrate`: rehearsal, --commit, --rollback, lock timeouts, refused scripts, external commands.
 mod migrate;
+/// Hostile names, key shapes, read-only databases and hot standbys through the binary.
+mod names_and_keys;
 /// [rename] applied to the post-state; missing objects reported before anything runs.
 mod renames;
 /// Tolerance (per group, total, both), every intent, group keys, exact numerics.

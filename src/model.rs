@@ -680,6 +680,10 @@ pub struct CheckResult {
     /// The worst groups, by absolute difference (appeared/disappeared first).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub worst: Vec<Comparison>,
+    /// Every differing key of a rows check (the report lists only `worst`); written by
+    /// `--changes-out`, not part of the JSON report.
+    #[serde(skip)]
+    pub all_changes: Vec<Comparison>,
     pub baseline_sql: Vec<String>,
     pub after_sql: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -156,6 +156,7 @@ async fn story(
         format: Format::Text,
         output: None,
         color: a.color,
+        changes_out: None,
     };
     let baseline = store::read(&baseline_path)?;
 

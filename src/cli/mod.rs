@@ -133,6 +133,10 @@ pub struct OutputArgs {
     /// Colour in the text report.
     #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
+    /// Write every differing key of every rows check (not only the first ones the report
+    /// lists) to this CSV file: check, change, key, baseline and after fingerprints, allowed.
+    #[arg(long, value_name = "FILE")]
+    pub changes_out: Option<PathBuf>,
 }
 
 impl OutputArgs {
@@ -144,6 +148,11 @@ impl OutputArgs {
             ColorChoice::Never => false,
             ColorChoice::Auto => to_terminal && std::env::var_os("NO_COLOR").is_none(),
         };
+        if let Some(path) = &self.changes_out {
+            let n = report::changes::write_csv(report, path)
+                .with_context(|| format!("writing the changes to {}", path.display()))?;
+            eprintln!("{n} differing row(s) written to {}", path.display());
+        }
         let text = report::render(report, self.format, color);
         match &self.output {
             Some(path) => {

@@ -35,14 +35,25 @@ pub async fn run(a: VerifyArgs) -> anyhow::Result<u8> {
     let parsing = tokio::task::spawn_blocking(move || verified.parse());
     let limits = a.limits.apply(&spec)?;
     let info = a.conn.resolve()?;
-    let captured = engine::capture_after(&info, &spec, limits).await;
-    let baseline = parsing
-        .await
-        .context("reading the baseline")?
-        .context("reading the baseline")?;
+    let (after, baseline) = if engine::needs_baseline_catalog(&spec) {
+        // A rows check fingerprints the columns the baseline had: read it first.
+        let baseline = parsing
+            .await
+            .context("reading the baseline")?
+            .context("reading the baseline")?;
+        let after = engine::capture_after(&info, &spec, limits, Some(&baseline.catalog)).await?;
+        (after, baseline)
+    } else {
+        let captured = engine::capture_after(&info, &spec, limits, None).await;
+        let baseline = parsing
+            .await
+            .context("reading the baseline")?
+            .context("reading the baseline")?;
+        (captured?, baseline)
+    };
     crate::trace!("baseline parsed");
-    let after = captured?;
-    let report = engine::compare_after(&spec, &baseline, &after);
+    let mut report = engine::compare_after(&spec, &baseline, &after);
+    engine::rows::describe(&info, &spec, &mut report).await;
     crate::trace!("captured and compared");
     if let Some(path) = &a.save_after {
         store::write(path, &after).context("saving the post-migration snapshot")?;

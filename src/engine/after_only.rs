@@ -153,6 +153,7 @@ fn plain(status: Status, summary: String) -> CheckResult {
         values: Vec::new(),
         groups: None,
         worst: Vec::new(),
+        all_changes: Vec::new(),
         baseline_sql: Vec::new(),
         after_sql: Vec::new(),
         error: None,

@@ -672,6 +672,14 @@ fn assemble(
                 _ if absent.contains_key(&i) => {
                     Outcome::Absent(absent[&i].clone())
                 }
+                Some(Ok(table))
+                    if matches!(check.kind, crate::spec::CheckKind::Rows(_))
+                        && (0..table.len()).any(|r| table.key(r).iter().any(Value::is_null)) =>
+                {
+                    Outcome::Failed(plain_failure(
+                        "a key column has NULLs: a rows key must identify every row (use the primary key or a unique NOT NULL column)".into(),
+                    ))
+                }
                 // Sorted by key already (in `work`).
                 Some(Ok(table)) => {
                     match duplicate_key(&table) {

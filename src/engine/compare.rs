@@ -123,6 +123,7 @@ fn error_result(
         values: Vec::new(),
         groups: None,
         worst: Vec::new(),
+        all_changes: Vec::new(),
         baseline_sql: b.map(|c| c.sql.clone()).unwrap_or_default(),
         after_sql: a.map(|c| c.sql.clone()).unwrap_or_default(),
         error,
@@ -207,6 +208,7 @@ fn compare_check(
         }
     };
     let mut result = match &check.kind {
+        CheckKind::Rows(_) => super::rows::compare(bt, at, worst_n),
         CheckKind::Schema(s) => {
             compare_fact(&s.object, &s.expect, s.may_change, s.compare_only, bt, at)
         }
@@ -261,7 +263,7 @@ pub(super) fn column_rules(kind: &CheckKind, base: &Table) -> Vec<ColumnRule> {
                 total: Some(Combine::Sum),
             })
             .collect(),
-        CheckKind::Schema(_) => Vec::new(),
+        CheckKind::Schema(_) | CheckKind::Rows(_) => Vec::new(),
     }
 }
 
@@ -530,6 +532,7 @@ pub(super) fn compare_keyed(
             values,
             groups: None,
             worst: Vec::new(),
+            all_changes: Vec::new(),
             baseline_sql: Vec::new(),
             after_sql: Vec::new(),
             error: None,
@@ -695,6 +698,7 @@ pub(super) fn compare_keyed(
         values,
         groups: Some(stats),
         worst,
+        all_changes: Vec::new(),
         baseline_sql: Vec::new(),
         after_sql: Vec::new(),
         error: None,
@@ -1092,6 +1096,7 @@ pub(super) fn compare_fact(
         values,
         groups: None,
         worst: Vec::new(),
+        all_changes: Vec::new(),
         baseline_sql: Vec::new(),
         after_sql: Vec::new(),
         error: None,

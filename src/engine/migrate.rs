@@ -407,6 +407,7 @@ pub fn exact_spec(spec: &Spec) -> Spec {
             CheckKind::NullCount(n) => exact(&mut n.rule),
             CheckKind::Orphans(o) => exact(&mut o.rule),
             CheckKind::Custom(c) => exact(&mut c.rule),
+            CheckKind::Rows(_) => {}
             CheckKind::Schema(f) => {
                 f.expect = Default::default();
                 f.may_change = false;
@@ -459,6 +460,7 @@ fn script_failure(name: &str, summary: String, f: DbFailure) -> CheckResult {
         values: Vec::new(),
         groups: None,
         worst: Vec::new(),
+        all_changes: Vec::new(),
         baseline_sql: Vec::new(),
         after_sql: Vec::new(),
         error: Some(f),
@@ -532,7 +534,7 @@ pub async fn run_in_transaction(
         &client,
         info,
         &spec_after,
-        &Naming::after(&renames),
+        &Naming::after(&renames).with_baseline(&baseline.catalog),
         plan,
         baseline,
     )
@@ -713,7 +715,7 @@ pub async fn run_without_transaction(
     let after = capture::capture(
         info,
         &spec_after,
-        &Naming::after(&spec_after.renames),
+        &Naming::after(&spec_after.renames).with_baseline(&baseline.catalog),
         plan.limits,
     )
     .await?;
@@ -795,7 +797,13 @@ pub async fn run_external(
         command_output: Some(kept.clone()),
         ..MigrationSummary::new(&name, &mode)
     };
-    let after = capture::capture(info, spec, &Naming::after(&spec.renames), limits).await?;
+    let after = capture::capture(
+        info,
+        spec,
+        &Naming::after(&spec.renames).with_baseline(&baseline.catalog),
+        limits,
+    )
+    .await?;
     let mut report = compare::compare(spec, baseline, &after, "migrate --");
     if !status.success() {
         let tail: String = kept

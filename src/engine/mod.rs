@@ -7,6 +7,7 @@ pub mod compare;
 pub mod migrate;
 pub mod plan;
 pub mod preflight;
+pub mod rows;
 pub mod schema_diff;
 pub mod script;
 
@@ -34,19 +35,34 @@ pub async fn verify(
     baseline: &Snapshot,
     limits: Limits,
 ) -> Result<(Report, Snapshot), CaptureError> {
-    let after = capture_after(info, spec, limits).await?;
+    let after = capture_after(info, spec, limits, Some(&baseline.catalog)).await?;
     Ok((compare_after(spec, baseline, &after), after))
 }
 
 /// The post-state capture of [`verify`] on its own (names through the [rename] map). A
 /// relation or column missing after the migration is recorded in the snapshot; compare fails
 /// the checks that read it and words why with both catalogs.
+/// `baseline` (the baseline's catalog) is needed only by rows checks without `columns`: they
+/// fingerprint the columns the baseline had ([`needs_baseline_catalog`]).
 pub async fn capture_after(
     info: &ConnInfo,
     spec: &Spec,
     limits: Limits,
+    baseline: Option<&std::collections::BTreeMap<String, Vec<String>>>,
 ) -> Result<Snapshot, CaptureError> {
-    capture::capture(info, spec, &Naming::after(&spec.renames), limits).await
+    let mut naming = Naming::after(&spec.renames);
+    if let Some(b) = baseline {
+        naming = naming.with_baseline(b);
+    }
+    capture::capture(info, spec, &naming, limits).await
+}
+
+/// Whether the post-state capture needs the baseline's catalog first (a rows check that
+/// fingerprints "every column").
+pub fn needs_baseline_catalog(spec: &Spec) -> bool {
+    spec.checks
+        .iter()
+        .any(|c| matches!(&c.kind, crate::spec::CheckKind::Rows(r) if r.columns.is_none()))
 }
 
 /// The comparison of [`verify`] on its own.

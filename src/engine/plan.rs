@@ -29,6 +29,9 @@ use super::preflight::Catalog;
 pub struct Naming {
     pub after: bool,
     renames: Renames,
+    /// The baseline's catalog (`schema.table` -> columns), on the post side: a rows check
+    /// fingerprints the columns the baseline had, not the ones the migration added.
+    baseline: Option<BTreeMap<String, Vec<String>>>,
 }
 
 impl Naming {
@@ -36,6 +39,7 @@ impl Naming {
         Naming {
             after: false,
             renames: Renames::default(),
+            baseline: None,
         }
     }
 
@@ -43,7 +47,25 @@ impl Naming {
         Naming {
             after: true,
             renames: renames.clone(),
+            baseline: None,
         }
+    }
+
+    /// The post side, knowing the baseline's catalog (see [`Naming::baseline_columns`]).
+    pub fn with_baseline(mut self, catalog: &BTreeMap<String, Vec<String>>) -> Naming {
+        self.baseline = Some(catalog.clone());
+        self
+    }
+
+    /// The columns `table` (named as before the migration) had at baseline, when known.
+    pub fn baseline_columns(&self, table: &Name) -> Option<Vec<String>> {
+        let cat = self.baseline.as_ref()?;
+        cat.iter()
+            .find(|(q, _)| match q.split_once('.') {
+                Some((s, t)) => t == table.name && table.schema.as_deref().is_none_or(|x| x == s),
+                None => false,
+            })
+            .map(|(_, c)| c.clone())
     }
 
     pub fn renames(&self) -> &Renames {
@@ -104,6 +126,7 @@ impl Naming {
         Naming {
             after: self.after,
             renames: Renames::default(),
+            baseline: self.baseline.clone(),
         }
     }
 
@@ -465,6 +488,19 @@ pub fn plan(
                     checks: vec![ci],
                 });
             }
+            CheckKind::Rows(r) => {
+                let rel_name = naming.rel(&r.table);
+                let (sql, outputs) = rows_probe(ci, r, naming, catalog);
+                probes.push(Probe {
+                    kind: ProbeKind::Query {
+                        sql,
+                        outputs,
+                        orphans: None,
+                    },
+                    cost: cost_of(&rel_name) * 2.0,
+                    checks: vec![ci],
+                });
+            }
             CheckKind::Schema(s) => {
                 let naming = if s.follow_rename {
                     naming.clone()
@@ -522,6 +558,102 @@ pub fn plan(
         };
         &mut scans[i]
     }
+}
+
+/// The row-proof probe: every row's key and a fingerprint of its values, in key order.
+///
+/// ```text
+///   SELECT k1, k2, hash_record_extended(ROW(c1, c2::text, ...), 0) AS fingerprint
+///          [, coalesce((allow_changes), false) AS allowed]          post side only
+///   FROM t ORDER BY k1, k2
+/// ```
+///
+/// `hash_record_extended` hashes each value by value (numeric 1.50 = 1.5, timestamptz as the
+/// instant, NULL distinct from every value); a type without an extended hash function (json,
+/// geometric types, ...) is fingerprinted by its text. On the post side the columns are the
+/// ones the baseline had, through [rename], so a rename alone changes no fingerprint.
+fn rows_probe(
+    ci: usize,
+    r: &crate::spec::RowsCheck,
+    naming: &Naming,
+    catalog: &Catalog,
+) -> (String, Vec<Output>) {
+    let rel_name = naming.rel(&r.table);
+    let resolved = catalog.resolve(&rel_name);
+    let listed: Vec<String> = match &r.columns {
+        Some(c) => c.clone(),
+        None => naming
+            .baseline_columns(&r.table)
+            .filter(|_| naming.after)
+            .or_else(|| {
+                // The baseline side (or no baseline at hand): the table's own columns, under
+                // their pre-migration names.
+                resolved.map(|rel| {
+                    rel.columns
+                        .iter()
+                        .map(|c| {
+                            naming
+                                .renames()
+                                .columns_of(&r.table.name)
+                                .into_iter()
+                                .find(|(_, new)| naming.after && new == c)
+                                .map_or_else(|| c.clone(), |(old, _)| old)
+                        })
+                        .collect()
+                })
+            })
+            .unwrap_or_default(),
+    };
+    let cols: Vec<&String> = listed
+        .iter()
+        .filter(|c| !r.key.contains(c) && !r.exclude.contains(c))
+        .collect();
+    let exprs: Vec<String> = cols
+        .iter()
+        .map(|c| {
+            let name = naming.col(&r.table, c);
+            let hashable = resolved
+                .and_then(|rel| {
+                    let i = rel.columns.iter().position(|x| *x == name)?;
+                    rel.hashable.get(i).copied()
+                })
+                .unwrap_or(false);
+            if hashable {
+                quote(&name)
+            } else {
+                format!("{}::text", quote(&name))
+            }
+        })
+        .collect();
+    let keys: Vec<String> = r
+        .key
+        .iter()
+        .map(|k| quote(&naming.col(&r.table, k)))
+        .collect();
+    let fingerprint = if exprs.is_empty() {
+        "0::bigint".to_string()
+    } else {
+        format!("hash_record_extended(ROW({}), 0)", exprs.join(", "))
+    };
+    let mut select = keys.clone();
+    select.push(format!("{fingerprint} AS fingerprint"));
+    let mut values = vec![(keys.len(), "fingerprint".to_string())];
+    if let (Some(allow), true) = (&r.allow_changes, naming.after) {
+        select.push(format!("coalesce(({allow}\n), false) AS allowed"));
+        values.push((keys.len() + 1, "allowed".to_string()));
+    }
+    let sql = format!(
+        "SELECT {}\nFROM {}\nORDER BY {}",
+        select.join(",\n       "),
+        qualified(catalog, &rel_name),
+        keys.join(", ")
+    );
+    let outputs = vec![Output::Columns {
+        check: ci,
+        key: r.key.iter().cloned().enumerate().collect(),
+        values,
+    }];
+    (sql, outputs)
 }
 
 fn fact_probe(ci: usize, object: &FactObject, naming: &Naming, catalog: &Catalog) -> Probe {

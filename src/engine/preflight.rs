@@ -23,6 +23,9 @@ pub struct Relation {
     pub kind: String,
     pub est_rows: f64,
     pub columns: Vec<String>,
+    /// Per column: hash_record_extended hashes its type by value (else a row fingerprint
+    /// casts it to text).
+    pub hashable: Vec<bool>,
 }
 
 impl Relation {
@@ -112,6 +115,7 @@ fn referenced(spec: &Spec, naming: &Naming) -> (Vec<(usize, Name)>, Vec<Name>) {
                     soft.extend(vs.iter().map(|v| naming.rel(v)));
                 }
             }
+            CheckKind::Rows(r) => must.push((i, naming.rel(&r.table))),
             CheckKind::Custom(_) => {}
         }
     }
@@ -164,6 +168,7 @@ pub async fn run(
             kind: r.try_get(2).map_err(get)?,
             est_rows: r.try_get(3).map_err(get)?,
             columns: r.try_get(4).map_err(get)?,
+            hashable: r.try_get(5).map_err(get)?,
         });
     }
     let catalog = Catalog { schemas, relations };
@@ -394,6 +399,21 @@ fn columns_used(kind: &CheckKind, naming: &Naming) -> Vec<(Name, Vec<String>)> {
                     .collect(),
             ),
         ],
+        CheckKind::Rows(r) => {
+            let mut cols: Vec<String> = r.key.iter().map(|k| naming.col(&r.table, k)).collect();
+            // The fingerprinted columns as the baseline had them (on the post side): one that
+            // is gone is a missing column, not a silently shorter fingerprint.
+            let listed = match &r.columns {
+                Some(c) => Some(c.clone()),
+                None => naming.baseline_columns(&r.table),
+            };
+            for c in listed.unwrap_or_default() {
+                if !r.key.contains(&c) && !r.exclude.contains(&c) {
+                    cols.push(naming.col(&r.table, &c));
+                }
+            }
+            vec![(naming.rel(&r.table), cols)]
+        }
         CheckKind::Custom(_) | CheckKind::Schema(_) => Vec::new(),
     }
 }

@@ -252,6 +252,7 @@ fn result(
         values,
         groups: None,
         worst: Vec::new(),
+        all_changes: Vec::new(),
         baseline_sql: vec![crate::sql::SCHEMA_CATALOG.name.to_string()],
         after_sql: vec![crate::sql::SCHEMA_CATALOG.name.to_string()],
         error,

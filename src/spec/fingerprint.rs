@@ -164,6 +164,14 @@ fn canonical(kind: &CheckKind) -> Value {
             put(&mut o, "key", json!(c.key));
             put(&mut o, "rule", rule(&c.rule));
         }
+        CheckKind::Rows(r) => {
+            o.insert("kind".into(), json!("rows"));
+            o.insert("table".into(), name(&r.table));
+            o.insert("key".into(), json!(r.key));
+            put(&mut o, "columns", json!(r.columns));
+            put(&mut o, "exclude", json!(r.exclude));
+            put(&mut o, "allow_changes", json!(r.allow_changes));
+        }
         CheckKind::Schema(s) => {
             o.insert("kind".into(), json!("schema"));
             o.insert("object".into(), fact_object(&s.object));
@@ -281,6 +289,7 @@ fn legacy_kind(kind: &CheckKind) -> Option<legacy::CheckKind> {
             rule: n.rule,
         }),
         CheckKind::Orphans(o) => legacy::CheckKind::Orphans(o.clone()),
+        CheckKind::Rows(_) => return None,
         CheckKind::Custom(c) => {
             if c.key.is_empty() {
                 return None;

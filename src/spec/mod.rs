@@ -395,6 +395,23 @@ pub struct SchemaCheck {
     pub follow_rename: bool,
 }
 
+/// Row proof: every row's key and a fingerprint of its values, compared key by key, so that
+/// compensating errors (+250 on one row, -250 on another) that leave every aggregate unchanged
+/// are caught.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowsCheck {
+    pub table: Name,
+    /// Columns that identify a row (a unique, NOT NULL key).
+    pub key: Vec<String>,
+    /// The columns fingerprinted, in this order; `None`: every column of the table at baseline
+    /// (in column order) but the key and `exclude`.
+    pub columns: Option<Vec<String>>,
+    /// Columns left out of the fingerprint (a deliberate rewrite, a type change).
+    pub exclude: Vec<String>,
+    /// A predicate on the post-migration row: rows matching it may change (WARN).
+    pub allow_changes: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum CheckKind {
     Metrics(MetricsCheck),
@@ -402,6 +419,7 @@ pub enum CheckKind {
     Orphans(OrphanCheck),
     Custom(CustomCheck),
     Schema(SchemaCheck),
+    Rows(RowsCheck),
 }
 
 impl CheckKind {
@@ -412,6 +430,7 @@ impl CheckKind {
             CheckKind::Orphans(_) => "orphans",
             CheckKind::Custom(_) => "custom sql",
             CheckKind::Schema(_) => "schema",
+            CheckKind::Rows(_) => "rows",
         }
     }
 }

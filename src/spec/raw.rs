@@ -65,6 +65,8 @@ pub struct RawCheck {
     pub sql_after: Option<String>,
     pub key: Option<Vec<String>>,
     pub schema: Option<RawSchemaFact>,
+    /// Row proof: a fingerprint per row, compared key by key.
+    pub rows: Option<RawRows>,
     pub tolerance: Option<RawTolerance>,
     /// Where the tolerance applies in a grouped check; may also be given inside `tolerance`.
     pub scope: Option<String>,
@@ -119,6 +121,17 @@ pub struct RawGroupExpr {
     pub expr: Option<String>,
     pub before: Option<String>,
     pub after: Option<String>,
+}
+
+/// `rows = { table = "t", key = ["id"], exclude = ["updated_at"], allow_changes = "..." }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRows {
+    pub table: String,
+    pub key: Option<Vec<String>>,
+    pub columns: Option<Vec<String>>,
+    pub exclude: Option<Vec<String>>,
+    pub allow_changes: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

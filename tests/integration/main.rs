@@ -23,6 +23,8 @@ mod migrate;
 mod names_and_keys;
 /// [rename] applied to the post-state; missing objects reported before anything runs.
 mod renames;
+/// Row proof: a fingerprint per row, compared key by key.
+mod rows;
 /// Tolerance (per group, total, both), every intent, group keys, exact numerics.
 mod rules;
 /// The catalog-wide schema diff: dropped indexes, disabled RLS, lost grants, hazards.

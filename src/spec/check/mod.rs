@@ -7,6 +7,7 @@ mod custom;
 pub mod metrics;
 mod null_count;
 mod orphans;
+mod rows;
 mod schema_fact;
 
 use super::raw::{RawCheck, RawSided};
@@ -73,6 +74,7 @@ pub(in crate::spec) fn validate(
         rc.orphans.is_some(),
         custom,
         rc.schema.is_some(),
+        rc.rows.is_some(),
     ];
     let count = kinds.iter().filter(|b| **b).count();
     if count != 1 {
@@ -80,9 +82,9 @@ pub(in crate::spec) fn validate(
             at,
             "",
             if count == 0 {
-                "say what to check: one of `table` (with `metrics`), `null_count`, `orphans`, `sql` (or `sql_after`) or `schema`"
+                "say what to check: one of `table` (with `metrics`), `null_count`, `orphans`, `sql` (or `sql_after`), `schema` or `rows`"
             } else {
-                "a check has exactly one of `table`, `null_count`, `orphans`, `sql`, `schema`: split it in two"
+                "a check has exactly one of `table`, `null_count`, `orphans`, `sql`, `schema`, `rows`: split it in two"
             },
         );
         return None;
@@ -110,7 +112,9 @@ pub(in crate::spec) fn validate(
             null_count::validate(v, at, rc, rule)?
         } else {
             v.not_here(at, rc.filter.is_some(), "where", "this kind of");
-            if rc.orphans.is_some() {
+            if rc.rows.is_some() {
+                rows::validate(v, at, rc, rule)?
+            } else if rc.orphans.is_some() {
                 orphans::validate(v, at, rc, rule)?
             } else if custom {
                 custom::validate(v, at, rc, rule)?
@@ -144,6 +148,7 @@ fn intents_need_no_baseline(v: &mut Validator, at: &At, kind: &CheckKind, query:
         CheckKind::NullCount(n) => vec![("null_count", n.rule)],
         CheckKind::Orphans(o) => vec![("orphans", o.rule)],
         CheckKind::Custom(c) => vec![("values", c.rule)],
+        CheckKind::Rows(_) => vec![("rows", Rule::default())],
         // A fact is asserted on the post-state anyway.
         CheckKind::Schema(_) => Vec::new(),
     };
@@ -204,6 +209,7 @@ fn declared_new(kind: &CheckKind, schema: &SchemaDiff) -> bool {
                 || o.child_columns.iter().any(|c| column(&o.child, c))
                 || o.parent_columns.iter().any(|c| column(&o.parent, c))
         }
+        CheckKind::Rows(r) => relation(&r.table),
         CheckKind::Custom(_) | CheckKind::Schema(_) => false,
     }
 }

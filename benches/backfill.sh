@@ -12,6 +12,11 @@
 #            no-candidate rows written NULL) - for reference only
 #   migval   migval backfill fixtures/subscriber_fk/backfill.toml --commit --yes
 #            (adaptive batches toward 200 ms, then the checks of checks.toml)
+#   single_load / migval_load   the same two, while an application (pgbench, BENCH_LOAD_TPS
+#            transactions/s, default 200, 4 clients) updates and reads random rows of the table
+#            being backfilled: the application's tps and its p50/p99/max latency (schedule lag
+#            included: what a user of the app waits) during the backfill, and the backfill's
+#            throughput under load against its unloaded run of the same repetition.
 # Figures kept: wall time and max RSS of each process (/usr/bin/time), migval's own loop time
 # and every batch's duration (--summary-json). Throughput ratio = single UPDATE time / migval
 # batch-loop time (same rows changed). The medians over the repetitions go to
@@ -26,6 +31,7 @@ cd "$REPO"
 N=${1:-1000000}
 [[ $N =~ ^[0-9]+$ ]] && [ "$N" -ge 1000 ] || { echo "backfill.sh: N must be an integer >= 1000" >&2; exit 2; }
 REPS=${BENCH_REPS:-3}
+LOAD_TPS=${BENCH_LOAD_TPS:-200}
 FIXTURE=$REPO/fixtures/subscriber_fk
 RESULTS=$REPO/benches/results
 PG_SETTINGS=(shared_buffers=1GB work_mem=64MB max_parallel_workers_per_gather=2 fsync=off synchronous_commit=off checkpoint_timeout=30min max_wal_size=8GB)
@@ -122,7 +128,44 @@ fresh() { psql_db postgres -c "DROP DATABASE IF EXISTS run" -c "CREATE DATABASE 
 
 mkdir -p "$RESULTS"
 CSV=$RESULTS/backfill-$TAG-$N.csv
-echo "commit,tree,date_utc,n,tool,rep,wall_s,max_rss_mb,loop_s,rows_updated,batches,batch_p50_ms,batch_p95_ms,batch_max_ms,exit_code,load1_before" >"$CSV"
+echo "commit,tree,date_utc,n,tool,rep,wall_s,max_rss_mb,loop_s,rows_updated,batches,batch_p50_ms,batch_p95_ms,batch_max_ms,exit_code,load1_before,app_tps,app_p50_ms,app_p99_ms,app_max_ms,app_txns" >"$CSV"
+PGBENCH=$PGBIN/pgbench
+[ -x "$PGBENCH" ] || die "no pgbench in $PGBIN (the load runs need it)"
+# The application: one UPDATE of a random row of the table being backfilled, one read of it.
+cat >"$OUT/app.sql" <<'SQL'
+\set id random(1, :rows)
+UPDATE plan_subscriptions SET start_date = start_date WHERE id = :id;
+SELECT subscriber_id FROM plan_subscriptions WHERE id = :id;
+SQL
+APP_PID=
+app_start() { # TOOL REP SECONDS: the application load in the background, logging every transaction
+    rm -f "$OUT/app.$1.$2".*
+    "$PGBENCH" -n -c 4 -j 2 -R "$LOAD_TPS" -T "$3" -D rows="$N" -f "$OUT/app.sql" -l \
+        --log-prefix="$OUT/app.$1.$2" "$(url run)" >"$OUT/app.$1.$2.out" 2>&1 &
+    APP_PID=$!
+    sleep 2 # let it reach its rate before the backfill starts
+}
+app_stats() { # TOOL REP FROM_EPOCH TO_EPOCH: tps p50 p99 max count of the transactions in the window
+    python3 - "$OUT" "$1" "$2" "$3" "$4" <<'PY'
+import glob, sys
+out, tool, rep, t0, t1 = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4]), float(sys.argv[5])
+lat = []
+for f in glob.glob(f"{out}/app.{tool}.{rep}.[0-9]*"):
+    for line in open(f):
+        p = line.split()
+        if len(p) < 6 or p[2] == "skipped":
+            continue
+        end = int(p[4]) + int(p[5]) / 1e6
+        if t0 <= end <= t1:
+            lag = int(p[6]) if len(p) > 6 else 0
+            lat.append((int(p[2]) + lag) / 1000)
+lat.sort()
+def pct(q):
+    return lat[min(len(lat) - 1, round((len(lat) - 1) * q / 100))] if lat else 0
+span = max(t1 - t0, 1e-9)
+print(f"{len(lat) / span:.1f},{pct(50):.1f},{pct(99):.1f},{lat[-1] if lat else 0:.1f},{len(lat)}")
+PY
+}
 
 timed() { # TOOL REP EXPECTED -- command...: runs under /usr/bin/time, prints "wall rss rc"
     local tool=$1 rep=$2 expected=$3; shift 4
@@ -140,20 +183,30 @@ timed() { # TOOL REP EXPECTED -- command...: runs under /usr/bin/time, prints "w
 }
 
 for rep in $(seq 1 "$REPS"); do
-    for tool in single naive migval; do
+    for tool in single naive migval single_load migval_load; do
         fresh
         load=$(cut -d ' ' -f 1 /proc/loadavg)
+        app=",,,,"
+        if [[ $tool == *_load ]]; then
+            # Long enough to cover the loaded run (twice the unloaded one of this repetition);
+            # pgbench runs to its end (a killed pgbench loses its buffered log).
+            base=$(awk -F, -v r="$rep" -v t="${tool%_load}" '$5 == t && $6 == r {print $7}' "$CSV")
+            app_start "$tool" "$rep" "$(awk -v b="${base:-60}" 'BEGIN {printf "%d", b * 2 + 10}')"
+            t0=$(date +%s.%N)
+        fi
         case $tool in
-        single | naive)
+        single | naive | single_load)
             sql=$SINGLE; [ "$tool" = naive ] && sql=$NAIVE
             read -r wall rss rc < <(timed "$tool" "$rep" 0 -- "$PSQL_BIN" -X -q -v ON_ERROR_STOP=1 -d "$(url run)" -c "$sql")
+            if [[ $tool == *_load ]]; then t1=$(date +%s.%N); wait "$APP_PID" || true; app=$(app_stats "$tool" "$rep" "$t0" "$t1"); fi
             updated=$(( $(psql_db run -At -c "SELECT count(*) FROM plan_subscriptions WHERE subscriber_id IS NOT NULL") - DONE_BEFORE ))
-            echo "$COMMIT,$TREE,$RUN_DATE,$N,$tool,$rep,$wall,$rss,$wall,$updated,1,,,,$rc,$load" >>"$CSV"
+            echo "$COMMIT,$TREE,$RUN_DATE,$N,$tool,$rep,$wall,$rss,$wall,$updated,1,,,,$rc,$load,$app" >>"$CSV"
             ;;
-        migval)
-            json=$OUT/summary.$rep.json
-            read -r wall rss rc < <(timed migval "$rep" 0 -- "$BIN" backfill "$FIXTURE/backfill.toml" --db "$(url run)" \
-                --commit --yes --log "$OUT/rows.$rep.csv" --summary-json "$json")
+        migval | migval_load)
+            json=$OUT/summary.$tool.$rep.json
+            read -r wall rss rc < <(timed "$tool" "$rep" 0 -- "$BIN" backfill "$FIXTURE/backfill.toml" --db "$(url run)" \
+                --commit --yes --log "$OUT/rows.$tool.$rep.csv" --summary-json "$json")
+            if [[ $tool == *_load ]]; then t1=$(date +%s.%N); wait "$APP_PID" || true; app=$(app_stats "$tool" "$rep" "$t0" "$t1"); fi
             stats=$(python3 - "$json" <<'PY'
 import json, sys
 o = json.load(open(sys.argv[1]))
@@ -163,8 +216,8 @@ def pct(p):
 print(f'{o["elapsed_ms"] / 1000:.2f},{o["counters"]["updated"]},{len(b)},{pct(50)},{pct(95)},{b[-1] if b else 0}')
 PY
 )
-            echo "$COMMIT,$TREE,$RUN_DATE,$N,migval,$rep,$wall,$rss,$stats,$rc,$load" >>"$CSV"
-            cp "$json" "$RESULTS/backfill-$TAG-$N-batches-rep$rep.json"
+            echo "$COMMIT,$TREE,$RUN_DATE,$N,$tool,$rep,$wall,$rss,$stats,$rc,$load,$app" >>"$CSV"
+            [ "$tool" = migval ] && cp "$json" "$RESULTS/backfill-$TAG-$N-batches-rep$rep.json"
             ;;
         esac
         log "$(tail -n 1 "$CSV")"
@@ -237,6 +290,42 @@ out.append("Where a batch's time goes (EXPLAIN-free psql timings of one 13,500-r
            "row + COMMIT under 1 %. The server runs with fsync=off like benches/run.sh: with fsync "
            "on, each batch adds one WAL flush at COMMIT (about 80 per million rows here).")
 out.append("")
+load_rows = [r for r in rows if r["tool"].endswith("_load") and r["app_txns"]]
+if load_rows:
+    def lmed(tool, col):
+        v = [float(r[col]) for r in load_rows if r["tool"] == tool and r[col] != ""]
+        return statistics.median(v) if v else float("nan")
+    def lmax(tool, col):
+        v = [float(r[col]) for r in load_rows if r["tool"] == tool and r[col] != ""]
+        return max(v) if v else float("nan")
+    under = []
+    for rep in sorted({r["rep"] for r in rows}):
+        a = [float(r["loop_s"]) for r in rows if r["tool"] == "migval" and r["rep"] == rep]
+        b = [float(r["loop_s"]) for r in rows if r["tool"] == "migval_load" and r["rep"] == rep]
+        if a and b:
+            under.append(a[0] / b[0])
+    tps = load_rows[0]
+    out.append("### Under load: the reason to batch")
+    out.append("")
+    out.append(f"An application (pgbench script: UPDATE one random row of plan_subscriptions, then read it; "
+               f"4 clients at a fixed rate, `BENCH_LOAD_TPS`) runs during the backfill. Latency includes the "
+               f"schedule lag: what a user of the application waits. Only transactions that ended during "
+               f"the backfill count. Medians over the repetitions; max: the worst over all of them.")
+    out.append("")
+    out.append("| backfill | its time | app tps | app p50 | app p99 | app max wait | backfill throughput vs unloaded |")
+    out.append("|---|---|---|---|---|---|---|")
+    out.append(f"| one UPDATE | {lmed('single_load', 'wall_s'):.1f} s | {lmed('single_load', 'app_tps'):.0f} | "
+               f"{lmed('single_load', 'app_p50_ms'):.1f} ms | {lmed('single_load', 'app_p99_ms'):.0f} ms | "
+               f"**{lmax('single_load', 'app_max_ms'):.0f} ms** | - |")
+    out.append(f"| migval backfill --commit | {lmed('migval_load', 'loop_s'):.1f} s (loop) | {lmed('migval_load', 'app_tps'):.0f} | "
+               f"{lmed('migval_load', 'app_p50_ms'):.1f} ms | {lmed('migval_load', 'app_p99_ms'):.0f} ms | "
+               f"**{lmax('migval_load', 'app_max_ms'):.0f} ms** | "
+               f"**{statistics.median(under) if under else float('nan'):.2f}x** (per repetition: "
+               + ", ".join(f"{x:.2f}x" for x in under) + ") |")
+    out.append("")
+    out.append("Targets: with migval the application's max wait stays <= 250 ms (the single UPDATE holds "
+               "every row it changed until it commits); the backfill keeps >= 0.8x its unloaded throughput.")
+    out.append("")
 out.append(f"Per-repetition figures: `benches/results/backfill-{tag}-{n}.csv`; every batch's duration: "
            f"`benches/results/backfill-{tag}-{n}-batches-rep*.json`.")
 print("\n".join(out))

@@ -690,6 +690,28 @@ pub struct CheckResult {
     pub error: Option<DbFailure>,
 }
 
+impl CheckResult {
+    /// A result with a status and a summary only (name, kind and SQL filled in by the caller).
+    pub fn bare(status: Status, summary: String) -> CheckResult {
+        CheckResult {
+            name: String::new(),
+            kind: String::new(),
+            status,
+            after_only: false,
+            summary,
+            tolerance: String::new(),
+            expect: String::new(),
+            values: Vec::new(),
+            groups: None,
+            worst: Vec::new(),
+            all_changes: Vec::new(),
+            baseline_sql: Vec::new(),
+            after_sql: Vec::new(),
+            error: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Verdict {
     pub total: usize,

@@ -142,20 +142,5 @@ fn describe(a: &Absence, sides: &Sides) -> String {
 }
 
 fn plain(status: Status, summary: String) -> CheckResult {
-    CheckResult {
-        name: String::new(),
-        kind: String::new(),
-        status,
-        after_only: false,
-        summary,
-        tolerance: String::new(),
-        expect: String::new(),
-        values: Vec::new(),
-        groups: None,
-        worst: Vec::new(),
-        all_changes: Vec::new(),
-        baseline_sql: Vec::new(),
-        after_sql: Vec::new(),
-        error: None,
-    }
+    CheckResult::bare(status, summary)
 }

@@ -152,22 +152,7 @@ pub(super) fn compare(bt: &Table, at: &Table, worst_n: usize) -> CheckResult {
 }
 
 fn fail_shape(message: &str) -> CheckResult {
-    CheckResult {
-        name: String::new(),
-        kind: String::new(),
-        status: Status::Error,
-        after_only: false,
-        summary: message.into(),
-        tolerance: String::new(),
-        expect: String::new(),
-        values: Vec::new(),
-        groups: None,
-        worst: Vec::new(),
-        all_changes: Vec::new(),
-        baseline_sql: Vec::new(),
-        after_sql: Vec::new(),
-        error: None,
-    }
+    CheckResult::bare(Status::Error, message.into())
 }
 
 /// Fill in the post-migration values of the keys a rows check lists (`worst`), read in one

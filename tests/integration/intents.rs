@@ -3,15 +3,7 @@
 //! verdict when a migration drops what a check reads. Every test takes the baseline BEFORE the
 //! schema change, applies a migration, and verifies: once the good way, once broken.
 
-use crate::common::{TestDb, check, migval, p, rt, snapshot_then, status};
-
-fn world(name: &str, sql: &str) -> TestDb {
-    rt().block_on(async {
-        let db = TestDb::new(name).await;
-        db.exec(sql).await;
-        db
-    })
-}
+use crate::common::{TestDb, check, migval, p, rt, snapshot_then, status, verify_again, world};
 
 /// Baseline, `migration`, verify: the verify run and its JSON report.
 fn verify_after(
@@ -154,15 +146,7 @@ UPDATE plan_subscriptions SET subscriber_id = 9999 WHERE id = 3;
         true
     );
     // The text report shows the baseline of a new check as "(new)".
-    let text = migval(&[
-        "verify",
-        "--spec",
-        p(&db.path("checks.toml")),
-        "--baseline",
-        p(&db.path("base.json")),
-        "--db",
-        &db.url,
-    ]);
+    let text = verify_again(&db, &[]);
     assert!(text.stdout.contains("(new)"), "{text}");
 }
 
@@ -397,17 +381,7 @@ fn before_and_after_forms_validate_a_unit_conversion() {
     );
     // Text, Markdown and JUnit say where each grouped check's tolerance applied too.
     for format in ["text", "markdown", "junit"] {
-        let r = migval(&[
-            "verify",
-            "--spec",
-            p(&db.path("checks.toml")),
-            "--baseline",
-            p(&db.path("base.json")),
-            "--db",
-            &db.url,
-            "--format",
-            format,
-        ]);
+        let r = verify_again(&db, &["--format", format]);
         assert_eq!(r.code, 0, "{r}");
         assert!(r.stdout.contains("exact per group"), "{format}{r}");
     }

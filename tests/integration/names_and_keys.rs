@@ -2,15 +2,7 @@
 //! search_path shadowing), key shapes (uuid, text under a non-C collation, an empty table, no
 //! primary key), and read-only targets for every command.
 
-use crate::common::{TestDb, check, migval, p, rt, snapshot_then, status};
-
-fn world(name: &str, sql: &str) -> TestDb {
-    rt().block_on(async {
-        let db = TestDb::new(name).await;
-        db.exec(sql).await;
-        db
-    })
-}
+use crate::common::{check, migval, p, rt, snapshot_then, status, world};
 
 const HOSTILE: &str = r#"
 CREATE SCHEMA "My Schema";

@@ -2,7 +2,7 @@
 //! at verify. Catches what aggregates cannot see (a +250 / -250 pair in one company), NULL ->
 //! value, appeared and disappeared rows; a rename alone changes nothing.
 
-use crate::common::{TestDb, check, migval, p, rt, snapshot_then, status};
+use crate::common::{check, migval, p, rt, snapshot_then, status, verify_again, world};
 
 const PRODUCTS: &str = r#"
 CREATE TABLE client_products (
@@ -21,14 +21,6 @@ FROM generate_series(1, 2000) g;
 CREATE TABLE control AS SELECT * FROM client_products;
 ALTER TABLE control ADD PRIMARY KEY (id);
 "#;
-
-fn world(name: &str, sql: &str) -> TestDb {
-    rt().block_on(async {
-        let db = TestDb::new(name).await;
-        db.exec(sql).await;
-        db
-    })
-}
 
 fn keys(report: &serde_json::Value, name: &str, scope: &str) -> Vec<String> {
     check(report, name)["worst"]
@@ -167,17 +159,7 @@ UPDATE client_products SET status = 'x' WHERE id BETWEEN 100 AND 129;
     );
     // --changes-out has all 33.
     let out = db.path("changes.csv");
-    let run = migval(&[
-        "verify",
-        "--spec",
-        p(&db.path("checks.toml")),
-        "--baseline",
-        p(&db.path("base.json")),
-        "--db",
-        &db.url,
-        "--changes-out",
-        p(&out),
-    ]);
+    let run = verify_again(&db, &["--changes-out", p(&out)]);
     assert_eq!(run.code, 1, "{run}");
     let csv = std::fs::read_to_string(&out).unwrap();
     assert_eq!(csv.lines().count(), 1 + 33, "{csv}");

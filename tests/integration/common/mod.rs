@@ -185,6 +185,33 @@ pub fn p(path: &Path) -> &str {
     path.to_str().expect("utf-8 path")
 }
 
+/// A fresh database `t_<name>` with `sql` run in it.
+pub fn world(name: &str, sql: &str) -> TestDb {
+    rt().block_on(async {
+        let db = TestDb::new(name).await;
+        db.exec(sql).await;
+        db
+    })
+}
+
+/// `migval verify` of the scratch directory's checks.toml against its base.json, with `extra`
+/// arguments (what `snapshot_then` leaves behind).
+pub fn verify_again(db: &TestDb, extra: &[&str]) -> Run {
+    let spec = db.path("checks.toml");
+    let base = db.path("base.json");
+    let mut args = vec![
+        "verify",
+        "--spec",
+        p(&spec),
+        "--baseline",
+        p(&base),
+        "--db",
+        &db.url,
+    ];
+    args.extend_from_slice(extra);
+    migval(&args)
+}
+
 /// Spec + baseline + verify through the CLI, returning the verify run (JSON report on stdout).
 pub fn snapshot_then<F: FnOnce()>(db: &TestDb, spec: &str, change: F) -> (Run, serde_json::Value) {
     let spec_path = db.file("checks.toml", spec);

@@ -37,6 +37,10 @@ pub struct DemoArgs {
     /// Colour in the reports.
     #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
+    /// Where to write the HTML report of the broken migration (the page for a change board);
+    /// default: migval-demo-report.html in the system's temporary directory.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<std::path::PathBuf>,
 }
 
 struct Step {
@@ -175,6 +179,12 @@ async fn story(
     exec_tx(&work, BROKEN, "migration_broken.sql").await?;
     let (broken, _) = engine::verify(&info, &spec, &baseline, limits).await?;
     show(&out, &broken)?;
+    let html = a
+        .html
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join("migval-demo-report.html"));
+    std::fs::write(&html, report::render(&broken, Format::Html, false))
+        .with_context(|| format!("writing {}", html.display()))?;
 
     let failing: Vec<&str> = broken
         .checks
@@ -190,6 +200,7 @@ async fn story(
     for f in &failing {
         println!("                     caught by `{f}`");
     }
+    println!("  HTML report of the broken migration: {}", html.display());
     if good.verdict.passed() && restored.verdict.passed() && !broken.verdict.passed() {
         println!("\nThat is the go / no-go a DBA gets from `migval snapshot` + `migval verify`.");
         Ok(0)

@@ -2,6 +2,7 @@
 //! the model only.
 
 pub mod changes;
+mod html;
 mod json;
 mod junit;
 mod markdown;
@@ -20,6 +21,8 @@ pub enum Format {
     Markdown,
     /// JUnit XML for CI systems.
     Junit,
+    /// One self-contained page for the change board (charts of the worst groups, every SQL).
+    Html,
 }
 
 /// Render `report`. `color` only affects the text format.
@@ -29,6 +32,7 @@ pub fn render(report: &Report, format: Format, color: bool) -> String {
         Format::Json => json::render(report),
         Format::Markdown => markdown::render(report),
         Format::Junit => junit::render(report),
+        Format::Html => html::render(report),
     }
 }
 

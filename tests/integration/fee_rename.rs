@@ -152,7 +152,8 @@ fn good_migration_passes_broken_one_fails_on_the_view_and_rollback_restores_exac
 
 #[test]
 fn demo_runs_on_a_throwaway_cluster_and_explains_the_verdicts() {
-    let r = migval(&["demo", "--rows", "3000"]);
+    let html = std::env::temp_dir().join(format!("migval-demo-test-{}.html", std::process::id()));
+    let r = migval(&["demo", "--rows", "3000", "--html", p(&html)]);
     assert_eq!(r.code, 0, "{r}");
     assert!(
         r.stdout
@@ -174,4 +175,15 @@ fn demo_runs_on_a_throwaway_cluster_and_explains_the_verdicts() {
             .contains("caught by `company revenue per company (company_revenue_analytics view)`"),
         "{r}"
     );
+    // The broken migration's page for the change board, its path printed.
+    assert!(
+        r.stdout.contains(&format!(
+            "HTML report of the broken migration: {}",
+            html.display()
+        )),
+        "{r}"
+    );
+    let page = std::fs::read_to_string(&html).expect("the demo wrote the HTML report");
+    assert!(page.contains("VALIDATION FAILED: 2 of 26 checks"), "{page}");
+    let _ = std::fs::remove_file(&html);
 }

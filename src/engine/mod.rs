@@ -4,6 +4,7 @@
 pub mod after_only;
 pub mod capture;
 pub mod compare;
+pub mod ddl;
 pub mod migrate;
 pub mod plan;
 pub mod preflight;

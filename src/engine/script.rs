@@ -652,27 +652,27 @@ fn rename_of(tokens: &[Token<'_>]) -> Option<InferredRename> {
     })
 }
 
-struct Cursor<'t, 'a> {
-    tokens: &'t [Token<'a>],
-    i: usize,
+pub(super) struct Cursor<'t, 'a> {
+    pub(super) tokens: &'t [Token<'a>],
+    pub(super) i: usize,
 }
 
 impl Cursor<'_, '_> {
-    fn peek_kw(&self, kw: &str) -> bool {
+    pub(super) fn peek_kw(&self, kw: &str) -> bool {
         self.tokens.get(self.i).is_some_and(|t| t.is_kw(kw))
     }
 
-    fn eat(&mut self, kw: &str) -> bool {
+    pub(super) fn eat(&mut self, kw: &str) -> bool {
         let hit = self.peek_kw(kw);
         self.i += usize::from(hit);
         hit
     }
 
-    fn expect(&mut self, kw: &str) -> Option<()> {
+    pub(super) fn expect(&mut self, kw: &str) -> Option<()> {
         self.eat(kw).then_some(())
     }
 
-    fn eat_punct(&mut self, c: u8) -> bool {
+    pub(super) fn eat_punct(&mut self, c: u8) -> bool {
         let hit = self
             .tokens
             .get(self.i)
@@ -683,7 +683,7 @@ impl Cursor<'_, '_> {
 
     /// An identifier, folded as PostgreSQL does: unquoted to lower case (ASCII only, as the
     /// server does in UTF-8), quoted kept.
-    fn ident(&mut self) -> Option<String> {
+    pub(super) fn ident(&mut self) -> Option<String> {
         let name = match &self.tokens.get(self.i)?.tok {
             Tok::Word(w) => w.to_ascii_lowercase(),
             Tok::Quoted(q) => q.clone(),
@@ -700,7 +700,7 @@ impl Cursor<'_, '_> {
 // inside identifiers, literals and comments, so token boundaries are char boundaries.
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Tok<'a> {
+pub(super) enum Tok<'a> {
     /// An unquoted identifier or keyword, as written.
     Word(&'a str),
     /// A double-quoted identifier, with `""` undoubled.
@@ -715,8 +715,8 @@ enum Tok<'a> {
 }
 
 #[derive(Debug, Clone)]
-struct Token<'a> {
-    tok: Tok<'a>,
+pub(super) struct Token<'a> {
+    pub(super) tok: Tok<'a>,
     /// Byte range in the lexed text.
     start: usize,
     end: usize,
@@ -725,12 +725,12 @@ struct Token<'a> {
 }
 
 impl Token<'_> {
-    fn is_kw(&self, kw: &str) -> bool {
+    pub(super) fn is_kw(&self, kw: &str) -> bool {
         matches!(self.tok, Tok::Word(w) if w.eq_ignore_ascii_case(kw))
     }
 }
 
-fn tokenize(text: &str) -> Result<Vec<Token<'_>>, ScriptError> {
+pub(super) fn tokenize(text: &str) -> Result<Vec<Token<'_>>, ScriptError> {
     let mut lexer = Lexer::new(text);
     let mut tokens = Vec::new();
     while let Some(t) = lexer.next_token()? {

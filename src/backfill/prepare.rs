@@ -69,6 +69,7 @@ pub(super) async fn resolve(c: &Client, spec: &BackfillSpec) -> Result<Target, B
     let mut schema = String::new();
     let mut table = String::new();
     let mut unique = false;
+    let mut invalid: Option<String> = None;
     for r in &rows {
         let get = |e: tokio_postgres::Error| BackfillError::Db {
             what: "reading the key columns".into(),
@@ -80,6 +81,7 @@ pub(super) async fn resolve(c: &Client, spec: &BackfillSpec) -> Result<Target, B
         let ty: Option<String> = r.try_get(3).map_err(get)?;
         let not_null: bool = r.try_get(4).map_err(get)?;
         unique = r.try_get(5).map_err(get)?;
+        invalid = r.try_get(6).map_err(get)?;
         let Some(ty) = ty else {
             return Err(BackfillError::Refused(format!(
                 "{}: key `key`: column `{col}` does not exist in {schema}.{table}",
@@ -94,6 +96,17 @@ pub(super) async fn resolve(c: &Client, spec: &BackfillSpec) -> Result<Target, B
             )));
         }
         key.push((col, ty));
+    }
+    if let (false, Some(index)) = (unique, &invalid) {
+        return Err(BackfillError::Refused(format!(
+            "{}: key `key`: the only unique index on ({}) of {schema}.{table} is {index}, and it is \
+             INVALID (left by a failed CREATE UNIQUE INDEX CONCURRENTLY, e.g. on duplicate values): \
+             it enforces nothing, so the key may not be unique and keyset batching could skip or \
+             miscount rows. Find the duplicates, then DROP INDEX {index} and build it again, or \
+             key the backfill on the primary key",
+            spec.path.display(),
+            spec.key.join(", ")
+        )));
     }
     if !unique {
         return Err(BackfillError::Refused(format!(

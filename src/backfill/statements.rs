@@ -117,7 +117,8 @@ impl Statements {
     pub fn new(spec: &BackfillSpec, t: &Target) -> Statements {
         let table = t.qualified();
         let n = t.key.len();
-        let pending = format!("coalesce(({}), false)", spec.pending);
+        // The newline ends a trailing `-- comment` of the fragment before the parenthesis.
+        let pending = format!("coalesce(({}\n), false)", spec.pending);
         let order = t.cols("");
         let order_desc = t
             .key

@@ -634,11 +634,14 @@ fn assemble(
     results: Vec<ProbeResult>,
     absent: &BTreeMap<usize, Absence>,
 ) -> Vec<CheckCapture> {
-    let mut tables: Vec<Option<Result<Table, DbFailure>>> = vec![None; spec.checks.len()];
+    // Per check: its parts (a check split over several fused scans has one per scan, see
+    // `plan::MAX_SELECT`), or the first failure of a probe it reads from.
+    let mut parts: Vec<Vec<(usize, Table)>> = vec![Vec::new(); spec.checks.len()];
+    let mut failed: Vec<Option<DbFailure>> = vec![None; spec.checks.len()];
     let mut sql_of: Vec<Vec<String>> = vec![Vec::new(); spec.checks.len()];
     for p in probes.iter() {
         for &c in &p.checks {
-            sql_of[c] = p.sql_text();
+            sql_of[c].extend(p.sql_text());
         }
     }
     for (pi, r, setting) in results {
@@ -650,17 +653,32 @@ fn assemble(
         }
         match r {
             Ok(list) => {
-                for (c, t) in list {
-                    tables[c] = Some(Ok(t));
+                for (j, (c, t)) in list.into_iter().enumerate() {
+                    let part = match &probes[pi].kind {
+                        ProbeKind::Query { outputs, .. } => match outputs.get(j) {
+                            Some(Output::Columns { part, .. }) => *part,
+                            _ => 0,
+                        },
+                        _ => 0,
+                    };
+                    parts[c].push((part, t));
                 }
             }
             Err(f) => {
                 for &c in &probes[pi].checks {
-                    tables[c] = Some(Err(f.clone()));
+                    failed[c].get_or_insert_with(|| f.clone());
                 }
             }
         }
     }
+    let tables: Vec<Option<Result<Table, DbFailure>>> = parts
+        .into_iter()
+        .zip(failed)
+        .map(|(p, f)| match f {
+            Some(f) => Some(Err(f)),
+            None => join_parts(p),
+        })
+        .collect();
     spec
         .checks
         .iter()
@@ -696,6 +714,29 @@ fn assemble(
             }
         })
         .collect()
+}
+
+/// A check's table from its parts, in part order: one part is the table; several (a check
+/// with more metrics than one scan selects) are one-row tables put side by side.
+fn join_parts(mut parts: Vec<(usize, Table)>) -> Option<Result<Table, DbFailure>> {
+    if parts.len() <= 1 {
+        return parts.pop().map(|(_, t)| Ok(t));
+    }
+    parts.sort_by_key(|(part, _)| *part);
+    let mut whole = Table::new(Vec::new(), 0);
+    for (_, t) in parts {
+        if t.key_len != 0 || t.len() != 1 {
+            return Some(Err(plain_failure(format!(
+                "internal: a check split over several scans got a part with {} rows and {} key \
+                 columns (expected one row, no key)",
+                t.len(),
+                t.key_len
+            ))));
+        }
+        whole.columns.extend(t.columns);
+        whole.cells.extend(t.cells);
+    }
+    Some(Ok(whole))
 }
 
 fn plain_failure(message: String) -> DbFailure {
@@ -1061,7 +1102,9 @@ async fn run_query(
     let mut plans: Vec<(usize, Vec<usize>, Vec<usize>, Table)> = Vec::new();
     for o in outputs {
         match o {
-            Output::Columns { check, key, values } => {
+            Output::Columns {
+                check, key, values, ..
+            } => {
                 let mut cols = Vec::new();
                 for (pos, label) in key.iter().chain(values) {
                     cols.push(decoders[*pos].column(label));

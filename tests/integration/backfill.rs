@@ -1391,3 +1391,80 @@ fn max_replication_lag_waits_for_a_lagging_standby_before_each_batch() {
     drop(primary);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Issue 11, defect 8: a failed `CREATE UNIQUE INDEX CONCURRENTLY` on duplicate data leaves an
+/// INVALID unique index that enforces nothing; batching on it would skip or miscount rows.
+#[test]
+fn an_invalid_unique_index_is_refused_as_a_backfill_key() {
+    let db = rt().block_on(async {
+        let db = TestDb::new("backfill_invalid_index").await;
+        db.exec(
+            "CREATE TABLE items (id int PRIMARY KEY, code int NOT NULL, label text);
+             INSERT INTO items SELECT g, g % 75, NULL FROM generate_series(1, 100) g;",
+        )
+        .await;
+        let c = db.client().await;
+        let failed = c
+            .batch_execute("CREATE UNIQUE INDEX CONCURRENTLY items_code_key ON items (code)")
+            .await;
+        assert!(failed.is_err(), "duplicate codes make the build fail");
+        db
+    });
+    let valid = rt().block_on(int(
+        &db,
+        "SELECT count(*) FROM pg_index WHERE indexrelid = 'items_code_key'::regclass AND indisvalid",
+    ));
+    assert_eq!(valid, 0, "the index is left INVALID");
+    let spec = db.file(
+        "items.toml",
+        "name = \"items_label\"\ntable = \"items\"\nkey = [\"code\"]\n\
+         pending = \"label IS NULL\"\nset = \"label = 'x' || id\"\n[batch]\nsize = 10\n",
+    );
+    let r = run(&db, &spec, &["--commit", "--yes"]);
+    assert_eq!(r.code, 2, "{r}");
+    assert!(r.stderr.contains("items_code_key"), "{r}");
+    assert!(r.stderr.contains("INVALID"), "{r}");
+    assert!(r.stderr.contains("DROP INDEX"), "{r}");
+    let touched = rt().block_on(int(
+        &db,
+        "SELECT count(*) FROM items WHERE label IS NOT NULL",
+    ));
+    assert_eq!(touched, 0, "nothing was changed");
+    // Once rebuilt on unique data, the same key is accepted and every row is done once.
+    rt().block_on(db.exec(
+        "DROP INDEX items_code_key; UPDATE items SET code = id; \
+         CREATE UNIQUE INDEX items_code_key ON items (code)",
+    ));
+    let r = run(&db, &spec, &["--commit", "--yes"]);
+    assert_eq!(r.code, 0, "{r}");
+    assert_eq!(summary(&r, "Updated successfully:"), "100", "{r}");
+}
+
+/// Issue 11, defect 11: a `pending` guard ending in a `-- comment` swallowed the rest of the
+/// generated statement and the spec was refused.
+#[test]
+fn a_pending_guard_ending_in_a_comment_runs() {
+    let db = rt().block_on(async {
+        let db = TestDb::new("backfill_pending_comment").await;
+        db.exec(
+            "CREATE TABLE items (id int PRIMARY KEY, label text);
+             INSERT INTO items SELECT g, NULL FROM generate_series(1, 100) g;",
+        )
+        .await;
+        db
+    });
+    let spec = db.file(
+        "items.toml",
+        "name = \"items_label\"\ntable = \"items\"\nkey = [\"id\"]\n\
+         pending = \"label IS NULL -- still to do\"\nset = \"label = 'x' || id -- the new label\"\n\
+         [batch]\nsize = 30\n",
+    );
+    let r = run(&db, &spec, &["--commit", "--yes"]);
+    assert_eq!(r.code, 0, "{r}");
+    assert_eq!(summary(&r, "Updated successfully:"), "100", "{r}");
+    let wrong = rt().block_on(int(
+        &db,
+        "SELECT count(*) FROM items WHERE label IS DISTINCT FROM 'x' || id",
+    ));
+    assert_eq!(wrong, 0);
+}

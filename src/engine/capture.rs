@@ -586,6 +586,21 @@ fn snapshot_of(
 /// uncommitted changes are visible only there, so the probes run one after another on this
 /// connection). Settings and probes sit in a savepoint that is rolled back afterwards, so the
 /// transaction continues exactly as it was.
+///
+/// The probes run read-only, like every other capture: `SET LOCAL transaction_read_only = on`
+/// inside the savepoint makes PostgreSQL refuse a write of a custom query (a data-modifying
+/// CTE, `nextval()`, a volatile function that writes) with SQLSTATE 25006, instead of running
+/// it where only the savepoint would undo it (and a sequence never rolls back). PostgreSQL lets
+/// a subtransaction turn read-only on but not off again; rolling back to the savepoint restores
+/// the migration transaction's read-write mode, so it can still COMMIT.
+///
+/// ```text
+///   BEGIN (read write) ... migration ...
+///     SAVEPOINT migval_capture; SET LOCAL transaction_read_only = on; SET LOCAL timeouts
+///       probes (each under its own savepoint)
+///     ROLLBACK TO SAVEPOINT migval_capture; RELEASE       -> read write again
+///   COMMIT | ROLLBACK
+/// ```
 pub async fn capture_in_transaction(
     client: &Client,
     info: &ConnInfo,
@@ -606,7 +621,7 @@ pub async fn capture_in_transaction(
     let origin = origin_from_row(&row).map_err(|e| fatal(e, "identifying the transaction"))?;
     client
         .batch_execute(&format!(
-            "SAVEPOINT migval_capture; {}",
+            "SAVEPOINT migval_capture; SET LOCAL transaction_read_only = on; {}",
             limits.set_local(1)
         ))
         .await
@@ -621,6 +636,18 @@ pub async fn capture_in_transaction(
         .batch_execute("ROLLBACK TO SAVEPOINT migval_capture; RELEASE SAVEPOINT migval_capture")
         .await
         .map_err(|e| fatal(e, "ending the capture savepoint"))?;
+    // The migration's transaction must be read-write again (it may be committed next).
+    let mode: String = client
+        .query_one("SHOW transaction_read_only", &[])
+        .await
+        .and_then(|r| r.try_get(0))
+        .map_err(|e| fatal(e, "checking the transaction's mode after the capture"))?;
+    if mode != "off" {
+        return Err(CaptureError::Snapshot(plain_failure(format!(
+            "the migration's transaction stayed read-only after the capture \
+             (transaction_read_only = {mode}); nothing is committed"
+        ))));
+    }
     let captures = assemble(spec, &probes, results, &absent);
     let mut snap = snapshot_of(info, spec, naming, &catalog, origin, captures, 1, started);
     snap.schema = schema;

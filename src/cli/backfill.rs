@@ -19,13 +19,13 @@ use crate::report::Format;
 use crate::spec::parse_duration_ms;
 
 /// Exit code after Ctrl-C (128 + SIGINT), as shells report it.
-const INTERRUPTED: u8 = 130;
+pub(super) const INTERRUPTED: u8 = 130;
 /// Exit code after SIGTERM (128 + 15, as shells report it).
-const TERMINATED: u8 = 143;
+pub(super) const TERMINATED: u8 = 143;
 
 /// Wait for Ctrl-C (SIGINT) or SIGTERM; records the exit code to use. False when no handler
 /// could be installed (then the run is never stopped by a signal of ours).
-async fn stop_signal(exit_code: &AtomicU8) -> bool {
+pub(super) async fn stop_signal(exit_code: &AtomicU8) -> bool {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -228,6 +228,7 @@ pub async fn run(a: BackfillArgs) -> anyhow::Result<u8> {
     let in_batches = Arc::new(AtomicBool::new(true));
     {
         let (exit_code, in_batches) = (exit_code.clone(), in_batches.clone());
+        let info = info.clone();
         tokio::spawn(async move {
             if stop_signal(&exit_code).await {
                 if in_batches.load(Ordering::Relaxed) {
@@ -237,6 +238,9 @@ pub async fn run(a: BackfillArgs) -> anyhow::Result<u8> {
                         return;
                     }
                 }
+                // The baseline or the checks may be capturing: stop their probes on the
+                // server too (see `snapshot::stop_captures_on_signal`).
+                engine::capture::cancel_running(&info, Duration::from_secs(3)).await;
                 std::process::exit(i32::from(exit_code.load(Ordering::Relaxed)));
             }
         });

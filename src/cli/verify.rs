@@ -35,7 +35,9 @@ pub async fn run(a: VerifyArgs) -> anyhow::Result<u8> {
     let parsing = tokio::task::spawn_blocking(move || verified.parse());
     let limits = a.limits.apply(&spec)?;
     let info = a.conn.resolve()?;
+    super::snapshot::stop_captures_on_signal(&info);
     let captured = engine::capture_after(&info, &spec, limits).await;
+    super::snapshot::unless_stopping().await;
     let baseline = parsing
         .await
         .context("reading the baseline")?

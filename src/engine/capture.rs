@@ -15,12 +15,13 @@
 //! the whole capture starts over rather than mixing two states.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures_util::TryStreamExt;
-use tokio_postgres::Client;
 use tokio_postgres::types::ToSql;
+use tokio_postgres::{CancelToken, Client};
 
 use crate::db::conninfo::ConnInfo;
 use crate::db::decode::{self, Decoder};
@@ -93,6 +94,63 @@ impl Limits {
 
 const BEGIN: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
 
+/// The cancel keys of every open capture connection (exporter and workers), so that Ctrl-C or
+/// SIGTERM can stop the probes on the server before migval exits: a client that just exits
+/// leaves its backend running the probe (PostgreSQL notices a closed socket only when it next
+/// writes to it) and the exporter's ACCESS SHARE locks held, so the DBA's next ALTER TABLE
+/// would wait for a capture nobody is waiting for.
+static RUNNING: Mutex<Vec<(u64, CancelToken)>> = Mutex::new(Vec::new());
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+/// A connection's entry in [`RUNNING`], removed when the connection is done with.
+struct Registered(u64);
+
+impl Registered {
+    fn new(client: &Client) -> Registered {
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut r) = RUNNING.lock() {
+            r.push((id, client.cancel_token()));
+        }
+        Registered(id)
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        if let Ok(mut r) = RUNNING.lock() {
+            r.retain(|(id, _)| *id != self.0);
+        }
+    }
+}
+
+/// Ask the server to cancel whatever every open capture connection is running (a probe, a
+/// LOCK TABLE waiting for its lock, the catalog read). Returns how many cancel requests were
+/// delivered. Bounded by `limit` in all (an unreachable server must not hold up an exit).
+///
+/// A cancelled probe fails, its backend then finds the client gone and ends, and with it the
+/// exporter's transaction and its locks: call this, then exit.
+pub async fn cancel_running(info: &ConnInfo, limit: Duration) -> usize {
+    let tokens: Vec<CancelToken> = match RUNNING.lock() {
+        Ok(r) => r.iter().map(|(_, t)| t.clone()).collect(),
+        Err(_) => Vec::new(),
+    };
+    if tokens.is_empty() {
+        return 0;
+    }
+    let sent = tokens.iter().map(|t| async move {
+        // The same TLS settings as the connection itself (a server that requires TLS refuses
+        // a plain cancel request).
+        let Ok(tls) = db::tls::make_connector(info) else {
+            return false;
+        };
+        t.cancel_query(tls).await.is_ok()
+    });
+    match tokio::time::timeout(limit, futures_util::future::join_all(sent)).await {
+        Ok(done) => done.into_iter().filter(|ok| *ok).count(),
+        Err(_) => 0,
+    }
+}
+
 /// Capture `spec` on one side of the migration.
 pub async fn capture(
     info: &ConnInfo,
@@ -105,6 +163,7 @@ pub async fn capture(
     loop {
         attempt += 1;
         let exporter = db::connect(info).await?;
+        let _cancel = Registered::new(&exporter);
         crate::trace!("connected (attempt {attempt})");
         let Preflight { catalog, absent } = preflight::run(&exporter, spec, naming).await?;
         let probes = plan::plan(spec, naming, &catalog, &absent);
@@ -314,6 +373,7 @@ async fn attempt_capture(
         let snapshot_id = snapshot_id.clone();
         handles.push(tokio::spawn(async move {
             let client = db::pooled(&pool, &info).await.map_err(Attempt::Connect)?;
+            let _cancel = Registered::new(&client);
             let import = format!(
                 "{BEGIN}; SET TRANSACTION SNAPSHOT {}; {}",
                 ident::quote_literal(&snapshot_id),

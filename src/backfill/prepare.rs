@@ -11,16 +11,42 @@ use super::statements::{Statements, Target};
 use crate::sql;
 
 impl Backfill {
-    /// Rows of the table and rows pending, for the plan line and the progress bar. On a table
-    /// too big to count within the batch statement_timeout, PostgreSQL's estimate instead.
+    /// The run's ceiling (its largest key now), then the rows at or below it and those pending,
+    /// for the plan line and the progress bar. On a table too big to count within the batch
+    /// statement_timeout, PostgreSQL's estimate instead.
     pub(super) async fn count(&mut self) -> Result<(), BackfillError> {
         let c = &self.session.client;
         let db_err = |e: tokio_postgres::Error| BackfillError::Db {
             what: format!("counting the rows of {}", self.target.display()),
             failure: fail(&e, "counting rows"),
         };
+        // The run's ceiling first: the counts are of the rows at or below it, which are all
+        // the batches will visit.
+        let n = self.target.key.len();
+        let top = c
+            .query_opt(&self.stmts.ceiling, &[])
+            .await
+            .map_err(db_err)?;
+        self.ceiling = match top {
+            Some(row) => Some(
+                (0..n)
+                    .map(|i| row.try_get::<_, String>(i))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(db_err)?,
+            ),
+            None => None,
+        };
+        let Some(ceiling) = &self.ceiling else {
+            self.total_rows = 0;
+            self.pending_rows = 0;
+            return Ok(());
+        };
+        let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = ceiling
+            .iter()
+            .map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync))
+            .collect();
         c.batch_execute(&self.set_local()).await.map_err(db_err)?;
-        let row = c.query_one(&self.stmts.count, &[]).await;
+        let row = c.query_one(&self.stmts.count, &params).await;
         let _ = c.batch_execute("ROLLBACK").await;
         match row {
             Ok(row) => {

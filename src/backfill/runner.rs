@@ -156,6 +156,11 @@ pub struct Outcome {
     pub pending_rows: u64,
     pub batch_ms: Vec<u64>,
     pub log_path: String,
+    /// The largest key when the run started: no batch went above it.
+    pub ceiling: Option<Vec<String>>,
+    /// Pending rows above the ceiling at the end (inserted since the run began): not chased;
+    /// the next run takes them.
+    pub new_since_start: u64,
     /// Dry-run: EXPLAIN ANALYZE of the first batch's change (rolled back).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_batch_plan: Option<Vec<String>>,
@@ -196,6 +201,10 @@ pub struct Backfill {
     /// pg_class.reltuples and `pending_rows` is not known (set to the same estimate).
     pub counts_estimated: bool,
     pub start: Option<RunStart>,
+    /// The largest key when this invocation started (`None`: the table was empty). No batch
+    /// goes above it: an application inserting pending rows faster than the batches go would
+    /// otherwise keep the run going forever.
+    pub ceiling: Option<Vec<String>>,
 }
 
 pub(super) fn fail(e: &tokio_postgres::Error, context: &str) -> DbFailure {
@@ -275,6 +284,7 @@ impl Backfill {
             pending_rows: 0,
             counts_estimated: false,
             start: None,
+            ceiling: None,
         };
         b.count().await?;
         b.check_lag_visible().await?;
@@ -554,6 +564,11 @@ impl Backfill {
                 prog.run = c;
             }
         }
+        let new_since_start = if finished {
+            self.new_since_start().await
+        } else {
+            0
+        };
         let estimated_total_ms = match (self.opts.commit, finished) {
             // A whole dry-run did the same work as --commit will, minus the commits.
             (false, true) => Some(millis(elapsed)),
@@ -585,6 +600,8 @@ impl Backfill {
             pending_rows: self.pending_rows,
             batch_ms: durations,
             log_path: log.path().display().to_string(),
+            ceiling: self.ceiling.clone(),
+            new_since_start,
             first_batch_plan: prog.plan.take(),
         })
     }
@@ -721,18 +738,14 @@ impl Backfill {
         log: &mut RowLog,
     ) -> Result<Option<Done>, Fail> {
         let c = &self.session.client;
+        let Some(ceiling) = &self.ceiling else {
+            return Ok(None); // the table was empty when the run started
+        };
         c.batch_execute(&self.set_local())
             .await
             .map_err(|e| Fail::of(&e, "starting the batch", false))?;
         let limit = i64_of(size);
-        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&limit];
-        let sql = match last {
-            None => &self.stmts.bound_first,
-            Some(k) => {
-                params.extend(k.iter().map(|v| v as &(dyn ToSql + Sync)));
-                &self.stmts.bound_next
-            }
-        };
+        let (sql, params) = self.bound(&limit, last, ceiling);
         let row = c
             .query_opt(sql, &params)
             .await
@@ -773,6 +786,53 @@ impl Backfill {
             .await?;
         self.finish(c).await?;
         Ok(Some(done))
+    }
+
+    /// The bound statement of the next batch and its parameters: limit, last key (after the
+    /// first batch), ceiling.
+    fn bound<'a>(
+        &'a self,
+        limit: &'a i64,
+        last: Option<&'a [String]>,
+        ceiling: &'a [String],
+    ) -> (&'a str, Vec<&'a (dyn ToSql + Sync)>) {
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![limit];
+        let sql = match last {
+            None => &self.stmts.bound_first,
+            Some(k) => {
+                params.extend(k.iter().map(|v| v as &(dyn ToSql + Sync)));
+                &self.stmts.bound_next
+            }
+        };
+        params.extend(ceiling.iter().map(|v| v as &(dyn ToSql + Sync)));
+        (sql, params)
+    }
+
+    /// Pending rows above the ceiling (inserted since the run began). 0 if it cannot be read:
+    /// it is information for the summary, not a reason to fail a finished run.
+    async fn new_since_start(&self) -> u64 {
+        let c = &self.session.client;
+        let row = match &self.ceiling {
+            Some(ceiling) => {
+                let p: Vec<&(dyn ToSql + Sync)> =
+                    ceiling.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+                c.query_one(&self.stmts.new_since, &p).await
+            }
+            None => {
+                c.query_one(
+                    &format!(
+                        "SELECT count(*) FILTER (WHERE coalesce(({}\n), false))::int8 FROM {}",
+                        self.spec.pending,
+                        self.target.qualified()
+                    ),
+                    &[],
+                )
+                .await
+            }
+        };
+        row.and_then(|r| r.try_get::<_, i64>(0))
+            .map(u64_of)
+            .unwrap_or(0)
     }
 
     async fn finish(&self, c: &Client) -> Result<(), Fail> {
@@ -1011,17 +1071,11 @@ impl Backfill {
         };
         // The batch's keys, as the bound query would pick them now.
         let c = &self.session.client;
+        let ceiling = self.ceiling.clone().unwrap_or_default();
         let keys = async {
             c.batch_execute(&self.set_local()).await?;
             let limit = i64_of(size);
-            let mut params: Vec<&(dyn ToSql + Sync)> = vec![&limit];
-            let sql = match &prog.last {
-                None => &self.stmts.bound_first,
-                Some(k) => {
-                    params.extend(k.iter().map(|v| v as &(dyn ToSql + Sync)));
-                    &self.stmts.bound_next
-                }
-            };
+            let (sql, params) = self.bound(&limit, prog.last.as_deref(), &ceiling);
             let bound = c.query_opt(sql, &params).await?;
             let Some(bound) = bound else {
                 return Ok(Vec::new());

@@ -1468,3 +1468,112 @@ fn a_pending_guard_ending_in_a_comment_runs() {
     ));
     assert_eq!(wrong, 0);
 }
+
+/// Issue 11, defect 4: an application inserting pending rows above the cursor faster than the
+/// batches go kept the run going (batch 241, `100% 12,050 / 2,380 rows`). The run is bounded by
+/// the largest key when it started; later rows are reported, not chased.
+#[test]
+fn steady_inserts_do_not_keep_a_backfill_running_and_progress_stays_within_100_percent() {
+    let db = rt().block_on(async {
+        let db = TestDb::new("backfill_steady_inserts").await;
+        db.exec(
+            "CREATE TABLE items (id bigserial PRIMARY KEY, label text);
+             INSERT INTO items (label) SELECT NULL FROM generate_series(1, 1500);",
+        )
+        .await;
+        db
+    });
+    let spec = db.file(
+        "items.toml",
+        "name = \"items_label\"\ntable = \"items\"\nkey = [\"id\"]\n\
+         pending = \"label IS NULL\"\nset = \"label = 'x' || id\"\n\
+         [batch]\nsize = 50\npause = \"30ms\"\n",
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let inserter = {
+        let (url, stop) = (db.url.clone(), stop.clone());
+        std::thread::spawn(move || {
+            rt().block_on(async {
+                let c = crate::common::connect(&url).await;
+                let mut n = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    // 200 pending rows every 10 ms: far faster than batches of 50 every 30 ms.
+                    c.batch_execute(
+                        "INSERT INTO items (label) SELECT NULL FROM generate_series(1, 200)",
+                    )
+                    .await
+                    .expect("insert");
+                    n += 200;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                n
+            })
+        })
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    let before_start = rt().block_on(int(&db, "SELECT max(id) FROM items"));
+    let mut child = spawn(&db, &spec, &["--commit", "--yes"]);
+    let t0 = Instant::now();
+    while child.try_wait().expect("try_wait").is_none() {
+        if t0.elapsed() > Duration::from_secs(40) {
+            let _ = child.kill();
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            let _ = inserter.join();
+            panic!("the backfill chased the inserts for 40 s{}", finish(child));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let inserted = inserter.join().expect("inserter");
+    let r = finish(child);
+    assert!(
+        inserted > 2000,
+        "the application really inserted ({inserted} rows)"
+    );
+    assert_eq!(r.code, 0, "{r}");
+    // Every row there when the run began is done; only rows inserted since are left.
+    let left_old = rt().block_on(int(
+        &db,
+        &format!("SELECT count(*) FROM items WHERE id <= {before_start} AND label IS NULL"),
+    ));
+    assert_eq!(left_old, 0, "{r}");
+    let updated: i64 = summary(&r, "Updated successfully:")
+        .replace(',', "")
+        .parse()
+        .unwrap();
+    let labelled = rt().block_on(int(
+        &db,
+        "SELECT count(*) FROM items WHERE label IS NOT NULL",
+    ));
+    assert_eq!(updated, labelled, "{r}");
+    let new_since: i64 = summary(&r, "New since the run began (not chased):")
+        .replace(',', "")
+        .parse()
+        .unwrap();
+    assert!(new_since > 0, "{r}");
+    for line in r.stderr.lines().filter(|l| l.starts_with("progress:")) {
+        let pct: u64 = line["progress:".len()..]
+            .trim_start()
+            .split('%')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no percentage in `{line}`"));
+        assert!(pct <= 100, "{line}");
+        let counts: Vec<u64> = line
+            .split("  ")
+            .nth(1)
+            .unwrap_or("")
+            .split(" / ")
+            .map(|n| {
+                n.trim_end_matches(" rows")
+                    .replace(',', "")
+                    .parse()
+                    .unwrap_or_else(|_| panic!("`{line}`"))
+            })
+            .collect();
+        assert!(
+            counts[0] <= counts[1],
+            "done never exceeds the total: {line}"
+        );
+    }
+}

@@ -183,6 +183,8 @@ impl Outcome {
 pub(super) struct Session {
     pub(super) client: Client,
     pub(super) cancel: CancelToken,
+    /// The backend's pid (0 if it could not be read): whom to ask pg_blocking_pids() about.
+    pub(super) pid: i32,
 }
 
 /// A prepared backfill: connected, target resolved, statements checked, lock held (--commit).
@@ -236,7 +238,16 @@ async fn open(info: &ConnInfo, b: &Batching) -> Result<Session, ConnectError> {
         .batch_execute("SET client_connection_check_interval = '1s'")
         .await;
     let cancel = client.cancel_token();
-    Ok(Session { client, cancel })
+    let pid = client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .and_then(|r| r.try_get(0))
+        .unwrap_or(0);
+    Ok(Session {
+        client,
+        cancel,
+        pid,
+    })
 }
 
 pub(super) fn i64_of(n: u64) -> i64 {
@@ -381,6 +392,9 @@ impl Backfill {
         let mut finished = false;
         let mut interrupted = false;
         let mut batch_no = prog.run.batches;
+        // Opened at the first lock timeout: who blocks the batch (see the select below).
+        let mut monitor: Option<Client> = None;
+        let mut blockers: Vec<crate::model::Blocker> = Vec::new();
         'batches: loop {
             if *stop.borrow() {
                 interrupted = true;
@@ -426,17 +440,41 @@ impl Backfill {
             loop {
                 attempt += 1;
                 let t0 = Instant::now();
-                let result = tokio::select! {
-                    r = self.batch(prog.last.as_deref(), size, batch_no, &run_label, &mut log) => r,
-                    _ = stop.changed() => {
-                        // Ctrl-C: stop the statement on the server, roll the batch back.
-                        let tls = db::tls::make_connector(&self.info).ok();
-                        if let Some(tls) = tls {
-                            let _ = self.session.cancel.cancel_query(tls).await;
+                let result = {
+                    let fut =
+                        self.batch(prog.last.as_deref(), size, batch_no, &run_label, &mut log);
+                    tokio::pin!(fut);
+                    // After a lock timeout, the next attempts ask (from a second connection,
+                    // while the batch waits) who holds the lock, as migrate does: if the
+                    // retries run out, the error names the blocker.
+                    let delay = tokio::time::sleep(Duration::from_millis(
+                        (b.lock_timeout_ms / 2).clamp(50, 2_000),
+                    ));
+                    tokio::pin!(delay);
+                    let mut asked = monitor.is_none();
+                    loop {
+                        tokio::select! {
+                            r = &mut fut => break r,
+                            _ = stop.changed() => {
+                                // Ctrl-C: stop the statement on the server, roll the batch back.
+                                let tls = db::tls::make_connector(&self.info).ok();
+                                if let Some(tls) = tls {
+                                    let _ = self.session.cancel.cancel_query(tls).await;
+                                }
+                                let _ = self.session.client.batch_execute("ROLLBACK").await;
+                                interrupted = true;
+                                break 'batches;
+                            }
+                            _ = &mut delay, if !asked => {
+                                asked = true;
+                                if let Some(m) = &monitor {
+                                    let seen = crate::engine::migrate::who_blocks(m, self.session.pid).await;
+                                    if !seen.is_empty() {
+                                        blockers = seen;
+                                    }
+                                }
+                            }
                         }
-                        let _ = self.session.client.batch_execute("ROLLBACK").await;
-                        interrupted = true;
-                        break 'batches;
                     }
                 };
                 let elapsed = t0.elapsed();
@@ -476,6 +514,10 @@ impl Backfill {
                                 break;
                             }
                             Fail::Retry(failure) if attempt <= b.retries => {
+                                if failure.sqlstate.as_deref() == Some("55P03") && monitor.is_none()
+                                {
+                                    monitor = db::connect(&self.info).await.ok();
+                                }
                                 let wait_ms = db::backoff_ms(attempt);
                                 observer(Event::Retry {
                                     batch: batch_no,
@@ -509,8 +551,13 @@ impl Backfill {
                                     .await?;
                             }
                             Fail::Retry(f) | Fail::Timeout(f) | Fail::Lost(f) | Fail::Fatal(f) => {
+                                let blocked = if f.sqlstate.as_deref() == Some("55P03") {
+                                    blocked_by(&blockers, b.lock_timeout_ms)
+                                } else {
+                                    String::new()
+                                };
                                 let message = format!(
-                                    "batch {batch_no} of backfill `{}` failed after {attempt} attempt{}: {f}{}",
+                                    "batch {batch_no} of backfill `{}` failed after {attempt} attempt{}: {f}{}{blocked}",
                                     self.spec.name,
                                     if attempt == 1 { "" } else { "s" },
                                     f.context
@@ -1263,6 +1310,34 @@ impl Fail {
             Fail::Log(m) => m.clone(),
         }
     }
+}
+
+/// The end of the error of a batch that gave up on a lock: who held it, and what to do.
+fn blocked_by(blockers: &[crate::model::Blocker], lock_timeout_ms: u64) -> String {
+    let mut out = String::new();
+    if blockers.is_empty() {
+        out.push_str(
+            "\n  the session holding the lock could not be identified (it released it between \
+             attempts?)",
+        );
+    }
+    for b in blockers {
+        out.push_str(&format!(
+            "\n  blocked by pid {} (user {}, application `{}`, {}, transaction open {} s): {}",
+            b.pid,
+            b.user,
+            b.application_name,
+            b.state,
+            b.transaction_seconds,
+            b.query.split_whitespace().collect::<Vec<_>>().join(" ")
+        ));
+    }
+    out.push_str(&format!(
+        "\n  hint: wait for that session to end its transaction, or end it \
+         (pg_terminate_backend) if it is safe to; then rerun: the backfill resumes after the last \
+         committed batch. Or raise [batch] lock_timeout ({lock_timeout_ms} ms) / retries"
+    ));
+    out
 }
 
 /// Adaptive size: halfway toward the size that would take `target_ms`, at most doubling.

@@ -1577,3 +1577,146 @@ fn steady_inserts_do_not_keep_a_backfill_running_and_progress_stays_within_100_p
         );
     }
 }
+
+/// Fault catalogue: a row lock held past the retries. The run stops (exit 2) naming the
+/// session that holds the lock, as migrate does; batches before it stay committed, nothing is
+/// applied twice, and the rerun after the lock is released finishes the job.
+#[test]
+fn a_row_lock_held_past_the_retries_stops_the_run_naming_the_blocker() {
+    let db = rt().block_on(world("backfill_row_lock_stuck", 1000));
+    let spec = spec_with(
+        &db,
+        "bf.toml",
+        "size = 100\nlock_timeout = \"200ms\"\nretries = 2",
+    );
+    rt().block_on(async {
+        let holder = crate::common::connect(&format!(
+            "{}{}application_name=nightly-report",
+            db.url,
+            if db.url.contains('?') { "&" } else { "?" }
+        ))
+        .await;
+        let holder_pid: i32 = holder
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await
+            .unwrap()
+            .get(0);
+        holder
+            .batch_execute("BEGIN; SELECT * FROM plan_subscriptions WHERE id = 503 FOR UPDATE")
+            .await
+            .expect("lock row 503");
+        let r = tokio::task::spawn_blocking({
+            let (db_url, spec) = (db.url.clone(), spec.clone());
+            let log = db.path("rows.csv");
+            move || {
+                crate::common::migval(&[
+                    "backfill",
+                    p(&spec),
+                    "--db",
+                    &db_url,
+                    "--log",
+                    p(&log),
+                    "--commit",
+                    "--yes",
+                ])
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(r.code, 2, "{r}");
+        assert!(r.stderr.contains("failed after 3 attempts"), "{r}");
+        assert!(r.stderr.contains("55P03"), "{r}");
+        assert!(
+            r.stderr.contains(&format!("blocked by pid {holder_pid}")),
+            "the blocker is named{r}"
+        );
+        assert!(r.stderr.contains("nightly-report"), "{r}");
+        assert!(r.stderr.contains("FOR UPDATE"), "its query is shown{r}");
+        assert!(r.stderr.contains("rerun the same command"), "{r}");
+        let status = text(
+            &db,
+            "SELECT status FROM migval.backfill_runs WHERE run_id = 1",
+        )
+        .await;
+        assert_eq!(status, "failed");
+        let done = batches_committed(&db).await;
+        assert_eq!(done, 5, "batches 1-5 (ids up to 500) stay committed");
+        let twice = int(&db, "SELECT count(*) FROM update_counts WHERE n <> 1").await;
+        assert_eq!(twice, 0);
+        let beyond = int(&db, "SELECT count(*) FROM update_counts WHERE id > 500").await;
+        assert_eq!(beyond, 0, "the blocked batch was rolled back");
+        holder.batch_execute("COMMIT").await.expect("release");
+    });
+    let resumed = run(&db, &spec, &["--commit", "--yes"]);
+    assert_eq!(resumed.code, 0, "{resumed}");
+    assert!(resumed.stderr.contains("resuming run 1"), "{resumed}");
+    rt().block_on(assert_filled_exactly_once(&db));
+}
+
+/// Fault catalogue: a deadlock during a batch. PostgreSQL aborts the batch (40P01); the batch
+/// is retried and the run finishes with every row updated exactly once, while the other
+/// session's transaction goes through.
+#[test]
+fn a_deadlock_during_a_batch_is_retried_and_nothing_is_applied_twice() {
+    let db = rt().block_on(world("backfill_deadlock", 1000));
+    let spec = spec_with(&db, "bf.toml", "size = 200\nlock_timeout = \"10s\"");
+    rt().block_on(async {
+        let other = db.client().await;
+        // The other session waits long before checking for deadlocks, so that the backfill's
+        // backend (deadlock_timeout 1 s) is the one that finds the cycle and is aborted.
+        // A row the first batch (ids 1-200) will change: resolvable and pending.
+        const CHANGED: &str = "customer_id % 50 > 1 AND id % 10 <> 0";
+        let wanted = int(
+            &db,
+            &format!("SELECT min(id) FROM plan_subscriptions WHERE id > 100 AND {CHANGED}"),
+        )
+        .await;
+        let held = int(
+            &db,
+            &format!("SELECT min(id) FROM plan_subscriptions WHERE {CHANGED}"),
+        )
+        .await;
+        other
+            .batch_execute(&format!(
+                "SET deadlock_timeout = '20s'; BEGIN; \
+                 SELECT * FROM plan_subscriptions WHERE id = {wanted} FOR UPDATE"
+            ))
+            .await
+            .expect("lock a row of batch 1");
+        let child = spawn(&db, &spec, &["--commit", "--yes"]);
+        // The first batch has locked the rows below `wanted` and waits for it.
+        let t0 = Instant::now();
+        while int(
+            &db,
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND application_name = 'migval-backfill:subscriber_fk' AND wait_event_type = 'Lock'",
+        )
+        .await
+            == 0
+        {
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "the batch never waited"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Now ask for a row the batch holds: a cycle.
+        other
+            .batch_execute(&format!(
+                "SELECT * FROM plan_subscriptions WHERE id = {held} FOR UPDATE"
+            ))
+            .await
+            .expect("the other session gets its row once the batch is aborted");
+        other.batch_execute("COMMIT").await.expect("commit");
+        let r = tokio::task::spawn_blocking(move || finish(child))
+            .await
+            .unwrap();
+        assert_eq!(r.code, 0, "{r}");
+        assert!(
+            r.stderr.contains("SQLSTATE 40P01"),
+            "a deadlock happened{r}"
+        );
+        assert!(r.stderr.contains("retrying"), "{r}");
+        assert_filled_exactly_once(&db).await;
+    });
+}

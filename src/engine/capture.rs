@@ -183,7 +183,10 @@ pub async fn capture(
                 snap.schema = schema;
                 return Ok(snap);
             }
-            Err(Attempt::Retry(_)) if attempt < 3 => continue,
+            Err(Attempt::Retry(f)) if attempt < MAX_ATTEMPTS => {
+                crate::trace!("capture attempt {attempt} started over: {f}");
+                continue;
+            }
             Err(Attempt::Retry(f)) | Err(Attempt::Fatal(f)) => {
                 return Err(CaptureError::Snapshot(f));
             }
@@ -392,6 +395,9 @@ async fn attempt_capture(
                 });
             }
             let out = work(&client, &probes, &spec, &queue, w).await;
+            if client.is_closed() {
+                return Err(Attempt::Retry(lost_mid_capture(&format!("connection {w}"))));
+            }
             let _ = client.batch_execute("ROLLBACK").await;
             Ok(out)
         }));
@@ -421,6 +427,13 @@ async fn attempt_capture(
             }
         }
     }
+    // A connection lost mid-capture (the exporter or a worker terminated, a restart) lost
+    // the probes it was running: start over with a new snapshot rather than record them as
+    // errors. What the other connections read stays theirs: nothing of it is kept, so no
+    // snapshot ever mixes two states.
+    if exporter.is_closed() {
+        first_err = Some(Attempt::Retry(lost_mid_capture("the exporting connection")));
+    }
     let _ = exporter.batch_execute("ROLLBACK").await;
     if let Some(e) = first_err {
         return Err(e);
@@ -429,6 +442,18 @@ async fn attempt_capture(
     let captures = assemble(&spec, &probes, results, absent);
     Ok((origin, captures, workers, schema))
 }
+
+fn lost_mid_capture(which: &str) -> DbFailure {
+    plain_failure(format!(
+        "{which} was lost in the middle of the capture (terminated by an administrator, or the \
+         server restarted); the capture was started over {} times with a new snapshot and lost \
+         a connection each time: check the server's log, then retry",
+        MAX_ATTEMPTS - 1
+    ))
+}
+
+/// Attempts of a whole capture when its snapshot cannot be shared or a connection is lost.
+const MAX_ATTEMPTS: u32 = 3;
 
 /// The order to run the probes in: longest first, so that the last probe to finish is a short
 /// one (on N connections the capture then takes about total work / N instead of ending on one

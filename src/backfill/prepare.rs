@@ -11,16 +11,42 @@ use super::statements::{Statements, Target};
 use crate::sql;
 
 impl Backfill {
-    /// Rows of the table and rows pending, for the plan line and the progress bar. On a table
-    /// too big to count within the batch statement_timeout, PostgreSQL's estimate instead.
+    /// The run's ceiling (its largest key now), then the rows at or below it and those pending,
+    /// for the plan line and the progress bar. On a table too big to count within the batch
+    /// statement_timeout, PostgreSQL's estimate instead.
     pub(super) async fn count(&mut self) -> Result<(), BackfillError> {
         let c = &self.session.client;
         let db_err = |e: tokio_postgres::Error| BackfillError::Db {
             what: format!("counting the rows of {}", self.target.display()),
             failure: fail(&e, "counting rows"),
         };
+        // The run's ceiling first: the counts are of the rows at or below it, which are all
+        // the batches will visit.
+        let n = self.target.key.len();
+        let top = c
+            .query_opt(&self.stmts.ceiling, &[])
+            .await
+            .map_err(db_err)?;
+        self.ceiling = match top {
+            Some(row) => Some(
+                (0..n)
+                    .map(|i| row.try_get::<_, String>(i))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(db_err)?,
+            ),
+            None => None,
+        };
+        let Some(ceiling) = &self.ceiling else {
+            self.total_rows = 0;
+            self.pending_rows = 0;
+            return Ok(());
+        };
+        let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = ceiling
+            .iter()
+            .map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync))
+            .collect();
         c.batch_execute(&self.set_local()).await.map_err(db_err)?;
-        let row = c.query_one(&self.stmts.count, &[]).await;
+        let row = c.query_one(&self.stmts.count, &params).await;
         let _ = c.batch_execute("ROLLBACK").await;
         match row {
             Ok(row) => {
@@ -69,6 +95,7 @@ pub(super) async fn resolve(c: &Client, spec: &BackfillSpec) -> Result<Target, B
     let mut schema = String::new();
     let mut table = String::new();
     let mut unique = false;
+    let mut invalid: Option<String> = None;
     for r in &rows {
         let get = |e: tokio_postgres::Error| BackfillError::Db {
             what: "reading the key columns".into(),
@@ -80,6 +107,7 @@ pub(super) async fn resolve(c: &Client, spec: &BackfillSpec) -> Result<Target, B
         let ty: Option<String> = r.try_get(3).map_err(get)?;
         let not_null: bool = r.try_get(4).map_err(get)?;
         unique = r.try_get(5).map_err(get)?;
+        invalid = r.try_get(6).map_err(get)?;
         let Some(ty) = ty else {
             return Err(BackfillError::Refused(format!(
                 "{}: key `key`: column `{col}` does not exist in {schema}.{table}",
@@ -94,6 +122,17 @@ pub(super) async fn resolve(c: &Client, spec: &BackfillSpec) -> Result<Target, B
             )));
         }
         key.push((col, ty));
+    }
+    if let (false, Some(index)) = (unique, &invalid) {
+        return Err(BackfillError::Refused(format!(
+            "{}: key `key`: the only unique index on ({}) of {schema}.{table} is {index}, and it is \
+             INVALID (left by a failed CREATE UNIQUE INDEX CONCURRENTLY, e.g. on duplicate values): \
+             it enforces nothing, so the key may not be unique and keyset batching could skip or \
+             miscount rows. Find the duplicates, then DROP INDEX {index} and build it again, or \
+             key the backfill on the primary key",
+            spec.path.display(),
+            spec.key.join(", ")
+        )));
     }
     if !unique {
         return Err(BackfillError::Refused(format!(

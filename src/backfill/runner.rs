@@ -156,6 +156,11 @@ pub struct Outcome {
     pub pending_rows: u64,
     pub batch_ms: Vec<u64>,
     pub log_path: String,
+    /// The largest key when the run started: no batch went above it.
+    pub ceiling: Option<Vec<String>>,
+    /// Pending rows above the ceiling at the end (inserted since the run began): not chased;
+    /// the next run takes them.
+    pub new_since_start: u64,
     /// Dry-run: EXPLAIN ANALYZE of the first batch's change (rolled back).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_batch_plan: Option<Vec<String>>,
@@ -178,6 +183,8 @@ impl Outcome {
 pub(super) struct Session {
     pub(super) client: Client,
     pub(super) cancel: CancelToken,
+    /// The backend's pid (0 if it could not be read): whom to ask pg_blocking_pids() about.
+    pub(super) pid: i32,
 }
 
 /// A prepared backfill: connected, target resolved, statements checked, lock held (--commit).
@@ -196,6 +203,10 @@ pub struct Backfill {
     /// pg_class.reltuples and `pending_rows` is not known (set to the same estimate).
     pub counts_estimated: bool,
     pub start: Option<RunStart>,
+    /// The largest key when this invocation started (`None`: the table was empty). No batch
+    /// goes above it: an application inserting pending rows faster than the batches go would
+    /// otherwise keep the run going forever.
+    pub ceiling: Option<Vec<String>>,
 }
 
 pub(super) fn fail(e: &tokio_postgres::Error, context: &str) -> DbFailure {
@@ -227,7 +238,16 @@ async fn open(info: &ConnInfo, b: &Batching) -> Result<Session, ConnectError> {
         .batch_execute("SET client_connection_check_interval = '1s'")
         .await;
     let cancel = client.cancel_token();
-    Ok(Session { client, cancel })
+    let pid = client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .and_then(|r| r.try_get(0))
+        .unwrap_or(0);
+    Ok(Session {
+        client,
+        cancel,
+        pid,
+    })
 }
 
 pub(super) fn i64_of(n: u64) -> i64 {
@@ -275,6 +295,7 @@ impl Backfill {
             pending_rows: 0,
             counts_estimated: false,
             start: None,
+            ceiling: None,
         };
         b.count().await?;
         b.check_lag_visible().await?;
@@ -371,6 +392,9 @@ impl Backfill {
         let mut finished = false;
         let mut interrupted = false;
         let mut batch_no = prog.run.batches;
+        // Opened at the first lock timeout: who blocks the batch (see the select below).
+        let mut monitor: Option<Client> = None;
+        let mut blockers: Vec<crate::model::Blocker> = Vec::new();
         'batches: loop {
             if *stop.borrow() {
                 interrupted = true;
@@ -416,17 +440,41 @@ impl Backfill {
             loop {
                 attempt += 1;
                 let t0 = Instant::now();
-                let result = tokio::select! {
-                    r = self.batch(prog.last.as_deref(), size, batch_no, &run_label, &mut log) => r,
-                    _ = stop.changed() => {
-                        // Ctrl-C: stop the statement on the server, roll the batch back.
-                        let tls = db::tls::make_connector(&self.info).ok();
-                        if let Some(tls) = tls {
-                            let _ = self.session.cancel.cancel_query(tls).await;
+                let result = {
+                    let fut =
+                        self.batch(prog.last.as_deref(), size, batch_no, &run_label, &mut log);
+                    tokio::pin!(fut);
+                    // After a lock timeout, the next attempts ask (from a second connection,
+                    // while the batch waits) who holds the lock, as migrate does: if the
+                    // retries run out, the error names the blocker.
+                    let delay = tokio::time::sleep(Duration::from_millis(
+                        (b.lock_timeout_ms / 2).clamp(50, 2_000),
+                    ));
+                    tokio::pin!(delay);
+                    let mut asked = monitor.is_none();
+                    loop {
+                        tokio::select! {
+                            r = &mut fut => break r,
+                            _ = stop.changed() => {
+                                // Ctrl-C: stop the statement on the server, roll the batch back.
+                                let tls = db::tls::make_connector(&self.info).ok();
+                                if let Some(tls) = tls {
+                                    let _ = self.session.cancel.cancel_query(tls).await;
+                                }
+                                let _ = self.session.client.batch_execute("ROLLBACK").await;
+                                interrupted = true;
+                                break 'batches;
+                            }
+                            _ = &mut delay, if !asked => {
+                                asked = true;
+                                if let Some(m) = &monitor {
+                                    let seen = crate::engine::migrate::who_blocks(m, self.session.pid).await;
+                                    if !seen.is_empty() {
+                                        blockers = seen;
+                                    }
+                                }
+                            }
                         }
-                        let _ = self.session.client.batch_execute("ROLLBACK").await;
-                        interrupted = true;
-                        break 'batches;
                     }
                 };
                 let elapsed = t0.elapsed();
@@ -466,6 +514,10 @@ impl Backfill {
                                 break;
                             }
                             Fail::Retry(failure) if attempt <= b.retries => {
+                                if failure.sqlstate.as_deref() == Some("55P03") && monitor.is_none()
+                                {
+                                    monitor = db::connect(&self.info).await.ok();
+                                }
                                 let wait_ms = db::backoff_ms(attempt);
                                 observer(Event::Retry {
                                     batch: batch_no,
@@ -499,8 +551,13 @@ impl Backfill {
                                     .await?;
                             }
                             Fail::Retry(f) | Fail::Timeout(f) | Fail::Lost(f) | Fail::Fatal(f) => {
+                                let blocked = if f.sqlstate.as_deref() == Some("55P03") {
+                                    blocked_by(&blockers, b.lock_timeout_ms)
+                                } else {
+                                    String::new()
+                                };
                                 let message = format!(
-                                    "batch {batch_no} of backfill `{}` failed after {attempt} attempt{}: {f}{}",
+                                    "batch {batch_no} of backfill `{}` failed after {attempt} attempt{}: {f}{}{blocked}",
                                     self.spec.name,
                                     if attempt == 1 { "" } else { "s" },
                                     f.context
@@ -554,6 +611,11 @@ impl Backfill {
                 prog.run = c;
             }
         }
+        let new_since_start = if finished {
+            self.new_since_start().await
+        } else {
+            0
+        };
         let estimated_total_ms = match (self.opts.commit, finished) {
             // A whole dry-run did the same work as --commit will, minus the commits.
             (false, true) => Some(millis(elapsed)),
@@ -585,6 +647,8 @@ impl Backfill {
             pending_rows: self.pending_rows,
             batch_ms: durations,
             log_path: log.path().display().to_string(),
+            ceiling: self.ceiling.clone(),
+            new_since_start,
             first_batch_plan: prog.plan.take(),
         })
     }
@@ -721,18 +785,14 @@ impl Backfill {
         log: &mut RowLog,
     ) -> Result<Option<Done>, Fail> {
         let c = &self.session.client;
+        let Some(ceiling) = &self.ceiling else {
+            return Ok(None); // the table was empty when the run started
+        };
         c.batch_execute(&self.set_local())
             .await
             .map_err(|e| Fail::of(&e, "starting the batch", false))?;
         let limit = i64_of(size);
-        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&limit];
-        let sql = match last {
-            None => &self.stmts.bound_first,
-            Some(k) => {
-                params.extend(k.iter().map(|v| v as &(dyn ToSql + Sync)));
-                &self.stmts.bound_next
-            }
-        };
+        let (sql, params) = self.bound(&limit, last, ceiling);
         let row = c
             .query_opt(sql, &params)
             .await
@@ -773,6 +833,53 @@ impl Backfill {
             .await?;
         self.finish(c).await?;
         Ok(Some(done))
+    }
+
+    /// The bound statement of the next batch and its parameters: limit, last key (after the
+    /// first batch), ceiling.
+    fn bound<'a>(
+        &'a self,
+        limit: &'a i64,
+        last: Option<&'a [String]>,
+        ceiling: &'a [String],
+    ) -> (&'a str, Vec<&'a (dyn ToSql + Sync)>) {
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![limit];
+        let sql = match last {
+            None => &self.stmts.bound_first,
+            Some(k) => {
+                params.extend(k.iter().map(|v| v as &(dyn ToSql + Sync)));
+                &self.stmts.bound_next
+            }
+        };
+        params.extend(ceiling.iter().map(|v| v as &(dyn ToSql + Sync)));
+        (sql, params)
+    }
+
+    /// Pending rows above the ceiling (inserted since the run began). 0 if it cannot be read:
+    /// it is information for the summary, not a reason to fail a finished run.
+    async fn new_since_start(&self) -> u64 {
+        let c = &self.session.client;
+        let row = match &self.ceiling {
+            Some(ceiling) => {
+                let p: Vec<&(dyn ToSql + Sync)> =
+                    ceiling.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+                c.query_one(&self.stmts.new_since, &p).await
+            }
+            None => {
+                c.query_one(
+                    &format!(
+                        "SELECT count(*) FILTER (WHERE coalesce(({}\n), false))::int8 FROM {}",
+                        self.spec.pending,
+                        self.target.qualified()
+                    ),
+                    &[],
+                )
+                .await
+            }
+        };
+        row.and_then(|r| r.try_get::<_, i64>(0))
+            .map(u64_of)
+            .unwrap_or(0)
     }
 
     async fn finish(&self, c: &Client) -> Result<(), Fail> {
@@ -1011,17 +1118,11 @@ impl Backfill {
         };
         // The batch's keys, as the bound query would pick them now.
         let c = &self.session.client;
+        let ceiling = self.ceiling.clone().unwrap_or_default();
         let keys = async {
             c.batch_execute(&self.set_local()).await?;
             let limit = i64_of(size);
-            let mut params: Vec<&(dyn ToSql + Sync)> = vec![&limit];
-            let sql = match &prog.last {
-                None => &self.stmts.bound_first,
-                Some(k) => {
-                    params.extend(k.iter().map(|v| v as &(dyn ToSql + Sync)));
-                    &self.stmts.bound_next
-                }
-            };
+            let (sql, params) = self.bound(&limit, prog.last.as_deref(), &ceiling);
             let bound = c.query_opt(sql, &params).await?;
             let Some(bound) = bound else {
                 return Ok(Vec::new());
@@ -1209,6 +1310,34 @@ impl Fail {
             Fail::Log(m) => m.clone(),
         }
     }
+}
+
+/// The end of the error of a batch that gave up on a lock: who held it, and what to do.
+fn blocked_by(blockers: &[crate::model::Blocker], lock_timeout_ms: u64) -> String {
+    let mut out = String::new();
+    if blockers.is_empty() {
+        out.push_str(
+            "\n  the session holding the lock could not be identified (it released it between \
+             attempts?)",
+        );
+    }
+    for b in blockers {
+        out.push_str(&format!(
+            "\n  blocked by pid {} (user {}, application `{}`, {}, transaction open {} s): {}",
+            b.pid,
+            b.user,
+            b.application_name,
+            b.state,
+            b.transaction_seconds,
+            b.query.split_whitespace().collect::<Vec<_>>().join(" ")
+        ));
+    }
+    out.push_str(&format!(
+        "\n  hint: wait for that session to end its transaction, or end it \
+         (pg_terminate_backend) if it is safe to; then rerun: the backfill resumes after the last \
+         committed batch. Or raise [batch] lock_timeout ({lock_timeout_ms} ms) / retries"
+    ));
+    out
 }
 
 /// Adaptive size: halfway toward the size that would take `target_ms`, at most doubling.

@@ -3,7 +3,10 @@
 //! server (`CAST($n::text AS bigint)`), so any key type works and values are always bound.
 //!
 //! ```text
-//!   bound       WITH b AS (SELECT key, pending FROM t WHERE (key) > (last) ORDER BY key LIMIT n)
+//!   ceiling     the largest key when the run starts: no batch goes above it (rows inserted
+//!               later are counted as "new since the run began", not chased)
+//!   bound       WITH b AS (SELECT key, pending FROM t WHERE (key) > (last) AND (key) <= (ceiling)
+//!                          ORDER BY key LIMIT n)
 //!               -> first key, last key, rows in range, rows pending      (keyset, never OFFSET)
 //!   ambiguous   rows of the ambiguity query inside [first, last] that are still pending
 //!   change      UPDATE t SET <set> WHERE (key) BETWEEN first AND last AND (pending)
@@ -87,7 +90,8 @@ impl Target {
     }
 }
 
-/// Every generated statement of one run.
+/// Every generated statement of one run. The bound statements bind: limit int8, [last key
+/// text...,] ceiling key text... (see `filter` in [`Statements::new`]).
 #[derive(Debug, Clone)]
 pub struct Statements {
     /// Binds: limit int8 [, last key text...]. Returns: first key..., last key..., in_range,
@@ -107,8 +111,13 @@ pub struct Statements {
     pub left: String,
     /// Binds: first..., last.... Returns: key text... of every row in the range, in key order.
     pub keys_in_range: String,
-    /// Returns: total int8, pending int8.
+    /// Binds: ceiling key.... Returns: total int8, pending int8 (rows at or below the ceiling).
     pub count: String,
+    /// Returns: key text... of the largest key (no row on an empty table): the run's ceiling.
+    pub ceiling: String,
+    /// Binds: ceiling key.... Returns: int8 pending rows above the ceiling (inserted since
+    /// the run began).
+    pub new_since: String,
     /// `SELECT * FROM (<ambiguity>) LIMIT 0`, to check its columns before the first batch.
     pub ambiguity_probe: Option<String>,
 }
@@ -117,7 +126,8 @@ impl Statements {
     pub fn new(spec: &BackfillSpec, t: &Target) -> Statements {
         let table = t.qualified();
         let n = t.key.len();
-        let pending = format!("coalesce(({}), false)", spec.pending);
+        // The newline ends a trailing `-- comment` of the fragment before the parenthesis.
+        let pending = format!("coalesce(({}\n), false)", spec.pending);
         let order = t.cols("");
         let order_desc = t
             .key
@@ -125,7 +135,22 @@ impl Statements {
             .map(|(c, _)| format!("{} DESC", quote(c)))
             .collect::<Vec<_>>()
             .join(", ");
-        let bound = |after: Option<String>| {
+        // Every batch stays at or below the run's ceiling, the largest key when it started
+        // ($2.. for the first batch, after the last key's parameters for the others): rows an
+        // application inserts above it meanwhile are not chased, so the run ends.
+        let filter = |after: bool| {
+            let ceiling = t.params(if after { 2 + n } else { 2 });
+            if after {
+                format!(
+                    " WHERE {k} > {last} AND {k} <= {ceiling}",
+                    k = t.tuple(""),
+                    last = t.params(2)
+                )
+            } else {
+                format!(" WHERE {} <= {ceiling}", t.tuple(""))
+            }
+        };
+        let bound = |after: bool| {
             format!(
                 "WITH b AS (SELECT {order}, {pending} AS migval_pending FROM {table}{filter} \
                  ORDER BY {order} LIMIT $1::int8) \
@@ -133,9 +158,7 @@ impl Statements {
                  (SELECT count(*) FROM b WHERE migval_pending) AS pending \
                  FROM (SELECT * FROM b ORDER BY {order} LIMIT 1) f, \
                  (SELECT * FROM b ORDER BY {order_desc} LIMIT 1) l",
-                filter = after
-                    .map(|a| format!(" WHERE {} > {a}", t.tuple("")))
-                    .unwrap_or_default(),
+                filter = filter(after),
                 first = t.as_text("f."),
                 last = t.as_text("l."),
             )
@@ -143,24 +166,19 @@ impl Statements {
         // Single-column keys whose type has min()/max() (integers, text, timestamps, numeric):
         // one aggregate pass instead of materialising the batch and sorting it twice (about 3x
         // cheaper). Types without them (uuid) use the general form; `prepare` swaps it in.
-        let bound_agg = |after: Option<String>| {
+        let bound_agg = |after: bool| {
             format!(
                 "SELECT min({k})::text, max({k})::text, count(*) AS in_range, \
                  count(*) FILTER (WHERE migval_pending) AS pending \
                  FROM (SELECT {k}, {pending} AS migval_pending FROM {table}{filter} \
                  ORDER BY {k} LIMIT $1::int8) b HAVING count(*) > 0",
                 k = order,
-                filter = after
-                    .map(|a| format!(" WHERE {} > {a}", t.tuple("")))
-                    .unwrap_or_default(),
+                filter = filter(after),
             )
         };
-        let general = (bound(None), bound(Some(t.params(2))));
+        let general = (bound(false), bound(true));
         let ((bound_first, bound_next), bound_general) = if n == 1 {
-            (
-                (bound_agg(None), bound_agg(Some(t.params(2)))),
-                Some(general),
-            )
+            ((bound_agg(false), bound_agg(true)), Some(general))
         } else {
             (general, None)
         };
@@ -233,7 +251,26 @@ impl Statements {
             qualified = t.cols(&format!("{table}.")),
         );
         let count = format!(
-            "SELECT count(*)::int8 AS total, count(*) FILTER (WHERE {pending})::int8 AS pending FROM {table}"
+            "SELECT count(*)::int8 AS total, count(*) FILTER (WHERE {pending})::int8 AS pending \
+             FROM {table} WHERE {} <= {}",
+            t.tuple(""),
+            t.params(1)
+        );
+        // Ordered by the table's columns, named explicitly: the text output columns share
+        // their names, and "999" sorts after "1500" as text.
+        let ceiling = format!(
+            "SELECT {} FROM {table} ORDER BY {} LIMIT 1",
+            t.as_text(""),
+            t.key
+                .iter()
+                .map(|(c, _)| format!("{table}.{} DESC", quote(c)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let new_since = format!(
+            "SELECT count(*)::int8 FROM {table} WHERE {} > {} AND {pending}",
+            t.tuple(""),
+            t.params(1)
         );
         let ambiguity_probe = spec
             .ambiguity
@@ -249,6 +286,8 @@ impl Statements {
             left,
             keys_in_range,
             count,
+            ceiling,
+            new_since,
             ambiguity_probe,
         }
     }

@@ -19,13 +19,13 @@ use crate::report::Format;
 use crate::spec::parse_duration_ms;
 
 /// Exit code after Ctrl-C (128 + SIGINT), as shells report it.
-const INTERRUPTED: u8 = 130;
+pub(super) const INTERRUPTED: u8 = 130;
 /// Exit code after SIGTERM (128 + 15, as shells report it).
-const TERMINATED: u8 = 143;
+pub(super) const TERMINATED: u8 = 143;
 
 /// Wait for Ctrl-C (SIGINT) or SIGTERM; records the exit code to use. False when no handler
 /// could be installed (then the run is never stopped by a signal of ours).
-async fn stop_signal(exit_code: &AtomicU8) -> bool {
+pub(super) async fn stop_signal(exit_code: &AtomicU8) -> bool {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -145,9 +145,13 @@ pub async fn run(a: BackfillArgs) -> anyhow::Result<u8> {
             )
         } else {
             format!(
-                "{} rows, {} pending",
+                "{} rows, {} pending{}",
                 group(bf.total_rows),
-                group(bf.pending_rows)
+                group(bf.pending_rows),
+                bf.ceiling
+                    .as_ref()
+                    .map(|k| format!(" up to key ({}), the largest now", k.join(", ")))
+                    .unwrap_or_default()
             )
         },
         batching.size,
@@ -228,6 +232,7 @@ pub async fn run(a: BackfillArgs) -> anyhow::Result<u8> {
     let in_batches = Arc::new(AtomicBool::new(true));
     {
         let (exit_code, in_batches) = (exit_code.clone(), in_batches.clone());
+        let info = info.clone();
         tokio::spawn(async move {
             if stop_signal(&exit_code).await {
                 if in_batches.load(Ordering::Relaxed) {
@@ -237,6 +242,9 @@ pub async fn run(a: BackfillArgs) -> anyhow::Result<u8> {
                         return;
                     }
                 }
+                // The baseline or the checks may be capturing: stop their probes on the
+                // server too (see `snapshot::stop_captures_on_signal`).
+                engine::capture::cancel_running(&info, Duration::from_secs(3)).await;
                 std::process::exit(i32::from(exit_code.load(Ordering::Relaxed)));
             }
         });
@@ -399,6 +407,20 @@ fn summary_text(o: &Outcome) -> String {
         o.batch_percentile(95),
         o.batch_ms.iter().max().copied().unwrap_or(0)
     );
+    if o.new_since_start > 0 {
+        let _ = writeln!(
+            out,
+            "{:<37}{:>12}",
+            "New since the run began (not chased):",
+            group(o.new_since_start)
+        );
+        let _ = writeln!(
+            out,
+            "  pending rows above key ({}), the largest when the run started; run the backfill \
+             again to include them",
+            o.ceiling.as_ref().map(|k| k.join(", ")).unwrap_or_default()
+        );
+    }
     if let Some(plan) = &o.first_batch_plan {
         let _ = writeln!(
             out,
@@ -452,21 +474,24 @@ impl Printer {
         match e {
             Event::Batch(b) => {
                 let done = b.run_checked.max(b.counters.checked);
+                // Rows inserted below the ceiling after the count (a non-increasing key) are
+                // visited too: the total grows with them, it is never left behind.
+                let total = b.total_rows.max(done);
                 let secs = b.elapsed.as_millis().max(1);
                 let rate = u128::from(b.counters.checked) * 1000 / secs;
-                let left = b.total_rows.saturating_sub(done);
+                let left = total.saturating_sub(done);
                 let eta = u128::from(left)
                     .checked_div(rate)
                     .map_or_else(|| "?".to_string(), |s| format!("{s} s"));
-                let pct = if b.total_rows > 0 {
-                    (u128::from(done.min(b.total_rows)) * 100 / u128::from(b.total_rows)).min(100)
+                let pct = if total > 0 {
+                    (u128::from(done) * 100 / u128::from(total)).min(100)
                 } else {
                     100
                 };
                 let text = format!(
                     "{} / {} rows  {rate} rows/s  ETA {eta}  batch {} ({} rows, {} ms)",
                     group(done),
-                    group(b.total_rows),
+                    group(total),
                     b.number,
                     b.rows,
                     b.duration_ms

@@ -35,22 +35,25 @@ pub async fn run(a: VerifyArgs) -> anyhow::Result<u8> {
     let parsing = tokio::task::spawn_blocking(move || verified.parse());
     let limits = a.limits.apply(&spec)?;
     let info = a.conn.resolve()?;
-    let (after, baseline) = if engine::needs_baseline_catalog(&spec) {
+    super::snapshot::stop_captures_on_signal(&info);
+    let (captured, baseline) = if engine::needs_baseline_catalog(&spec) {
         // A rows check fingerprints the columns the baseline had: read it first.
         let baseline = parsing
             .await
             .context("reading the baseline")?
             .context("reading the baseline")?;
-        let after = engine::capture_after(&info, &spec, limits, Some(&baseline.catalog)).await?;
-        (after, baseline)
+        let captured = engine::capture_after(&info, &spec, limits, Some(&baseline.catalog)).await;
+        (captured, baseline)
     } else {
         let captured = engine::capture_after(&info, &spec, limits, None).await;
         let baseline = parsing
             .await
             .context("reading the baseline")?
             .context("reading the baseline")?;
-        (captured?, baseline)
+        (captured, baseline)
     };
+    super::snapshot::unless_stopping().await;
+    let after = captured?;
     crate::trace!("baseline parsed");
     let mut report = engine::compare_after(&spec, &baseline, &after);
     engine::rows::describe(&info, &spec, &mut report).await;

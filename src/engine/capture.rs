@@ -15,12 +15,13 @@
 //! the whole capture starts over rather than mixing two states.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures_util::TryStreamExt;
-use tokio_postgres::Client;
 use tokio_postgres::types::ToSql;
+use tokio_postgres::{CancelToken, Client};
 
 use crate::db::conninfo::ConnInfo;
 use crate::db::decode::{self, Decoder};
@@ -93,6 +94,63 @@ impl Limits {
 
 const BEGIN: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
 
+/// The cancel keys of every open capture connection (exporter and workers), so that Ctrl-C or
+/// SIGTERM can stop the probes on the server before migval exits: a client that just exits
+/// leaves its backend running the probe (PostgreSQL notices a closed socket only when it next
+/// writes to it) and the exporter's ACCESS SHARE locks held, so the DBA's next ALTER TABLE
+/// would wait for a capture nobody is waiting for.
+static RUNNING: Mutex<Vec<(u64, CancelToken)>> = Mutex::new(Vec::new());
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+/// A connection's entry in [`RUNNING`], removed when the connection is done with.
+struct Registered(u64);
+
+impl Registered {
+    fn new(client: &Client) -> Registered {
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut r) = RUNNING.lock() {
+            r.push((id, client.cancel_token()));
+        }
+        Registered(id)
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        if let Ok(mut r) = RUNNING.lock() {
+            r.retain(|(id, _)| *id != self.0);
+        }
+    }
+}
+
+/// Ask the server to cancel whatever every open capture connection is running (a probe, a
+/// LOCK TABLE waiting for its lock, the catalog read). Returns how many cancel requests were
+/// delivered. Bounded by `limit` in all (an unreachable server must not hold up an exit).
+///
+/// A cancelled probe fails, its backend then finds the client gone and ends, and with it the
+/// exporter's transaction and its locks: call this, then exit.
+pub async fn cancel_running(info: &ConnInfo, limit: Duration) -> usize {
+    let tokens: Vec<CancelToken> = match RUNNING.lock() {
+        Ok(r) => r.iter().map(|(_, t)| t.clone()).collect(),
+        Err(_) => Vec::new(),
+    };
+    if tokens.is_empty() {
+        return 0;
+    }
+    let sent = tokens.iter().map(|t| async move {
+        // The same TLS settings as the connection itself (a server that requires TLS refuses
+        // a plain cancel request).
+        let Ok(tls) = db::tls::make_connector(info) else {
+            return false;
+        };
+        t.cancel_query(tls).await.is_ok()
+    });
+    match tokio::time::timeout(limit, futures_util::future::join_all(sent)).await {
+        Ok(done) => done.into_iter().filter(|ok| *ok).count(),
+        Err(_) => 0,
+    }
+}
+
 /// Capture `spec` on one side of the migration.
 pub async fn capture(
     info: &ConnInfo,
@@ -105,6 +163,7 @@ pub async fn capture(
     loop {
         attempt += 1;
         let exporter = db::connect(info).await?;
+        let _cancel = Registered::new(&exporter);
         crate::trace!("connected (attempt {attempt})");
         let Preflight { catalog, absent } = preflight::run(&exporter, spec, naming).await?;
         let probes = plan::plan(spec, naming, &catalog, &absent);
@@ -124,7 +183,10 @@ pub async fn capture(
                 snap.schema = schema;
                 return Ok(snap);
             }
-            Err(Attempt::Retry(_)) if attempt < 3 => continue,
+            Err(Attempt::Retry(f)) if attempt < MAX_ATTEMPTS => {
+                crate::trace!("capture attempt {attempt} started over: {f}");
+                continue;
+            }
             Err(Attempt::Retry(f)) | Err(Attempt::Fatal(f)) => {
                 return Err(CaptureError::Snapshot(f));
             }
@@ -314,6 +376,7 @@ async fn attempt_capture(
         let snapshot_id = snapshot_id.clone();
         handles.push(tokio::spawn(async move {
             let client = db::pooled(&pool, &info).await.map_err(Attempt::Connect)?;
+            let _cancel = Registered::new(&client);
             let import = format!(
                 "{BEGIN}; SET TRANSACTION SNAPSHOT {}; {}",
                 ident::quote_literal(&snapshot_id),
@@ -332,6 +395,9 @@ async fn attempt_capture(
                 });
             }
             let out = work(&client, &probes, &spec, &queue, w).await;
+            if client.is_closed() {
+                return Err(Attempt::Retry(lost_mid_capture(&format!("connection {w}"))));
+            }
             let _ = client.batch_execute("ROLLBACK").await;
             Ok(out)
         }));
@@ -361,6 +427,13 @@ async fn attempt_capture(
             }
         }
     }
+    // A connection lost mid-capture (the exporter or a worker terminated, a restart) lost
+    // the probes it was running: start over with a new snapshot rather than record them as
+    // errors. What the other connections read stays theirs: nothing of it is kept, so no
+    // snapshot ever mixes two states.
+    if exporter.is_closed() {
+        first_err = Some(Attempt::Retry(lost_mid_capture("the exporting connection")));
+    }
     let _ = exporter.batch_execute("ROLLBACK").await;
     if let Some(e) = first_err {
         return Err(e);
@@ -369,6 +442,18 @@ async fn attempt_capture(
     let captures = assemble(&spec, &probes, results, absent);
     Ok((origin, captures, workers, schema))
 }
+
+fn lost_mid_capture(which: &str) -> DbFailure {
+    plain_failure(format!(
+        "{which} was lost in the middle of the capture (terminated by an administrator, or the \
+         server restarted); the capture was started over {} times with a new snapshot and lost \
+         a connection each time: check the server's log, then retry",
+        MAX_ATTEMPTS - 1
+    ))
+}
+
+/// Attempts of a whole capture when its snapshot cannot be shared or a connection is lost.
+const MAX_ATTEMPTS: u32 = 3;
 
 /// The order to run the probes in: longest first, so that the last probe to finish is a short
 /// one (on N connections the capture then takes about total work / N instead of ending on one
@@ -586,6 +671,21 @@ fn snapshot_of(
 /// uncommitted changes are visible only there, so the probes run one after another on this
 /// connection). Settings and probes sit in a savepoint that is rolled back afterwards, so the
 /// transaction continues exactly as it was.
+///
+/// The probes run read-only, like every other capture: `SET LOCAL transaction_read_only = on`
+/// inside the savepoint makes PostgreSQL refuse a write of a custom query (a data-modifying
+/// CTE, `nextval()`, a volatile function that writes) with SQLSTATE 25006, instead of running
+/// it where only the savepoint would undo it (and a sequence never rolls back). PostgreSQL lets
+/// a subtransaction turn read-only on but not off again; rolling back to the savepoint restores
+/// the migration transaction's read-write mode, so it can still COMMIT.
+///
+/// ```text
+///   BEGIN (read write) ... migration ...
+///     SAVEPOINT migval_capture; SET LOCAL transaction_read_only = on; SET LOCAL timeouts
+///       probes (each under its own savepoint)
+///     ROLLBACK TO SAVEPOINT migval_capture; RELEASE       -> read write again
+///   COMMIT | ROLLBACK
+/// ```
 pub async fn capture_in_transaction(
     client: &Client,
     info: &ConnInfo,
@@ -606,7 +706,7 @@ pub async fn capture_in_transaction(
     let origin = origin_from_row(&row).map_err(|e| fatal(e, "identifying the transaction"))?;
     client
         .batch_execute(&format!(
-            "SAVEPOINT migval_capture; {}",
+            "SAVEPOINT migval_capture; SET LOCAL transaction_read_only = on; {}",
             limits.set_local(1)
         ))
         .await
@@ -621,6 +721,18 @@ pub async fn capture_in_transaction(
         .batch_execute("ROLLBACK TO SAVEPOINT migval_capture; RELEASE SAVEPOINT migval_capture")
         .await
         .map_err(|e| fatal(e, "ending the capture savepoint"))?;
+    // The migration's transaction must be read-write again (it may be committed next).
+    let mode: String = client
+        .query_one("SHOW transaction_read_only", &[])
+        .await
+        .and_then(|r| r.try_get(0))
+        .map_err(|e| fatal(e, "checking the transaction's mode after the capture"))?;
+    if mode != "off" {
+        return Err(CaptureError::Snapshot(plain_failure(format!(
+            "the migration's transaction stayed read-only after the capture \
+             (transaction_read_only = {mode}); nothing is committed"
+        ))));
+    }
     let captures = assemble(spec, &probes, results, &absent);
     let mut snap = snapshot_of(info, spec, naming, &catalog, origin, captures, 1, started);
     snap.schema = schema;
@@ -634,11 +746,14 @@ fn assemble(
     results: Vec<ProbeResult>,
     absent: &BTreeMap<usize, Absence>,
 ) -> Vec<CheckCapture> {
-    let mut tables: Vec<Option<Result<Table, DbFailure>>> = vec![None; spec.checks.len()];
+    // Per check: its parts (a check split over several fused scans has one per scan, see
+    // `plan::MAX_SELECT`), or the first failure of a probe it reads from.
+    let mut parts: Vec<Vec<(usize, Table)>> = vec![Vec::new(); spec.checks.len()];
+    let mut failed: Vec<Option<DbFailure>> = vec![None; spec.checks.len()];
     let mut sql_of: Vec<Vec<String>> = vec![Vec::new(); spec.checks.len()];
     for p in probes.iter() {
         for &c in &p.checks {
-            sql_of[c] = p.sql_text();
+            sql_of[c].extend(p.sql_text());
         }
     }
     for (pi, r, setting) in results {
@@ -650,17 +765,32 @@ fn assemble(
         }
         match r {
             Ok(list) => {
-                for (c, t) in list {
-                    tables[c] = Some(Ok(t));
+                for (j, (c, t)) in list.into_iter().enumerate() {
+                    let part = match &probes[pi].kind {
+                        ProbeKind::Query { outputs, .. } => match outputs.get(j) {
+                            Some(Output::Columns { part, .. }) => *part,
+                            _ => 0,
+                        },
+                        _ => 0,
+                    };
+                    parts[c].push((part, t));
                 }
             }
             Err(f) => {
                 for &c in &probes[pi].checks {
-                    tables[c] = Some(Err(f.clone()));
+                    failed[c].get_or_insert_with(|| f.clone());
                 }
             }
         }
     }
+    let tables: Vec<Option<Result<Table, DbFailure>>> = parts
+        .into_iter()
+        .zip(failed)
+        .map(|(p, f)| match f {
+            Some(f) => Some(Err(f)),
+            None => join_parts(p),
+        })
+        .collect();
     spec
         .checks
         .iter()
@@ -704,6 +834,29 @@ fn assemble(
             }
         })
         .collect()
+}
+
+/// A check's table from its parts, in part order: one part is the table; several (a check
+/// with more metrics than one scan selects) are one-row tables put side by side.
+fn join_parts(mut parts: Vec<(usize, Table)>) -> Option<Result<Table, DbFailure>> {
+    if parts.len() <= 1 {
+        return parts.pop().map(|(_, t)| Ok(t));
+    }
+    parts.sort_by_key(|(part, _)| *part);
+    let mut whole = Table::new(Vec::new(), 0);
+    for (_, t) in parts {
+        if t.key_len != 0 || t.len() != 1 {
+            return Some(Err(plain_failure(format!(
+                "internal: a check split over several scans got a part with {} rows and {} key \
+                 columns (expected one row, no key)",
+                t.len(),
+                t.key_len
+            ))));
+        }
+        whole.columns.extend(t.columns);
+        whole.cells.extend(t.cells);
+    }
+    Some(Ok(whole))
 }
 
 fn plain_failure(message: String) -> DbFailure {
@@ -1069,7 +1222,9 @@ async fn run_query(
     let mut plans: Vec<(usize, Vec<usize>, Vec<usize>, Table)> = Vec::new();
     for o in outputs {
         match o {
-            Output::Columns { check, key, values } => {
+            Output::Columns {
+                check, key, values, ..
+            } => {
                 let mut cols = Vec::new();
                 for (pos, label) in key.iter().chain(values) {
                     cols.push(decoders[*pos].column(label));

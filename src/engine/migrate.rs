@@ -333,7 +333,9 @@ async fn run_watched(
     }
 }
 
-async fn who_blocks(monitor: &Client, pid: i32) -> Vec<Blocker> {
+/// The sessions blocking backend `pid` now (asked from another connection; empty when none
+/// or when it cannot be read). The backfill asks it too while a batch waits for a row lock.
+pub async fn who_blocks(monitor: &Client, pid: i32) -> Vec<Blocker> {
     let Ok(rows) = monitor.query(sql::BLOCKERS.sql, &[&pid]).await else {
         return Vec::new();
     };

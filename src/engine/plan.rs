@@ -24,6 +24,16 @@ use crate::sql::{self, Query};
 
 use super::preflight::Catalog;
 
+/// A user's SQL fragment as it is embedded in generated SQL: followed by a newline, so that a
+/// trailing `-- comment` ends there instead of swallowing the parenthesis, FILTER clause or
+/// fused metrics that follow it (`where = "status = 'active' -- note"`).
+pub fn embed(fragment: &str) -> String {
+    let mut s = String::with_capacity(fragment.len() + 1);
+    s.push_str(fragment);
+    s.push('\n');
+    s
+}
+
 /// Which side of the migration a capture is for.
 #[derive(Debug, Clone)]
 pub struct Naming {
@@ -91,19 +101,23 @@ impl Naming {
         }
     }
 
-    /// A SQL fragment over `table`'s columns, with renamed columns substituted.
+    /// A SQL fragment over `table`'s columns, with renamed columns substituted, ready to be
+    /// embedded (see [`embed`]).
     pub fn fragment(&self, table: &Name, sql: &str) -> String {
         if !self.after {
-            return sql.to_string();
+            return embed(sql);
         }
-        rename_identifiers(sql, &self.renames.columns_of(&table.name))
+        embed(&rename_identifiers(
+            sql,
+            &self.renames.columns_of(&table.name),
+        ))
     }
 
     /// A fragment with a post-migration form: that form as written on the post side, else
-    /// the pre-migration form through [rename].
+    /// the pre-migration form through [rename]. Ready to be embedded (see [`embed`]).
     pub fn sided(&self, table: &Name, s: &Sided) -> String {
         match (&s.after, self.after) {
-            (Some(a), true) => a.clone(),
+            (Some(a), true) => embed(a),
             _ => self.fragment(table, &s.before),
         }
     }
@@ -112,7 +126,7 @@ impl Naming {
     /// shown by the partition's name.
     pub fn key(&self, table: &Name, g: &GroupKey) -> String {
         match (&g.after, self.after) {
-            (Some(a), true) => format!("({a})"),
+            (Some(a), true) => format!("({})", embed(a)),
             _ => match &g.before {
                 KeyExpr::Column(c) if c == "tableoid" => "tableoid::regclass::text".into(),
                 KeyExpr::Column(c) => quote(&self.col(table, c)),
@@ -151,6 +165,10 @@ pub enum Output {
     /// Result columns `key` then `values` become check `check`'s table, with these labels.
     Columns {
         check: usize,
+        /// Which part of the check's values this is: a check with more metrics than one
+        /// fused scan may select is split over several scans (parts 0, 1, ...), whose one-row
+        /// tables are put side by side again in part order.
+        part: usize,
         key: Vec<(usize, String)>,
         values: Vec<(usize, String)>,
     },
@@ -295,11 +313,11 @@ fn metric_sql(naming: &Naming, table: &Name, metric: &Metric) -> (String, bool) 
                 let arg = match arg {
                     MetricArg::Star => "*".to_string(),
                     MetricArg::Column(c) => quote(&c),
-                    MetricArg::Expr(e) => format!("({e})"),
+                    MetricArg::Expr(e) => format!("({})", embed(&e)),
                 };
                 (aggregate(func, &arg), true)
             }
-            Err(_) => (format!("({after})"), false),
+            Err(_) => (format!("({})", embed(after)), false),
         };
     }
     let arg = match &metric.arg {
@@ -309,6 +327,12 @@ fn metric_sql(naming: &Naming, table: &Name, metric: &Metric) -> (String, bool) 
     };
     (aggregate(metric.func, &arg), true)
 }
+
+/// The most values one fused scan selects. PostgreSQL refuses a target list of more than
+/// 1664 entries (SQLSTATE 54011, "target lists can have at most 1664 entries"), which would
+/// fail every check fused into it; this leaves a wide margin and keeps each statement a size
+/// a DBA can still read in the audit trail.
+pub const MAX_SELECT: usize = 1000;
 
 /// Plan every check of `spec` for one side; checks in `absent` have nothing to read here.
 pub fn plan(
@@ -348,34 +372,44 @@ pub fn plan(
                 // gets a scan of its own with the filter in WHERE.
                 let own_scan = filter.is_some() && plain.iter().any(|p| !p);
                 if m.group_by.is_empty() && !own_scan {
-                    let scan = find_or_add(&mut scans, &rel, None, cost_of(&rel_name), |s| {
-                        s.grouped.is_none()
-                    });
-                    let mut values = Vec::new();
-                    for (metric, e) in m.metrics.iter().zip(exprs) {
-                        let e = match &filter {
-                            Some(f) => format!("{e} FILTER (WHERE {f})"),
-                            None => e,
-                        };
-                        values.push((scan.select.len(), metric.label.clone()));
-                        scan.select.push(e);
+                    let items: Vec<(&Metric, String)> = m.metrics.iter().zip(exprs).collect();
+                    for (part, chunk) in items.chunks(MAX_SELECT).enumerate() {
+                        let scan = find_or_add(&mut scans, &rel, None, cost_of(&rel_name), |s| {
+                            s.grouped.is_none() && s.select.len() + chunk.len() <= MAX_SELECT
+                        });
+                        let mut values = Vec::new();
+                        for (metric, e) in chunk {
+                            let e = match &filter {
+                                Some(f) => format!("{e} FILTER (WHERE {f})"),
+                                None => e.clone(),
+                            };
+                            values.push((scan.select.len(), metric.label.clone()));
+                            scan.select.push(e);
+                        }
+                        scan.outputs.push(Output::Columns {
+                            check: ci,
+                            part,
+                            key: Vec::new(),
+                            values,
+                        });
+                        scan.checks.push(ci);
                     }
-                    scan.outputs.push(Output::Columns {
-                        check: ci,
-                        key: Vec::new(),
-                        values,
-                    });
-                    scan.checks.push(ci);
                 } else {
                     let group: Vec<String> =
                         m.group_by.iter().map(|g| naming.key(&m.table, g)).collect();
                     let key_sig = (filter.clone(), group.clone());
+                    // A grouped check is never split (its parts would have to be joined on
+                    // the group key): one with more metrics than MAX_SELECT gets a scan alone.
+                    let room = m.metrics.len();
                     let scan = find_or_add(
                         &mut scans,
                         &rel,
                         Some(key_sig.clone()),
                         cost_of(&rel_name),
-                        |s| s.grouped.as_ref() == Some(&key_sig),
+                        |s| {
+                            s.grouped.as_ref() == Some(&key_sig)
+                                && s.select.len() + room <= MAX_SELECT
+                        },
                     );
                     if scan.select.is_empty() {
                         scan.select.extend(group.iter().cloned());
@@ -393,6 +427,7 @@ pub fn plan(
                     }
                     scan.outputs.push(Output::Columns {
                         check: ci,
+                        part: 0,
                         key,
                         values,
                     });
@@ -408,10 +443,11 @@ pub fn plan(
                     None => format!("{col} IS NULL"),
                 };
                 let scan = find_or_add(&mut scans, &rel, None, cost_of(&rel_name), |s| {
-                    s.grouped.is_none()
+                    s.grouped.is_none() && s.select.len() < MAX_SELECT
                 });
                 scan.outputs.push(Output::Columns {
                     check: ci,
+                    part: 0,
                     key: Vec::new(),
                     values: vec![(scan.select.len(), "null_count".into())],
                 });
@@ -448,6 +484,7 @@ pub fn plan(
                         sql,
                         outputs: vec![Output::Columns {
                             check: ci,
+                            part: 0,
                             key: Vec::new(),
                             values: vec![(0, "orphans".into())],
                         }],
@@ -652,6 +689,7 @@ fn rows_probe(
         check: ci,
         key: r.key.iter().cloned().enumerate().collect(),
         values,
+        part: 0,
     }];
     (sql, outputs)
 }

@@ -1391,3 +1391,332 @@ fn max_replication_lag_waits_for_a_lagging_standby_before_each_batch() {
     drop(primary);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Issue 11, defect 8: a failed `CREATE UNIQUE INDEX CONCURRENTLY` on duplicate data leaves an
+/// INVALID unique index that enforces nothing; batching on it would skip or miscount rows.
+#[test]
+fn an_invalid_unique_index_is_refused_as_a_backfill_key() {
+    let db = rt().block_on(async {
+        let db = TestDb::new("backfill_invalid_index").await;
+        db.exec(
+            "CREATE TABLE items (id int PRIMARY KEY, code int NOT NULL, label text);
+             INSERT INTO items SELECT g, g % 75, NULL FROM generate_series(1, 100) g;",
+        )
+        .await;
+        let c = db.client().await;
+        let failed = c
+            .batch_execute("CREATE UNIQUE INDEX CONCURRENTLY items_code_key ON items (code)")
+            .await;
+        assert!(failed.is_err(), "duplicate codes make the build fail");
+        db
+    });
+    let valid = rt().block_on(int(
+        &db,
+        "SELECT count(*) FROM pg_index WHERE indexrelid = 'items_code_key'::regclass AND indisvalid",
+    ));
+    assert_eq!(valid, 0, "the index is left INVALID");
+    let spec = db.file(
+        "items.toml",
+        "name = \"items_label\"\ntable = \"items\"\nkey = [\"code\"]\n\
+         pending = \"label IS NULL\"\nset = \"label = 'x' || id\"\n[batch]\nsize = 10\n",
+    );
+    let r = run(&db, &spec, &["--commit", "--yes"]);
+    assert_eq!(r.code, 2, "{r}");
+    assert!(r.stderr.contains("items_code_key"), "{r}");
+    assert!(r.stderr.contains("INVALID"), "{r}");
+    assert!(r.stderr.contains("DROP INDEX"), "{r}");
+    let touched = rt().block_on(int(
+        &db,
+        "SELECT count(*) FROM items WHERE label IS NOT NULL",
+    ));
+    assert_eq!(touched, 0, "nothing was changed");
+    // Once rebuilt on unique data, the same key is accepted and every row is done once.
+    rt().block_on(db.exec(
+        "DROP INDEX items_code_key; UPDATE items SET code = id; \
+         CREATE UNIQUE INDEX items_code_key ON items (code)",
+    ));
+    let r = run(&db, &spec, &["--commit", "--yes"]);
+    assert_eq!(r.code, 0, "{r}");
+    assert_eq!(summary(&r, "Updated successfully:"), "100", "{r}");
+}
+
+/// Issue 11, defect 11: a `pending` guard ending in a `-- comment` swallowed the rest of the
+/// generated statement and the spec was refused.
+#[test]
+fn a_pending_guard_ending_in_a_comment_runs() {
+    let db = rt().block_on(async {
+        let db = TestDb::new("backfill_pending_comment").await;
+        db.exec(
+            "CREATE TABLE items (id int PRIMARY KEY, label text);
+             INSERT INTO items SELECT g, NULL FROM generate_series(1, 100) g;",
+        )
+        .await;
+        db
+    });
+    let spec = db.file(
+        "items.toml",
+        "name = \"items_label\"\ntable = \"items\"\nkey = [\"id\"]\n\
+         pending = \"label IS NULL -- still to do\"\nset = \"label = 'x' || id -- the new label\"\n\
+         [batch]\nsize = 30\n",
+    );
+    let r = run(&db, &spec, &["--commit", "--yes"]);
+    assert_eq!(r.code, 0, "{r}");
+    assert_eq!(summary(&r, "Updated successfully:"), "100", "{r}");
+    let wrong = rt().block_on(int(
+        &db,
+        "SELECT count(*) FROM items WHERE label IS DISTINCT FROM 'x' || id",
+    ));
+    assert_eq!(wrong, 0);
+}
+
+/// Issue 11, defect 4: an application inserting pending rows above the cursor faster than the
+/// batches go kept the run going (batch 241, `100% 12,050 / 2,380 rows`). The run is bounded by
+/// the largest key when it started; later rows are reported, not chased.
+#[test]
+fn steady_inserts_do_not_keep_a_backfill_running_and_progress_stays_within_100_percent() {
+    let db = rt().block_on(async {
+        let db = TestDb::new("backfill_steady_inserts").await;
+        db.exec(
+            "CREATE TABLE items (id bigserial PRIMARY KEY, label text);
+             INSERT INTO items (label) SELECT NULL FROM generate_series(1, 1500);",
+        )
+        .await;
+        db
+    });
+    let spec = db.file(
+        "items.toml",
+        "name = \"items_label\"\ntable = \"items\"\nkey = [\"id\"]\n\
+         pending = \"label IS NULL\"\nset = \"label = 'x' || id\"\n\
+         [batch]\nsize = 50\npause = \"30ms\"\n",
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let inserter = {
+        let (url, stop) = (db.url.clone(), stop.clone());
+        std::thread::spawn(move || {
+            rt().block_on(async {
+                let c = crate::common::connect(&url).await;
+                let mut n = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    // 200 pending rows every 10 ms: far faster than batches of 50 every 30 ms.
+                    c.batch_execute(
+                        "INSERT INTO items (label) SELECT NULL FROM generate_series(1, 200)",
+                    )
+                    .await
+                    .expect("insert");
+                    n += 200;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                n
+            })
+        })
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    let before_start = rt().block_on(int(&db, "SELECT max(id) FROM items"));
+    let mut child = spawn(&db, &spec, &["--commit", "--yes"]);
+    let t0 = Instant::now();
+    while child.try_wait().expect("try_wait").is_none() {
+        if t0.elapsed() > Duration::from_secs(40) {
+            let _ = child.kill();
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            let _ = inserter.join();
+            panic!("the backfill chased the inserts for 40 s{}", finish(child));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let inserted = inserter.join().expect("inserter");
+    let r = finish(child);
+    assert!(
+        inserted > 2000,
+        "the application really inserted ({inserted} rows)"
+    );
+    assert_eq!(r.code, 0, "{r}");
+    // Every row there when the run began is done; only rows inserted since are left.
+    let left_old = rt().block_on(int(
+        &db,
+        &format!("SELECT count(*) FROM items WHERE id <= {before_start} AND label IS NULL"),
+    ));
+    assert_eq!(left_old, 0, "{r}");
+    let updated: i64 = summary(&r, "Updated successfully:")
+        .replace(',', "")
+        .parse()
+        .unwrap();
+    let labelled = rt().block_on(int(
+        &db,
+        "SELECT count(*) FROM items WHERE label IS NOT NULL",
+    ));
+    assert_eq!(updated, labelled, "{r}");
+    let new_since: i64 = summary(&r, "New since the run began (not chased):")
+        .replace(',', "")
+        .parse()
+        .unwrap();
+    assert!(new_since > 0, "{r}");
+    for line in r.stderr.lines().filter(|l| l.starts_with("progress:")) {
+        let pct: u64 = line["progress:".len()..]
+            .trim_start()
+            .split('%')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no percentage in `{line}`"));
+        assert!(pct <= 100, "{line}");
+        let counts: Vec<u64> = line
+            .split("  ")
+            .nth(1)
+            .unwrap_or("")
+            .split(" / ")
+            .map(|n| {
+                n.trim_end_matches(" rows")
+                    .replace(',', "")
+                    .parse()
+                    .unwrap_or_else(|_| panic!("`{line}`"))
+            })
+            .collect();
+        assert!(
+            counts[0] <= counts[1],
+            "done never exceeds the total: {line}"
+        );
+    }
+}
+
+/// Fault catalogue: a row lock held past the retries. The run stops (exit 2) naming the
+/// session that holds the lock, as migrate does; batches before it stay committed, nothing is
+/// applied twice, and the rerun after the lock is released finishes the job.
+#[test]
+fn a_row_lock_held_past_the_retries_stops_the_run_naming_the_blocker() {
+    let db = rt().block_on(world("backfill_row_lock_stuck", 1000));
+    let spec = spec_with(
+        &db,
+        "bf.toml",
+        "size = 100\nlock_timeout = \"200ms\"\nretries = 2",
+    );
+    rt().block_on(async {
+        let holder = crate::common::connect(&format!(
+            "{}{}application_name=nightly-report",
+            db.url,
+            if db.url.contains('?') { "&" } else { "?" }
+        ))
+        .await;
+        let holder_pid: i32 = holder
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await
+            .unwrap()
+            .get(0);
+        holder
+            .batch_execute("BEGIN; SELECT * FROM plan_subscriptions WHERE id = 503 FOR UPDATE")
+            .await
+            .expect("lock row 503");
+        let r = tokio::task::spawn_blocking({
+            let (db_url, spec) = (db.url.clone(), spec.clone());
+            let log = db.path("rows.csv");
+            move || {
+                crate::common::migval(&[
+                    "backfill",
+                    p(&spec),
+                    "--db",
+                    &db_url,
+                    "--log",
+                    p(&log),
+                    "--commit",
+                    "--yes",
+                ])
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(r.code, 2, "{r}");
+        assert!(r.stderr.contains("failed after 3 attempts"), "{r}");
+        assert!(r.stderr.contains("55P03"), "{r}");
+        assert!(
+            r.stderr.contains(&format!("blocked by pid {holder_pid}")),
+            "the blocker is named{r}"
+        );
+        assert!(r.stderr.contains("nightly-report"), "{r}");
+        assert!(r.stderr.contains("FOR UPDATE"), "its query is shown{r}");
+        assert!(r.stderr.contains("rerun the same command"), "{r}");
+        let status = text(
+            &db,
+            "SELECT status FROM migval.backfill_runs WHERE run_id = 1",
+        )
+        .await;
+        assert_eq!(status, "failed");
+        let done = batches_committed(&db).await;
+        assert_eq!(done, 5, "batches 1-5 (ids up to 500) stay committed");
+        let twice = int(&db, "SELECT count(*) FROM update_counts WHERE n <> 1").await;
+        assert_eq!(twice, 0);
+        let beyond = int(&db, "SELECT count(*) FROM update_counts WHERE id > 500").await;
+        assert_eq!(beyond, 0, "the blocked batch was rolled back");
+        holder.batch_execute("COMMIT").await.expect("release");
+    });
+    let resumed = run(&db, &spec, &["--commit", "--yes"]);
+    assert_eq!(resumed.code, 0, "{resumed}");
+    assert!(resumed.stderr.contains("resuming run 1"), "{resumed}");
+    rt().block_on(assert_filled_exactly_once(&db));
+}
+
+/// Fault catalogue: a deadlock during a batch. PostgreSQL aborts the batch (40P01); the batch
+/// is retried and the run finishes with every row updated exactly once, while the other
+/// session's transaction goes through.
+#[test]
+fn a_deadlock_during_a_batch_is_retried_and_nothing_is_applied_twice() {
+    let db = rt().block_on(world("backfill_deadlock", 1000));
+    let spec = spec_with(&db, "bf.toml", "size = 200\nlock_timeout = \"10s\"");
+    rt().block_on(async {
+        let other = db.client().await;
+        // The other session waits long before checking for deadlocks, so that the backfill's
+        // backend (deadlock_timeout 1 s) is the one that finds the cycle and is aborted.
+        // A row the first batch (ids 1-200) will change: resolvable and pending.
+        const CHANGED: &str = "customer_id % 50 > 1 AND id % 10 <> 0";
+        let wanted = int(
+            &db,
+            &format!("SELECT min(id) FROM plan_subscriptions WHERE id > 100 AND {CHANGED}"),
+        )
+        .await;
+        let held = int(
+            &db,
+            &format!("SELECT min(id) FROM plan_subscriptions WHERE {CHANGED}"),
+        )
+        .await;
+        other
+            .batch_execute(&format!(
+                "SET deadlock_timeout = '20s'; BEGIN; \
+                 SELECT * FROM plan_subscriptions WHERE id = {wanted} FOR UPDATE"
+            ))
+            .await
+            .expect("lock a row of batch 1");
+        let child = spawn(&db, &spec, &["--commit", "--yes"]);
+        // The first batch has locked the rows below `wanted` and waits for it.
+        let t0 = Instant::now();
+        while int(
+            &db,
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND application_name = 'migval-backfill:subscriber_fk' AND wait_event_type = 'Lock'",
+        )
+        .await
+            == 0
+        {
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "the batch never waited"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Now ask for a row the batch holds: a cycle.
+        other
+            .batch_execute(&format!(
+                "SELECT * FROM plan_subscriptions WHERE id = {held} FOR UPDATE"
+            ))
+            .await
+            .expect("the other session gets its row once the batch is aborted");
+        other.batch_execute("COMMIT").await.expect("commit");
+        let r = tokio::task::spawn_blocking(move || finish(child))
+            .await
+            .unwrap();
+        assert_eq!(r.code, 0, "{r}");
+        assert!(
+            r.stderr.contains("SQLSTATE 40P01"),
+            "a deadlock happened{r}"
+        );
+        assert!(r.stderr.contains("retrying"), "{r}");
+        assert_filled_exactly_once(&db).await;
+    });
+}

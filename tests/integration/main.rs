@@ -5,6 +5,9 @@ mod common;
 
 /// `migval backfill`: dry-run, exactly-once commit, kill -9 / Ctrl-C / lost connection and resume.
 mod backfill;
+/// Capture under hostile input and interruptions: thousands of metrics, comments in
+/// fragments, Ctrl-C / SIGTERM of snapshot and verify cancelling the server-side work.
+mod capture_faults;
 /// Every query of the catalogue in queries/ prepares against a real server.
 mod catalogue;
 /// Each check kind captures the right numbers and catches what it should.

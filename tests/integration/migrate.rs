@@ -728,3 +728,161 @@ fn a_wrapped_file_commits_with_commit_and_other_transaction_control_is_refused_b
     );
     assert_eq!(columns(), "id,owner,amount,note", "committed");
 }
+
+/// Issue 11, defect 12: the post-migration probes ran in the migration's read-write
+/// transaction, so a `sql_after` with a data-modifying CTE ran (its savepoint undid it) and
+/// `nextval()` advanced a sequence in a rehearsal (sequences ignore rollbacks). They run
+/// read-only now, and the migration still commits afterwards.
+#[test]
+fn post_migration_probes_run_read_only_and_the_migration_still_commits() {
+    let db = accounts("migrate_read_only_probes");
+    rt().block_on(db.exec("CREATE SEQUENCE invoice_no"));
+    let spec = db.file(
+        "checks.toml",
+        r#"
+[[check]]
+name = "balances"
+table = "accounts"
+metrics = ["count(*)", "sum(amount)"]
+
+[[check]]
+name = "writes through a CTE"
+sql_after = "WITH x AS (UPDATE accounts SET amount = amount + 1 RETURNING 1) SELECT count(*) AS n FROM x"
+expect = "may_change"
+
+[[check]]
+name = "takes a number"
+sql_after = "SELECT nextval('invoice_no') AS n"
+expect = "may_change"
+"#,
+    );
+    let migration = db.file("001.sql", "ALTER TABLE accounts ADD COLUMN note text;\n");
+    let r = migval(&[
+        "migrate",
+        p(&migration),
+        "--spec",
+        p(&spec),
+        "--db",
+        &db.url,
+        "--format",
+        "json",
+    ]);
+    let report: serde_json::Value =
+        serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("no JSON report ({e}){r}"));
+    for name in ["writes through a CTE", "takes a number"] {
+        let c = crate::common::check(&report, name);
+        assert_eq!(c["status"], "ERROR", "{name}{r}");
+        let text = c.to_string();
+        assert!(text.contains("read-only transaction"), "{name}: {text}");
+        assert!(text.contains("25006"), "{name}: {text}");
+    }
+    assert_eq!(crate::common::status(&report, "balances"), "PASS", "{r}");
+    let seq = rt().block_on(one_text(
+        &db,
+        "SELECT last_value::text || ':' || is_called::text FROM invoice_no",
+    ));
+    assert_eq!(seq, "1:false", "nextval() never ran");
+    let total = rt().block_on(one_text(&db, "SELECT sum(amount)::text FROM accounts"));
+    assert_eq!(total, "2152.50", "the CTE's UPDATE never ran");
+
+    // The probes' read-only mode ends with their savepoint: the migration commits.
+    let clean = db.file(
+        "clean.toml",
+        "[schema]\nexpect = [\"add column public.accounts.note\"]\n\n\
+         [[check]]\nname = \"balances\"\ntable = \"accounts\"\nmetrics = [\"count(*)\", \"sum(amount)\"]\n",
+    );
+    let two = db.file(
+        "002.sql",
+        "ALTER TABLE accounts ADD COLUMN note text;\nUPDATE accounts SET note = 'n';\n",
+    );
+    let r = migval(&[
+        "migrate",
+        p(&two),
+        "--spec",
+        p(&clean),
+        "--db",
+        &db.url,
+        "--commit",
+        "--artifacts",
+        p(&db.path("runs")),
+    ]);
+    assert_eq!(r.code, 0, "{r}");
+    assert!(r.stdout.contains("committed: the verdict passed"), "{r}");
+    let notes = rt().block_on(one_text(
+        &db,
+        "SELECT count(*)::text FROM accounts WHERE note = 'n'",
+    ));
+    assert_eq!(notes, "20", "committed");
+}
+
+/// Fault catalogue: statement k of n fails under --commit. Nothing of statements 1..k-1 stays
+/// (the catalog is exactly as before), statement k+1 never ran, and no lock is left behind.
+#[test]
+fn a_failure_at_statement_k_of_n_leaves_the_catalog_unchanged_and_no_lock() {
+    let db = accounts("migrate_fails_at_k");
+    const CATALOG: &str = "SELECT md5(string_agg(c.relname || ':' || coalesce(a.attname, '') || ':' \
+        || coalesce(format_type(a.atttypid, a.atttypmod), ''), ',' ORDER BY c.relname, a.attnum)) \
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+        LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+        WHERE n.nspname = 'public'";
+    let before = rt().block_on(one_text(&db, CATALOG));
+    let data_before = rt().block_on(one_text(&db, "SELECT sum(amount)::text FROM accounts"));
+    let spec = db.file("checks.toml", ACCOUNT_CHECKS);
+    let migration = db.file(
+        "001.sql",
+        "CREATE TABLE audit (id int PRIMARY KEY);\n\
+         ALTER TABLE accounts ADD COLUMN cents bigint;\n\
+         UPDATE accounts SET amount = amount * 2;\n\
+         UPDATE accounts SET cents = (amount * 100)::bigint / (id - id);\n\
+         CREATE INDEX accounts_cents ON accounts (cents);\n",
+    );
+    let r = migval(&[
+        "migrate",
+        p(&migration),
+        "--spec",
+        p(&spec),
+        "--db",
+        &db.url,
+        "--commit",
+        "--artifacts",
+        p(&db.path("runs")),
+    ]);
+    assert_eq!(r.code, 2, "{r}");
+    let out = r.all();
+    assert!(
+        out.contains("line 4"),
+        "the failing statement is named by line{r}"
+    );
+    assert!(out.contains("division by zero"), "{r}");
+    assert!(out.contains("22012"), "{r}");
+    assert!(!out.contains("committed: the verdict passed"), "{r}");
+    assert_eq!(
+        before,
+        rt().block_on(one_text(&db, CATALOG)),
+        "statements 1-3 were rolled back, 5 never ran"
+    );
+    assert_eq!(
+        data_before,
+        rt().block_on(one_text(&db, "SELECT sum(amount)::text FROM accounts")),
+        "statement 3's UPDATE was rolled back"
+    );
+    // No lock left: another session gets ACCESS EXCLUSIVE at once.
+    rt().block_on(async {
+        let c = db.client().await;
+        c.batch_execute(
+            "SET lock_timeout = '200ms'; BEGIN; LOCK TABLE accounts IN ACCESS EXCLUSIVE MODE; ROLLBACK",
+        )
+        .await
+        .unwrap_or_else(|e| panic!("a lock was left behind: {}", migval::db::failure(&e, None)));
+        let left: i64 = c
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                 AND application_name = 'migval' AND pid <> pg_backend_pid()",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(left, 0, "no migval session left");
+    });
+}

@@ -61,14 +61,13 @@ pub fn read(statements: &[Statement]) -> ScriptFacts {
     // A foreign key added after its column: the column references the parent.
     let fks = f.foreign_keys.clone();
     for (t, cols, p, pcols) in fks {
-        if let [c] = cols.as_slice() {
-            if let Some(a) = f
+        if let [c] = cols.as_slice()
+            && let Some(a) = f
                 .added_columns
                 .iter_mut()
                 .find(|a| a.table == t && &a.column == c)
-            {
-                a.references.get_or_insert((p, pcols));
-            }
+        {
+            a.references.get_or_insert((p, pcols));
         }
     }
     let mut seen = BTreeSet::new();
@@ -199,15 +198,13 @@ fn statement(f: &mut ScriptFacts, tokens: &[Token]) {
                     }
                 }
             }
-        } else if p.eat("materialized") || p.peek_kw("view") {
-            if p.eat("view") {
-                if p.eat("if") {
-                    p.eat("not");
-                    p.eat("exists");
-                }
-                if let Some(v) = name(&mut p) {
-                    f.views.push(v);
-                }
+        } else if (p.eat("materialized") || p.peek_kw("view")) && p.eat("view") {
+            if p.eat("if") {
+                p.eat("not");
+                p.eat("exists");
+            }
+            if let Some(v) = name(&mut p) {
+                f.views.push(v);
             }
         }
         return;
@@ -312,14 +309,15 @@ fn alter_action(f: &mut ScriptFacts, t: &Name, action: &[Token]) {
     } else if p.eat("alter") {
         p.eat("column");
         let Some(c) = p.ident() else { return };
-        if p.eat("set") && p.eat("not") && p.eat("null") {
-            if let Some(a) = f
+        if p.eat("set")
+            && p.eat("not")
+            && p.eat("null")
+            && let Some(a) = f
                 .added_columns
                 .iter_mut()
                 .find(|a| &a.table == t && a.column == c)
-            {
-                a.not_null = true;
-            }
+        {
+            a.not_null = true;
         }
     }
 }

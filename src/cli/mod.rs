@@ -4,6 +4,7 @@
 mod backfill;
 mod demo;
 mod diff;
+mod init;
 mod migrate;
 mod snapshot;
 mod verify;
@@ -57,6 +58,9 @@ pub enum Command {
     /// Show the whole flow on a throwaway PostgreSQL: snapshot, a good migration that
     /// passes, its rollback, a broken migration that fails.
     Demo(demo::DemoArgs),
+    /// Write a commented spec for the tables a migration touches, from the catalog and the
+    /// migration scripts (read-only): a starting point to edit, in seconds.
+    Init(init::InitArgs),
 }
 
 /// Where to connect.
@@ -181,5 +185,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Migrate(a) => migrate::run(a).await,
         Command::Backfill(a) => backfill::run(a).await,
         Command::Demo(a) => demo::run(a).await,
+        Command::Init(a) => init::run(a).await,
     }
 }

@@ -39,6 +39,14 @@ pub struct ScriptFacts {
     pub views: Vec<Name>,
     /// Constraints added on existing tables (names as written; may be empty).
     pub added_constraints: Vec<(Name, Option<String>)>,
+    /// `ALTER TABLE t DROP CONSTRAINT name`.
+    pub dropped_constraints: Vec<(Name, String)>,
+    /// Tables the script writes rows to (INSERT, UPDATE, DELETE): their data changes on purpose.
+    pub written: Vec<Name>,
+    /// `CREATE [OR REPLACE] FUNCTION|PROCEDURE name`.
+    pub functions: Vec<Name>,
+    /// (kind: policy or trigger, table) created by `CREATE POLICY|TRIGGER ... ON table`.
+    pub created_on: Vec<(&'static str, Name)>,
 }
 
 impl ScriptFacts {
@@ -198,6 +206,26 @@ fn statement(f: &mut ScriptFacts, tokens: &[Token]) {
                     }
                 }
             }
+        } else if p.eat("function") || p.eat("procedure") {
+            if let Some(n) = name(&mut p) {
+                f.functions.push(n);
+            }
+        } else if p.eat("policy") || p.peek_kw("trigger") || p.peek_kw("constraint") {
+            let kind = if p.peek_kw("trigger") || p.peek_kw("constraint") {
+                "trigger"
+            } else {
+                "policy"
+            };
+            // Skip to ON <table>.
+            while p.i < tokens.len() && !p.peek_kw("on") {
+                p.i += 1;
+            }
+            if p.eat("on")
+                && let Some(t) = name(&mut p)
+            {
+                f.touch(&t);
+                f.created_on.push((kind, t));
+            }
         } else if (p.eat("materialized") || p.peek_kw("view")) && p.eat("view") {
             if p.eat("if") {
                 p.eat("not");
@@ -246,6 +274,9 @@ fn statement(f: &mut ScriptFacts, tokens: &[Token]) {
     };
     if let Some(t) = target {
         f.touch(&t);
+        if !f.written.contains(&t) {
+            f.written.push(t);
+        }
     }
 }
 
@@ -296,7 +327,13 @@ fn alter_action(f: &mut ScriptFacts, t: &Name, action: &[Token]) {
             });
         }
     } else if p.eat("drop") {
-        if p.peek_kw("constraint") {
+        if p.eat("constraint") {
+            if p.eat("if") {
+                p.eat("exists");
+            }
+            if let Some(c) = p.ident() {
+                f.dropped_constraints.push((t.clone(), c));
+            }
             return;
         }
         p.eat("column");

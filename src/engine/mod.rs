@@ -5,6 +5,7 @@ pub mod after_only;
 pub mod capture;
 pub mod compare;
 pub mod ddl;
+pub mod init;
 pub mod migrate;
 pub mod plan;
 pub mod preflight;

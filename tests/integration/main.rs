@@ -20,6 +20,8 @@ mod consistency;
 mod fee_rename;
 /// `--format html` rendered in headless Chromium.
 mod html;
+/// `migval init`: generated specs tried on every fixture.
+mod init;
 /// The intent-native spec: after-only checks, before/after forms, facts by what they are.
 mod intents;
 /// `migval migrate`: rehearsal, --commit, --rollback, lock timeouts, refused scripts, external commands.

@@ -21,7 +21,11 @@ fn main() -> ExitCode {
     match runtime.block_on(migval::cli::run(cli)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Error messages carry server text and names from the data: shown escaped.
+            eprintln!(
+                "error: {}",
+                migval::report::escape::block(&format!("{e:#}"))
+            );
             ExitCode::from(2)
         }
     }

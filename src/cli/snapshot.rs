@@ -7,6 +7,7 @@ use clap::Args;
 
 use super::{ConnArgs, LimitArgs, load_spec};
 use crate::model::Outcome;
+use crate::report::escape;
 use crate::{engine, store};
 
 #[derive(Debug, Args)]
@@ -51,7 +52,11 @@ pub async fn run(a: SnapshotArgs) -> anyhow::Result<u8> {
         a.out.display()
     );
     for (name, f) in &failed {
-        eprintln!("ERROR check `{name}`: {f}");
+        eprintln!(
+            "ERROR check `{}`: {}",
+            escape::line(name),
+            escape::block(&f.to_string())
+        );
     }
     if failed.is_empty() {
         Ok(0)

@@ -15,6 +15,8 @@ mod cli;
 mod consistency;
 /// The seed-000 story end to end, and `migval demo`.
 mod fee_rename;
+/// Hostile data (terminal escapes, bidi overrides) shown escaped, kept exact in JSON.
+mod hostile;
 /// The intent-native spec: after-only checks, before/after forms, facts by what they are.
 mod intents;
 /// `migval migrate`: rehearsal, --commit, --rollback, lock timeouts, refused scripts, external commands.

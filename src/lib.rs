@@ -16,7 +16,8 @@
 //!
 //! Supporting modules: `db` (connections like libpq, TLS, exact decoding, error mapping),
 //! `sql` (the query catalogue in `queries/` and identifier quoting), `model` (plain data),
-//! `cluster` (throwaway PostgreSQL for the demo and tests).
+//! `cluster` (throwaway PostgreSQL for the demo and tests), `redact` (passwords masked in
+//! echoed command lines).
 
 pub mod backfill;
 pub mod cli;
@@ -24,6 +25,7 @@ pub mod cluster;
 pub mod db;
 pub mod engine;
 pub mod model;
+pub mod redact;
 pub mod report;
 pub mod spec;
 pub mod sql;

@@ -109,8 +109,11 @@ pub async fn run(a: MigrateArgs) -> anyhow::Result<u8> {
         }
         Some(plan) => migrate::run_in_transaction(&info, &spec, &baseline, plan).await?,
         None => {
-            eprintln!("running `{}` (not transactional) ...", a.command.join(" "));
-            let print = |line: &str| eprintln!("  | {line}");
+            eprintln!(
+                "running `{}` (not transactional) ...",
+                crate::redact::command_line(&a.command)
+            );
+            let print = |line: &str| eprintln!("  | {}", crate::report::escape::block(line));
             migrate::run_external(&info, &spec, &baseline, &a.command, limits, &print).await?
         }
     };

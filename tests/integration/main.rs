@@ -27,6 +27,8 @@ mod renames;
 mod rules;
 /// The catalog-wide schema diff: dropped indexes, disabled RLS, lost grants, hazards.
 mod schema_diff;
+/// Passwords with `@:/%?` through every path: never printed, never stored.
+mod secrets;
 /// Seeds 002/003/004 (subscriber_schema, account_status, status_levels) rehearsed with migrate.
 mod seeds;
 /// TLS against a real server with ssl=on: sslmode require / verify-ca / verify-full.

@@ -24,6 +24,8 @@ pub mod cli;
 pub mod cluster;
 pub mod db;
 pub mod engine;
+pub mod input;
+pub mod integrity;
 pub mod model;
 pub mod redact;
 pub mod report;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 
-use super::{ConnArgs, LimitArgs, load_spec};
+use super::{ConnArgs, LimitArgs, SigningArgs, load_spec};
 use crate::model::Outcome;
 use crate::report::escape;
 use crate::{engine, store};
@@ -19,6 +19,8 @@ pub struct SnapshotArgs {
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
     #[command(flatten)]
+    pub signing: SigningArgs,
+    #[command(flatten)]
     pub conn: ConnArgs,
     #[command(flatten)]
     pub limits: LimitArgs,
@@ -26,11 +28,13 @@ pub struct SnapshotArgs {
 
 pub async fn run(a: SnapshotArgs) -> anyhow::Result<u8> {
     let spec = load_spec(&a.spec)?;
+    let key = a.signing.key()?;
     let limits = a.limits.apply(&spec)?;
     let info = a.conn.resolve()?;
     let snap = engine::snapshot(&info, &spec, limits).await?;
     crate::trace!("captured");
-    store::write(&a.out, &snap).with_context(|| "saving the baseline")?;
+    let written =
+        store::write_signed(&a.out, &snap, key.as_ref()).with_context(|| "saving the baseline")?;
     crate::trace!("baseline written");
     let failed: Vec<_> = snap
         .checks
@@ -50,6 +54,17 @@ pub async fn run(a: SnapshotArgs) -> anyhow::Result<u8> {
         snap.origin.connections,
         snap.origin.duration_ms,
         a.out.display()
+    );
+    // For the change ticket: `verify --baseline-sha256` refuses any other file.
+    println!(
+        "baseline sha256 {}{} (record it with the change; verify --baseline-sha256 {} refuses any other file)",
+        written.sha256,
+        if written.signed {
+            ", signed (HMAC-SHA256)"
+        } else {
+            ""
+        },
+        written.sha256
     );
     for (name, f) in &failed {
         eprintln!(

@@ -535,8 +535,14 @@ impl Spec {
 }
 
 /// Read a TOML file (`what`: "spec", "backfill", ...), a failure as a [`SpecErrors`].
+/// At most [`crate::input::MAX_SPEC_BYTES`]; a device is refused, a FIFO read with that bound.
 pub fn read_file(path: &Path, what: &str) -> Result<String, SpecErrors> {
-    std::fs::read_to_string(path).map_err(|e| {
+    crate::input::read_text_bounded(
+        path,
+        crate::input::MAX_SPEC_BYTES,
+        "split the checks into several spec files",
+    )
+    .map_err(|e| {
         SpecErrors(vec![SpecError {
             file: path.display().to_string(),
             line: 0,

@@ -17,6 +17,8 @@ mod consistency;
 mod fee_rename;
 /// Hostile data (terminal escapes, bidi overrides) shown escaped, kept exact in JSON.
 mod hostile;
+/// Baseline integrity (recorded hash, HMAC signature) and input files read with a bound.
+mod integrity;
 /// The intent-native spec: after-only checks, before/after forms, facts by what they are.
 mod intents;
 /// `migval migrate`: rehearsal, --commit, --rollback, lock timeouts, refused scripts, external commands.

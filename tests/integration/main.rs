@@ -23,6 +23,8 @@ mod integrity;
 mod intents;
 /// `migval migrate`: rehearsal, --commit, --rollback, lock timeouts, refused scripts, external commands.
 mod migrate;
+/// PgBouncer in transaction pooling mode: snapshot and verify through it.
+mod pgbouncer;
 /// [rename] applied to the post-state; missing objects reported before anything runs.
 mod renames;
 /// Tolerance (per group, total, both), every intent, group keys, exact numerics.

@@ -16,14 +16,18 @@
 //!
 //! Supporting modules: `db` (connections like libpq, TLS, exact decoding, error mapping),
 //! `sql` (the query catalogue in `queries/` and identifier quoting), `model` (plain data),
-//! `cluster` (throwaway PostgreSQL for the demo and tests).
+//! `cluster` (throwaway PostgreSQL for the demo and tests), `redact` (passwords masked in
+//! echoed command lines).
 
 pub mod backfill;
 pub mod cli;
 pub mod cluster;
 pub mod db;
 pub mod engine;
+pub mod input;
+pub mod integrity;
 pub mod model;
+pub mod redact;
 pub mod report;
 pub mod spec;
 pub mod sql;

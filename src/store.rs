@@ -1,19 +1,32 @@
 //! Snapshot files: written atomically (temp file, fsync, rename), carrying a SHA-256 of their
-//! content. A file whose checksum does not match is refused: a baseline edited by hand or
-//! truncated by a full disk must not decide a go-live.
+//! content and, when a signing key is given, an HMAC-SHA256 of it. A file whose checksum does
+//! not match is refused: a baseline edited by hand or truncated by a full disk must not decide a
+//! go-live. What each of checksum, expected hash and signature protects against:
+//! [`crate::integrity`].
 //!
-//! Layout: `{"checksum":"sha256:<hex>",` + REST, where REST is the rest of the JSON object and
-//! the hash covers exactly REST's bytes. The file stays plain JSON.
+//! Layout, plain JSON:
+//!
+//! ```text
+//!   {"checksum":"sha256:<hex>",REST                                  unsigned
+//!   {"checksum":"sha256:<hex>","signature":"hmac-sha256:<hex>",REST   signed
+//! ```
+//!
+//! REST is the rest of the JSON object; the checksum, the signature and the hash `snapshot`
+//! prints (for `verify --baseline-sha256`) all cover exactly REST's bytes.
 
 use std::fs;
 use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use hmac::Mac;
 use sha2::{Digest, Sha256};
 
+use crate::input::{DEFAULT_MAX_BASELINE_BYTES, InputError};
+use crate::integrity::{SigningKey, hex, same_hex};
 use crate::model::Snapshot;
 
 const PREFIX: &str = "{\"checksum\":\"sha256:";
+const SIG_PREFIX: &str = "\"signature\":\"hmac-sha256:";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -27,7 +40,7 @@ pub enum StoreError {
     Read {
         path: PathBuf,
         #[source]
-        source: std::io::Error,
+        source: InputError,
     },
     #[error(
         "{path} is not a migval snapshot (no checksum header); was it written by `migval snapshot`?"
@@ -43,12 +56,61 @@ pub enum StoreError {
         expected: String,
         actual: String,
     },
+    #[error(
+        "{path}: its SHA-256 is {actual}, not {expected} as given with --baseline-sha256: this is \
+         not the baseline the change record names (a swapped or edited file); refusing to verify \
+         against it. Find the file `migval snapshot` wrote with that hash, or take a new baseline \
+         and record its hash"
+    )]
+    NotTheExpected {
+        path: PathBuf,
+        expected: String,
+        actual: String,
+    },
+    #[error(
+        "{path} is not signed, and a signing key was given (--signing-key-file or \
+         MIGVAL_SIGNING_KEY): refusing an unsigned baseline. Use the file `migval snapshot` wrote \
+         with that key, or take a new baseline with it"
+    )]
+    Unsigned { path: PathBuf },
+    #[error(
+        "{path}: the signature does not match the content under the given key: the file was \
+         edited after it was signed, or signed with another key; refusing to verify against it. \
+         Restore the original file, or take a new baseline with the key"
+    )]
+    BadSignature { path: PathBuf },
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
 }
 
-fn hex_of(digest: &[u8]) -> String {
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+/// How a written snapshot can be checked later.
+#[derive(Debug, Clone)]
+pub struct Written {
+    /// SHA-256 of the content (what `verify --baseline-sha256` expects).
+    pub sha256: String,
+    /// Whether an HMAC signature was stored.
+    pub signed: bool,
+}
+
+/// What [`open`] checks besides the checksum.
+#[derive(Debug, Clone)]
+pub struct ReadOptions {
+    /// Files larger than this are refused before they are read.
+    pub max_bytes: u64,
+    /// `--baseline-sha256`: the content must hash to this.
+    pub expected_sha256: Option<String>,
+    /// With a key, the file must carry a valid signature under it.
+    pub key: Option<SigningKey>,
+}
+
+impl Default for ReadOptions {
+    fn default() -> ReadOptions {
+        ReadOptions {
+            max_bytes: DEFAULT_MAX_BASELINE_BYTES,
+            expected_sha256: None,
+            key: None,
+        }
+    }
 }
 
 /// Write `snap` to `path` atomically.
@@ -61,7 +123,16 @@ fn hex_of(digest: &[u8]) -> String {
 /// ```text
 ///   this thread:    serde_json -> 1 MB buffer --queue(4)--> writer thread: SHA-256, write(2)
 /// ```
-pub fn write(path: &Path, snap: &Snapshot) -> Result<(), StoreError> {
+pub fn write(path: &Path, snap: &Snapshot) -> Result<Written, StoreError> {
+    write_signed(path, snap, None)
+}
+
+/// [`write`], signed with `key` when one is given.
+pub fn write_signed(
+    path: &Path,
+    snap: &Snapshot,
+    key: Option<&SigningKey>,
+) -> Result<Written, StoreError> {
     let err = |source| StoreError::Write {
         path: path.to_path_buf(),
         source,
@@ -80,20 +151,29 @@ pub fn write(path: &Path, snap: &Snapshot) -> Result<(), StoreError> {
         f.write_all(PREFIX.as_bytes())?;
         f.write_all(&[b'0'; 64])?;
         f.write_all(b"\",")?;
+        if key.is_some() {
+            f.write_all(SIG_PREFIX.as_bytes())?;
+            f.write_all(&[b'0'; 64])?;
+            f.write_all(b"\",")?;
+        }
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
-        let (mut f, hasher) = std::thread::scope(|scope| {
-            let writer = scope.spawn(move || -> io::Result<(fs::File, Sha256)> {
+        let (mut f, hasher, mac) = std::thread::scope(|scope| {
+            let writer = scope.spawn(move || -> io::Result<(fs::File, Sha256, _)> {
                 let mut hasher = Sha256::new();
+                let mut mac = key.map(SigningKey::mac);
                 // serde writes `{` + REST; the `{` is already in PREFIX.
                 let mut skip = 1;
                 for buf in rx {
                     let skipped = skip.min(buf.len());
                     skip -= skipped;
                     hasher.update(&buf[skipped..]);
+                    if let Some(m) = &mut mac {
+                        m.update(&buf[skipped..]);
+                    }
                     f.write_all(&buf[skipped..])?;
                 }
                 f.write_all(b"\n")?;
-                Ok((f, hasher))
+                Ok((f, hasher, mac))
             });
             let mut body = ChunkSender {
                 tx: Some(tx),
@@ -113,15 +193,22 @@ pub fn write(path: &Path, snap: &Snapshot) -> Result<(), StoreError> {
             }
         })?;
         crate::trace!("snapshot serialized and written");
+        let sha256 = hex(&hasher.finalize());
         f.seek(SeekFrom::Start(PREFIX.len() as u64))?;
-        f.write_all(hex_of(&hasher.finalize()).as_bytes())?;
+        f.write_all(sha256.as_bytes())?;
+        let signed = mac.is_some();
+        if let Some(m) = mac {
+            f.write_all(b"\",")?;
+            f.write_all(SIG_PREFIX.as_bytes())?;
+            f.write_all(hex(&m.finalize().into_bytes()).as_bytes())?;
+        }
         f.sync_all()?;
         crate::trace!("snapshot synced");
         fs::rename(&tmp, path)?;
         if let Ok(d) = fs::File::open(dir) {
             let _ = d.sync_all();
         }
-        Ok(())
+        Ok(Written { sha256, signed })
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
@@ -173,40 +260,61 @@ impl Write for ChunkSender {
     }
 }
 
-/// Read and verify a snapshot file.
+/// Read and verify a snapshot file (default size limit, no expected hash, no key).
 pub fn read(path: &Path) -> Result<Snapshot, StoreError> {
-    open(path)?.parse()
+    open(path, &ReadOptions::default())?.parse()
 }
 
-/// A snapshot file whose checksum has been verified, not yet parsed.
+/// A snapshot file whose checksum (and expected hash, and signature) has been verified, not yet
+/// parsed.
 pub struct Verified {
     path: PathBuf,
     /// `{` + REST: the JSON object.
     json: Vec<u8>,
+    /// SHA-256 of the content.
+    pub sha256: String,
+    /// The file carries a signature that was not checked (no key given).
+    pub signature_unchecked: bool,
 }
 
-/// Read a snapshot file and verify its checksum (fast: no parsing). [`Verified::parse`] then
-/// builds the snapshot, which for big baselines is worth doing while the database works.
-pub fn open(path: &Path) -> Result<Verified, StoreError> {
-    let mut bytes = fs::read(path).map_err(|source| StoreError::Read {
+/// Read a snapshot file and verify its checksum, and what `opts` asks (fast: no parsing).
+/// [`Verified::parse`] then builds the snapshot, which for big baselines is worth doing while
+/// the database works.
+pub fn open(path: &Path, opts: &ReadOptions) -> Result<Verified, StoreError> {
+    let mut bytes = crate::input::read_bounded(
+        path,
+        opts.max_bytes,
+        "a larger baseline needs --max-baseline-size (verify, diff, migrate)",
+    )
+    .map_err(|source| StoreError::Read {
         path: path.to_path_buf(),
         source,
     })?;
-    if bytes.last() == Some(&b'\n') {
+    let had_newline = bytes.last() == Some(&b'\n');
+    if had_newline {
         bytes.pop();
     }
-    let Some(after_prefix) = bytes.strip_prefix(PREFIX.as_bytes()) else {
-        return Err(StoreError::NotASnapshot {
-            path: path.to_path_buf(),
-        });
+    let not_a_snapshot = || StoreError::NotASnapshot {
+        path: path.to_path_buf(),
     };
+    let after_prefix = bytes
+        .strip_prefix(PREFIX.as_bytes())
+        .ok_or_else(not_a_snapshot)?;
     if after_prefix.len() < 66 || &after_prefix[64..66] != b"\"," {
-        return Err(StoreError::NotASnapshot {
-            path: path.to_path_buf(),
-        });
+        return Err(not_a_snapshot());
     }
     let expected = String::from_utf8_lossy(&after_prefix[..64]).to_string();
-    let actual = hex_of(&Sha256::digest(&after_prefix[66..]));
+    let mut header = PREFIX.len() + 66;
+    let signature = match bytes[header..].strip_prefix(SIG_PREFIX.as_bytes()) {
+        Some(sig) if sig.len() >= 66 && &sig[64..66] == b"\"," => {
+            header += SIG_PREFIX.len() + 66;
+            Some(String::from_utf8_lossy(&sig[..64]).to_string())
+        }
+        Some(_) => return Err(not_a_snapshot()),
+        None => None,
+    };
+    let content = &bytes[header..];
+    let actual = hex(&Sha256::digest(content));
     if actual != expected {
         return Err(StoreError::Checksum {
             path: path.to_path_buf(),
@@ -214,13 +322,49 @@ pub fn open(path: &Path) -> Result<Verified, StoreError> {
             actual,
         });
     }
+    if let Some(want) = &opts.expected_sha256
+        && !same_hex(want, &actual)
+    {
+        // `sha256sum baseline.json` is accepted too: the hash of the whole file.
+        let mut whole = Sha256::new();
+        whole.update(&bytes);
+        if had_newline {
+            whole.update(b"\n");
+        }
+        if !same_hex(want, &hex(&whole.finalize())) {
+            return Err(StoreError::NotTheExpected {
+                path: path.to_path_buf(),
+                expected: want.clone(),
+                actual,
+            });
+        }
+    }
+    let signature_unchecked = match (&opts.key, &signature) {
+        (Some(key), Some(sig)) => {
+            let mut m = key.mac();
+            m.update(content);
+            if !same_hex(sig, &hex(&m.finalize().into_bytes())) {
+                return Err(StoreError::BadSignature {
+                    path: path.to_path_buf(),
+                });
+            }
+            false
+        }
+        (Some(_), None) => {
+            return Err(StoreError::Unsigned {
+                path: path.to_path_buf(),
+            });
+        }
+        (None, sig) => sig.is_some(),
+    };
     // Turn the bytes into `{` + REST in place.
-    let start = PREFIX.len() + 66 - 1;
-    bytes.drain(..start);
+    bytes.drain(..header - 1);
     bytes[0] = b'{';
     Ok(Verified {
         path: path.to_path_buf(),
         json: bytes,
+        sha256: actual,
+        signature_unchecked,
     })
 }
 

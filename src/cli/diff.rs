@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 
-use super::{OutputArgs, load_spec};
+use super::{BaselineArgs, OutputArgs, load_spec, open_snapshot};
+use crate::engine;
 use crate::spec::Spec;
-use crate::{engine, store};
 
 #[derive(Debug, Args)]
 pub struct DiffArgs {
@@ -19,12 +19,19 @@ pub struct DiffArgs {
     #[arg(long, value_name = "FILE")]
     pub spec: Option<PathBuf>,
     #[command(flatten)]
+    pub checks: BaselineArgs,
+    #[command(flatten)]
     pub output: OutputArgs,
 }
 
 pub fn run(a: DiffArgs) -> anyhow::Result<u8> {
-    let baseline = store::read(&a.baseline).context("reading the baseline")?;
-    let after = store::read(&a.after).context("reading the post-migration snapshot")?;
+    // --baseline-sha256 names the baseline; the size limit and the key apply to both files.
+    let baseline = open_snapshot(&a.baseline, &a.checks.options(true)?)
+        .and_then(|v| Ok(v.parse()?))
+        .context("reading the baseline")?;
+    let after = open_snapshot(&a.after, &a.checks.options(false)?)
+        .and_then(|v| Ok(v.parse()?))
+        .context("reading the post-migration snapshot")?;
     let spec = match &a.spec {
         Some(p) => load_spec(p)?,
         None => Spec::parse(&baseline.spec.path, &baseline.spec.text)

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::Args;
 
-use super::{ConnArgs, LimitArgs, OutputArgs, load_spec};
+use super::{BaselineArgs, ConnArgs, LimitArgs, OutputArgs, load_spec, open_snapshot};
 use crate::engine::{self, migrate};
 use crate::model::Report;
 use crate::store;
@@ -41,6 +41,8 @@ pub struct MigrateArgs {
     #[arg(long, value_name = "DIR", default_value = "migval-runs")]
     pub artifacts: PathBuf,
     #[command(flatten)]
+    pub checks: BaselineArgs,
+    #[command(flatten)]
     pub conn: ConnArgs,
     #[command(flatten)]
     pub limits: LimitArgs,
@@ -54,6 +56,10 @@ pub struct MigrateArgs {
 
 pub async fn run(a: MigrateArgs) -> anyhow::Result<u8> {
     let spec = load_spec(&a.spec)?;
+    let opts = a.checks.options(true)?;
+    if a.baseline.is_none() && a.checks.baseline_sha256.is_some() {
+        bail!("--baseline-sha256 checks a --baseline file: give the file too");
+    }
     let limits = a.limits.apply(&spec)?;
     let info = a.conn.resolve()?;
     let external = !a.command.is_empty();
@@ -73,14 +79,12 @@ pub async fn run(a: MigrateArgs) -> anyhow::Result<u8> {
     // Read and check the scripts before touching the database.
     let plan = match &a.file {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
+            let text = read_script(path)?;
             let script =
                 migrate::prepare_script(&path.display().to_string(), &text, !a.no_transaction)?;
             let rollback = match &a.rollback {
                 Some(rb) => {
-                    let text = std::fs::read_to_string(rb)
-                        .with_context(|| format!("reading {}", rb.display()))?;
+                    let text = read_script(rb)?;
                     Some(migrate::prepare_script(
                         &rb.display().to_string(),
                         &text,
@@ -100,7 +104,9 @@ pub async fn run(a: MigrateArgs) -> anyhow::Result<u8> {
         None => None,
     };
     let baseline = match &a.baseline {
-        Some(p) => store::read(p).context("reading the baseline")?,
+        Some(p) => open_snapshot(p, &opts)
+            .and_then(|v| Ok(v.parse()?))
+            .context("reading the baseline")?,
         None => engine::snapshot(&info, &spec, limits).await?,
     };
     let outcome = match &plan {
@@ -109,14 +115,18 @@ pub async fn run(a: MigrateArgs) -> anyhow::Result<u8> {
         }
         Some(plan) => migrate::run_in_transaction(&info, &spec, &baseline, plan).await?,
         None => {
-            eprintln!("running `{}` (not transactional) ...", a.command.join(" "));
-            let print = |line: &str| eprintln!("  | {line}");
+            eprintln!(
+                "running `{}` (not transactional) ...",
+                crate::redact::command_line(&a.command)
+            );
+            let print = |line: &str| eprintln!("  | {}", crate::report::escape::block(line));
             migrate::run_external(&info, &spec, &baseline, &a.command, limits, &print).await?
         }
     };
     if a.commit {
         save_artifacts(
             &a.artifacts,
+            opts.key.as_ref(),
             &baseline,
             outcome.after.as_ref(),
             &outcome.report,
@@ -130,8 +140,19 @@ pub async fn run(a: MigrateArgs) -> anyhow::Result<u8> {
     Ok(code)
 }
 
+/// A migration script, at most as large as a spec.
+fn read_script(path: &std::path::Path) -> anyhow::Result<String> {
+    crate::input::read_text_bounded(
+        path,
+        crate::input::MAX_SPEC_BYTES,
+        "split the migration into several files",
+    )
+    .with_context(|| format!("reading {}", path.display()))
+}
+
 fn save_artifacts(
     dir: &std::path::Path,
+    key: Option<&crate::integrity::SigningKey>,
     baseline: &crate::model::Snapshot,
     after: Option<&crate::model::Snapshot>,
     report: &Report,
@@ -139,9 +160,9 @@ fn save_artifacts(
     let stamp = baseline.origin.captured_at.replace([':', '.'], "-");
     let dir = dir.join(stamp);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    store::write(&dir.join("baseline.json"), baseline)?;
+    store::write_signed(&dir.join("baseline.json"), baseline, key)?;
     if let Some(a) = after {
-        store::write(&dir.join("after.json"), a)?;
+        store::write_signed(&dir.join("after.json"), a, key)?;
     }
     let json = crate::report::render(report, crate::report::Format::Json, false);
     std::fs::write(dir.join("report.json"), json)

@@ -17,9 +17,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::db::conninfo::ConnInfo;
 use crate::engine::Limits;
+use crate::input::parse_size;
+use crate::integrity::{SigningKey, parse_sha256};
 use crate::model::Report;
 use crate::report::{self, Format};
 use crate::spec::{Spec, parse_duration_ms};
+use crate::store;
 
 /// Validate PostgreSQL migrations: capture a baseline in one consistent snapshot, re-capture
 /// after the change, compare exactly, and decide go or roll back.
@@ -169,6 +172,71 @@ impl OutputArgs {
         }
         Ok(report.verdict.exit_code())
     }
+}
+
+/// The signing key for baselines (HMAC-SHA256).
+#[derive(Debug, Clone, Args)]
+pub struct SigningArgs {
+    /// File holding the key baselines are signed with (`snapshot`) and checked against
+    /// (`verify`, `diff`, `migrate --baseline`); else the MIGVAL_SIGNING_KEY variable. With a
+    /// key, an unsigned or wrongly signed baseline is refused. At least 16 bytes, e.g.
+    /// `openssl rand -hex 32 > key`.
+    #[arg(long, value_name = "FILE")]
+    pub signing_key_file: Option<PathBuf>,
+}
+
+impl SigningArgs {
+    pub fn key(&self) -> anyhow::Result<Option<SigningKey>> {
+        SigningKey::load(self.signing_key_file.as_deref(), &|k| std::env::var(k).ok())
+            .map_err(anyhow::Error::msg)
+    }
+}
+
+/// How a baseline file is checked when it is read, before anything runs.
+#[derive(Debug, Clone, Args)]
+pub struct BaselineArgs {
+    /// The SHA-256 that `migval snapshot` printed for the baseline (paste it into the change
+    /// ticket): any other file is refused, even one whose checksum was recomputed after an
+    /// edit. `sha256sum FILE` output is accepted too.
+    #[arg(long, value_name = "HEX", value_parser = parse_sha256)]
+    pub baseline_sha256: Option<String>,
+    /// Largest baseline file read (e.g. 500MB, 16GiB): verify holds it in memory while it
+    /// parses it.
+    #[arg(long, value_name = "SIZE", default_value = "8GiB", value_parser = parse_size)]
+    pub max_baseline_size: u64,
+    #[command(flatten)]
+    pub signing: SigningArgs,
+}
+
+impl BaselineArgs {
+    /// Read options for the baseline (`expected`: whether --baseline-sha256 applies to it).
+    pub fn options(&self, expected: bool) -> anyhow::Result<store::ReadOptions> {
+        Ok(store::ReadOptions {
+            max_bytes: self.max_baseline_size,
+            expected_sha256: if expected {
+                self.baseline_sha256.clone()
+            } else {
+                None
+            },
+            key: self.signing.key()?,
+        })
+    }
+}
+
+/// Open a snapshot file with `opts`; a signature that could not be checked is said on stderr.
+pub fn open_snapshot(
+    path: &std::path::Path,
+    opts: &store::ReadOptions,
+) -> anyhow::Result<store::Verified> {
+    let verified = store::open(path, opts)?;
+    if verified.signature_unchecked {
+        eprintln!(
+            "WARN {}: the file is signed but no signing key was given, so its signature was not \
+             checked (give --signing-key-file or MIGVAL_SIGNING_KEY to check it)",
+            path.display()
+        );
+    }
+    Ok(verified)
 }
 
 /// Load and validate a spec file (errors list file, line, check and key).

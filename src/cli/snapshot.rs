@@ -8,9 +8,10 @@ use anyhow::Context;
 use clap::Args;
 
 use super::backfill::{INTERRUPTED, stop_signal};
-use super::{ConnArgs, LimitArgs, load_spec};
+use super::{ConnArgs, LimitArgs, SigningArgs, load_spec};
 use crate::db::conninfo::ConnInfo;
 use crate::model::Outcome;
+use crate::report::escape;
 use crate::{engine, store};
 
 #[derive(Debug, Args)]
@@ -21,6 +22,8 @@ pub struct SnapshotArgs {
     /// Where to write the snapshot (written atomically; an existing file is replaced).
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
+    #[command(flatten)]
+    pub signing: SigningArgs,
     #[command(flatten)]
     pub conn: ConnArgs,
     #[command(flatten)]
@@ -68,6 +71,7 @@ pub(super) fn stop_captures_on_signal(info: &ConnInfo) {
 
 pub async fn run(a: SnapshotArgs) -> anyhow::Result<u8> {
     let spec = load_spec(&a.spec)?;
+    let key = a.signing.key()?;
     let limits = a.limits.apply(&spec)?;
     let info = a.conn.resolve()?;
     stop_captures_on_signal(&info);
@@ -75,7 +79,8 @@ pub async fn run(a: SnapshotArgs) -> anyhow::Result<u8> {
     unless_stopping().await;
     let snap = snap?;
     crate::trace!("captured");
-    store::write(&a.out, &snap).with_context(|| "saving the baseline")?;
+    let written =
+        store::write_signed(&a.out, &snap, key.as_ref()).with_context(|| "saving the baseline")?;
     crate::trace!("baseline written");
     let failed: Vec<_> = snap
         .checks
@@ -96,8 +101,23 @@ pub async fn run(a: SnapshotArgs) -> anyhow::Result<u8> {
         snap.origin.duration_ms,
         a.out.display()
     );
+    // For the change ticket: `verify --baseline-sha256` refuses any other file.
+    println!(
+        "baseline sha256 {}{} (record it with the change; verify --baseline-sha256 {} refuses any other file)",
+        written.sha256,
+        if written.signed {
+            ", signed (HMAC-SHA256)"
+        } else {
+            ""
+        },
+        written.sha256
+    );
     for (name, f) in &failed {
-        eprintln!("ERROR check `{name}`: {f}");
+        eprintln!(
+            "ERROR check `{}`: {}",
+            escape::line(name),
+            escape::block(&f.to_string())
+        );
     }
     if failed.is_empty() {
         Ok(0)

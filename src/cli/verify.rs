@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 
-use super::{ConnArgs, LimitArgs, OutputArgs, load_spec};
+use super::{BaselineArgs, ConnArgs, LimitArgs, OutputArgs, load_spec, open_snapshot};
 use crate::{engine, store};
 
 #[derive(Debug, Args)]
@@ -20,6 +20,8 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "FILE")]
     pub save_after: Option<PathBuf>,
     #[command(flatten)]
+    pub checks: BaselineArgs,
+    #[command(flatten)]
     pub conn: ConnArgs,
     #[command(flatten)]
     pub limits: LimitArgs,
@@ -29,9 +31,10 @@ pub struct VerifyArgs {
 
 pub async fn run(a: VerifyArgs) -> anyhow::Result<u8> {
     let spec = load_spec(&a.spec)?;
-    // The checksum is checked now (a bad baseline stops us before any query); parsing a big
-    // baseline overlaps with the capture.
-    let verified = store::open(&a.baseline).context("reading the baseline")?;
+    // The checksum, expected hash and signature are checked now (a bad baseline stops us before
+    // any query); parsing a big baseline overlaps with the capture.
+    let opts = a.checks.options(true)?;
+    let verified = open_snapshot(&a.baseline, &opts).context("reading the baseline")?;
     let parsing = tokio::task::spawn_blocking(move || verified.parse());
     let limits = a.limits.apply(&spec)?;
     let info = a.conn.resolve()?;
@@ -59,7 +62,8 @@ pub async fn run(a: VerifyArgs) -> anyhow::Result<u8> {
     engine::rows::describe(&info, &spec, &mut report).await;
     crate::trace!("captured and compared");
     if let Some(path) = &a.save_after {
-        store::write(path, &after).context("saving the post-migration snapshot")?;
+        store::write_signed(path, &after, opts.key.as_ref())
+            .context("saving the post-migration snapshot")?;
     }
     let code = a.output.emit(&report);
     crate::trace!("report written");

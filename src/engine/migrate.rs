@@ -747,7 +747,8 @@ pub async fn run_external(
     let Some((program, args)) = argv.split_first() else {
         return Err(MigrateError::Script("no command given after `--`".into()));
     };
-    let name = argv.join(" ");
+    // Shown, reported and saved: a password in the command line is masked.
+    let name = crate::redact::command_line(argv);
     let started = Instant::now();
     let mut child = tokio::process::Command::new(program)
         .args(args)
@@ -781,6 +782,7 @@ pub async fn run_external(
     let mut kept = String::new();
     const KEEP: usize = 1 << 20;
     while let Some(line) = rx.recv().await {
+        let line = crate::redact::text(&line);
         on_line(&line);
         if kept.len() < KEEP {
             kept.push_str(&line);

@@ -2,6 +2,7 @@
 //! the model only.
 
 pub mod changes;
+pub mod escape;
 mod html;
 mod json;
 mod junit;
@@ -26,13 +27,17 @@ pub enum Format {
 }
 
 /// Render `report`. `color` only affects the text format.
+///
+/// The formats for people (text, Markdown, JUnit) render a copy whose strings have their
+/// control characters written out ([`escape`]): data must not drive the terminal. JSON keeps
+/// the exact values.
 pub fn render(report: &Report, format: Format, color: bool) -> String {
     match format {
-        Format::Text => terminal::render(report, color),
         Format::Json => json::render(report),
-        Format::Markdown => markdown::render(report),
-        Format::Junit => junit::render(report),
-        Format::Html => html::render(report),
+        Format::Text => terminal::render(&escape::report(report), color),
+        Format::Markdown => markdown::render(&escape::report(report)),
+        Format::Junit => junit::render(&escape::report(report)),
+        Format::Html => html::render(&escape::report(report)),
     }
 }
 

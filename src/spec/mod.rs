@@ -554,8 +554,14 @@ impl Spec {
 }
 
 /// Read a TOML file (`what`: "spec", "backfill", ...), a failure as a [`SpecErrors`].
+/// At most [`crate::input::MAX_SPEC_BYTES`]; a device is refused, a FIFO read with that bound.
 pub fn read_file(path: &Path, what: &str) -> Result<String, SpecErrors> {
-    std::fs::read_to_string(path).map_err(|e| {
+    crate::input::read_text_bounded(
+        path,
+        crate::input::MAX_SPEC_BYTES,
+        "split the checks into several spec files",
+    )
+    .map_err(|e| {
         SpecErrors(vec![SpecError {
             file: path.display().to_string(),
             line: 0,
@@ -566,8 +572,7 @@ pub fn read_file(path: &Path, what: &str) -> Result<String, SpecErrors> {
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    crate::integrity::hex(&Sha256::digest(bytes))
 }
 
 /// Byte offset -> 1-based line, in O(log n) per lookup (a spec may have 100,000 checks).
@@ -744,5 +749,50 @@ metrics = ["median(x)"]
         assert_eq!(parse_duration_ms("5s"), Ok(5000));
         assert_eq!(parse_duration_ms("2min"), Ok(120_000));
         assert!(parse_duration_ms("5 parsecs").is_err());
+    }
+}
+
+/// Issue 11, defect 10: validation was quadratic (32,000 checks took 17 s). No timing is
+/// asserted (machines differ); the size makes a quadratic step obvious, and every check and
+/// its line must survive.
+#[cfg(test)]
+mod large_specs {
+    use super::Spec;
+
+    fn spec_of(n: usize, last: &str) -> String {
+        let mut s = String::with_capacity(n * 100);
+        for i in 0..n {
+            s.push_str(&format!(
+                "[[check]]\nname = \"check {i}\"\ntable = \"t{}\"\nwhere = \"x > {i}\"\nmetrics = [\"count(*)\", \"sum(a)\"]\n\n",
+                i % 50
+            ));
+        }
+        s.push_str(last);
+        s
+    }
+
+    #[test]
+    fn twenty_thousand_checks_parse_with_their_lines() {
+        let n = 20_000;
+        let spec = Spec::parse("big.toml", &spec_of(n, "")).expect("parses");
+        assert_eq!(spec.checks.len(), n);
+        for (i, c) in spec.checks.iter().enumerate() {
+            assert_eq!(c.name, format!("check {i}"));
+            assert_eq!(c.line, 6 * i + 1, "check {i}");
+        }
+        let mut fingerprints: Vec<_> = spec.checks.iter().map(|c| &c.fingerprint).collect();
+        fingerprints.sort();
+        fingerprints.dedup();
+        assert_eq!(fingerprints.len(), n, "one fingerprint per check");
+
+        // An error after 20,000 checks still names its line.
+        let bad = "[[check]]\nname = \"last\"\ntable = \"t\"\ntolerance = { abs = \"x\" }\n";
+        let e = Spec::parse("big.toml", &spec_of(n, bad))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(&format!("big.toml:{}: check `last`", 6 * n + 1)),
+            "{e}"
+        );
     }
 }

@@ -18,16 +18,22 @@ mod cli;
 mod consistency;
 /// The seed-000 story end to end, and `migval demo`.
 mod fee_rename;
+/// Hostile data (terminal escapes, bidi overrides) shown escaped, kept exact in JSON.
+mod hostile;
 /// `--format html` rendered in headless Chromium.
 mod html;
 /// `migval init`: generated specs tried on every fixture.
 mod init;
+/// Baseline integrity (recorded hash, HMAC signature) and input files read with a bound.
+mod integrity;
 /// The intent-native spec: after-only checks, before/after forms, facts by what they are.
 mod intents;
 /// `migval migrate`: rehearsal, --commit, --rollback, lock timeouts, refused scripts, external commands.
 mod migrate;
 /// Hostile names, key shapes, read-only databases and hot standbys through the binary.
 mod names_and_keys;
+/// PgBouncer in transaction pooling mode: snapshot and verify through it.
+mod pgbouncer;
 /// [rename] applied to the post-state; missing objects reported before anything runs.
 mod renames;
 /// Row proof: a fingerprint per row, compared key by key.
@@ -36,6 +42,8 @@ mod rows;
 mod rules;
 /// The catalog-wide schema diff: dropped indexes, disabled RLS, lost grants, hazards.
 mod schema_diff;
+/// Passwords with `@:/%?` through every path: never printed, never stored.
+mod secrets;
 /// Seeds 002/003/004 (subscriber_schema, account_status, status_levels) rehearsed with migrate.
 mod seeds;
 /// TLS against a real server with ssl=on: sslmode require / verify-ca / verify-full.

@@ -417,7 +417,13 @@ impl Backfill {
                 attempt += 1;
                 let t0 = Instant::now();
                 let result = tokio::select! {
-                    r = self.batch(prog.last.as_deref(), size, batch_no, &run_label, &mut log) => r,
+                    // Bounded client-side (db::within): a batch is a few statements, each
+                    // under statement_timeout.
+                    r = db::within(
+                        &self.info,
+                        db::answer_bound(b.statement_timeout_ms.saturating_mul(3)),
+                        self.batch(prog.last.as_deref(), size, batch_no, &run_label, &mut log),
+                    ) => r.unwrap_or_else(|no_answer| Err(Fail::Fatal(no_answer.failure(None)))),
                     _ = stop.changed() => {
                         // Ctrl-C: stop the statement on the server, roll the batch back.
                         let tls = db::tls::make_connector(&self.info).ok();

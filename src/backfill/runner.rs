@@ -420,8 +420,8 @@ impl Backfill {
                     // Bounded client-side (db::within): a batch is a few statements, each
                     // under statement_timeout.
                     r = db::within(
-                        &self.info,
                         db::answer_bound(b.statement_timeout_ms.saturating_mul(3)),
+                        self.info.idle_in_transaction,
                         self.batch(prog.last.as_deref(), size, batch_no, &run_label, &mut log),
                     ) => r.unwrap_or_else(|no_answer| Err(Fail::Fatal(no_answer.failure(None)))),
                     _ = stop.changed() => {

@@ -128,8 +128,8 @@ static CUT: LazyLock<watch::Sender<u64>> = LazyLock::new(|| watch::Sender::new(0
 #[error(
     "no answer from the server for {seconds} s: the network may be down (or a proxy stopped \
      forwarding); migval closed its connections. The server ends the abandoned transaction, \
-     and releases its locks, after idle_in_transaction_session_timeout ({idle_s} s for \
-     migval's sessions); check the connection to the server, then run the command again"
+     and releases its locks, after idle_in_transaction_session_timeout ({idle_s} s here); \
+     check the connection to the server, then run the command again"
 )]
 pub struct NoAnswer {
     /// How long migval waited.
@@ -171,24 +171,30 @@ pub fn answer_bound(statement_timeout_ms: u64) -> Option<Duration> {
 /// 0 (disabled) when the session's bound is disabled.
 #[must_use]
 pub fn idle_bound_ms(info: &ConnInfo, statement_timeout_ms: u64) -> u128 {
-    let session = info.idle_in_transaction.as_millis();
-    if session == 0 {
-        return 0;
+    idle_bound(info, statement_timeout_ms).as_millis()
+}
+
+/// [`idle_bound_ms`] as a duration.
+#[must_use]
+pub fn idle_bound(info: &ConnInfo, statement_timeout_ms: u64) -> Duration {
+    let session = info.idle_in_transaction;
+    if session.is_zero() {
+        return session;
     }
-    let needed = answer_bound(statement_timeout_ms).map_or(0, |d| d.as_millis());
-    session.max(needed)
+    session.max(answer_bound(statement_timeout_ms).unwrap_or_default())
 }
 
 /// Waits for `fut` at most `limit` (no limit when `None`). On timeout every connection this
 /// process has open is closed (the server is presumed unreachable: the other waits would end
-/// the same way, one bound later) and [`NoAnswer`] is returned.
+/// the same way, one bound later) and [`NoAnswer`] is returned; `idle` is the
+/// idle-in-transaction bound of the session, for the message.
 ///
 /// # Errors
 ///
 /// [`NoAnswer`] when `limit` passed first.
 pub async fn within<F: Future>(
-    info: &ConnInfo,
     limit: Option<Duration>,
+    idle: Duration,
     fut: F,
 ) -> Result<F::Output, NoAnswer> {
     let Some(limit) = limit else {
@@ -200,7 +206,7 @@ pub async fn within<F: Future>(
             CUT.send_modify(|epoch| *epoch = epoch.wrapping_add(1));
             Err(NoAnswer {
                 seconds: limit.as_secs(),
-                idle_s: info.idle_in_transaction.as_secs(),
+                idle_s: idle.as_secs(),
             })
         }
     }

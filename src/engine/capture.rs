@@ -785,7 +785,8 @@ async fn work(
         }
         // Bounded client-side: see db::within.
         let bound = db::answer_bound(limits.statement_timeout_ms);
-        let r = db::within(info, bound, run_probe(client, probe))
+        let idle = db::idle_bound(info, limits.statement_timeout_ms);
+        let r = db::within(bound, idle, run_probe(client, probe))
             .await
             .unwrap_or_else(|no_answer| Err(no_answer.failure(None)));
         crate::trace!(

@@ -19,6 +19,8 @@ mod fee_rename;
 mod intents;
 /// `migval migrate`: rehearsal, --commit, --rollback, lock timeouts, refused scripts, external commands.
 mod migrate;
+/// Network faults through a TCP proxy (freeze, reset), multi-host URLs, channel binding, standbys.
+mod network;
 /// [rename] applied to the post-state; missing objects reported before anything runs.
 mod renames;
 /// Tolerance (per group, total, both), every intent, group keys, exact numerics.

@@ -92,10 +92,12 @@ fn connect_cause(info: &ConnInfo, e: &tokio_postgres::Error) -> String {
         );
     }
     if info.target_session_attrs != conninfo::TargetSessionAttrs::Any
-        && text.contains("transaction_read_only")
+        && (text.contains("does not allow writes") || text.contains("is not read only"))
     {
         return format!(
-            "{text}: no host in the list accepts sessions with target_session_attrs={}",
+            "{text}: no host in the list ({}) accepts sessions with target_session_attrs={} \
+             (a hot standby is read-only); add the primary to the URL",
+            info.host.join(", "),
             info.target_session_attrs.as_str()
         );
     }

@@ -323,3 +323,233 @@ fn wait_until_gone(db: &TestDb) {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Connection options that choose the server
+
+/// A primary and its streaming standby of their own, with database `d` holding table `t`
+/// (100 rows, replayed on the standby).
+struct Pair {
+    // Field order: the standby is dropped (stopped) before the primary.
+    standby: migval::cluster::Cluster,
+    primary: migval::cluster::Cluster,
+}
+
+fn start_pair() -> Pair {
+    use migval::cluster::{Cluster, ClusterOptions};
+    let primary = Cluster::start(&ClusterOptions::default()).expect("start a primary");
+    rt().block_on(async {
+        let admin = crate::common::connect(&primary.url("postgres")).await;
+        admin
+            .batch_execute("CREATE DATABASE d")
+            .await
+            .expect("create d");
+        let c = crate::common::connect(&primary.url("d")).await;
+        c.batch_execute(
+            "CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL); \
+             INSERT INTO t SELECT g, g FROM generate_series(1, 100) g",
+        )
+        .await
+        .expect("fill t");
+    });
+    let standby = primary
+        .start_standby(&ClusterOptions::default())
+        .expect("start a standby");
+    // Wait until the standby has replayed t.
+    let t0 = Instant::now();
+    loop {
+        let replayed = rt().block_on(async {
+            let c = migval::db::connect(&info(&standby.url("d"))).await.ok()?;
+            let row = c.query_one("SELECT count(*) FROM t", &[]).await.ok()?;
+            Some(row.get::<_, i64>(0))
+        });
+        if replayed == Some(100) {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "the standby never replayed t"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Pair { standby, primary }
+}
+
+#[test]
+fn target_session_attrs_read_write_skips_a_standby_listed_first_and_reports_name_a_standby() {
+    let pair = start_pair();
+    let dir = std::env::temp_dir().join(format!("migval-net-pair-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let spec = dir.join("checks.toml");
+    std::fs::write(
+        &spec,
+        "[[check]]\nname = \"totals\"\ntable = \"t\"\nmetrics = [\"count(*)\", \"sum(v)\"]\n",
+    )
+    .expect("write spec");
+    let base = dir.join("base.json");
+    let primary_url = pair.primary.url("d");
+    let r = migval(&[
+        "snapshot",
+        "--spec",
+        p(&spec),
+        "--out",
+        p(&base),
+        "--db",
+        &primary_url,
+    ]);
+    assert_eq!(r.code, 0, "{r}");
+    assert!(
+        !r.stdout.contains("standby"),
+        "the primary is not called a standby{r}"
+    );
+
+    // The standby stops replaying; the primary changes: the two now differ.
+    rt().block_on(async {
+        let s = crate::common::connect(&pair.standby.url("d")).await;
+        s.batch_execute("SELECT pg_wal_replay_pause()")
+            .await
+            .expect("pause replay");
+        let c = crate::common::connect(&primary_url).await;
+        c.batch_execute("UPDATE t SET v = v + 1")
+            .await
+            .expect("change the primary");
+    });
+    let both = format!(
+        "postgres://postgres@127.0.0.1:{},127.0.0.1:{}/d?sslmode=disable",
+        pair.standby.port(),
+        pair.primary.port()
+    );
+    let verify = |url: &str, format: &str| {
+        migval(&[
+            "verify",
+            "--spec",
+            p(&spec),
+            "--baseline",
+            p(&base),
+            "--db",
+            url,
+            "--format",
+            format,
+        ])
+    };
+
+    // read-write: the standby (first in the list) is skipped, the primary's change is caught.
+    let rw = verify(&format!("{both}&target_session_attrs=read-write"), "json");
+    assert_eq!(
+        rw.code, 1,
+        "verify reads the primary and sees sum(v) changed{rw}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&rw.stdout).expect("JSON report");
+    assert_eq!(json["after"]["in_recovery"], false, "{rw}");
+    assert_eq!(
+        json["after"]["server_role"], "primary (not in recovery)",
+        "{rw}"
+    );
+
+    // any (the default): the first host, the paused standby, answers; every report says so.
+    let any = verify(&both, "json");
+    assert_eq!(
+        any.code, 0,
+        "the stale standby still matches the baseline{any}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&any.stdout).expect("JSON report");
+    assert_eq!(json["after"]["in_recovery"], true, "{any}");
+    assert_eq!(
+        json["after"]["server_role"], "standby (in recovery)",
+        "{any}"
+    );
+    let text = verify(&both, "text");
+    assert!(
+        text.stdout.contains("after:    ") && text.stdout.contains("standby (in recovery)"),
+        "the text report names the standby{text}"
+    );
+    let md = verify(&both, "markdown");
+    assert!(md.stdout.contains("standby (in recovery)"), "{md}");
+
+    // target_session_attrs values tokio-postgres cannot check are refused by name.
+    let refused = verify(&format!("{both}&target_session_attrs=primary"), "text");
+    assert_eq!(refused.code, 2, "{refused}");
+    assert!(
+        refused.stderr.contains("target_session_attrs=primary"),
+        "names the option{refused}"
+    );
+    // Only standbys in the list: read-write finds no host, and says so.
+    let none = verify(
+        &format!(
+            "postgres://postgres@127.0.0.1:{}/d?sslmode=disable&target_session_attrs=read-write",
+            pair.standby.port()
+        ),
+        "text",
+    );
+    assert_eq!(none.code, 2, "{none}");
+    assert!(
+        none.stderr
+            .contains("no host in the list (127.0.0.1) accepts sessions"),
+        "{none}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn channel_binding_require_refuses_a_server_that_does_not_bind() {
+    use migval::cluster::{Cluster, ClusterOptions};
+    let cluster = Cluster::start(&ClusterOptions::default()).expect("start a cluster");
+    // An md5 user, first in pg_hba.conf; everything else stays trust.
+    let hba = cluster.data_dir().join("pg_hba.conf");
+    let text = std::fs::read_to_string(&hba).expect("read pg_hba.conf");
+    std::fs::write(&hba, format!("host all md5user 127.0.0.1/32 md5\n{text}")).expect("hba");
+    rt().block_on(async {
+        let c = crate::common::connect(&cluster.url("postgres")).await;
+        c.batch_execute(
+            "SET password_encryption = 'md5'; CREATE ROLE md5user LOGIN PASSWORD 'pw-Zq9'; \
+             SELECT pg_reload_conf()",
+        )
+        .await
+        .expect("md5 user");
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let dir = std::env::temp_dir().join(format!("migval-net-cb-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let spec = dir.join("checks.toml");
+    std::fs::write(
+        &spec,
+        "[[check]]\nname = \"roles\"\nsql = \"SELECT count(*) AS n FROM pg_roles WHERE rolname = 'md5user'\"\n",
+    )
+    .expect("write spec");
+    let out = dir.join("base.json");
+    let snapshot = |url: &str| {
+        migval(&[
+            "snapshot",
+            "--spec",
+            p(&spec),
+            "--out",
+            p(&out),
+            "--db",
+            url,
+        ])
+    };
+    let port = cluster.port();
+    let md5 = format!("postgres://md5user:pw-Zq9@127.0.0.1:{port}/postgres?sslmode=disable");
+    let trust = format!("postgres://postgres@127.0.0.1:{port}/postgres?sslmode=disable");
+
+    // The password works (positive control) ...
+    let ok = snapshot(&md5);
+    assert_eq!(ok.code, 0, "{ok}");
+    // ... but neither md5 nor trust binds the channel: refused, as psql does.
+    for url in [&md5, &trust] {
+        let r = snapshot(&format!("{url}&channel_binding=require"));
+        assert_eq!(r.code, 2, "{r}");
+        assert!(
+            r.stderr.contains("channel_binding=require")
+                && r.stderr.contains("without SCRAM channel binding"),
+            "says why, naming the option{r}"
+        );
+        assert!(!r.all().contains("pw-Zq9"), "no password in the output{r}");
+    }
+    // disable and prefer connect.
+    for mode in ["disable", "prefer"] {
+        let r = snapshot(&format!("{md5}&channel_binding={mode}"));
+        assert_eq!(r.code, 0, "{r}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -188,6 +188,59 @@ sql = "SELECT count(*) AS n, sum(v) AS total FROM t, pg_sleep(2)"
     );
 }
 
+#[test]
+fn a_connection_reset_mid_snapshot_fails_at_once_naming_the_target() {
+    let db = rt().block_on(TestDb::new("net_reset_snapshot"));
+    rt().block_on(
+        db.exec("CREATE TABLE t (id int PRIMARY KEY, v int); INSERT INTO t VALUES (1, 1)"),
+    );
+    let spec = db.file(
+        "checks.toml",
+        r#"
+[settings]
+statement_timeout = "30s"
+parallel = 1
+
+[[check]]
+name = "slow total"
+sql = "SELECT count(*) AS n FROM t, pg_sleep(5)"
+"#,
+    );
+    let out = db.path("base.json");
+    let proxy = Proxy::start(server_port());
+    let url = proxied_url(&db, &proxy);
+    let child = spawn(&[
+        "snapshot",
+        "--spec",
+        p(&spec),
+        "--out",
+        p(&out),
+        "--db",
+        &url,
+    ]);
+    wait_for(
+        &db,
+        &format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}' \
+             AND application_name = 'migval' AND wait_event = 'PgSleep'",
+            db.name
+        ),
+        "the slow probe",
+    );
+    proxy.set(Mode::Reset);
+    let (run, took) = finish_within(child, Duration::from_secs(20), "snapshot (reset)");
+    assert_eq!(run.code, 2, "{run}");
+    // Not the 35 s probe bound: an RST is an error at once.
+    assert!(
+        took < Duration::from_secs(4),
+        "fails at once: {took:?}{run}"
+    );
+    assert!(
+        run.stderr.contains("connection") && !run.stderr.contains("no answer"),
+        "a reset is reported as a lost connection, not as silence{run}"
+    );
+}
+
 const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/subscriber_fk");
 
 #[test]
@@ -249,7 +302,11 @@ fn a_network_frozen_mid_backfill_batch_stops_the_run_and_the_rerun_applies_it_on
     );
     proxy.set(Mode::Freeze);
     let (run, took) = finish_within(child, Duration::from_secs(60), "backfill (frozen network)");
-    assert_ne!(run.code, 0, "the run stops with an error{run}");
+    assert_eq!(run.code, 2, "the run stops with an error{run}");
+    assert!(
+        run.stderr.contains("rerun the same command: it resumes"),
+        "says how to go on{run}"
+    );
     assert!(
         run.all().contains("no answer from the server"),
         "says what happened{run}"

@@ -708,8 +708,25 @@ impl ConnInfo {
     /// connector from [`super::tls::make_connector`]). As in libpq, TLS is never attempted over
     /// unix sockets: when every host is a socket directory the mode is `Disable`, so that
     /// `PGSSLMODE=require` does not break local socket connections.
+    ///
+    /// The startup packet carries `options` with migval's
+    /// `idle_in_transaction_session_timeout` (see [`ConnInfo::pg_config_without_idle_bound`]
+    /// for servers and poolers that refuse the `options` startup parameter).
     #[must_use]
     pub fn pg_config(&self) -> tokio_postgres::Config {
+        self.config_with(true)
+    }
+
+    /// [`ConnInfo::pg_config`] without migval's idle-in-transaction bound in the startup
+    /// packet: for PgBouncer and other poolers that refuse the `options` startup parameter
+    /// ("unsupported startup parameter: options") when the user gave no options. Captures
+    /// still set the bound on their own transactions (`SET LOCAL`).
+    #[must_use]
+    pub fn pg_config_without_idle_bound(&self) -> tokio_postgres::Config {
+        self.config_with(false)
+    }
+
+    fn config_with(&self, idle_bound: bool) -> tokio_postgres::Config {
         use tokio_postgres::config::SslMode as PgSslMode;
 
         let mut config = tokio_postgres::Config::new();
@@ -734,7 +751,7 @@ impl ConnInfo {
         // The user's options first; migval's idle-in-transaction bound only when they do not
         // set one themselves.
         let mut options = self.options.clone().unwrap_or_default();
-        if !mentions_idle_timeout(&options) {
+        if idle_bound && !mentions_idle_timeout(&options) {
             if !options.is_empty() {
                 options.push(' ');
             }
@@ -743,7 +760,9 @@ impl ConnInfo {
                 self.idle_in_transaction.as_millis()
             ));
         }
-        config.options(options.as_str());
+        if !options.is_empty() {
+            config.options(options.as_str());
+        }
         config.keepalives(self.keepalives.enabled);
         // tokio-postgres has no "system default" for the idle time; libpq's 0 means the
         // kernel's, which is 2 hours on Linux.
@@ -2267,6 +2286,20 @@ mod tests {
                 password: None,
                 ..info
             }
+        );
+
+        // For poolers that refuse the options startup parameter: none sent.
+        assert_eq!(
+            ok("postgres://h/db")
+                .pg_config_without_idle_bound()
+                .get_options(),
+            None
+        );
+        assert_eq!(
+            ok("postgres://h/db?options=-c%20x%3Dy")
+                .pg_config_without_idle_bound()
+                .get_options(),
+            Some("-c x=y")
         );
 
         let config = ok("host=h keepalives=0 tcp_user_timeout=0").pg_config();

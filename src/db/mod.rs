@@ -53,8 +53,7 @@ pub async fn connect(info: &ConnInfo) -> Result<Client, ConnectError> {
     };
     let tls = tls::make_connector(info).map_err(|e| fail(e.to_string()))?;
     let bound = handshake_bound(info);
-    let config = info.pg_config();
-    let connecting = config.connect(tls);
+    let connecting = connect_with_fallback(info, info.pg_config(), tls);
     let (client, connection) = match tokio::time::timeout(bound, connecting).await {
         Ok(Ok(pair)) => pair,
         Ok(Err(e)) => return Err(fail(connect_cause(info, &e))),
@@ -68,6 +67,32 @@ pub async fn connect(info: &ConnInfo) -> Result<Client, ConnectError> {
     };
     spawn_connection(connection);
     Ok(client)
+}
+
+type Connection = tokio_postgres::Connection<
+    tokio_postgres::Socket,
+    <tokio_postgres_rustls::MakeRustlsConnect as tokio_postgres::tls::MakeTlsConnect<
+        tokio_postgres::Socket,
+    >>::Stream,
+>;
+
+/// `config.connect`, and once more without migval's idle-in-transaction bound in the startup
+/// packet when a pooler refuses the `options` parameter (PgBouncer: "unsupported startup
+/// parameter: options") and the user gave no options of their own.
+async fn connect_with_fallback(
+    info: &ConnInfo,
+    config: tokio_postgres::Config,
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
+) -> Result<(Client, Connection), tokio_postgres::Error> {
+    match config.connect(tls.clone()).await {
+        Err(e)
+            if info.options.is_none()
+                && e.to_string().contains("unsupported startup parameter") =>
+        {
+            info.pg_config_without_idle_bound().connect(tls).await
+        }
+        other => other,
+    }
 }
 
 /// The bound on one whole connection handshake when `connect_timeout` is not set.
@@ -223,7 +248,10 @@ pub fn pool(info: &ConnInfo, size: usize) -> Result<Pool, ConnectError> {
     let tls = tls::make_connector(info).map_err(|e| fail(e.to_string()))?;
     let mgr = Manager::from_connect(
         info.pg_config(),
-        PoolConnect { tls },
+        PoolConnect {
+            tls,
+            info: info.clone(),
+        },
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },
@@ -241,6 +269,7 @@ pub fn pool(info: &ConnInfo, size: usize) -> Result<Pool, ConnectError> {
 /// handshake is bounded by the pool's create timeout).
 struct PoolConnect {
     tls: tokio_postgres_rustls::MakeRustlsConnect,
+    info: ConnInfo,
 }
 
 impl deadpool_postgres::Connect for PoolConnect {
@@ -254,7 +283,7 @@ impl deadpool_postgres::Connect for PoolConnect {
         let tls = self.tls.clone();
         let config = pg_config.clone();
         Box::pin(async move {
-            let (client, connection) = config.connect(tls).await?;
+            let (client, connection) = connect_with_fallback(&self.info, config, tls).await?;
             Ok((client, spawn_connection(connection)))
         })
     }

@@ -441,8 +441,13 @@ impl Backfill {
                 attempt += 1;
                 let t0 = Instant::now();
                 let result = {
-                    let fut =
-                        self.batch(prog.last.as_deref(), size, batch_no, &run_label, &mut log);
+                    // Bounded client-side (db::within): a batch is a few statements, each
+                    // under statement_timeout.
+                    let fut = db::within(
+                        db::answer_bound(b.statement_timeout_ms.saturating_mul(3)),
+                        self.info.idle_in_transaction,
+                        self.batch(prog.last.as_deref(), size, batch_no, &run_label, &mut log),
+                    );
                     tokio::pin!(fut);
                     // After a lock timeout, the next attempts ask (from a second connection,
                     // while the batch waits) who holds the lock, as migrate does: if the
@@ -454,7 +459,7 @@ impl Backfill {
                     let mut asked = monitor.is_none();
                     loop {
                         tokio::select! {
-                            r = &mut fut => break r,
+                            r = &mut fut => break r.unwrap_or_else(|no_answer| Err(Fail::Fatal(no_answer.failure(None)))),
                             _ = stop.changed() => {
                                 // Ctrl-C: stop the statement on the server, roll the batch back.
                                 let tls = db::tls::make_connector(&self.info).ok();

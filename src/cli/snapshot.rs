@@ -91,9 +91,10 @@ pub async fn run(a: SnapshotArgs) -> anyhow::Result<u8> {
         })
         .collect();
     println!(
-        "snapshot {} of {} at {} (lsn {}): {} checks on {} connections in {} ms -> {}",
+        "snapshot {} of {}{} at {} (lsn {}): {} checks on {} connections in {} ms -> {}",
         snap.origin.snapshot_id,
         snap.origin.target,
+        crate::report::standby_note(&snap.origin),
         snap.origin.captured_at,
         snap.origin.lsn,
         snap.checks.len(),

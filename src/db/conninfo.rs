@@ -153,6 +153,19 @@ pub enum ConnInfoError {
         /// What to do instead.
         hint: &'static str,
     },
+    /// A value libpq accepts but migval cannot honour (`target_session_attrs=standby`,
+    /// `gssencmode=require`, ...): refused rather than silently weakened.
+    #[error("connection option {key}={value} ({origin}) is not supported by migval: {hint}")]
+    UnsupportedValue {
+        /// The libpq option name.
+        key: &'static str,
+        /// The value given (never a password).
+        value: String,
+        /// Where it was set.
+        origin: Origin,
+        /// What to do instead.
+        hint: &'static str,
+    },
     /// A value that does not parse (ports, timeouts, sslmode). Never used for passwords.
     #[error(
         "invalid value \"{value}\" for connection option \"{key}\" ({origin}): expected {expected}"
@@ -259,7 +272,119 @@ pub struct ConnInfo {
     pub sslrootcert: Option<PathBuf>,
     /// libpq `options` / `PGOPTIONS` (command-line options sent to the server, e.g. `-c x=y`).
     pub options: Option<String>,
+    /// TCP keepalives, libpq `keepalives` (default on) and `keepalives_idle`,
+    /// `keepalives_interval`, `keepalives_count`.
+    pub keepalives: Keepalives,
+    /// libpq `tcp_user_timeout`: how long sent data may stay unacknowledged before the kernel
+    /// drops the connection. Default [`DEFAULT_TCP_USER_TIMEOUT`]; `None` (given as 0) leaves
+    /// the system default.
+    pub tcp_user_timeout: Option<Duration>,
+    /// libpq `target_session_attrs`: which of several hosts is acceptable.
+    pub target_session_attrs: TargetSessionAttrs,
+    /// libpq `channel_binding`: whether SCRAM channel binding is used or required.
+    pub channel_binding: ChannelBinding,
+    /// libpq `load_balance_hosts=random`: try the hosts in random order.
+    pub load_balance_random: bool,
+    /// libpq `sslnegotiation=direct` (PostgreSQL 17+): TLS handshake without the SSLRequest.
+    pub ssl_direct: bool,
+    /// libpq `sslsni` (default on): send the host name in the TLS handshake.
+    pub sslsni: bool,
+    /// TLS 1.3 only (`ssl_min_protocol_version=TLSv1.3`).
+    pub tls13_only: bool,
+    /// TLS 1.2 only (`ssl_max_protocol_version=TLSv1.2`).
+    pub tls12_only: bool,
+    /// The server's `idle_in_transaction_session_timeout` for migval's sessions: taken from
+    /// `options` (`-c idle_in_transaction_session_timeout=...`) when given there, else
+    /// [`DEFAULT_IDLE_IN_TRANSACTION`], sent in the startup packet. Zero: disabled.
+    pub idle_in_transaction: Duration,
 }
+
+/// TCP keepalive settings (libpq names). A `None` duration or count means "the system
+/// default" (libpq: a value of 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keepalives {
+    /// `keepalives`: on unless `keepalives=0`.
+    pub enabled: bool,
+    /// `keepalives_idle`: silence before the first probe.
+    pub idle: Option<Duration>,
+    /// `keepalives_interval`: between unanswered probes.
+    pub interval: Option<Duration>,
+    /// `keepalives_count`: unanswered probes before the connection is dead.
+    pub count: Option<u32>,
+}
+
+impl Default for Keepalives {
+    fn default() -> Keepalives {
+        Keepalives {
+            enabled: true,
+            idle: Some(DEFAULT_KEEPALIVES_IDLE),
+            interval: Some(DEFAULT_KEEPALIVES_INTERVAL),
+            count: Some(DEFAULT_KEEPALIVES_COUNT),
+        }
+    }
+}
+
+/// libpq `target_session_attrs` values tokio-postgres can check (`read-write`, `read-only`,
+/// `any`). `primary`, `standby` and `prefer-standby` are refused with an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TargetSessionAttrs {
+    /// Any server.
+    #[default]
+    Any,
+    /// A server whose sessions are read-write by default (a primary, not a hot standby).
+    ReadWrite,
+    /// A server whose sessions are read-only by default.
+    ReadOnly,
+}
+
+impl TargetSessionAttrs {
+    /// The libpq spelling.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetSessionAttrs::Any => "any",
+            TargetSessionAttrs::ReadWrite => "read-write",
+            TargetSessionAttrs::ReadOnly => "read-only",
+        }
+    }
+}
+
+/// libpq `channel_binding`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ChannelBinding {
+    /// Never use channel binding.
+    Disable,
+    /// Use it when the server offers SCRAM-SHA-256-PLUS over TLS (libpq's default).
+    #[default]
+    Prefer,
+    /// Refuse a server that does not authenticate with channel binding.
+    Require,
+}
+
+impl ChannelBinding {
+    /// The libpq spelling.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChannelBinding::Disable => "disable",
+            ChannelBinding::Prefer => "prefer",
+            ChannelBinding::Require => "require",
+        }
+    }
+}
+
+/// Default `keepalives_idle`: a silent connection is probed after 30 s.
+pub const DEFAULT_KEEPALIVES_IDLE: Duration = Duration::from_secs(30);
+/// Default `keepalives_interval`: then every 10 s.
+pub const DEFAULT_KEEPALIVES_INTERVAL: Duration = Duration::from_secs(10);
+/// Default `keepalives_count`: 3 unanswered probes and the connection is dead (about 60 s
+/// after the network went silent).
+pub const DEFAULT_KEEPALIVES_COUNT: u32 = 3;
+/// Default `tcp_user_timeout`: data unacknowledged for 60 s ends the connection.
+pub const DEFAULT_TCP_USER_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default `idle_in_transaction_session_timeout` on migval's sessions: the server ends a
+/// transaction migval abandoned (network cut, killed client) after 10 minutes.
+pub const DEFAULT_IDLE_IN_TRANSACTION: Duration = Duration::from_secs(600);
 
 impl fmt::Debug for ConnInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -274,6 +399,16 @@ impl fmt::Debug for ConnInfo {
             .field("sslmode", &self.sslmode)
             .field("sslrootcert", &self.sslrootcert)
             .field("options", &self.options)
+            .field("keepalives", &self.keepalives)
+            .field("tcp_user_timeout", &self.tcp_user_timeout)
+            .field("target_session_attrs", &self.target_session_attrs)
+            .field("channel_binding", &self.channel_binding)
+            .field("load_balance_random", &self.load_balance_random)
+            .field("ssl_direct", &self.ssl_direct)
+            .field("sslsni", &self.sslsni)
+            .field("tls13_only", &self.tls13_only)
+            .field("tls12_only", &self.tls12_only)
+            .field("idle_in_transaction", &self.idle_in_transaction)
             .finish()
     }
 }
@@ -417,6 +552,7 @@ impl ConnInfo {
             None => None,
         };
         let options = src.get("options", "PGOPTIONS").map(|(o, _)| o);
+        let network = network_settings(&src, options.as_deref())?;
 
         let mut password = src.get("password", "PGPASSWORD").map(|(p, _)| p);
         if password.is_none() {
@@ -441,6 +577,16 @@ impl ConnInfo {
             sslmode,
             sslrootcert,
             options,
+            keepalives: network.keepalives,
+            tcp_user_timeout: network.tcp_user_timeout,
+            target_session_attrs: network.target_session_attrs,
+            channel_binding: network.channel_binding,
+            load_balance_random: network.load_balance_random,
+            ssl_direct: network.ssl_direct,
+            sslsni: network.sslsni,
+            tls13_only: network.tls13_only,
+            tls12_only: network.tls12_only,
+            idle_in_transaction: network.idle_in_transaction,
         })
     }
 
@@ -498,6 +644,48 @@ impl ConnInfo {
             out.push_str("&options=");
             out.push_str(&percent_encode(options));
         }
+        let secs = |d: Option<Duration>| d.map_or(0, |d| d.as_secs());
+        let k = self.keepalives;
+        let defaults = Keepalives::default();
+        if !k.enabled {
+            out.push_str("&keepalives=0");
+        }
+        if k.idle != defaults.idle {
+            out.push_str(&format!("&keepalives_idle={}", secs(k.idle)));
+        }
+        if k.interval != defaults.interval {
+            out.push_str(&format!("&keepalives_interval={}", secs(k.interval)));
+        }
+        if k.count != defaults.count {
+            out.push_str(&format!("&keepalives_count={}", k.count.unwrap_or(0)));
+        }
+        if self.tcp_user_timeout != Some(DEFAULT_TCP_USER_TIMEOUT) {
+            let ms = self.tcp_user_timeout.map_or(0, |d| d.as_millis());
+            out.push_str(&format!("&tcp_user_timeout={ms}"));
+        }
+        if self.target_session_attrs != TargetSessionAttrs::Any {
+            out.push_str("&target_session_attrs=");
+            out.push_str(self.target_session_attrs.as_str());
+        }
+        if self.channel_binding != ChannelBinding::Prefer {
+            out.push_str("&channel_binding=");
+            out.push_str(self.channel_binding.as_str());
+        }
+        if self.load_balance_random {
+            out.push_str("&load_balance_hosts=random");
+        }
+        if self.ssl_direct {
+            out.push_str("&sslnegotiation=direct");
+        }
+        if !self.sslsni {
+            out.push_str("&sslsni=0");
+        }
+        if self.tls13_only {
+            out.push_str("&ssl_min_protocol_version=TLSv1.3");
+        }
+        if self.tls12_only {
+            out.push_str("&ssl_max_protocol_version=TLSv1.2");
+        }
         out
     }
 
@@ -520,8 +708,25 @@ impl ConnInfo {
     /// connector from [`super::tls::make_connector`]). As in libpq, TLS is never attempted over
     /// unix sockets: when every host is a socket directory the mode is `Disable`, so that
     /// `PGSSLMODE=require` does not break local socket connections.
+    ///
+    /// The startup packet carries `options` with migval's
+    /// `idle_in_transaction_session_timeout` (see [`ConnInfo::pg_config_without_idle_bound`]
+    /// for servers and poolers that refuse the `options` startup parameter).
     #[must_use]
     pub fn pg_config(&self) -> tokio_postgres::Config {
+        self.config_with(true)
+    }
+
+    /// [`ConnInfo::pg_config`] without migval's idle-in-transaction bound in the startup
+    /// packet: for PgBouncer and other poolers that refuse the `options` startup parameter
+    /// ("unsupported startup parameter: options") when the user gave no options. Captures
+    /// still set the bound on their own transactions (`SET LOCAL`).
+    #[must_use]
+    pub fn pg_config_without_idle_bound(&self) -> tokio_postgres::Config {
+        self.config_with(false)
+    }
+
+    fn config_with(&self, idle_bound: bool) -> tokio_postgres::Config {
         use tokio_postgres::config::SslMode as PgSslMode;
 
         let mut config = tokio_postgres::Config::new();
@@ -543,8 +748,49 @@ impl ConnInfo {
         if let Some(timeout) = self.connect_timeout {
             config.connect_timeout(timeout);
         }
-        if let Some(options) = &self.options {
+        // The user's options first; migval's idle-in-transaction bound only when they do not
+        // set one themselves.
+        let mut options = self.options.clone().unwrap_or_default();
+        if idle_bound && !mentions_idle_timeout(&options) {
+            if !options.is_empty() {
+                options.push(' ');
+            }
+            options.push_str(&format!(
+                "-c idle_in_transaction_session_timeout={}",
+                self.idle_in_transaction.as_millis()
+            ));
+        }
+        if !options.is_empty() {
             config.options(options.as_str());
+        }
+        config.keepalives(self.keepalives.enabled);
+        // tokio-postgres has no "system default" for the idle time; libpq's 0 means the
+        // kernel's, which is 2 hours on Linux.
+        config.keepalives_idle(self.keepalives.idle.unwrap_or(Duration::from_secs(7200)));
+        if let Some(interval) = self.keepalives.interval {
+            config.keepalives_interval(interval);
+        }
+        if let Some(count) = self.keepalives.count {
+            config.keepalives_retries(count);
+        }
+        if let Some(timeout) = self.tcp_user_timeout {
+            config.tcp_user_timeout(timeout);
+        }
+        config.target_session_attrs(match self.target_session_attrs {
+            TargetSessionAttrs::Any => tokio_postgres::config::TargetSessionAttrs::Any,
+            TargetSessionAttrs::ReadWrite => tokio_postgres::config::TargetSessionAttrs::ReadWrite,
+            TargetSessionAttrs::ReadOnly => tokio_postgres::config::TargetSessionAttrs::ReadOnly,
+        });
+        config.channel_binding(match self.channel_binding {
+            ChannelBinding::Disable => tokio_postgres::config::ChannelBinding::Disable,
+            ChannelBinding::Prefer => tokio_postgres::config::ChannelBinding::Prefer,
+            ChannelBinding::Require => tokio_postgres::config::ChannelBinding::Require,
+        });
+        if self.load_balance_random {
+            config.load_balance_hosts(tokio_postgres::config::LoadBalanceHosts::Random);
+        }
+        if self.ssl_direct {
+            config.ssl_negotiation(tokio_postgres::config::SslNegotiation::Direct);
         }
         let only_sockets =
             cfg!(unix) && !self.host.is_empty() && self.host.iter().all(|h| h.starts_with('/'));
@@ -568,8 +814,6 @@ impl ConnInfo {
 enum KeyKind {
     /// Implemented; the canonical name.
     Supported(&'static str),
-    /// Accepted by libpq, harmless to ignore.
-    Ignored,
     /// Accepted by libpq but changes behaviour migval cannot honour: an error with this hint.
     Unsupported(&'static str),
 }
@@ -588,6 +832,24 @@ const SUPPORTED_KEYS: &[&str] = &[
     "connect_timeout",
     "options",
     "passfile",
+    "keepalives",
+    "keepalives_idle",
+    "keepalives_interval",
+    "keepalives_count",
+    "tcp_user_timeout",
+    "target_session_attrs",
+    "channel_binding",
+    "load_balance_hosts",
+    "sslnegotiation",
+    "sslsni",
+    "ssl_min_protocol_version",
+    "ssl_max_protocol_version",
+    "gssencmode",
+    "sslcompression",
+    "sslcertmode",
+    "client_encoding",
+    "min_protocol_version",
+    "max_protocol_version",
 ];
 
 const HINT_CLIENT_CERT: &str = "client certificates are not supported; authenticate with a \
@@ -596,6 +858,8 @@ const HINT_CRL: &str = "certificate revocation lists are not supported; remove t
 const HINT_SERVICE: &str = "connection service files (pg_service.conf) are not supported; put \
      the host, port, dbname and user of the service entry into --db / DATABASE_URL or PG* \
      variables instead";
+const HINT_GSS: &str = "GSSAPI/Kerberos authentication is not supported; authenticate with a \
+     password (in the URL, PGPASSWORD or ~/.pgpass) instead";
 const HINT_AUTH_RESTRICTION: &str =
     "restricting the authentication method is not supported; remove the option";
 
@@ -609,6 +873,15 @@ const UNSUPPORTED_ENV: &[(&str, &str, &str)] = &[
     ("PGSSLCRLDIR", "sslcrldir", HINT_CRL),
     ("PGREQUIREPEER", "requirepeer", HINT_AUTH_RESTRICTION),
     ("PGREQUIREAUTH", "require_auth", HINT_AUTH_RESTRICTION),
+    ("PGSERVICEFILE", "servicefile", HINT_SERVICE),
+    ("PGKRBSRVNAME", "krbsrvname", HINT_GSS),
+    ("PGGSSLIB", "gsslib", HINT_GSS),
+    ("PGGSSDELEGATION", "gssdelegation", HINT_GSS),
+    (
+        "PGREQUIRESSL",
+        "requiressl",
+        "requiressl is obsolete; use sslmode=require",
+    ),
 ];
 
 fn classify(key: &str) -> Option<KeyKind> {
@@ -616,30 +889,12 @@ fn classify(key: &str) -> Option<KeyKind> {
         return Some(KeyKind::Supported(canonical));
     }
     let kind = match key {
-        "keepalives"
-        | "keepalives_idle"
-        | "keepalives_interval"
-        | "keepalives_count"
-        | "tcp_user_timeout"
-        | "target_session_attrs"
-        | "load_balance_hosts"
-        | "channel_binding"
-        | "gssencmode"
-        | "gsslib"
-        | "gssdelegation"
-        | "krbsrvname"
-        | "sslcompression"
-        | "sslsni"
-        | "sslnegotiation"
-        | "sslcertmode"
-        | "sslkeylogfile"
-        | "ssl_min_protocol_version"
-        | "ssl_max_protocol_version"
-        | "min_protocol_version"
-        | "max_protocol_version"
-        | "client_encoding"
-        | "servicefile"
-        | "tty" => KeyKind::Ignored,
+        "gsslib" | "gssdelegation" | "krbsrvname" => KeyKind::Unsupported(HINT_GSS),
+        "servicefile" => KeyKind::Unsupported(HINT_SERVICE),
+        "sslkeylogfile" => KeyKind::Unsupported(
+            "writing TLS key logs is not supported; remove the option (debug with psql instead)",
+        ),
+        "tty" => KeyKind::Unsupported("tty is obsolete (PostgreSQL 14 removed it); remove it"),
         "sslcert" | "sslkey" | "sslpassword" => KeyKind::Unsupported(HINT_CLIENT_CERT),
         "sslcrl" | "sslcrldir" => KeyKind::Unsupported(HINT_CRL),
         "service" => KeyKind::Unsupported(HINT_SERVICE),
@@ -708,7 +963,6 @@ fn collect_settings(
             Some(KeyKind::Supported(canonical)) => {
                 settings.insert(canonical, value);
             }
-            Some(KeyKind::Ignored) => {}
             Some(KeyKind::Unsupported(hint)) => {
                 return Err(ConnInfoError::Unsupported {
                     key,
@@ -1150,6 +1404,367 @@ fn parse_connect_timeout(value: String, origin: Origin) -> Result<Option<Duratio
     Ok(Some(Duration::from_secs(seconds.max(2))))
 }
 
+/// The network and session-choice settings of [`ConnInfo`], resolved together.
+struct Network {
+    keepalives: Keepalives,
+    tcp_user_timeout: Option<Duration>,
+    target_session_attrs: TargetSessionAttrs,
+    channel_binding: ChannelBinding,
+    load_balance_random: bool,
+    ssl_direct: bool,
+    sslsni: bool,
+    tls13_only: bool,
+    tls12_only: bool,
+    idle_in_transaction: Duration,
+}
+
+/// Options libpq has but no environment variable for.
+const NO_ENV: &str = "";
+
+/// Reads every libpq option that changes how the connection behaves on the network or which
+/// server is chosen. Each is either honoured or refused with an error naming it: none is
+/// dropped silently.
+fn network_settings(src: &Sources<'_>, options: Option<&str>) -> Result<Network, ConnInfoError> {
+    let get = |key: &'static str, var: &'static str| {
+        if var.is_empty() {
+            src.given(key)
+        } else {
+            src.get(key, var)
+        }
+    };
+    let invalid =
+        |key: &'static str, value: String, origin, expected| ConnInfoError::InvalidValue {
+            key,
+            value,
+            origin,
+            expected,
+        };
+    let refuse = |key: &'static str, value: String, origin, hint| ConnInfoError::UnsupportedValue {
+        key,
+        value,
+        origin,
+        hint,
+    };
+    // libpq: an integer; 0 (or negative) means the system default.
+    let seconds = |key: &'static str, default: Duration| -> Result<Option<Duration>, _> {
+        match get(key, NO_ENV) {
+            None => Ok(Some(default)),
+            Some((value, origin)) => match i64::from_str(value.trim()) {
+                Ok(n) if n <= 0 => Ok(None),
+                Ok(n) => Ok(Some(Duration::from_secs(u64::try_from(n).unwrap_or(0)))),
+                Err(_) => Err(invalid(
+                    key,
+                    value,
+                    origin,
+                    "a whole number of seconds (0 for the system default)",
+                )),
+            },
+        }
+    };
+    let flag = |key: &'static str, var: &'static str, default: bool| match get(key, var) {
+        None => Ok(default),
+        Some((value, origin)) => match value.trim() {
+            "1" => Ok(true),
+            "0" => Ok(false),
+            _ => Err(invalid(key, value, origin, "0 or 1")),
+        },
+    };
+
+    let enabled = flag("keepalives", NO_ENV, true)?;
+    let idle = seconds("keepalives_idle", DEFAULT_KEEPALIVES_IDLE)?;
+    let interval = seconds("keepalives_interval", DEFAULT_KEEPALIVES_INTERVAL)?;
+    let count = match get("keepalives_count", NO_ENV) {
+        None => Some(DEFAULT_KEEPALIVES_COUNT),
+        Some((value, origin)) => match i64::from_str(value.trim()) {
+            Ok(n) if n <= 0 => None,
+            Ok(n) => Some(u32::try_from(n).unwrap_or(u32::MAX)),
+            Err(_) => {
+                return Err(invalid(
+                    "keepalives_count",
+                    value,
+                    origin,
+                    "a whole number of probes (0 for the system default)",
+                ));
+            }
+        },
+    };
+    let tcp_user_timeout = match get("tcp_user_timeout", NO_ENV) {
+        None => Some(DEFAULT_TCP_USER_TIMEOUT),
+        Some((value, origin)) => match i64::from_str(value.trim()) {
+            Ok(n) if n <= 0 => None,
+            Ok(n) => Some(Duration::from_millis(u64::try_from(n).unwrap_or(0))),
+            Err(_) => {
+                return Err(invalid(
+                    "tcp_user_timeout",
+                    value,
+                    origin,
+                    "a whole number of milliseconds (0 for the system default)",
+                ));
+            }
+        },
+    };
+
+    let target_session_attrs = match get("target_session_attrs", "PGTARGETSESSIONATTRS") {
+        None => TargetSessionAttrs::Any,
+        Some((value, origin)) => match value.trim() {
+            "any" => TargetSessionAttrs::Any,
+            "read-write" => TargetSessionAttrs::ReadWrite,
+            "read-only" => TargetSessionAttrs::ReadOnly,
+            "primary" | "standby" | "prefer-standby" => {
+                return Err(refuse(
+                    "target_session_attrs",
+                    value,
+                    origin,
+                    "only any, read-write and read-only can be checked; use read-write to reach \
+                     the primary of a multi-host URL, or list only the server you mean",
+                ));
+            }
+            _ => {
+                return Err(invalid(
+                    "target_session_attrs",
+                    value,
+                    origin,
+                    "one of any, read-write, read-only",
+                ));
+            }
+        },
+    };
+    let channel_binding = match get("channel_binding", "PGCHANNELBINDING") {
+        None => ChannelBinding::Prefer,
+        Some((value, origin)) => match value.trim() {
+            "disable" => ChannelBinding::Disable,
+            "prefer" => ChannelBinding::Prefer,
+            "require" => ChannelBinding::Require,
+            _ => {
+                return Err(invalid(
+                    "channel_binding",
+                    value,
+                    origin,
+                    "one of disable, prefer, require",
+                ));
+            }
+        },
+    };
+    let load_balance_random = match get("load_balance_hosts", "PGLOADBALANCEHOSTS") {
+        None => false,
+        Some((value, origin)) => match value.trim() {
+            "disable" => false,
+            "random" => true,
+            _ => {
+                return Err(invalid(
+                    "load_balance_hosts",
+                    value,
+                    origin,
+                    "disable or random",
+                ));
+            }
+        },
+    };
+    let ssl_direct = match get("sslnegotiation", "PGSSLNEGOTIATION") {
+        None => false,
+        Some((value, origin)) => match value.trim() {
+            "postgres" => false,
+            "direct" => true,
+            _ => {
+                return Err(invalid(
+                    "sslnegotiation",
+                    value,
+                    origin,
+                    "postgres or direct",
+                ));
+            }
+        },
+    };
+    let sslsni = flag("sslsni", "PGSSLSNI", true)?;
+    let tls13_only = match get("ssl_min_protocol_version", "PGSSLMINPROTOCOLVERSION") {
+        None => false,
+        Some((value, origin)) => match value.trim() {
+            // rustls never speaks anything older than TLS 1.2: a lower minimum changes nothing.
+            "TLSv1" | "TLSv1.1" | "TLSv1.2" => false,
+            "TLSv1.3" => true,
+            _ => {
+                return Err(invalid(
+                    "ssl_min_protocol_version",
+                    value,
+                    origin,
+                    "one of TLSv1, TLSv1.1, TLSv1.2, TLSv1.3 (migval speaks TLS 1.2 and 1.3)",
+                ));
+            }
+        },
+    };
+    let tls12_only = match get("ssl_max_protocol_version", "PGSSLMAXPROTOCOLVERSION") {
+        None => false,
+        Some((value, origin)) => match value.trim() {
+            "TLSv1.2" => true,
+            "TLSv1.3" => false,
+            "TLSv1" | "TLSv1.1" => {
+                return Err(refuse(
+                    "ssl_max_protocol_version",
+                    value,
+                    origin,
+                    "TLS older than 1.2 is not supported; use TLSv1.2 or TLSv1.3",
+                ));
+            }
+            _ => {
+                return Err(invalid(
+                    "ssl_max_protocol_version",
+                    value,
+                    origin,
+                    "TLSv1.2 or TLSv1.3",
+                ));
+            }
+        },
+    };
+    if tls12_only && tls13_only {
+        return Err(syntax(
+            "ssl_min_protocol_version=TLSv1.3 and ssl_max_protocol_version=TLSv1.2 leave no TLS \
+             version to use",
+        ));
+    }
+
+    // Options that only restate what migval always does, or that it cannot honour.
+    if let Some((value, origin)) = get("gssencmode", "PGGSSENCMODE") {
+        match value.trim() {
+            // migval never uses GSSAPI encryption: prefer falls back to TLS or plain, as libpq
+            // does when no Kerberos credentials exist.
+            "disable" | "prefer" => {}
+            "require" => {
+                return Err(refuse(
+                    "gssencmode",
+                    value,
+                    origin,
+                    "GSSAPI encryption is not supported; use sslmode=require or verify-full",
+                ));
+            }
+            _ => {
+                return Err(invalid(
+                    "gssencmode",
+                    value,
+                    origin,
+                    "one of disable, prefer, require",
+                ));
+            }
+        }
+    }
+    if let Some((value, origin)) = get("sslcompression", "PGSSLCOMPRESSION") {
+        match value.trim() {
+            "0" => {}
+            "1" => {
+                return Err(refuse(
+                    "sslcompression",
+                    value,
+                    origin,
+                    "TLS compression is insecure and not supported (libpq ignores it too); \
+                     remove the option",
+                ));
+            }
+            _ => return Err(invalid("sslcompression", value, origin, "0 or 1")),
+        }
+    }
+    if let Some((value, origin)) = get("sslcertmode", "PGSSLCERTMODE") {
+        match value.trim() {
+            // migval never sends a client certificate.
+            "disable" | "allow" => {}
+            "require" => {
+                return Err(refuse("sslcertmode", value, origin, HINT_CLIENT_CERT));
+            }
+            _ => {
+                return Err(invalid(
+                    "sslcertmode",
+                    value,
+                    origin,
+                    "one of disable, allow, require",
+                ));
+            }
+        }
+    }
+    if let Some((value, origin)) = get("client_encoding", "PGCLIENTENCODING") {
+        let v = value.trim().to_ascii_lowercase().replace(['-', '_'], "");
+        if !matches!(v.as_str(), "utf8" | "unicode" | "auto") {
+            return Err(refuse(
+                "client_encoding",
+                value,
+                origin,
+                "migval always talks UTF8 to the server (values are read exactly, whatever the \
+                 database encoding); remove the option or use client_encoding=UTF8",
+            ));
+        }
+    }
+    if let Some((value, origin)) = get("min_protocol_version", "PGMINPROTOCOLVERSION")
+        && value.trim() != "3.0"
+    {
+        return Err(refuse(
+            "min_protocol_version",
+            value,
+            origin,
+            "migval speaks protocol version 3.0 only; remove the option",
+        ));
+    }
+    if let Some((value, origin)) = get("max_protocol_version", "PGMAXPROTOCOLVERSION")
+        && !matches!(value.trim(), "3.0" | "3.2" | "latest")
+    {
+        return Err(invalid(
+            "max_protocol_version",
+            value,
+            origin,
+            "3.0, 3.2 or latest (migval speaks 3.0)",
+        ));
+    }
+
+    let idle_in_transaction = options
+        .and_then(idle_timeout_in_options)
+        .unwrap_or(DEFAULT_IDLE_IN_TRANSACTION);
+    Ok(Network {
+        keepalives: Keepalives {
+            enabled,
+            idle,
+            interval,
+            count,
+        },
+        tcp_user_timeout,
+        target_session_attrs,
+        channel_binding,
+        load_balance_random,
+        ssl_direct,
+        sslsni,
+        tls13_only,
+        tls12_only,
+        idle_in_transaction,
+    })
+}
+
+/// Whether libpq `options` set `idle_in_transaction_session_timeout` themselves.
+fn mentions_idle_timeout(options: &str) -> bool {
+    options.contains("idle_in_transaction_session_timeout")
+}
+
+/// The `idle_in_transaction_session_timeout` set in libpq `options`
+/// (`-c idle_in_transaction_session_timeout=5min` or `--idle_in_transaction_session_timeout=5min`),
+/// in PostgreSQL's units (default ms; us, ms, s, min, h, d). `None` when absent or unreadable
+/// (the server then judges the value, and migval assumes its default).
+fn idle_timeout_in_options(options: &str) -> Option<Duration> {
+    const KEY: &str = "idle_in_transaction_session_timeout";
+    let at = options.rfind(KEY)?;
+    let rest = options.get(at + KEY.len()..)?.trim_start();
+    let value = rest.strip_prefix('=')?.trim_start();
+    let value = value.split_whitespace().next()?.trim_matches(['\'', '"']);
+    let digits = value
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(value.len());
+    let n: u64 = value.get(..digits)?.parse().ok()?;
+    let unit = value.get(digits..)?.trim();
+    let ms = match unit {
+        "" | "ms" => n,
+        "us" => n / 1000,
+        "s" => n.checked_mul(1000)?,
+        "min" => n.checked_mul(60_000)?,
+        "h" => n.checked_mul(3_600_000)?,
+        "d" => n.checked_mul(86_400_000)?,
+        _ => return None,
+    };
+    Some(Duration::from_millis(ms))
+}
+
 /// `$HOME` on unix, `%APPDATA%\postgresql` on Windows: where libpq looks for its files.
 fn config_dir(src: &Sources<'_>) -> Option<PathBuf> {
     if cfg!(windows) {
@@ -1383,7 +1998,10 @@ mod tests {
         assert_eq!(config.get_password(), Some(&b"s3cr@t"[..]));
         assert_eq!(config.get_dbname(), Some("shop db"));
         assert_eq!(config.get_application_name(), Some("ci run"));
-        assert_eq!(config.get_options(), Some("-c search_path=app"));
+        assert_eq!(
+            config.get_options(),
+            Some("-c search_path=app -c idle_in_transaction_session_timeout=600000")
+        );
         assert_eq!(config.get_connect_timeout(), Some(&Duration::from_secs(10)));
         assert_eq!(config.get_ssl_mode(), PgSslMode::Require);
     }
@@ -1607,11 +2225,167 @@ mod tests {
     }
 
     #[test]
-    fn harmless_libpq_options_are_ignored() {
-        let info = ok("postgres://h/db?keepalives=1&keepalives_idle=30\
-             &target_session_attrs=read-write&channel_binding=require&gssencmode=disable");
-        assert_eq!(info.host, vec!["h"]);
-        ok("host=h keepalives_interval=5 keepalives_count=3 connect_timeout=0");
+    fn network_options_are_honoured_with_safe_defaults() {
+        // Defaults: keepalives on, 30 s / 10 s / 3, tcp_user_timeout 60 s, idle 10 min.
+        let config = ok("postgres://h/db").pg_config();
+        assert!(config.get_keepalives());
+        assert_eq!(config.get_keepalives_idle(), Duration::from_secs(30));
+        assert_eq!(
+            config.get_keepalives_interval(),
+            Some(Duration::from_secs(10))
+        );
+        assert_eq!(config.get_keepalives_retries(), Some(3));
+        assert_eq!(
+            config.get_tcp_user_timeout(),
+            Some(&Duration::from_secs(60))
+        );
+        assert_eq!(
+            config.get_options(),
+            Some("-c idle_in_transaction_session_timeout=600000")
+        );
+
+        let info = ok(
+            "postgres://h/db?keepalives=1&keepalives_idle=5&keepalives_interval=2\
+             &keepalives_count=4&tcp_user_timeout=7000&target_session_attrs=read-write\
+             &channel_binding=require&gssencmode=disable&load_balance_hosts=random\
+             &sslnegotiation=direct&sslsni=0&ssl_min_protocol_version=TLSv1.3\
+             &client_encoding=UTF8&sslcompression=0&sslcertmode=allow",
+        );
+        let config = info.pg_config();
+        assert_eq!(config.get_keepalives_idle(), Duration::from_secs(5));
+        assert_eq!(
+            config.get_keepalives_interval(),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(config.get_keepalives_retries(), Some(4));
+        assert_eq!(
+            config.get_tcp_user_timeout(),
+            Some(&Duration::from_millis(7000))
+        );
+        assert_eq!(
+            config.get_target_session_attrs(),
+            tokio_postgres::config::TargetSessionAttrs::ReadWrite
+        );
+        assert_eq!(
+            config.get_channel_binding(),
+            tokio_postgres::config::ChannelBinding::Require
+        );
+        assert_eq!(
+            config.get_load_balance_hosts(),
+            tokio_postgres::config::LoadBalanceHosts::Random
+        );
+        assert_eq!(
+            config.get_ssl_negotiation(),
+            tokio_postgres::config::SslNegotiation::Direct
+        );
+        assert!(!info.sslsni && info.tls13_only && !info.tls12_only);
+        // Every non-default setting survives redaction.
+        assert_eq!(
+            ok(&info.redacted()),
+            ConnInfo {
+                password: None,
+                ..info
+            }
+        );
+
+        // For poolers that refuse the options startup parameter: none sent.
+        assert_eq!(
+            ok("postgres://h/db")
+                .pg_config_without_idle_bound()
+                .get_options(),
+            None
+        );
+        assert_eq!(
+            ok("postgres://h/db?options=-c%20x%3Dy")
+                .pg_config_without_idle_bound()
+                .get_options(),
+            Some("-c x=y")
+        );
+
+        let config = ok("host=h keepalives=0 tcp_user_timeout=0").pg_config();
+        assert!(!config.get_keepalives());
+        assert_eq!(config.get_tcp_user_timeout(), None);
+        // From the environment, like libpq.
+        let info = resolve_with(
+            "host=h",
+            &[
+                ("PGTARGETSESSIONATTRS", "read-only"),
+                ("PGCHANNELBINDING", "disable"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(info.target_session_attrs, TargetSessionAttrs::ReadOnly);
+        assert_eq!(info.channel_binding, ChannelBinding::Disable);
+    }
+
+    #[test]
+    fn idle_in_transaction_timeout_from_options() {
+        let info = ok("postgres://h/db?options=-c%20idle_in_transaction_session_timeout%3D3s");
+        assert_eq!(info.idle_in_transaction, Duration::from_secs(3));
+        // The user's own setting is sent as given, migval's default is not added.
+        assert_eq!(
+            info.pg_config().get_options(),
+            Some("-c idle_in_transaction_session_timeout=3s")
+        );
+        for (options, ms) in [
+            ("-c idle_in_transaction_session_timeout=1500", 1500),
+            ("--idle_in_transaction_session_timeout=2min", 120_000),
+            ("-c idle_in_transaction_session_timeout=0", 0),
+        ] {
+            let info = ConnInfo::resolve(None, &env_of(&[("PGOPTIONS", options)])).unwrap();
+            assert_eq!(
+                info.idle_in_transaction,
+                Duration::from_millis(ms),
+                "{options}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_libpq_option_is_honoured_or_refused_by_name() {
+        for (input, needle) in [
+            (
+                "host=h target_session_attrs=primary",
+                "target_session_attrs=primary",
+            ),
+            ("host=h target_session_attrs=standby", "read-write"),
+            (
+                "host=h target_session_attrs=prefer-standby",
+                "prefer-standby",
+            ),
+            (
+                "host=h target_session_attrs=bogus",
+                "\"target_session_attrs\"",
+            ),
+            ("host=h channel_binding=always", "\"channel_binding\""),
+            ("host=h gssencmode=require", "gssencmode=require"),
+            ("host=h krbsrvname=postgres", "\"krbsrvname\""),
+            ("host=h gsslib=gssapi", "\"gsslib\""),
+            ("host=h gssdelegation=1", "\"gssdelegation\""),
+            ("host=h servicefile=/x", "\"servicefile\""),
+            ("host=h sslkeylogfile=/tmp/k", "\"sslkeylogfile\""),
+            ("host=h tty=/dev/tty", "\"tty\""),
+            ("host=h sslcompression=1", "sslcompression=1"),
+            ("host=h sslcertmode=require", "sslcertmode=require"),
+            ("host=h client_encoding=LATIN1", "client_encoding=LATIN1"),
+            (
+                "host=h min_protocol_version=3.2",
+                "min_protocol_version=3.2",
+            ),
+            (
+                "host=h ssl_max_protocol_version=TLSv1.1",
+                "ssl_max_protocol_version",
+            ),
+            ("host=h keepalives=yes", "\"keepalives\""),
+            ("host=h keepalives_idle=soon", "\"keepalives_idle\""),
+            ("host=h tcp_user_timeout=1s", "\"tcp_user_timeout\""),
+            ("host=h load_balance_hosts=always", "\"load_balance_hosts\""),
+        ] {
+            let message = err(input, &[]);
+            assert!(message.contains(needle), "{input}: {message}");
+        }
+        let message = err("host=h", &[("PGKRBSRVNAME", "postgres")]);
+        assert!(message.contains("PGKRBSRVNAME"), "{message}");
     }
 
     #[test]

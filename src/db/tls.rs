@@ -50,14 +50,23 @@ pub fn make_connector(info: &ConnInfo) -> Result<MakeRustlsConnect, ConnInfoErro
 pub fn client_config(info: &ConnInfo) -> Result<ClientConfig, ConnInfoError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = server_verifier(info, &provider)?;
-    let config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
+    // ssl_min_protocol_version / ssl_max_protocol_version narrow rustls' 1.2 + 1.3.
+    let versions: &[&rustls::SupportedProtocolVersion] = if info.tls13_only {
+        &[&rustls::version::TLS13]
+    } else if info.tls12_only {
+        &[&rustls::version::TLS12]
+    } else {
+        rustls::DEFAULT_VERSIONS
+    };
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
         .map_err(|e| ConnInfoError::Tls {
             reason: e.to_string(),
         })?
         .dangerous()
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
+    config.enable_sni = info.sslsni;
     Ok(config)
 }
 

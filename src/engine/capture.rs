@@ -76,7 +76,11 @@ impl Limits {
     /// keep the server's cores busy, workers on top only add processes competing for them (and
     /// pass every row of a big result through shared-memory queues), and migval's load on the
     /// server stays at `parallel` backends.
-    fn set_local(&self, connections: usize) -> String {
+    ///
+    /// `idle_ms`: the transaction's idle-in-transaction bound ([`db::idle_bound_ms`]): long
+    /// enough for a connection waiting while another runs its probe, short enough that the
+    /// server ends a capture abandoned by a network cut.
+    fn set_local(&self, connections: usize, idle_ms: u128) -> String {
         let workers = match self.query_workers {
             Some(n) => format!(" SET LOCAL max_parallel_workers_per_gather = {n};"),
             None if connections > 1 => " SET LOCAL max_parallel_workers_per_gather = 0;".into(),
@@ -84,7 +88,7 @@ impl Limits {
         };
         format!(
             "SET LOCAL statement_timeout = {}; SET LOCAL lock_timeout = {}; \
-             SET LOCAL idle_in_transaction_session_timeout = 0; \
+             SET LOCAL idle_in_transaction_session_timeout = {idle_ms}; \
              SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, YMD'; \
              SET LOCAL IntervalStyle = 'postgres'; SET LOCAL extra_float_digits = 3;{workers}",
             self.statement_timeout_ms, self.lock_timeout_ms
@@ -311,7 +315,13 @@ async fn attempt_capture(
         |e: tokio_postgres::Error, what: &str| Attempt::Fatal(db::failure(&e, Some(what.into())));
     let workers = limits.parallel.min(probes.len()).max(1);
     exporter
-        .batch_execute(&format!("{BEGIN}; {}", limits.set_local(workers)))
+        .batch_execute(&format!(
+            "{BEGIN}; {}",
+            limits.set_local(
+                workers,
+                db::idle_bound_ms(info, limits.statement_timeout_ms)
+            )
+        ))
         .await
         .map_err(|e| fatal(e, "starting the snapshot transaction"))?;
     let lockable: Vec<String> = catalog
@@ -380,7 +390,10 @@ async fn attempt_capture(
             let import = format!(
                 "{BEGIN}; SET TRANSACTION SNAPSHOT {}; {}",
                 ident::quote_literal(&snapshot_id),
-                limits.set_local(workers)
+                limits.set_local(
+                    workers,
+                    db::idle_bound_ms(&info, limits.statement_timeout_ms)
+                )
             );
             if let Err(e) = client.batch_execute(&import).await {
                 let f = db::failure(
@@ -394,7 +407,7 @@ async fn attempt_capture(
                     Attempt::Fatal(f)
                 });
             }
-            let out = work(&client, &probes, &spec, &queue, w).await;
+            let out = work((&info, limits), &client, &probes, &spec, &queue, w).await;
             if client.is_closed() {
                 return Err(Attempt::Retry(lost_mid_capture(&format!("connection {w}"))));
             }
@@ -402,7 +415,8 @@ async fn attempt_capture(
             Ok(out)
         }));
     }
-    let mut results: Vec<ProbeResult> = work(&exporter, &probes, &spec, &queue, 0).await;
+    let mut results: Vec<ProbeResult> =
+        work((info, limits), &exporter, &probes, &spec, &queue, 0).await;
     // The catalog read is small: done last, so that the big probes start at once.
     let schema = match schema_scope(&spec, catalog) {
         Some(scope) => Some(read_schema(&exporter, scope).await),
@@ -707,7 +721,7 @@ pub async fn capture_in_transaction(
     client
         .batch_execute(&format!(
             "SAVEPOINT migval_capture; SET LOCAL transaction_read_only = on; {}",
-            limits.set_local(1)
+            limits.set_local(1, db::idle_bound_ms(info, limits.statement_timeout_ms))
         ))
         .await
         .map_err(|e| fatal(e, "starting the capture savepoint"))?;
@@ -716,7 +730,7 @@ pub async fn capture_in_transaction(
         None => None,
     };
     let queue = Mutex::new((0..probes.len()).collect::<VecDeque<usize>>());
-    let results = work(client, &probes, spec, &queue, 0).await;
+    let results = work((info, limits), client, &probes, spec, &queue, 0).await;
     client
         .batch_execute("ROLLBACK TO SAVEPOINT migval_capture; RELEASE SAVEPOINT migval_capture")
         .await
@@ -886,6 +900,7 @@ fn duplicate_key(t: &Table) -> Option<String> {
 
 /// Pull probes from the queue until it is empty.
 async fn work(
+    (info, limits): (&ConnInfo, Limits),
     client: &Client,
     probes: &[Probe],
     spec: &Spec,
@@ -929,7 +944,12 @@ async fn work(
         if let Some(setting) = setting {
             crate::trace!("connection {worker}: probe {i} runs under `{setting}`");
         }
-        let r = run_probe(client, probe).await;
+        // Bounded client-side: see db::within.
+        let bound = db::answer_bound(limits.statement_timeout_ms);
+        let idle = db::idle_bound(info, limits.statement_timeout_ms);
+        let r = db::within(bound, idle, run_probe(client, probe))
+            .await
+            .unwrap_or_else(|no_answer| Err(no_answer.failure(None)));
         crate::trace!(
             "connection {worker}: probe {i} ({}) took {} ms",
             probe

@@ -18,16 +18,22 @@ pub fn render(r: &Report) -> String {
     }
     out.push_str(&format!("- spec: `{}`\n", r.spec_path));
     out.push_str(&format!(
-        "- baseline: `{}` database `{}`, {} (snapshot `{}`, LSN `{}`)\n",
+        "- baseline: `{}` database `{}`{}, {} (snapshot `{}`, LSN `{}`)\n",
         r.baseline.target,
         r.baseline.database,
+        super::standby_note(&r.baseline),
         r.baseline.captured_at,
         r.baseline.snapshot_id,
         r.baseline.lsn
     ));
     out.push_str(&format!(
-        "- after: `{}` database `{}`, {} (snapshot `{}`, LSN `{}`)\n",
-        r.after.target, r.after.database, r.after.captured_at, r.after.snapshot_id, r.after.lsn
+        "- after: `{}` database `{}`{}, {} (snapshot `{}`, LSN `{}`)\n",
+        r.after.target,
+        r.after.database,
+        super::standby_note(&r.after),
+        r.after.captured_at,
+        r.after.snapshot_id,
+        r.after.lsn
     ));
     for (o, n) in &r.renames {
         out.push_str(&format!("- rename: `{o}` → `{n}`\n"));

@@ -9,7 +9,18 @@ mod junit;
 mod markdown;
 mod terminal;
 
-use crate::model::{Report, Value};
+use crate::model::{Origin, Report, Value};
+
+/// ", standby (in recovery)" for a snapshot read on a hot standby (what it saw may lag the
+/// primary), else nothing.
+#[must_use]
+pub fn standby_note(origin: &Origin) -> &'static str {
+    if origin.in_recovery {
+        ", standby (in recovery)"
+    } else {
+        ""
+    }
+}
 
 /// Output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -90,16 +90,22 @@ pub fn render(r: &Report, color: bool) -> String {
     }
     out.push_str(&format!("migval {} — spec {}\n", r.command, r.spec_path));
     out.push_str(&format!(
-        "  baseline: {} db {} at {} (snapshot {}, lsn {})\n",
+        "  baseline: {} db {}{} at {} (snapshot {}, lsn {})\n",
         r.baseline.target,
+        super::standby_note(&r.baseline),
         r.baseline.database,
         r.baseline.captured_at,
         r.baseline.snapshot_id,
         r.baseline.lsn
     ));
     out.push_str(&format!(
-        "  after:    {} db {} at {} (snapshot {}, lsn {})\n",
-        r.after.target, r.after.database, r.after.captured_at, r.after.snapshot_id, r.after.lsn
+        "  after:    {} db {}{} at {} (snapshot {}, lsn {})\n",
+        r.after.target,
+        r.after.database,
+        super::standby_note(&r.after),
+        r.after.captured_at,
+        r.after.snapshot_id,
+        r.after.lsn
     ));
     for (o, n) in &r.renames {
         out.push_str(&format!("  rename:   {o} -> {n}\n"));

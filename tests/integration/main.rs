@@ -32,6 +32,8 @@ mod intents;
 mod migrate;
 /// Hostile names, key shapes, read-only databases and hot standbys through the binary.
 mod names_and_keys;
+/// Network faults through a TCP proxy (freeze, reset), multi-host URLs, channel binding, standbys.
+mod network;
 /// PgBouncer in transaction pooling mode: snapshot and verify through it.
 mod pgbouncer;
 /// [rename] applied to the post-state; missing objects reported before anything runs.

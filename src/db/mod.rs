@@ -87,7 +87,9 @@ async fn connect_with_fallback(
     match config.connect(tls.clone()).await {
         Err(e)
             if info.options.is_none()
-                && e.to_string().contains("unsupported startup parameter") =>
+                && failure(&e, None)
+                    .message
+                    .contains("unsupported startup parameter") =>
         {
             info.pg_config_without_idle_bound().connect(tls).await
         }
@@ -230,13 +232,34 @@ pub async fn within<F: Future>(
     match tokio::time::timeout(limit, fut).await {
         Ok(out) => Ok(out),
         Err(_) => {
-            CUT.send_modify(|epoch| *epoch = epoch.wrapping_add(1));
-            Err(NoAnswer {
+            let silence = NoAnswer {
                 seconds: limit.as_secs(),
                 idle_s: idle.as_secs(),
-            })
+            };
+            if let Ok(mut last) = LAST_SILENCE.lock() {
+                *last = Some(silence.clone());
+            }
+            CUT.send_modify(|epoch| *epoch = epoch.wrapping_add(1));
+            Err(silence)
         }
     }
+}
+
+/// The last bound that fired, for whoever sees its connections closed.
+static LAST_SILENCE: std::sync::Mutex<Option<NoAnswer>> = std::sync::Mutex::new(None);
+
+/// How many times a client-side bound has closed the process's connections.
+pub fn cut_epoch() -> u64 {
+    *CUT.borrow()
+}
+
+/// The bound that fired since `epoch` was read, if one did: connections closed because the
+/// server went silent (not lost): starting over would only wait again.
+pub fn silence_since(epoch: u64) -> Option<NoAnswer> {
+    if cut_epoch() == epoch {
+        return None;
+    }
+    LAST_SILENCE.lock().ok().and_then(|l| l.clone())
 }
 
 /// A pool of up to `size` connections to the same target.

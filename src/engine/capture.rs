@@ -164,9 +164,21 @@ pub async fn capture(
 ) -> Result<Snapshot, CaptureError> {
     let started = Instant::now();
     let mut attempt = 0;
+    let mut lost: Option<DbFailure> = None;
     loop {
         attempt += 1;
-        let exporter = db::connect(info).await?;
+        let epoch = db::cut_epoch();
+        let exporter = match (db::connect(info).await, &lost) {
+            (Ok(c), _) => c,
+            (Err(e), None) => return Err(e.into()),
+            // Starting over after a lost connection, and the server cannot be reached again.
+            (Err(e), Some(f)) => {
+                return Err(CaptureError::Snapshot(plain_failure(format!(
+                    "the capture lost a connection ({}) and could not connect again to start over: {e}",
+                    f.message
+                ))));
+            }
+        };
         let _cancel = Registered::new(&exporter);
         crate::trace!("connected (attempt {attempt})");
         let Preflight { catalog, absent } = preflight::run(&exporter, spec, naming).await?;
@@ -187,8 +199,17 @@ pub async fn capture(
                 snap.schema = schema;
                 return Ok(snap);
             }
+            // Closed by the client-side bound: the server went silent, nothing was lost that a
+            // new snapshot would find.
+            Err(Attempt::Retry(_)) if db::silence_since(epoch).is_some() => {
+                let silence = db::silence_since(epoch).map(|s| s.failure(None));
+                return Err(CaptureError::Snapshot(silence.unwrap_or_else(|| {
+                    plain_failure("no answer from the server".into())
+                })));
+            }
             Err(Attempt::Retry(f)) if attempt < MAX_ATTEMPTS => {
                 crate::trace!("capture attempt {attempt} started over: {f}");
+                lost = Some(f);
                 continue;
             }
             Err(Attempt::Retry(f)) | Err(Attempt::Fatal(f)) => {

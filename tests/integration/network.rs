@@ -610,3 +610,96 @@ fn channel_binding_require_refuses_a_server_that_does_not_bind() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_connection_lost_while_commit_is_in_flight_resumes_from_the_committed_position_exactly_once() {
+    let db = rt().block_on(TestDb::new("net_commit_unknown"));
+    rt().block_on(async {
+        db.exec(&std::fs::read_to_string(format!("{FIXTURE}/schema.sql")).expect("schema.sql"))
+            .await;
+        db.exec("SELECT subscriber_fk_generate(2000); ANALYZE")
+            .await;
+        // Every UPDATE of a row is counted; the COMMIT of the batch that updates row 1203 takes
+        // 1.5 s (a deferred constraint trigger sleeps once at commit time), and the connection
+        // is reset while that COMMIT is in flight: the client cannot know whether it committed.
+        db.exec(
+            "CREATE TABLE update_counts (id bigint PRIMARY KEY, n int NOT NULL); \
+             CREATE SEQUENCE slow_once; \
+             CREATE FUNCTION count_update() RETURNS trigger LANGUAGE plpgsql AS $$ \
+             BEGIN \
+               INSERT INTO update_counts VALUES (NEW.id, 1) \
+               ON CONFLICT (id) DO UPDATE SET n = update_counts.n + 1; \
+               RETURN NEW; \
+             END $$; \
+             CREATE TRIGGER count_update AFTER UPDATE ON plan_subscriptions \
+               FOR EACH ROW EXECUTE FUNCTION count_update(); \
+             CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS $$ \
+             BEGIN \
+               IF nextval('slow_once') = 1 THEN PERFORM pg_sleep(1.5); END IF; \
+               RETURN NULL; \
+             END $$; \
+             CREATE CONSTRAINT TRIGGER slow_commit AFTER UPDATE ON plan_subscriptions \
+               DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (NEW.id = 1203) \
+               EXECUTE FUNCTION slow_commit();",
+        )
+        .await;
+    });
+    let text = std::fs::read_to_string(format!("{FIXTURE}/backfill.toml")).expect("backfill.toml");
+    let head = text.split("[batch]").next().expect("has [batch]");
+    let head = head.replace(
+        "checks = \"checks.toml\"",
+        &format!("checks = \"{FIXTURE}/checks.toml\""),
+    );
+    let spec = db.file("bf.toml", &format!("{head}[batch]\nsize = 100\n"));
+    let log = db.path("rows.csv");
+    let proxy = Proxy::start(server_port());
+    let url = proxied_url(&db, &proxy);
+    let child = spawn(&[
+        "backfill",
+        p(&spec),
+        "--db",
+        &url,
+        "--log",
+        p(&log),
+        "--commit",
+        "--yes",
+    ]);
+    wait_for(
+        &db,
+        &format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}' \
+             AND application_name = 'migval-backfill:subscriber_fk' AND wait_event = 'PgSleep' \
+             AND query ILIKE 'COMMIT%'",
+            db.name
+        ),
+        "the COMMIT in flight",
+    );
+    proxy.set(Mode::Reset);
+    std::thread::sleep(Duration::from_millis(300));
+    proxy.set(Mode::Forward);
+    let (run, _) = finish_within(
+        child,
+        Duration::from_secs(90),
+        "backfill (reset during COMMIT)",
+    );
+    // The server finished that COMMIT: the batch is committed with its progress row. The
+    // run reconnects, re-reads the committed position and goes on after it.
+    assert_eq!(run.code, 0, "{run}");
+    assert_eq!(
+        rt().block_on(count(
+            &db,
+            "SELECT count(*) FROM update_counts WHERE n <> 1"
+        )),
+        0,
+        "no row was updated twice{run}"
+    );
+    let expected = rt().block_on(count(
+        &db,
+        "SELECT count(*) FROM plan_subscriptions WHERE customer_id % 50 > 1 AND id % 10 <> 0",
+    ));
+    assert_eq!(
+        rt().block_on(count(&db, "SELECT count(*) FROM update_counts")),
+        expected,
+        "every resolvable pending row updated exactly once{run}"
+    );
+}

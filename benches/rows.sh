@@ -110,7 +110,7 @@ SELECT g, 1 + (g * 7919) % 1000, 1 + g % 100000,
        ((g * 31) % 500) / 10000.0,
        CASE WHEN g % 7 = 0 THEN 'inactive' ELSE 'active' END,
        timestamptz '2024-01-01 00:00+00' + (g % 500000) * interval '1 minute'
-FROM generate_series(1, $N) g;
+FROM generate_series(1::bigint, $N::bigint) g;
 CREATE TABLE client_products_after AS SELECT * FROM client_products;
 ALTER TABLE client_products_after RENAME COLUMN fixed_cost TO fixed_fee_facilitated;
 ALTER TABLE client_products_after ADD PRIMARY KEY (id);

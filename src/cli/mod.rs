@@ -30,10 +30,18 @@ use crate::store;
 /// Exit codes: 0 every check passed (allowed changes included), 1 a check failed,
 /// 2 migval could not do its job (bad spec, connection or SQL error, unreadable baseline),
 /// 130 interrupted by Ctrl-C (backfill: the batch in flight rolled back, progress kept).
+/// `migval --version`: the version, the commit it was built from, the optional features.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("MIGVAL_GIT_COMMIT"),
+    "; parquet export: not built in)"
+);
+
 #[derive(Debug, Parser)]
 #[command(
     name = "migval",
-    version,
+    version = VERSION,
     propagate_version = true,
     max_term_width = 100
 )]
@@ -168,7 +176,17 @@ impl OutputArgs {
                 println!("{}", report::verdict_line(report));
                 println!("report written to {}", path.display());
             }
-            None => print!("{text}"),
+            None => {
+                use std::io::Write as _;
+                let mut out = std::io::stdout().lock();
+                match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+                    // The reader went away (`migval verify ... | head`): the verdict's exit
+                    // code stands, quietly.
+                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+                    Err(e) => return Err(e).context("writing the report to standard output"),
+                    Ok(()) => {}
+                }
+            }
         }
         Ok(report.verdict.exit_code())
     }

@@ -387,3 +387,49 @@ fn report_formats_and_diff_of_two_saved_snapshots() {
     let json: serde_json::Value = serde_json::from_str(&same.stdout).unwrap();
     assert_eq!(json["verdict"]["passed"], 16);
 }
+
+#[test]
+fn version_names_the_commit_and_the_optional_features() {
+    let r = migval(&["--version"]);
+    assert_eq!(r.code, 0, "{r}");
+    let line = r.stdout.trim();
+    assert!(
+        line.starts_with(&format!("migval {}", env!("CARGO_PKG_VERSION"))),
+        "{r}"
+    );
+    assert!(line.contains("(commit "), "{r}");
+    assert!(line.contains("parquet"), "{r}");
+}
+
+#[test]
+fn a_reader_that_goes_away_ends_the_report_quietly_with_the_verdicts_exit_code() {
+    let db = crate::common::world(
+        "cli_broken_pipe",
+        "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 10);",
+    );
+    let (run, _) =
+        crate::common::snapshot_then(&db, "[[check]]\nname = \"rows\"\ntable = \"t\"\n", || {
+            rt().block_on(db.exec("INSERT INTO t VALUES (11)"))
+        });
+    assert_eq!(run.code, 1, "{run}");
+    // `| true` exits before migval writes: every write meets a closed pipe.
+    let bin = env!("CARGO_BIN_EXE_migval");
+    let script = format!(
+        "set -o pipefail; '{bin}' verify --spec '{}' --baseline '{}' --db '{}' | true",
+        p(&db.path("checks.toml")),
+        p(&db.path("base.json")),
+        db.url
+    );
+    let out = std::process::Command::new("bash")
+        .args(["-c", &script])
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("bash");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the verdict's code, not 101: {stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -437,11 +437,15 @@ fn de_rows<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Value>, D::Error> {
 pub struct DbFailure {
     pub message: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sqlstate: Option<String>,
+    pub sqlstate: Option<Box<str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hint: Option<String>,
+    /// The server's CONTEXT: where in a function or trigger the error was raised (boxed:
+    /// rare, and it keeps the error small enough to travel in a `Result`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_context: Option<Box<String>>,
     /// Where it happened, e.g. "check `revenue per company` on connection 2".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<String>,
@@ -458,6 +462,9 @@ impl fmt::Display for DbFailure {
         }
         if let Some(h) = &self.hint {
             write!(f, "\nHINT:  {h}")?;
+        }
+        if let Some(c) = &self.server_context {
+            write!(f, "\nCONTEXT:  {c}")?;
         }
         Ok(())
     }

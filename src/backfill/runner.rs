@@ -1010,6 +1010,7 @@ impl Backfill {
                      WHERE clause migval writes"
                         .into(),
                 ),
+                server_context: None,
                 context: Some(format!("batch {number}")),
             }));
         }
@@ -1363,6 +1364,7 @@ fn typed(ty: &Type, text: &str) -> Result<Box<dyn ToSql + Sync + Send>, DbFailur
         sqlstate: None,
         detail: None,
         hint: None,
+        server_context: None,
         context: Some("binding the update statement's key range".into()),
     };
     Ok(match *ty {

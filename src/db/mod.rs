@@ -177,6 +177,7 @@ impl NoAnswer {
             sqlstate: Some("08006".into()),
             detail: None,
             hint: None,
+            server_context: None,
             context,
         }
     }
@@ -344,9 +345,10 @@ pub fn failure(e: &tokio_postgres::Error, context: Option<String>) -> DbFailure 
         }
         return DbFailure {
             message,
-            sqlstate: Some(db.code().code().to_string()),
+            sqlstate: Some(db.code().code().into()),
             detail: db.detail().map(str::to_string),
             hint: db.hint().map(str::to_string),
+            server_context: db.where_().map(|w| Box::new(w.to_string())),
             context,
         };
     }
@@ -362,9 +364,10 @@ pub fn failure(e: &tokio_postgres::Error, context: Option<String>) -> DbFailure 
     }
     DbFailure {
         message,
-        sqlstate: e.code().map(|c| c.code().to_string()),
+        sqlstate: e.code().map(|c| c.code().into()),
         detail: None,
         hint: None,
+        server_context: None,
         context,
     }
 }

@@ -298,6 +298,7 @@ async fn read_schema(client: &Client, schemas: Vec<String>) -> SchemaCapture {
                     sqlstate: None,
                     detail: None,
                     hint: None,
+                    server_context: None,
                     context: context(),
                 });
             }
@@ -381,6 +382,7 @@ async fn attempt_capture(
             sqlstate: None,
             detail: None,
             hint: None,
+            server_context: None,
             context: None,
         }));
     }
@@ -457,6 +459,7 @@ async fn attempt_capture(
                     sqlstate: None,
                     detail: None,
                     hint: None,
+                    server_context: None,
                     context: None,
                 }));
             }
@@ -900,6 +903,7 @@ fn plain_failure(message: String) -> DbFailure {
         sqlstate: None,
         detail: None,
         hint: None,
+        server_context: None,
         context: None,
     }
 }

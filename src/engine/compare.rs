@@ -115,18 +115,10 @@ fn error_result(
     CheckResult {
         name: check.name.clone(),
         kind: check.kind.label().to_string(),
-        status: Status::Error,
-        after_only: false,
-        summary: message,
-        tolerance: String::new(),
-        expect: String::new(),
-        values: Vec::new(),
-        groups: None,
-        worst: Vec::new(),
-        all_changes: Vec::new(),
         baseline_sql: b.map(|c| c.sql.clone()).unwrap_or_default(),
         after_sql: a.map(|c| c.sql.clone()).unwrap_or_default(),
         error,
+        ..CheckResult::bare(Status::Error, message)
     }
 }
 

@@ -454,18 +454,8 @@ fn script_failure(name: &str, summary: String, f: DbFailure) -> CheckResult {
     CheckResult {
         name: name.to_string(),
         kind: "migration".into(),
-        status: Status::Error,
-        after_only: false,
-        summary,
-        tolerance: String::new(),
-        expect: String::new(),
-        values: Vec::new(),
-        groups: None,
-        worst: Vec::new(),
-        all_changes: Vec::new(),
-        baseline_sql: Vec::new(),
-        after_sql: Vec::new(),
         error: Some(f),
+        ..CheckResult::bare(Status::Error, summary)
     }
 }
 
@@ -824,6 +814,7 @@ pub async fn run_external(
             sqlstate: None,
             detail: Some(tail),
             hint: Some("its whole output is in the report (migration.command_output)".into()),
+            server_context: None,
             context: None,
         };
         report.checks.insert(

@@ -203,12 +203,18 @@ fn failure(e: &mut DbFailure) {
         sqlstate,
         detail,
         hint,
+        server_context,
         context,
     } = e;
     many(message);
-    sqlstate.iter_mut().for_each(one);
+    if let Some(s) = sqlstate {
+        let mut t = s.to_string();
+        one(&mut t);
+        *s = t.into();
+    }
     detail.iter_mut().for_each(many);
     hint.iter_mut().for_each(many);
+    server_context.iter_mut().for_each(|c| many(c));
     context.iter_mut().for_each(many);
 }
 

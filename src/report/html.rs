@@ -311,27 +311,21 @@ fn chart(out: &mut String, c: &CheckResult) {
     );
     for (i, (w, m)) in c.worst.iter().zip(&mags).enumerate() {
         let y = i * row_h + 4;
+        // The bar's length: its share of the largest magnitude, at least 2 px.
+        let scaled = |d: &Decimal| {
+            let frac = (d.abs() / max).min(Decimal::ONE);
+            (frac * Decimal::from(bar_w))
+                .round()
+                .to_string()
+                .parse::<usize>()
+                .unwrap_or(0)
+                .max(2)
+        };
         let (len, class) = match m {
             Some(d) if w.difference.is_some() => {
-                let frac = (d.abs() / max).min(Decimal::ONE);
-                let len = (frac * Decimal::from(bar_w))
-                    .round()
-                    .to_string()
-                    .parse::<usize>()
-                    .unwrap_or(0)
-                    .max(2);
-                (len, if d.is_sign_negative() { "down" } else { "up" })
+                (scaled(d), if d.is_sign_negative() { "down" } else { "up" })
             }
-            Some(d) => {
-                let frac = (d.abs() / max).min(Decimal::ONE);
-                let len = (frac * Decimal::from(bar_w))
-                    .round()
-                    .to_string()
-                    .parse::<usize>()
-                    .unwrap_or(0)
-                    .max(2);
-                (len, "other")
-            }
+            Some(d) => (scaled(d), "other"),
             None => (bar_w / 4, "other"),
         };
         let label = format!("{} {}", w.key.join(", "), w.metric);

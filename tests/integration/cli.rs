@@ -433,3 +433,41 @@ fn a_reader_that_goes_away_ends_the_report_quietly_with_the_verdicts_exit_code()
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn the_servers_context_line_is_kept_with_sqlstate_detail_and_hint() {
+    let db = crate::common::world(
+        "cli_server_context",
+        "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1);
+         CREATE FUNCTION boom(x int) RETURNS int LANGUAGE plpgsql AS $$
+         BEGIN
+           IF x > 0 THEN RAISE EXCEPTION 'boom %', x USING DETAIL = 'd', HINT = 'h'; END IF;
+           RETURN x;
+         END $$;",
+    );
+    let spec = db.file(
+        "checks.toml",
+        "[[check]]\nname = \"calls boom\"\nsql = \"SELECT boom(id) AS v FROM t\"\n",
+    );
+    let base = db.path("base.json");
+    let r = migval(&[
+        "snapshot",
+        "--spec",
+        p(&spec),
+        "--out",
+        p(&base),
+        "--db",
+        &db.url,
+    ]);
+    assert!(
+        r.all()
+            .contains("CONTEXT:  PL/pgSQL function boom(integer) line 3 at RAISE"),
+        "{r}"
+    );
+    assert!(r.all().contains("HINT:  h"), "{r}");
+    let json = std::fs::read_to_string(&base).unwrap_or_default();
+    assert!(
+        json.contains("\"server_context\""),
+        "kept in the snapshot file too"
+    );
+}

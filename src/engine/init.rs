@@ -99,6 +99,11 @@ fn ident(s: &str) -> String {
     }
 }
 
+/// Column names as a spec writes them, comma separated.
+fn idents(cols: &[String]) -> String {
+    cols.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", ")
+}
+
 fn failure(e: tokio_postgres::Error, what: &str) -> DbFailure {
     db::failure(&e, Some(what.into()))
 }
@@ -495,24 +500,8 @@ fn render(
                 "\n[[check]]\n# why: foreign key {} must keep every child row's parent\nname = {}\norphans = {{ child = {}, parent = {} }}",
                 c.name,
                 q(&format!("{}: no orphan {}", t.name, c.columns.join(", "))),
-                q(&format!(
-                    "{}({})",
-                    table,
-                    c.columns
-                        .iter()
-                        .map(|x| ident(x))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )),
-                q(&format!(
-                    "{}({})",
-                    ident(parent),
-                    c.parent_columns
-                        .iter()
-                        .map(|x| ident(x))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ))
+                q(&format!("{}({})", table, idents(&c.columns))),
+                q(&format!("{}({})", ident(parent), idents(&c.parent_columns)))
             );
         }
         for c in &t.columns {
@@ -564,14 +553,7 @@ fn render(
                     "a unique key",
                     format!(
                         "{{ unique = {} }}",
-                        q(&format!(
-                            "{table}({})",
-                            c.columns
-                                .iter()
-                                .map(|x| ident(x))
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ))
+                        q(&format!("{table}({})", idents(&c.columns)))
                     ),
                 ),
                 "f" => (
@@ -671,15 +653,7 @@ fn render(
                 "\n[[check]]\n# why: the new key must point at existing rows\nname = {}\norphans = {{ child = {}, parent = {} }}\nexpect = \"zero\"",
                 q(&format!("{}.{}: no orphan", a.table.name, a.column)),
                 q(&format!("{table}({col})")),
-                q(&format!(
-                    "{}({})",
-                    ident(&parent.name),
-                    pcols
-                        .iter()
-                        .map(|x| ident(x))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ))
+                q(&format!("{}({})", ident(&parent.name), idents(pcols)))
             );
         }
     }
@@ -699,20 +673,8 @@ fn render(
                 t.name,
                 cols.join(", ")
             )),
-            q(&format!(
-                "{}({})",
-                ident(&t.name),
-                cols.iter().map(|x| ident(x)).collect::<Vec<_>>().join(", ")
-            )),
-            q(&format!(
-                "{}({})",
-                ident(&parent.name),
-                pcols
-                    .iter()
-                    .map(|x| ident(x))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
+            q(&format!("{}({})", ident(&t.name), idents(cols))),
+            q(&format!("{}({})", ident(&parent.name), idents(pcols)))
         );
         let _ = writeln!(
             out,
@@ -725,13 +687,9 @@ fn render(
             q(&format!(
                 "{}({}) -> {}({})",
                 ident(&t.name),
-                cols.iter().map(|x| ident(x)).collect::<Vec<_>>().join(", "),
+                idents(cols),
                 ident(&parent.name),
-                pcols
-                    .iter()
-                    .map(|x| ident(x))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                idents(pcols)
             ))
         );
     }

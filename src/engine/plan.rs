@@ -67,6 +67,39 @@ impl Naming {
         self
     }
 
+    /// The columns a rows check fingerprints, under their pre-migration names, key and
+    /// `exclude` left out: its `columns`, else (post side) the ones the baseline had, else
+    /// `current` (the table's columns as the catalog has them, mapped back through [rename]).
+    pub fn rows_columns(
+        &self,
+        r: &crate::spec::RowsCheck,
+        current: Option<&[String]>,
+    ) -> Vec<String> {
+        let listed: Vec<String> = match &r.columns {
+            Some(c) => c.clone(),
+            None => self
+                .baseline_columns(&r.table)
+                .filter(|_| self.after)
+                .or_else(|| {
+                    let back = self.renames.columns_of(&r.table.name);
+                    current.map(|cols| {
+                        cols.iter()
+                            .map(|c| {
+                                back.iter()
+                                    .find(|(_, new)| self.after && new == c)
+                                    .map_or_else(|| c.clone(), |(old, _)| old.clone())
+                            })
+                            .collect()
+                    })
+                })
+                .unwrap_or_default(),
+        };
+        listed
+            .into_iter()
+            .filter(|c| !r.key.contains(c) && !r.exclude.contains(c))
+            .collect()
+    }
+
     /// The columns `table` (named as before the migration) had at baseline, when known.
     pub fn baseline_columns(&self, table: &Name) -> Option<Vec<String>> {
         let cat = self.baseline.as_ref()?;
@@ -617,34 +650,7 @@ fn rows_probe(
 ) -> (String, Vec<Output>) {
     let rel_name = naming.rel(&r.table);
     let resolved = catalog.resolve(&rel_name);
-    let listed: Vec<String> = match &r.columns {
-        Some(c) => c.clone(),
-        None => naming
-            .baseline_columns(&r.table)
-            .filter(|_| naming.after)
-            .or_else(|| {
-                // The baseline side (or no baseline at hand): the table's own columns, under
-                // their pre-migration names.
-                resolved.map(|rel| {
-                    rel.columns
-                        .iter()
-                        .map(|c| {
-                            naming
-                                .renames()
-                                .columns_of(&r.table.name)
-                                .into_iter()
-                                .find(|(_, new)| naming.after && new == c)
-                                .map_or_else(|| c.clone(), |(old, _)| old)
-                        })
-                        .collect()
-                })
-            })
-            .unwrap_or_default(),
-    };
-    let cols: Vec<&String> = listed
-        .iter()
-        .filter(|c| !r.key.contains(c) && !r.exclude.contains(c))
-        .collect();
+    let cols = naming.rows_columns(r, resolved.map(|rel| rel.columns.as_slice()));
     let exprs: Vec<String> = cols
         .iter()
         .map(|c| {

@@ -403,14 +403,8 @@ fn columns_used(kind: &CheckKind, naming: &Naming) -> Vec<(Name, Vec<String>)> {
             let mut cols: Vec<String> = r.key.iter().map(|k| naming.col(&r.table, k)).collect();
             // The fingerprinted columns as the baseline had them (on the post side): one that
             // is gone is a missing column, not a silently shorter fingerprint.
-            let listed = match &r.columns {
-                Some(c) => Some(c.clone()),
-                None => naming.baseline_columns(&r.table),
-            };
-            for c in listed.unwrap_or_default() {
-                if !r.key.contains(&c) && !r.exclude.contains(&c) {
-                    cols.push(naming.col(&r.table, &c));
-                }
+            for c in naming.rows_columns(r, None) {
+                cols.push(naming.col(&r.table, &c));
             }
             vec![(naming.rel(&r.table), cols)]
         }

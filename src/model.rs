@@ -787,6 +787,9 @@ pub struct Report {
 /// One statement of a migration script as it ran.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatementRun {
+    /// The file the statement comes from, when the migration has several.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
     /// Line of the script where the statement starts.
     pub line: usize,
     /// The statement on one line, abbreviated.
@@ -797,6 +800,17 @@ pub struct StatementRun {
     /// More than 1 when lock timeouts were retried.
     pub attempts: u32,
     pub ok: bool,
+}
+
+impl StatementRun {
+    /// Where the statement is: `02_data.sql:12` when the migration has several files, else
+    /// the line alone.
+    pub fn location(&self) -> String {
+        match &self.file {
+            Some(f) => format!("{f}:{}", self.line),
+            None => self.line.to_string(),
+        }
+    }
 }
 
 /// A relation lock the migration held before it was committed or rolled back.

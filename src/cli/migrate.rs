@@ -13,10 +13,12 @@ use crate::store;
 
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
-    /// The migration script (plain SQL, no psql meta-commands). A BEGIN first and a COMMIT
-    /// last are allowed: they become migval's own transaction.
+    /// The migration script(s) (plain SQL, no psql meta-commands). Several files run in the
+    /// order given, in ONE transaction: `migrate 01_schema.sql 02_data.sql` commits both or
+    /// neither. A BEGIN first and a COMMIT last in a file are allowed: they become migval's own
+    /// transaction.
     #[arg(value_name = "FILE", required_unless_present = "command")]
-    pub file: Option<PathBuf>,
+    pub file: Vec<PathBuf>,
     /// The checks file (TOML).
     #[arg(long, value_name = "FILE")]
     pub spec: PathBuf,
@@ -27,9 +29,10 @@ pub struct MigrateArgs {
     #[arg(long)]
     pub commit: bool,
     /// Rehearse this rollback script after the migration, in the same transaction, and check
-    /// that it restores the baseline exactly. Everything is rolled back.
+    /// that it restores the baseline exactly. Everything is rolled back. Repeat it for a
+    /// rollback in several files (run in the order given).
     #[arg(long, value_name = "FILE", conflicts_with = "commit")]
-    pub rollback: Option<PathBuf>,
+    pub rollback: Vec<PathBuf>,
     /// Apply a script that cannot run in a transaction (CREATE INDEX CONCURRENTLY, VACUUM...):
     /// baseline, run statement by statement, verify. Not reversible; needs --commit.
     #[arg(long)]
@@ -63,7 +66,7 @@ pub async fn run(a: MigrateArgs) -> anyhow::Result<u8> {
     let limits = a.limits.apply(&spec)?;
     let info = a.conn.resolve()?;
     let external = !a.command.is_empty();
-    if external && a.file.is_some() {
+    if external && !a.file.is_empty() {
         bail!("give either a migration FILE or a command after `--`, not both");
     }
     if (external || a.no_transaction) && !a.commit {
@@ -77,31 +80,18 @@ pub async fn run(a: MigrateArgs) -> anyhow::Result<u8> {
         );
     }
     // Read and check the scripts before touching the database.
-    let plan = match &a.file {
-        Some(path) => {
-            let text = read_script(path)?;
-            let script =
-                migrate::prepare_script(&path.display().to_string(), &text, !a.no_transaction)?;
-            let rollback = match &a.rollback {
-                Some(rb) => {
-                    let text = read_script(rb)?;
-                    Some(migrate::prepare_script(
-                        &rb.display().to_string(),
-                        &text,
-                        true,
-                    )?)
-                }
-                None => None,
-            };
-            Some(migrate::Plan {
-                script,
-                rollback,
-                commit: a.commit,
-                limits,
-                lock_retries: a.lock_retries,
-            })
-        }
-        None => None,
+    let plan = if a.file.is_empty() {
+        None
+    } else {
+        let scripts = prepare_all(&a.file, !a.no_transaction)?;
+        let rollback = prepare_all(&a.rollback, true)?;
+        Some(migrate::Plan {
+            scripts,
+            rollback,
+            commit: a.commit,
+            limits,
+            lock_retries: a.lock_retries,
+        })
     };
     let baseline = match &a.baseline {
         Some(p) => open_snapshot(p, &opts)
@@ -138,6 +128,22 @@ pub async fn run(a: MigrateArgs) -> anyhow::Result<u8> {
         code = code.max(a.output.emit(rb)?);
     }
     Ok(code)
+}
+
+/// Read and check every file before anything runs: a refusal in the last file stops the first
+/// from running too.
+fn prepare_all(paths: &[PathBuf], in_transaction: bool) -> anyhow::Result<Vec<migrate::Script>> {
+    paths
+        .iter()
+        .map(|path| {
+            let text = read_script(path)?;
+            Ok(migrate::prepare_script(
+                &path.display().to_string(),
+                &text,
+                in_transaction,
+            )?)
+        })
+        .collect()
 }
 
 /// A migration script, at most as large as a spec.

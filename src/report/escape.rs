@@ -231,6 +231,7 @@ fn migration_summary(m: &mut MigrationSummary) {
     one(script);
     one(mode);
     for StatementRun {
+        file,
         line: _,
         sql,
         duration_ms: _,
@@ -239,6 +240,7 @@ fn migration_summary(m: &mut MigrationSummary) {
         ok: _,
     } in statements.iter_mut()
     {
+        file.iter_mut().for_each(|f| one(f));
         many(sql);
     }
     for LockHeld {

@@ -53,7 +53,7 @@ pub fn render(r: &Report) -> String {
             for s in &m.statements {
                 out.push_str(&format!(
                     "| {} | {} | {} | {} | {} | `{}` |\n",
-                    s.line,
+                    esc(&s.location()),
                     s.duration_ms,
                     s.rows.map(|r| r.to_string()).unwrap_or_default(),
                     s.attempts,

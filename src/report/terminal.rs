@@ -289,7 +289,7 @@ fn migration(m: &crate::model::MigrationSummary) -> String {
         b.push_record(["line", "ms", "rows", "tries", "ok", "statement"]);
         for s in &m.statements {
             b.push_record([
-                s.line.to_string(),
+                s.location(),
                 s.duration_ms.to_string(),
                 s.rows.map(|r| r.to_string()).unwrap_or_default(),
                 s.attempts.to_string(),

@@ -37,6 +37,11 @@ pub struct MigrateArgs {
     /// baseline, run statement by statement, verify. Not reversible; needs --commit.
     #[arg(long)]
     pub no_transaction: bool,
+    /// Before anything is written, dump the database with `pg_dump --format=custom` to this new
+    /// file (same connection settings; the password only in pg_dump's environment). If the
+    /// dump fails, nothing runs (exit 2). Only with --commit: a rehearsal writes nothing.
+    #[arg(long, value_name = "FILE", requires = "commit")]
+    pub backup: Option<PathBuf>,
     /// Retries of a statement that hits lock_timeout, with backoff.
     #[arg(long, default_value_t = 5, value_name = "N")]
     pub lock_retries: u32,
@@ -99,7 +104,16 @@ pub async fn run(a: MigrateArgs) -> anyhow::Result<u8> {
             .context("reading the baseline")?,
         None => engine::snapshot(&info, &spec, limits).await?,
     };
-    let outcome = match &plan {
+    // After the baseline (read-only), before the first write.
+    let backup = match &a.backup {
+        Some(file) => {
+            let b = engine::backup::dump(&info, file, limits.lock_timeout_ms).await?;
+            eprintln!("backup: {}", b.describe());
+            Some(b)
+        }
+        None => None,
+    };
+    let mut outcome = match &plan {
         Some(plan) if a.no_transaction => {
             migrate::run_without_transaction(&info, &spec, &baseline, plan).await?
         }
@@ -113,6 +127,7 @@ pub async fn run(a: MigrateArgs) -> anyhow::Result<u8> {
             migrate::run_external(&info, &spec, &baseline, &a.command, limits, &print).await?
         }
     };
+    outcome.report.backup = backup;
     if a.commit {
         save_artifacts(
             &a.artifacts,

@@ -552,6 +552,7 @@ fn failed_report(
         verdict: Verdict::from_results(&checks),
         checks,
         migration: Some(summary),
+        backup: None,
     }
 }
 

@@ -103,7 +103,13 @@ pub fn report(r: &Report) -> Report {
         checks,
         verdict: _,
         migration,
+        backup,
     } = &mut r;
+    if let Some(b) = backup {
+        one(&mut b.file);
+        one(&mut b.database);
+        one(&mut b.format);
+    }
     one(command);
     banner.iter_mut().for_each(one);
     one(spec_path);

@@ -113,6 +113,9 @@ pub fn render(r: &Report, color: bool) -> String {
     for s in &r.spec_changes {
         out.push_str(&format!("  spec:     {s}\n"));
     }
+    if let Some(b) = &r.backup {
+        out.push_str(&format!("  backup:   {}\n", b.describe()));
+    }
     out.push('\n');
     if let Some(m) = &r.migration {
         out.push_str(&migration(m));

@@ -34,6 +34,8 @@ mod migrate;
 mod names_and_keys;
 /// Network faults through a TCP proxy (freeze, reset), multi-host URLs, channel binding, standbys.
 mod network;
+/// Runbook 001 end to end: two files in one transaction, --backup, rollback verified exactly.
+mod org_customers;
 /// PgBouncer in transaction pooling mode: snapshot and verify through it.
 mod pgbouncer;
 /// [rename] applied to the post-state; missing objects reported before anything runs.

@@ -5,6 +5,8 @@ mod common;
 
 /// `migval backfill`: dry-run, exactly-once commit, kill -9 / Ctrl-C / lost connection and resume.
 mod backfill;
+/// `--backup FILE`: pg_dump before the first write, restorable, refused on failure, no password shown.
+mod backup;
 /// Capture under hostile input and interruptions: thousands of metrics, comments in
 /// fragments, Ctrl-C / SIGTERM of snapshot and verify cancelling the server-side work.
 mod capture_faults;

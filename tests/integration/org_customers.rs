@@ -39,7 +39,7 @@ fn int(db: &TestDb, sql: &str) -> i64 {
 }
 
 /// Columns the migration adds that exist now (0 before, 9 after).
-const NEW_COLUMNS: &str = "SELECT count(*) FROM information_schema.columns WHERE table_schema = 'public' \
+pub const NEW_COLUMNS: &str = "SELECT count(*) FROM information_schema.columns WHERE table_schema = 'public' \
      AND (table_name, column_name) IN (('organizations', 'address'), ('organizations', 'city'), \
      ('organizations', 'state'), ('organizations', 'country'), ('organizations', 'postal_code'), \
      ('contacts', 'role'), ('contacts', 'is_primary_contact'), ('contacts', 'description'), \

@@ -59,8 +59,9 @@ fn program() -> String {
     std::env::var("MIGVAL_PG_DUMP").unwrap_or_else(|_| "pg_dump".into())
 }
 
-/// The libpq environment that makes pg_dump connect where migval connects. The password is
-/// only ever here (PGPASSWORD), never in the arguments.
+/// The libpq environment that makes pg_dump (or an external migration command run by
+/// `migrate -- ...`) connect where migval connects. The password is only ever here
+/// (PGPASSWORD), never in the arguments.
 pub fn child_env(info: &ConnInfo) -> Vec<(&'static str, String)> {
     let join = |v: &[String]| v.join(",");
     let mut env = vec![
@@ -119,9 +120,9 @@ fn args(partial: &Path, lock_timeout_ms: u64) -> Vec<String> {
     ]
 }
 
-/// Text shown from pg_dump's stderr: URL passwords and `password=` masked, and the password
-/// itself wherever it appears.
-fn redact(text: &str, password: Option<&str>) -> String {
+/// Text shown from pg_dump's stderr (or an external command's output): URL passwords and
+/// `password=` masked, and the password itself wherever it appears.
+pub fn redact(text: &str, password: Option<&str>) -> String {
     let mut out = crate::redact::text(text);
     if let Some(pw) = password.filter(|p| !p.is_empty()) {
         out = out.replace(pw, "***");

@@ -815,7 +815,8 @@ pub async fn run_without_transaction(
 
 /// `migval migrate --spec checks.toml -- alembic upgrade head`: baseline (taken by the caller),
 /// run the command with its output streamed through `on_line` and kept, then capture and
-/// compare as `verify` does. Not transactional: the report says so.
+/// compare as `verify` does. Not transactional: the report says so. The command's environment
+/// carries PGHOST, PGPORT, PGUSER, PGDATABASE, PGSSLMODE, ... (and PGPASSWORD) of the target.
 pub async fn run_external(
     info: &ConnInfo,
     spec: &Spec,
@@ -833,6 +834,9 @@ pub async fn run_external(
     let started = Instant::now();
     let mut child = tokio::process::Command::new(program)
         .args(args)
+        // libpq's variables of migval's own target (the password in PGPASSWORD, never on a
+        // command line): `psql -f 01.sql` migrates the database migval verifies.
+        .envs(super::backup::child_env(info))
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -863,7 +867,9 @@ pub async fn run_external(
     let mut kept = String::new();
     const KEEP: usize = 1 << 20;
     while let Some(line) = rx.recv().await {
-        let line = crate::redact::text(&line);
+        // The command has the password in its environment: a tool that prints it (`env`, a
+        // debug dump) must not put it on screen or in the report.
+        let line = super::backup::redact(&line, info.password.as_deref());
         on_line(&line);
         if kept.len() < KEEP {
             kept.push_str(&line);

@@ -238,3 +238,48 @@ fn a_backfill_backup_is_taken_before_the_first_batch_and_restores_the_old_rows()
     assert_eq!(r.code, 2, "{r}");
     assert!(r.stderr.contains("--commit"), "{r}");
 }
+
+#[test]
+fn an_external_command_connects_through_its_environment_and_never_shows_the_password() {
+    let db = rt().block_on(async {
+        let db = TestDb::new("external_env_password").await;
+        db.exec(ITEMS).await;
+        crate::secrets::require_password_for_role(&db).await;
+        db
+    });
+    let url = db.url.replacen(
+        "postgres://postgres@",
+        &format!("postgres://{ROLE}:{}@", encoded()),
+        1,
+    );
+    let spec = db.file(
+        "checks.toml",
+        "[[check]]\nname = \"every item flagged\"\nnull_count = \"items.flag\"\nexpect = \"zero\"\n",
+    );
+    let r = migval(&[
+        "migrate",
+        "--spec",
+        p(&spec),
+        "--commit",
+        "--artifacts",
+        p(&db.path("runs")),
+        "--db",
+        &url,
+        "--format",
+        "json",
+        "--",
+        "sh",
+        "-c",
+        // A chatty tool printing its environment, then psql with no connection argument: it
+        // must authenticate (scram) with the password migval put in PGPASSWORD.
+        "echo \"password: $PGPASSWORD user: $PGUSER\"; psql -v ON_ERROR_STOP=1 -c 'UPDATE items SET flag = true'",
+    ]);
+    assert_eq!(r.code, 0, "{r}");
+    assert!(
+        r.stderr.contains(&format!("password: *** user: {ROLE}")),
+        "{r}"
+    );
+    assert_eq!(int(&db, "SELECT count(*) FROM items WHERE flag"), 300);
+    assert_not_in_output(std::slice::from_ref(&r));
+    assert_not_in_files(&db.path("runs"));
+}

@@ -342,9 +342,10 @@ fn the_two_files_through_an_external_command_like_supabase_db_push() {
     let db = world("org_customers_external");
     snapshot(&db, "checks.toml", "base.json");
     let base = db.path("base.json");
-    // `psql` reads the connection from the URL passed as $0 of the shell script.
+    // No connection argument: the command gets PGHOST, PGPORT, PGUSER, PGDATABASE ... of
+    // migval's target in its environment (migval's own environment has none of them).
     let script = format!(
-        "psql \"$0\" -q -v ON_ERROR_STOP=1 -f {} && psql \"$0\" -q -v ON_ERROR_STOP=1 -f \"$1\"",
+        "psql -q -v ON_ERROR_STOP=1 -f {} && psql -q -v ON_ERROR_STOP=1 -f \"$0\"",
         fx("01_schema.sql")
     );
     let run = |data: &str| {
@@ -365,7 +366,6 @@ fn the_two_files_through_an_external_command_like_supabase_db_push() {
             "sh",
             "-c",
             &script,
-            &db.url,
             data,
         ])
     };

@@ -246,7 +246,7 @@ fn migration_summary(m: &mut MigrationSummary) {
         ok: _,
     } in statements.iter_mut()
     {
-        file.iter_mut().for_each(|f| one(f));
+        file.iter_mut().for_each(one);
         many(sql);
     }
     for LockHeld {

@@ -84,6 +84,10 @@ pub async fn run(a: MigrateArgs) -> anyhow::Result<u8> {
             }
         );
     }
+    if let Some(file) = a.backup.as_deref().filter(|f| f.exists()) {
+        // Said before the baseline is taken: the dump would refuse it anyway.
+        return Err(engine::backup::BackupError::Exists(file.display().to_string()).into());
+    }
     // Read and check the scripts before touching the database.
     let plan = if a.file.is_empty() {
         None

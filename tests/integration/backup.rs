@@ -283,3 +283,50 @@ fn an_external_command_connects_through_its_environment_and_never_shows_the_pass
     assert_not_in_output(std::slice::from_ref(&r));
     assert_not_in_files(&db.path("runs"));
 }
+
+#[test]
+fn every_report_format_names_the_backup_and_its_size() {
+    let db = rt().block_on(async {
+        let db = TestDb::new("backup_formats").await;
+        db.exec(ITEMS).await;
+        db
+    });
+    let spec = db.file(
+        "checks.toml",
+        "[[check]]\nname = \"items\"\ntable = \"items\"\nmetrics = [\"count(*)\"]\n",
+    );
+    let script = db.file("noop.sql", "UPDATE items SET flag = flag;\n");
+    for format in ["text", "markdown", "junit", "html", "json"] {
+        let dump = db.path(&format!("{format}.dump"));
+        let r = migval(&[
+            "migrate",
+            p(&script),
+            "--spec",
+            p(&spec),
+            "--commit",
+            "--backup",
+            p(&dump),
+            "--artifacts",
+            p(&db.path("runs")),
+            "--db",
+            &db.url,
+            "--format",
+            format,
+        ]);
+        assert_eq!(r.code, 0, "{r}");
+        let bytes = std::fs::metadata(&dump).expect("dump").len();
+        assert!(
+            r.stdout.contains(p(&dump)),
+            "{format}: the file is named{r}"
+        );
+        // Binary units for people (human_bytes has its own unit test), the exact byte count
+        // where machines read it.
+        let size = migval::model::human_bytes(bytes);
+        let shown = match format {
+            "junit" => format!("name=\"backup_bytes\" value=\"{bytes}\""),
+            "json" => format!("\"bytes\": {bytes}"),
+            _ => size,
+        };
+        assert!(r.stdout.contains(&shown), "{format}: {shown}{r}");
+    }
+}

@@ -164,9 +164,16 @@ impl LockClock {
     }
 }
 
+/// [`Script::annotate`] for every file; with several, each note names its file.
 fn annotate_all(scripts: &[Script], report: &mut Report) {
+    if scripts.len() < 2 {
+        scripts.iter().for_each(|s| s.annotate(report));
+        return;
+    }
     for s in scripts {
-        s.annotate(report);
+        if let (Some(w), Some(m)) = (&s.wrapper, report.migration.as_mut()) {
+            m.mode = format!("{}; {}: {}", m.mode, s.name, w.describe());
+        }
     }
 }
 
@@ -712,9 +719,8 @@ pub async fn run_without_transaction(
     baseline: &Snapshot,
     plan: &Plan,
 ) -> Result<Outcome, MigrateError> {
-    let statements = all_statements(&plan.scripts);
     let name = names(&plan.scripts);
-    let (renames, inferred) = merged_renames(spec, &statements);
+    let (renames, inferred) = merged_renames(spec, &all_statements(&plan.scripts));
     let spec_after = Spec {
         renames,
         ..spec.clone()
@@ -728,7 +734,16 @@ pub async fn run_without_transaction(
             "applied WITHOUT a transaction: every statement committed as it ran",
         )
     };
-    for s in &statements {
+    let several = plan.scripts.len() > 1;
+    let steps = plan.scripts.iter().flat_map(|script| {
+        let total = script.statements.len();
+        script
+            .statements
+            .iter()
+            .enumerate()
+            .map(move |(i, s)| (script.name.as_str(), i + 1, total, s))
+    });
+    for (file, index, total, s) in steps {
         // Each statement in its own transaction (unless it cannot be in one at all).
         let wrap = !matches!(s.kind, StatementKind::NonTransactional(_));
         let one = std::slice::from_ref(s);
@@ -773,10 +788,21 @@ pub async fn run_without_transaction(
             }
             Err(f) => Err(f),
         };
-        if let Err(f) = result {
+        // With several files, name the file (as the transactional run does).
+        let place = if several {
+            if let Some(last) = summary.statements.last_mut() {
+                last.file = Some(file.to_string());
+            }
+            format!("{file}: statement {index} of {total}, line {}", s.line)
+        } else {
+            format!("line {}", s.line)
+        };
+        if let Err(mut f) = result {
+            if several {
+                f.context = Some(format!("{place}: {}", abbreviate(&s.sql)));
+            }
             summary.mode = format!(
-                "applied WITHOUT a transaction and stopped at line {}: the statements before it are committed",
-                s.line
+                "applied WITHOUT a transaction and stopped at {place}: the statements before it are committed"
             );
             let report = failed_report(
                 "migrate --no-transaction",

@@ -425,3 +425,80 @@ fn the_two_files_through_an_external_command_like_supabase_db_push() {
         "{r}"
     );
 }
+
+#[test]
+fn files_wrapped_in_their_own_begin_commit_run_as_the_one_transaction() {
+    // Migration tools often write each file as BEGIN; ... COMMIT; for psql -f. Both pairs
+    // become migval's single transaction: rehearsed together, nothing left behind.
+    let db = world("org_customers_wrapped");
+    let wrap = |name: &str| {
+        let text = std::fs::read_to_string(fx(name)).unwrap();
+        db.file(name, &format!("BEGIN;\n{text}\nCOMMIT;\n"))
+    };
+    let (schema, data) = (wrap("01_schema.sql"), wrap("02_data.sql"));
+    let r = migval(&[
+        "migrate",
+        p(&schema),
+        p(&data),
+        "--spec",
+        &fx("checks.toml"),
+        "--db",
+        &db.url,
+        "--format",
+        "json",
+    ]);
+    assert_eq!(r.code, 0, "{r}");
+    let report = &reports(&r)[0];
+    assert_eq!(not_passed(report), Vec::<String>::new(), "{r}");
+    let mode = report["migration"]["mode"].as_str().unwrap_or("");
+    for file in [&schema, &data] {
+        assert!(
+            mode.contains(&format!("{}: the file's own BEGIN (line 1)", p(file))),
+            "{mode}"
+        );
+    }
+    assert_eq!(int(&db, NEW_COLUMNS), 0, "a rehearsal: nothing committed");
+}
+
+#[test]
+fn without_a_transaction_the_files_before_a_failure_stay_applied_and_the_report_says_where() {
+    let db = world("org_customers_no_transaction");
+    let bad = db.file(
+        "02_bad.sql",
+        "SELECT 1;\nSELECT no_such_column FROM projects;\n",
+    );
+    let r = migval(&[
+        "migrate",
+        &fx("01_schema.sql"),
+        p(&bad),
+        "--spec",
+        &fx("checks.toml"),
+        "--no-transaction",
+        "--commit",
+        "--artifacts",
+        p(&db.path("runs")),
+        "--db",
+        &db.url,
+        "--format",
+        "json",
+    ]);
+    assert_eq!(r.code, 2, "{r}");
+    let report = &reports(&r)[0];
+    let context = report["checks"][0]["error"]["context"]
+        .as_str()
+        .unwrap_or("");
+    assert!(
+        context.starts_with(&format!("{}: statement 2 of 2, line 2", p(&bad))),
+        "{context}{r}"
+    );
+    let mode = report["migration"]["mode"].as_str().unwrap_or("");
+    assert!(
+        mode.contains("the statements before it are committed"),
+        "{mode}"
+    );
+    assert_eq!(
+        int(&db, NEW_COLUMNS),
+        9,
+        "01_schema.sql was committed statement by statement"
+    );
+}

@@ -293,6 +293,27 @@ fn a_failure_in_the_second_file_names_it_and_undoes_the_first() {
         "02_bad.sql",
         "UPDATE public.contacts SET role = 'x';\n\nUPDATE public.projects SET customer_organization_id = 999999;\n",
     );
+    // A file that cannot be rehearsed is refused before the first file runs.
+    let meta = db.file(
+        "02_meta.sql",
+        "UPDATE public.contacts SET role = 'x';\n\\i more.sql\n",
+    );
+    let r = migval(&[
+        "migrate",
+        &fx("01_schema.sql"),
+        p(&meta),
+        "--spec",
+        &fx("checks.toml"),
+        "--db",
+        &db.url,
+    ]);
+    assert_eq!(r.code, 2, "{r}");
+    assert!(
+        r.stderr.contains(&format!("{}: line 2: `\\i`", p(&meta))),
+        "names the file and line{r}"
+    );
+    assert_eq!(int(&db, NEW_COLUMNS), 0, "nothing ran");
+
     let r = migval(&[
         "migrate",
         &fx("01_schema.sql"),

@@ -4,6 +4,7 @@
 //! quoted identifiers only; values are always bound.
 
 pub mod ident;
+pub mod lex;
 
 /// A named query from `queries/`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1556,6 +1556,58 @@ fn a_pending_guard_ending_in_a_comment_runs() {
     assert_eq!(wrong, 0);
 }
 
+/// An unterminated `/*` in `pending` would swallow the rest of every generated statement: the
+/// spec is refused naming the key and the position, before connecting; a nested comment runs.
+#[test]
+fn a_pending_guard_with_an_unterminated_block_comment_is_refused() {
+    let db = rt().block_on(async {
+        let db = TestDb::new("backfill_pending_block_comment").await;
+        db.exec(
+            "CREATE TABLE items (id int PRIMARY KEY, label text);
+             INSERT INTO items SELECT g, NULL FROM generate_series(1, 100) g;",
+        )
+        .await;
+        db
+    });
+    let spec_for = |pending: &str| {
+        db.file(
+            "items.toml",
+            &format!(
+                "name = \"items_label\"\ntable = \"items\"\nkey = [\"id\"]\n\
+                 pending = \"{pending}\"\nset = \"label = 'x' || id\"\n[batch]\nsize = 30\n"
+            ),
+        )
+    };
+    let bad = run(
+        &db,
+        &spec_for("label IS NULL /* to do"),
+        &["--commit", "--yes"],
+    );
+    assert_eq!(bad.code, 2, "{bad}");
+    assert!(
+        bad.stderr.contains("pending")
+            && bad
+                .stderr
+                .contains("opened at character 15 is never closed"),
+        "{bad}"
+    );
+    assert_eq!(
+        rt().block_on(int(
+            &db,
+            "SELECT count(*) FROM items WHERE label IS NOT NULL"
+        )),
+        0,
+        "nothing changed"
+    );
+    let good = run(
+        &db,
+        &spec_for("label IS NULL /* to /* still */ do */"),
+        &["--commit", "--yes"],
+    );
+    assert_eq!(good.code, 0, "{good}");
+    assert_eq!(summary(&good, "Updated successfully:"), "100", "{good}");
+}
+
 /// Issue 11, defect 4: an application inserting pending rows above the cursor faster than the
 /// batches go kept the run going (batch 241, `100% 12,050 / 2,380 rows`). The run is bounded by
 /// the largest key when it started; later rows are reported, not chased.

@@ -1,5 +1,6 @@
 //! Capture under hostile input and interruptions (issue 11): thousands of metrics on one
 //! table (PostgreSQL's 1664-entry target-list limit), `-- comments` ending user fragments,
+//! nested and unterminated `/* */` comments in them,
 //! Ctrl-C / SIGTERM of `snapshot` and `verify` with a probe still running on the server.
 
 use std::process::{Command, Stdio};
@@ -135,6 +136,89 @@ metrics = ["count(*)", "sum(amount + 0 -- plus nothing\n)"]
     }
     let paid = &crate::common::check(&report, "paid orders")["values"][0];
     assert_eq!(paid["after"], 20, "the filter applied{r}");
+}
+
+/// Block comments in fragments: nested ones (legal in PostgreSQL) run, and the other checks on
+/// the same table with them; an unterminated `/*`, a stray `*/` or an unclosed literal would
+/// swallow the rest of the fused query, so the spec is refused before anything runs, naming the
+/// check, the key and the position.
+#[test]
+fn block_comments_in_fragments_nest_and_an_unterminated_one_is_refused_naming_the_check() {
+    let db = rt().block_on(async {
+        let db = TestDb::new("capture_fragment_block_comment").await;
+        db.exec(
+            "CREATE TABLE orders (id int PRIMARY KEY, status text, amount numeric(10,2));
+             INSERT INTO orders SELECT g, CASE WHEN g % 3 = 0 THEN 'paid' ELSE 'open' END, g * 1.5
+             FROM generate_series(1, 60) g;",
+        )
+        .await;
+        db
+    });
+    let good = r#"
+[[check]]
+name = "paid orders"
+table = "orders"
+where = "status = 'paid' /* outer /* inner */ still a comment */"
+metrics = ["count(*)", "sum(amount /* cents? no */)"]
+
+[[check]]
+name = "all orders"
+table = "orders"
+group_by = [{ as = "s", expr = "upper(status) /* a /* b */ */" }]
+metrics = ["count(*)", "sum(amount)"]
+"#;
+    let (r, report) = snapshot_then(&db, good, || {});
+    assert_eq!(r.code, 0, "{r}");
+    assert_eq!(status(&report, "paid orders"), "PASS", "{r}");
+    assert_eq!(status(&report, "all orders"), "PASS", "{r}");
+    let paid = &crate::common::check(&report, "paid orders")["values"][0];
+    assert_eq!(
+        paid["after"], 20,
+        "the filter applied, the comment ignored{r}"
+    );
+
+    for (fragment, says) in [
+        (
+            "status = 'paid' /* outer /* inner */",
+            "`/*` opened at character 17 is never closed",
+        ),
+        (
+            "status = 'paid' */",
+            "`*/` at character 17 closes a block comment that was never opened",
+        ),
+        (
+            "status = 'paid",
+            "string literal opened at character 10 is never closed",
+        ),
+    ] {
+        let spec = db.file(
+            "bad.toml",
+            &format!(
+                "[[check]]\nname = \"paid orders\"\ntable = \"orders\"\nwhere = \"{fragment}\"\n\
+                 metrics = [\"count(*)\"]\n\n[[check]]\nname = \"all orders\"\ntable = \"orders\"\n\
+                 metrics = [\"count(*)\"]\n"
+            ),
+        );
+        let out = db.path("refused.json");
+        let r = migval(&[
+            "snapshot",
+            "--spec",
+            p(&spec),
+            "--out",
+            p(&out),
+            "--db",
+            &db.url,
+        ]);
+        assert_eq!(r.code, 2, "{fragment}{r}");
+        assert!(
+            r.stderr.contains("paid orders")
+                && r.stderr.contains("where")
+                && r.stderr.contains(says),
+            "{fragment}: names the check, the key and the position{r}"
+        );
+        assert!(!r.all().contains("42601"), "refused before any SQL ran{r}");
+        assert!(!out.exists(), "no baseline written{r}");
+    }
 }
 
 /// A probe that sleeps 30 s while the table `slow_flag` has a row.

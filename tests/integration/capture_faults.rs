@@ -78,6 +78,68 @@ fn two_thousand_metrics_on_one_table_are_captured_and_compared_value_by_value() 
     assert!(!r.all().contains("54011"), "{r}");
 }
 
+/// A grouped check with more metrics than one query may select (1,700 metrics plus the group
+/// key: past PostgreSQL's 1664-entry target list) is split over several scans joined back on
+/// the group key: every value captured under its own group and name, no SQLSTATE 54011.
+#[test]
+fn a_grouped_check_with_1700_metrics_is_split_and_joined_back_on_the_group_key() {
+    let db = rt().block_on(async {
+        let db = TestDb::new("capture_grouped_1700_metrics").await;
+        db.exec(
+            "CREATE TABLE wide (id int PRIMARY KEY, g text NOT NULL, a int NOT NULL, b int NOT NULL);
+             INSERT INTO wide SELECT i, 'g' || (i % 4), i, i FROM generate_series(1, 40) i;",
+        )
+        .await;
+        db
+    });
+    // Metric 1500 is the only one reading `b`; the others read `a`.
+    let metrics: Vec<String> = (0..1700)
+        .map(|i| {
+            if i == 1500 {
+                "\"max(b)\"".to_string()
+            } else {
+                format!("\"sum(a + {i})\"")
+            }
+        })
+        .collect();
+    let spec = format!(
+        "[[check]]\nname = \"per group\"\ntable = \"wide\"\ngroup_by = [\"g\"]\nmetrics = [{}]\n\n\
+         [[check]]\nname = \"total\"\ntable = \"wide\"\nmetrics = [\"count(*)\"]\n",
+        metrics.join(", ")
+    );
+    // id 7 is in group g3 (7 % 4 = 3); the largest b there is 39.
+    let (r, report) = snapshot_then(&db, &spec, || {
+        rt().block_on(db.exec("UPDATE wide SET b = 1000 WHERE id = 7"))
+    });
+    assert!(!r.all().contains("54011"), "{r}");
+    assert_eq!(r.code, 1, "only `max(b)` of group g3 changed{r}");
+    assert_eq!(status(&report, "per group"), "FAIL", "{r}");
+    assert_eq!(status(&report, "total"), "PASS", "{r}");
+    let check = crate::common::check(&report, "per group");
+    let text = check.to_string();
+    assert!(!text.contains("\"error\""), "no value is an error{r}");
+    assert_eq!(check["groups"]["baseline_groups"], 4, "{r}");
+    assert_eq!(check["groups"]["after_groups"], 4, "{r}");
+    assert_eq!(check["groups"]["failing"], 1, "one group fails{r}");
+    let failing: Vec<String> = check["worst"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|v| v["ok"] == false)
+        .map(|v| {
+            format!(
+                "{} {} {} -> {}",
+                v["key"], v["metric"], v["baseline"], v["after"]
+            )
+        })
+        .collect();
+    assert_eq!(
+        failing,
+        vec!["[\"g3\"] \"max(b)\" 39 -> 1000".to_string()],
+        "the one changed value, under its own group and name (parts joined on the key){r}"
+    );
+}
+
 /// Issue 11, defect 11: a `where` ending in `-- note` swallowed the closing parenthesis of the
 /// fused query, so every check on the same table failed with a syntax error. Before/after forms,
 /// group keys and metric expressions embed user SQL the same way.

@@ -317,6 +317,32 @@ impl Backfill {
             .await;
     }
 
+    /// Renew the lease between batches (while waiting for replicas), in a transaction of its
+    /// own. Best effort: a lease lost meanwhile is found by the next batch, which stops.
+    pub(super) async fn renew_lease(&self) {
+        if !self.opts.commit {
+            return;
+        }
+        let c = &self.session.client;
+        if c.batch_execute(&self.set_local()).await.is_err() {
+            return;
+        }
+        let lease_ms = i64_of(millis(self.opts.lease));
+        let renewed = c
+            .execute(
+                sql::BACKFILL_LEASE_RENEW.sql,
+                &[&self.spec.name, &self.token, &lease_ms],
+            )
+            .await;
+        let _ = c
+            .batch_execute(if renewed.is_ok() {
+                "COMMIT"
+            } else {
+                "ROLLBACK"
+            })
+            .await;
+    }
+
     /// Inside a batch transaction (--commit): wait for the batch lock, renew the lease. A lease
     /// taken over by another run (ours had expired) stops the run before this batch changes
     /// anything.

@@ -781,6 +781,8 @@ impl Backfill {
                     "replication lag {lag} ms is above max_replication_lag {max_ms} ms: waiting"
                 )));
             }
+            // A long wait must not let the lease lapse.
+            self.renew_lease().await;
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 _ = stop.changed() => return Ok(Wait::Stopped),

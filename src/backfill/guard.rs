@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::error::SqlState;
 
-use super::runner::{Backfill, BackfillError, Counters, Event, fail, i64_of, millis, u64_of};
+use super::runner::{
+    Backfill, BackfillError, Counters, Event, fail, i64_of, millis, query_alone, u64_of,
+};
 use crate::sql;
 
 /// The holder of a backfill's lease, as the server sees it (ages in seconds, server clock).
@@ -251,11 +253,17 @@ impl Backfill {
                 ),
             };
             if self.opts.cancel_orphans && pid != 0 && app == self.tag && !terminated {
-                let done: bool = c
-                    .query_one(sql::BACKFILL_TERMINATE.sql, &[&pid, &self.tag])
-                    .await
-                    .and_then(|r| r.try_get(0))
-                    .unwrap_or(false);
+                let done: bool = query_alone(
+                    c,
+                    &self.set_local(),
+                    sql::BACKFILL_TERMINATE.sql,
+                    &[&pid, &self.tag],
+                )
+                .await
+                .ok()
+                .flatten()
+                .and_then(|r| r.try_get(0).ok())
+                .unwrap_or(false);
                 terminated = done;
                 observer(Event::Waiting(format!(
                     "--cancel-orphans: ended backend pid {pid} ({state}) left by an earlier run of `{}`",

@@ -33,7 +33,7 @@ use tokio_postgres::{CancelToken, Client};
 use super::guard::{GuardFail, RunStart, run_row};
 use super::log::{LoggedRow, RowLog};
 use super::prepare::{check_statements, resolve};
-use super::spec::{BackfillSpec, Batching};
+use super::spec::BackfillSpec;
 use super::statements::{Statements, Target};
 use crate::db::conninfo::ConnInfo;
 use crate::db::{self, ConnectError};
@@ -222,21 +222,12 @@ pub(super) fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// Open the run's connection. The batch timeouts are also the session's defaults, so that the
-/// bookkeeping statements outside a batch (lock, progress table) are bounded too; each batch
-/// sets them again with SET LOCAL (a session SET is lost on reconnect and under poolers).
-async fn open(info: &ConnInfo, b: &Batching) -> Result<Session, ConnectError> {
+/// Open the run's connection. No session-level timeouts: every statement of a backfill runs in
+/// a transaction that sets them with SET LOCAL (see `Backfill::set_local`), because a session
+/// SET through a pooler in transaction mode would stay behind on a pooled server connection and
+/// bound the application's statements there too.
+async fn open(info: &ConnInfo) -> Result<Session, ConnectError> {
     let client = db::connect(info).await?;
-    client
-        .batch_execute(&format!(
-            "SET lock_timeout = {}; SET statement_timeout = {}",
-            b.lock_timeout_ms, b.statement_timeout_ms
-        ))
-        .await
-        .map_err(|e| ConnectError {
-            target: info.redacted(),
-            cause: db::failure(&e, Some("setting the session timeouts".into())).to_string(),
-        })?;
     // PostgreSQL 14+: notice a vanished client within a second even mid-statement, so a killed
     // run's backend does not keep its row locks. Older servers do not know it: ignored.
     let _ = client
@@ -312,7 +303,7 @@ impl Backfill {
         let tag = format!("migval-backfill:{}", spec.name);
         let mut info = info.clone();
         info.application_name = tag.clone();
-        let session = open(&info, &spec.batching).await?;
+        let session = open(&info).await?;
         // In one read-only transaction, rolled back (see `query_alone` for why a transaction).
         session
             .client
@@ -816,7 +807,7 @@ impl Backfill {
         attempt: u32,
         observer: &mut dyn FnMut(Event),
     ) -> Result<(), BackfillError> {
-        self.session = open(&self.info, &self.spec.batching).await?;
+        self.session = open(&self.info).await?;
         observer(Event::Reconnected { attempt });
         if self.opts.commit {
             self.lock(observer).await?;

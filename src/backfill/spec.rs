@@ -249,6 +249,9 @@ impl BackfillSpec {
         if let Some(u) = &raw.update {
             lexical(line(u.span()), "update", u.get_ref());
         }
+        if let Some(a) = &raw.ambiguity {
+            lexical(line(a.span()), "ambiguity.sql", &a.get_ref().sql);
+        }
         let pending = match &raw.pending {
             Some(p) if !p.get_ref().trim().is_empty() => p.get_ref().trim().to_string(),
             Some(p) => {

@@ -342,4 +342,35 @@ fn through_pgbouncer_in_transaction_mode_the_backfill_runs_once_at_a_time() {
     assert!(later.stderr.contains("took over the lease"), "{later}");
     assert!(later.stderr.contains("resuming run 1"), "{later}");
     rt().block_on(assert_filled_exactly_once(&db));
+    // No session setting of migval's stays behind on the pooled server connections (the
+    // application would inherit the backfill's lock_timeout and statement_timeout): four
+    // transactions held open at once use four server connections, every one of the pool.
+    rt().block_on(async {
+        let mut clients = Vec::new();
+        for _ in 0..4 {
+            let c = crate::common::connect(&url).await;
+            c.batch_execute("BEGIN")
+                .await
+                .expect("BEGIN through the pooler");
+            clients.push(c);
+        }
+        for c in &clients {
+            for (setting, default) in [("lock_timeout", "0"), ("statement_timeout", "0")] {
+                let shown = c
+                    .simple_query(&format!("SHOW {setting}"))
+                    .await
+                    .expect("SHOW")
+                    .into_iter()
+                    .find_map(|m| match m {
+                        tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+                        _ => None,
+                    });
+                assert_eq!(
+                    shown.as_deref(),
+                    Some(default),
+                    "{setting} left on a pooled connection"
+                );
+            }
+        }
+    });
 }

@@ -410,10 +410,16 @@ impl Backfill {
         &self.tag
     }
 
+    /// BEGIN with the batch's timeouts, and the idle-in-transaction bound of migval's sessions
+    /// (a pooler that refuses the startup `options` never got it; a frozen client must not
+    /// keep a batch's row locks on the server).
     pub(super) fn set_local(&self) -> String {
         format!(
-            "BEGIN; SET LOCAL lock_timeout = {}; SET LOCAL statement_timeout = {}",
-            self.spec.batching.lock_timeout_ms, self.spec.batching.statement_timeout_ms
+            "BEGIN; SET LOCAL lock_timeout = {}; SET LOCAL statement_timeout = {}; \
+             SET LOCAL idle_in_transaction_session_timeout = {}",
+            self.spec.batching.lock_timeout_ms,
+            self.spec.batching.statement_timeout_ms,
+            millis(self.info.idle_in_transaction)
         )
     }
 

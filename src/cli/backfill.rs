@@ -85,6 +85,11 @@ pub struct BackfillArgs {
     /// a dry-run writes nothing. A resumed run dumps the database as it is now.
     #[arg(long, value_name = "FILE", requires = "commit")]
     pub backup: Option<PathBuf>,
+    /// How long this run's lease (its claim on the backfill, a row in migval.backfill_leases)
+    /// lasts without renewal. Each batch renews it; if the run is killed, another run may take
+    /// over once it expires. Longer than the slowest batch plus `pause`.
+    #[arg(long, value_name = "DURATION", default_value = "60s")]
+    pub lease: String,
     /// Write the summary (counters, batch durations) as JSON to this file.
     #[arg(long, value_name = "FILE")]
     pub summary_json: Option<PathBuf>,
@@ -110,6 +115,12 @@ pub async fn run(a: BackfillArgs) -> anyhow::Result<u8> {
             .map_err(anyhow::Error::msg)
             .context("--wait")?,
     );
+    let lease = Duration::from_millis(
+        parse_duration_ms(&a.lease)
+            .map_err(anyhow::Error::msg)
+            .context("--lease")?
+            .max(1),
+    );
     let interactive = std::io::stdin().is_terminal();
     if a.commit && !a.yes && !interactive {
         bail!(
@@ -131,6 +142,7 @@ pub async fn run(a: BackfillArgs) -> anyhow::Result<u8> {
         sample: a.sample,
         lock_wait,
         cancel_orphans: a.cancel_orphans,
+        lease,
         log_path,
     };
     let name = spec.name.clone();

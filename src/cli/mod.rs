@@ -31,11 +31,20 @@ use crate::store;
 /// 2 migval could not do its job (bad spec, connection or SQL error, unreadable baseline),
 /// 130 interrupted by Ctrl-C (backfill: the batch in flight rolled back, progress kept).
 /// `migval --version`: the version, the commit it was built from, the optional features.
+#[cfg(not(feature = "parquet"))]
 pub const VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
     " (commit ",
     env!("MIGVAL_GIT_COMMIT"),
     "; parquet export: not built in)"
+);
+/// `migval --version` of a build with the `parquet` feature.
+#[cfg(feature = "parquet")]
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("MIGVAL_GIT_COMMIT"),
+    "; parquet export: built in)"
 );
 
 #[derive(Debug, Parser)]
@@ -148,9 +157,11 @@ pub struct OutputArgs {
     /// Colour in the text report.
     #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
-    /// Write every differing key of every rows check (not only the first ones the report
-    /// lists) to this CSV file: check, change, key, baseline and after fingerprints, allowed.
-    #[arg(long, value_name = "FILE")]
+    /// Write every differing value of every check (not only the worst ones the report lists)
+    /// to this file, one line each: check, scope, key, metric, baseline, after, difference,
+    /// rule, ok, note. CSV; Parquet for a `.parquet` name (in a build with the `parquet`
+    /// feature). Values are exact text, never floats.
+    #[arg(long, value_name = "FILE", value_parser = changes_path)]
     pub changes_out: Option<PathBuf>,
 }
 
@@ -164,9 +175,13 @@ impl OutputArgs {
             ColorChoice::Auto => to_terminal && std::env::var_os("NO_COLOR").is_none(),
         };
         if let Some(path) = &self.changes_out {
-            let n = report::changes::write_csv(report, path)
+            let n = report::changes::write(report, path)
                 .with_context(|| format!("writing the changes to {}", path.display()))?;
-            eprintln!("{n} differing row(s) written to {}", path.display());
+            eprintln!(
+                "{n} differing value{} written to {}",
+                if n == 1 { "" } else { "s" },
+                path.display()
+            );
         }
         let text = report::render(report, self.format, color);
         match &self.output {
@@ -190,6 +205,16 @@ impl OutputArgs {
         }
         Ok(report.verdict.exit_code())
     }
+}
+
+/// `--changes-out`: refused before any work when it names a Parquet file that this build
+/// cannot write.
+fn changes_path(s: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(s);
+    if report::changes::is_parquet(&path) && !cfg!(feature = "parquet") {
+        return Err(report::changes::ChangesError::ParquetNotBuilt(s.to_string()).to_string());
+    }
+    Ok(path)
 }
 
 /// The signing key for baselines (HMAC-SHA256).

@@ -10,6 +10,8 @@ mod backfill;
 mod capture_faults;
 /// Every query of the catalogue in queries/ prepares against a real server.
 mod catalogue;
+/// `--changes-out`: every differing value of every check, exact, as CSV (and Parquet).
+mod changes_out;
 /// Each check kind captures the right numbers and catches what it should.
 mod check_kinds;
 /// The command line: exit codes, spec errors, corrupted baselines, passwords, formats, diff.

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use rust_decimal::Decimal;
 
-use crate::common::{TestDb, check, migval, p, rt, snapshot_then, verify_again};
+use crate::common::{TestDb, check, p, rt, snapshot_then, verify_again};
 
 /// 40 accounts of two entries each, amounts near 1e14 with 4 decimals (beyond f64's digits).
 const LEDGER: &str = r#"
@@ -196,7 +196,7 @@ fn every_differing_group_and_value_is_written_exactly_not_only_the_worst() {
 #[cfg(not(feature = "parquet"))]
 #[test]
 fn a_parquet_file_is_refused_before_any_work_without_the_feature() {
-    let run = migval(&[
+    let run = crate::common::migval(&[
         "verify",
         "--spec",
         "/nonexistent/checks.toml",

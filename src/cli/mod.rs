@@ -6,6 +6,7 @@ mod demo;
 mod diff;
 mod init;
 mod migrate;
+mod progress;
 mod snapshot;
 mod verify;
 
@@ -57,6 +58,10 @@ pub const VERSION: &str = concat!(
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// No progress on stderr (the phases, the running probes, the bar). Errors and the report
+    /// are still written.
+    #[arg(long, short = 'q', global = true)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -168,6 +173,7 @@ pub struct OutputArgs {
 impl OutputArgs {
     /// Print or write the report; returns the exit code of its verdict.
     pub fn emit(&self, report: &Report) -> anyhow::Result<u8> {
+        crate::engine::progress::emit(crate::engine::progress::Event::Finished);
         let to_terminal = self.output.is_none() && std::io::stdout().is_terminal();
         let color = match self.color {
             ColorChoice::Always => true,
@@ -289,6 +295,8 @@ pub fn load_spec(path: &std::path::Path) -> anyhow::Result<Spec> {
 
 /// Run the parsed command line; the result is the process exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<u8> {
+    progress::set_quiet(cli.quiet);
+    let _progress = (!cli.quiet).then(progress::start);
     match cli.command {
         Command::Snapshot(a) => snapshot::run(a).await,
         Command::Verify(a) => verify::run(a).await,

@@ -38,6 +38,8 @@ mod names_and_keys;
 mod network;
 /// PgBouncer in transaction pooling mode: snapshot and verify through it.
 mod pgbouncer;
+/// Progress on stderr: plain lines, indicatif on a pty, --quiet.
+mod progress;
 /// [rename] applied to the post-state; missing objects reported before anything runs.
 mod renames;
 /// Row proof: a fingerprint per row, compared key by key.

@@ -168,9 +168,26 @@ pub struct OutputArgs {
     /// feature). Values are exact text, never floats.
     #[arg(long, value_name = "FILE", value_parser = changes_path)]
     pub changes_out: Option<PathBuf>,
+    /// Fit the text report to N columns: long columns wrap, and a table that still does not
+    /// fit becomes one block per check (as psql's expanded mode); check names are never cut.
+    /// Default: the terminal's width when printing to a terminal, else no limit. 0: no limit.
+    #[arg(long, value_name = "N")]
+    pub width: Option<usize>,
 }
 
 impl OutputArgs {
+    /// `--width`, else the terminal's width when the report goes to one, else no limit.
+    fn text_width(&self, to_terminal: bool) -> Option<usize> {
+        match self.width {
+            Some(0) => None,
+            Some(n) => Some(n),
+            None if to_terminal => console::Term::stdout()
+                .size_checked()
+                .map(|(_, cols)| usize::from(cols)),
+            None => None,
+        }
+    }
+
     /// Print or write the report; returns the exit code of its verdict.
     pub fn emit(&self, report: &Report) -> anyhow::Result<u8> {
         crate::engine::progress::emit(crate::engine::progress::Event::Finished);
@@ -189,7 +206,10 @@ impl OutputArgs {
                 path.display()
             );
         }
-        let text = report::render(report, self.format, color);
+        let text = match self.format {
+            Format::Text => report::render_text(report, color, self.text_width(to_terminal)),
+            other => report::render(report, other, color),
+        };
         match &self.output {
             Some(path) => {
                 std::fs::write(path, &text)

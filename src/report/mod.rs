@@ -3,6 +3,7 @@
 
 pub mod changes;
 pub mod escape;
+mod fit;
 mod html;
 mod json;
 mod junit;
@@ -45,11 +46,18 @@ pub enum Format {
 pub fn render(report: &Report, format: Format, color: bool) -> String {
     match format {
         Format::Json => json::render(report),
-        Format::Text => terminal::render(&escape::report(report), color),
+        Format::Text => terminal::render(&escape::report(report), color, None),
         Format::Markdown => markdown::render(&escape::report(report)),
         Format::Junit => junit::render(&escape::report(report)),
         Format::Html => html::render(&escape::report(report)),
     }
+}
+
+/// The text report fitted to `width` columns (`None`: tables at their natural width). A check
+/// name is never cut; a table too wide even with its long columns wrapped becomes one block
+/// per row.
+pub fn render_text(report: &Report, color: bool, width: Option<usize>) -> String {
+    terminal::render(&escape::report(report), color, width)
 }
 
 /// The last line: `VALIDATION PASSED` or `VALIDATION FAILED: k of n checks`.

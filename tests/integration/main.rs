@@ -42,6 +42,8 @@ mod pgbouncer;
 mod progress;
 /// [rename] applied to the post-state; missing objects reported before anything runs.
 mod renames;
+/// The text report fitted to 80 and 120 columns; check names never cut.
+mod report_width;
 /// Row proof: a fingerprint per row, compared key by key.
 mod rows;
 /// Tolerance (per group, total, both), every intent, group keys, exact numerics.

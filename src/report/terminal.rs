@@ -3,7 +3,7 @@
 //! Fitted to a width when given ([`fit`](super::fit)); a check name is never cut.
 
 use super::fit;
-use super::{show, verdict_line};
+use super::{count, grouped, readable, show, verdict_line};
 use crate::engine::schema_diff::KIND as SCHEMA_DIFF;
 use crate::model::{CheckResult, Report, Status};
 
@@ -51,16 +51,16 @@ fn overview_values(c: &CheckResult) -> (String, String, String) {
     }
     if let Some(g) = &c.groups {
         return (
-            format!("{} groups", g.baseline_groups),
-            format!("{} groups", g.after_groups),
-            format!("{} changed", g.changed),
+            format!("{} groups", count(g.baseline_groups)),
+            format!("{} groups", count(g.after_groups)),
+            format!("{} changed", count(g.changed)),
         );
     }
     match c.values.as_slice() {
         [one] => (
-            show(&one.baseline),
-            show(&one.after),
-            one.difference.clone().unwrap_or_default(),
+            readable(&one.baseline),
+            readable(&one.after),
+            one.difference.as_deref().map(grouped).unwrap_or_default(),
         ),
         [] => (String::new(), String::new(), String::new()),
         many => {
@@ -206,9 +206,9 @@ pub fn render(r: &Report, color: bool, width: Option<usize>) -> String {
                 t.push(vec![
                     cell(&v.metric, 40),
                     v.scope.clone(),
-                    cell(&show(&v.baseline), 30),
-                    cell(&show(&v.after), 30),
-                    v.difference.clone().unwrap_or_default(),
+                    cell(&readable(&v.baseline), 30),
+                    cell(&readable(&v.after), 30),
+                    v.difference.as_deref().map(grouped).unwrap_or_default(),
                     cell(&v.rule, 30),
                     if v.ok { "yes".into() } else { "NO".into() },
                     cell(v.note.as_deref().unwrap_or(""), 60),
@@ -234,9 +234,9 @@ pub fn render(r: &Report, color: bool, width: Option<usize>) -> String {
                 t.push(vec![
                     cell(&w.key.join(", "), 40),
                     cell(&w.metric, 30),
-                    cell(&show(&w.baseline), 30),
-                    cell(&show(&w.after), 30),
-                    w.difference.clone().unwrap_or_default(),
+                    cell(&readable(&w.baseline), 30),
+                    cell(&readable(&w.after), 30),
+                    w.difference.as_deref().map(grouped).unwrap_or_default(),
                     w.scope.clone(),
                     if w.ok { "yes".into() } else { "NO".into() },
                 ]);

@@ -1,5 +1,5 @@
 //! The text report fits the terminal: at `--width 80`, 120 and 160 no line exceeds the width
-//! and every check name appears whole; the overview table wraps its long columns where that is
+//! and every check name appears whole (big numbers grouped, exact in JSON); the overview table wraps its long columns where that is
 //! enough (160) and becomes one block per check where it is not (80, 120).
 
 use crate::common::{check, rt, snapshot_then, verify_again, world};
@@ -51,6 +51,26 @@ fn the_text_report_fits_80_and_120_columns_and_never_cuts_a_check_name() {
     });
     assert_eq!(run.code, 1, "{run}");
     assert_eq!(check(&report, NAMES[0])["status"], "FAIL", "{run}");
+
+    // Big numbers are grouped for reading in the text report, exact digits in JSON.
+    let exact = check(&report, NAMES[0])["worst"][0]["baseline"]
+        .as_str()
+        .expect("a numeric text in JSON")
+        .to_string();
+    let (int, frac) = exact.split_once('.').unwrap_or((&exact, ""));
+    assert!(int.len() > 3 && !exact.contains(','), "{exact}");
+    let mut readable = String::new();
+    for (i, ch) in int.chars().enumerate() {
+        if i > 0 && (int.len() - i) % 3 == 0 {
+            readable.push(',');
+        }
+        readable.push(ch);
+    }
+    let readable = format!("{readable}.{frac}");
+    let text = verify_again(&db, &["--format", "text"]);
+    assert!(text.stdout.contains(&readable), "{readable}{text}");
+    let md = verify_again(&db, &["--format", "markdown"]);
+    assert!(md.stdout.contains(&readable), "{readable}{md}");
 
     // Not a terminal and no --width: tables at their natural width, names whole.
     let natural = verify_again(&db, &["--format", "text"]);

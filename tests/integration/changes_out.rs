@@ -211,6 +211,11 @@ fn a_parquet_file_is_refused_before_any_work_without_the_feature() {
         "{run}"
     );
     assert!(!std::path::Path::new("/tmp/changes.parquet").exists());
+    let version = crate::common::migval(&["--version"]);
+    assert!(
+        version.stdout.contains("parquet export: not built in"),
+        "{version}"
+    );
 }
 
 /// The Parquet file read back with polars holds every line of the CSV, value for value.
@@ -251,4 +256,9 @@ fn the_parquet_file_holds_every_csv_value_exactly() {
     }
     // Decimals are text, never floats.
     assert_eq!(df.column("baseline").unwrap().dtype(), &DataType::String);
+    let version = crate::common::migval(&["--version"]);
+    assert!(
+        version.stdout.contains("parquet export: built in"),
+        "{version}"
+    );
 }

@@ -2,7 +2,7 @@
 //! probe with its duration, one every 10 s for a probe still running), indicatif bars on a
 //! terminal (a real pty through `script`), nothing under `--quiet`, stdout left to the report.
 
-use crate::common::{TestDb, migval, p, world};
+use crate::common::{TestDb, migval, p, rt, world};
 
 const SPEC: &str = r#"
 [[check]]
@@ -136,15 +136,47 @@ fn a_probe_still_running_is_mentioned_every_10_seconds() {
     assert_eq!(still.len(), 1, "{r}");
 }
 
+/// Run `migval args...` on a pseudo-terminal of 80x24 (util-linux `script`); returns what
+/// the terminal received.
+fn on_a_terminal(db: &TestDb, args: &[&str]) -> String {
+    let transcript = db.path("tty.txt");
+    let quoted: Vec<String> = args.iter().map(|a| format!("'{a}'")).collect();
+    let command = format!(
+        "stty cols 80 rows 24; '{}' {}",
+        env!("CARGO_BIN_EXE_migval"),
+        quoted.join(" ")
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qefc", &command, p(&transcript)])
+        .env_remove("NO_COLOR")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("`script` (util-linux) runs the command on a pty");
+    let raw = std::fs::read(&transcript).expect("transcript");
+    let text = String::from_utf8_lossy(&raw).to_string();
+    assert!(out.status.success(), "{text}");
+    // Without the header and footer lines `script` adds to the file.
+    let body: &str = text.split_once('\n').map_or(&text, |(_, rest)| rest);
+    body.rsplit_once("\nScript done")
+        .map_or(body, |(b, _)| b)
+        .to_string()
+}
+
+/// Replay `output` on an 80x24 terminal, redraw by redraw, calling `look` with the screen's
+/// rows after each; returns the final screen.
+fn replay(output: &str, mut look: impl FnMut(&[String])) -> String {
+    let size = |n: u16| std::num::NonZeroU16::new(n).expect("non-zero");
+    let mut term = vt100::Parser::new(size(24), size(80), 0);
+    for chunk in output.split_inclusive('\r') {
+        term.process(chunk.as_bytes());
+        let rows: Vec<String> = term.screen().rows(0, 80).collect();
+        look(&rows);
+    }
+    term.screen().contents()
+}
+
 #[test]
 fn on_an_80_column_terminal_the_bars_fit_and_name_the_running_probe() {
-    if std::process::Command::new("script")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        panic!("`script` (util-linux) is needed for the terminal test");
-    }
     let db = orders("progress_tty");
     let long = "slow custom query with a name long enough to overflow eighty columns";
     let spec = db.file(
@@ -154,36 +186,22 @@ fn on_an_80_column_terminal_the_bars_fit_and_name_the_running_probe() {
             .replace("1.2", "2.5"),
     );
     let base = db.path("base.json");
-    let transcript = db.path("tty.txt");
-    let command = format!(
-        "stty cols 80 rows 24; '{}' snapshot --spec '{}' --out '{}' --db '{}'",
-        env!("CARGO_BIN_EXE_migval"),
-        p(&spec),
-        p(&base),
-        db.url
+    let output = on_a_terminal(
+        &db,
+        &[
+            "snapshot",
+            "--spec",
+            p(&spec),
+            "--out",
+            p(&base),
+            "--db",
+            &db.url,
+        ],
     );
-    let out = std::process::Command::new("script")
-        .args(["-qefc", &command, p(&transcript)])
-        .env_remove("NO_COLOR")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("run script");
-    let raw = std::fs::read(&transcript).expect("transcript");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&raw));
-    // What the pty received, without the header and footer lines `script` adds to the file.
-    let text = String::from_utf8_lossy(&raw);
-    let body: &str = text.split_once('\n').map_or(&text, |(_, rest)| rest);
-    let body = body.rsplit_once("\nScript done").map_or(body, |(b, _)| b);
-
-    // Replayed on an 80x24 terminal, redraw by redraw: at any moment one bar, one phase line,
-    // and no leftovers of earlier draws (a line wider than the terminal would wrap and leave
-    // its tail behind at every redraw).
-    let size = |n: u16| std::num::NonZeroU16::new(n).expect("non-zero");
-    let mut term = vt100::Parser::new(size(24), size(80), 0);
+    // At any moment one bar and one line per running probe, and no leftovers of earlier draws
+    // (a line wider than the terminal would wrap and leave its tail behind at every redraw).
     let (mut saw_probe_line, mut saw_long_name, mut saw_bar) = (false, false, false);
-    for chunk in body.split_inclusive('\r') {
-        term.process(chunk.as_bytes());
-        let rows: Vec<String> = term.screen().rows(0, 80).collect();
+    let screen = replay(&output, |rows| {
         let bars = rows.iter().filter(|r| r.contains("ETA")).count();
         assert!(bars <= 1, "{bars} bars on the screen:\n{}", rows.join("\n"));
         let probe_lines = rows
@@ -200,17 +218,56 @@ fn on_an_80_column_terminal_the_bars_fit_and_name_the_running_probe() {
         saw_long_name |= rows
             .iter()
             .any(|r| r.contains("connection 0: `slow custom query with a name long"));
-    }
-    assert!(saw_bar && saw_probe_line && saw_long_name, "{text}");
+    });
+    assert!(saw_bar && saw_probe_line && saw_long_name, "{output}");
     // At the end, the bars are gone and the command's own lines are on the screen.
-    let screen = term.screen().contents();
     assert!(
         !screen.contains("ETA") && !screen.contains("connection 0:"),
         "{screen}"
     );
     assert!(screen.contains("baseline sha256"), "{screen}");
     assert!(
-        !text.contains("phase: "),
-        "no plain lines on a terminal:\n{text}"
+        !output.contains("phase: "),
+        "no plain lines on a terminal:\n{output}"
     );
+}
+
+/// The backfill's bar (hand-drawn before, and broken below about 112 columns) at 80 columns.
+#[test]
+fn on_an_80_column_terminal_the_backfill_bar_fits() {
+    const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/subscriber_fk");
+    let db = rt().block_on(async {
+        let db = TestDb::new("progress_backfill_tty").await;
+        db.exec(&std::fs::read_to_string(format!("{DIR}/schema.sql")).expect("schema.sql"))
+            .await;
+        db.exec("SELECT subscriber_fk_generate(6000); ANALYZE")
+            .await;
+        db
+    });
+    let text = std::fs::read_to_string(format!("{DIR}/backfill.toml")).expect("backfill.toml");
+    let head = text.split("[batch]").next().expect("has [batch]").replace(
+        "checks = \"checks.toml\"",
+        &format!("checks = \"{DIR}/checks.toml\""),
+    );
+    let spec = db.file(
+        "bf.toml",
+        &format!("{head}[batch]\nsize = 100\npause = \"40ms\"\n"),
+    );
+    let log = db.path("rows.csv");
+    let output = on_a_terminal(
+        &db,
+        &["backfill", p(&spec), "--db", &db.url, "--log", p(&log)],
+    );
+    let mut saw_bar = false;
+    let screen = replay(&output, |rows| {
+        let bars = rows.iter().filter(|r| r.contains(" rows/s ")).count();
+        assert!(bars <= 1, "{bars} bars on the screen:\n{}", rows.join("\n"));
+        saw_bar |= bars == 1;
+    });
+    assert!(saw_bar, "{output}");
+    assert!(
+        !screen.contains(" rows/s "),
+        "the bar is cleared at the end:\n{screen}"
+    );
+    assert!(screen.contains("DRY-RUN"), "{screen}");
 }

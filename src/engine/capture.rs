@@ -772,6 +772,11 @@ pub async fn capture_in_transaction(
         Some(scope) => Some(read_schema(client, scope).await),
         None => None,
     };
+    // One connection, plan order: no EXPLAIN round trips inside the migration's transaction.
+    progress::emit(Event::Planned {
+        probes: probes.iter().map(|p| (check_names(spec, p), 1.0)).collect(),
+    });
+    progress::emit(Event::Phase("probes"));
     let queue = Mutex::new((0..probes.len()).collect::<VecDeque<usize>>());
     let results = work((info, limits), client, &probes, spec, &queue, 0).await;
     client

@@ -191,6 +191,7 @@ pub async fn run_statements(
     lock_retries: u32,
     summary: &mut MigrationSummary,
 ) -> Result<(), DbFailure> {
+    super::progress::emit(super::progress::Event::Phase("migration"));
     let pid: i32 = client
         .query_one("SELECT pg_backend_pid()", &[])
         .await

@@ -316,6 +316,14 @@ pub fn load_spec(path: &std::path::Path) -> anyhow::Result<Spec> {
 /// Run the parsed command line; the result is the process exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     progress::set_quiet(cli.quiet);
+    // Every differing group is kept only when it is to be written.
+    crate::engine::compare::keep_all_changes(match &cli.command {
+        Command::Verify(a) => a.output.changes_out.is_some(),
+        Command::Diff(a) => a.output.changes_out.is_some(),
+        Command::Migrate(a) => a.output.changes_out.is_some(),
+        Command::Backfill(a) => a.output.changes_out.is_some(),
+        _ => false,
+    });
     let _progress = (!cli.quiet).then(progress::start);
     match cli.command {
         Command::Snapshot(a) => snapshot::run(a).await,

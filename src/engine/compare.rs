@@ -13,6 +13,7 @@
 //! compared exactly as text and never rounded.
 
 use std::cmp::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering as Atomic};
 
 use rust_decimal::Decimal;
 
@@ -38,6 +39,16 @@ enum Combine {
     Sum,
     Min,
     Max,
+}
+
+/// Whether grouped checks keep every differing group and metric in `all_changes`: on for
+/// `--changes-out` only, since a migration that moves every one of a million groups would
+/// otherwise hold a record for each in memory for nothing. Rows checks always keep theirs.
+static KEEP_ALL_CHANGES: AtomicBool = AtomicBool::new(false);
+
+/// Keep every differing group of grouped checks (for `--changes-out`), or only the worst.
+pub fn keep_all_changes(on: bool) {
+    KEEP_ALL_CHANGES.store(on, Atomic::Relaxed);
 }
 
 /// Compare every check of `spec` between two snapshots.
@@ -541,6 +552,7 @@ pub(super) fn compare_keyed(
         vec![(None, None, None); rules.len()];
     let mut candidates: Vec<Candidate> = Vec::new();
     // Every differing group and metric, for `--changes-out` (the report keeps the worst only).
+    let keep_all = KEEP_ALL_CHANGES.load(Atomic::Relaxed);
     let mut all_changes: Vec<Comparison> = Vec::new();
     let key_text =
         |t: &Table, i: usize| t.key(i).iter().map(ToString::to_string).collect::<Vec<_>>();
@@ -591,6 +603,8 @@ pub(super) fn compare_keyed(
                 let differs = one_sided || bv.zip(av).is_some_and(|(x, y)| !x.same(y));
                 if differs {
                     group_changed = true;
+                }
+                if differs && keep_all {
                     all_changes.push(Comparison {
                         key: key(),
                         metric: r.label.clone(),
@@ -612,17 +626,19 @@ pub(super) fn compare_keyed(
             group_changed |= j.changed;
             group_failing |= !j.ok;
             if j.changed || !j.ok {
-                all_changes.push(Comparison {
-                    key: key(),
-                    metric: r.label.clone(),
-                    scope: scope_of(bidx, aidx).into(),
-                    baseline: bv.cloned(),
-                    after: av.cloned(),
-                    difference: j.difference.map(|d| d.to_string()),
-                    rule: rule_text(&r.rule, r.exact),
-                    ok: j.ok,
-                    note: j.note.clone(),
-                });
+                if keep_all {
+                    all_changes.push(Comparison {
+                        key: key(),
+                        metric: r.label.clone(),
+                        scope: scope_of(bidx, aidx).into(),
+                        baseline: bv.cloned(),
+                        after: av.cloned(),
+                        difference: j.difference.map(|d| d.to_string()),
+                        rule: rule_text(&r.rule, r.exact),
+                        ok: j.ok,
+                        note: j.note.clone(),
+                    });
+                }
                 let magnitude = j
                     .difference
                     .or_else(|| av.or(bv).and_then(Value::as_decimal))

@@ -13,6 +13,8 @@ CREATE TABLE ledger (id int PRIMARY KEY, account text NOT NULL, amount numeric(2
 INSERT INTO ledger
 SELECT g, 'acct-' || lpad((g % 40)::text, 2, '0'), 123456789012345.6789 + g * 0.0001
 FROM generate_series(1, 80) g;
+CREATE TABLE accounts (name text PRIMARY KEY);
+INSERT INTO accounts SELECT DISTINCT account FROM ledger;
 "#;
 
 /// 25 accounts move by a different tiny amount each, two entries lose their amount.
@@ -21,6 +23,8 @@ UPDATE ledger SET amount = amount + (g.n * 0.0001)
 FROM (SELECT 'acct-' || lpad(n::text, 2, '0') AS account, n FROM generate_series(1, 25) n) g
 WHERE ledger.account = g.account;
 UPDATE ledger SET amount = NULL WHERE id IN (39, 79);
+DELETE FROM accounts WHERE name IN ('acct-30', 'acct-31');
+ALTER TABLE ledger ALTER COLUMN amount TYPE numeric(22,4);
 "#;
 
 const SPEC: &str = r#"
@@ -41,6 +45,14 @@ metrics = ["count(*)", "sum(amount)"]
 [[check]]
 name = "amount nulls"
 null_count = "ledger.amount"
+
+[[check]]
+name = "ledger without account"
+orphans = { child = "ledger.account", parent = "accounts.name" }
+
+[[check]]
+name = "amount type"
+schema = { column = "ledger.amount", type = "numeric(20,4)" }
 "#;
 
 /// Per-account sums as PostgreSQL prints them.
@@ -186,6 +198,24 @@ fn every_differing_group_and_value_is_written_exactly_not_only_the_worst() {
         (nulls["baseline"].as_str(), nulls["after"].as_str()),
         ("0", "2")
     );
+    // Orphans: 4 ledger rows lost their account; the column's type moved.
+    let orphans = lines
+        .iter()
+        .find(|l| l["check"] == "ledger without account")
+        .unwrap_or_else(|| panic!("no orphans line: {lines:#?}"));
+    assert_eq!(
+        (
+            orphans["baseline"].as_str(),
+            orphans["after"].as_str(),
+            orphans["ok"].as_str()
+        ),
+        ("0", "4", "false")
+    );
+    let fact = lines
+        .iter()
+        .find(|l| l["check"] == "amount type" && l["after"].contains("numeric(22,4)"))
+        .unwrap_or_else(|| panic!("no schema fact line: {lines:#?}"));
+    assert_eq!(fact["ok"], "false", "{fact:?}");
     assert!(
         run.stderr
             .contains(&format!("{} differing values written", lines.len())),

@@ -687,8 +687,9 @@ pub struct CheckResult {
     /// The worst groups, by absolute difference (appeared/disappeared first).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub worst: Vec<Comparison>,
-    /// Every differing key of a rows check (the report lists only `worst`); written by
-    /// `--changes-out`, not part of the JSON report.
+    /// Every differing key of a rows check, every differing group and metric of a grouped
+    /// check (the report lists only `worst`); written by `--changes-out`, not part of the
+    /// JSON report.
     #[serde(skip)]
     pub all_changes: Vec<Comparison>,
     pub baseline_sql: Vec<String>,

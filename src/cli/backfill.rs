@@ -470,32 +470,36 @@ fn summary_text(o: &Outcome) -> String {
     out
 }
 
-/// Progress on stderr: a redrawn bar on a terminal, a plain line every few seconds otherwise.
+/// Progress on stderr: an indicatif bar on a terminal (fitted to its width), a plain line
+/// every few seconds otherwise; nothing under `--quiet` (the events worth a line still are).
 struct Printer {
     terminal: bool,
+    quiet: bool,
     last_line: Option<Instant>,
-    drawn: bool,
+    bar: Option<indicatif::ProgressBar>,
 }
 
 impl Printer {
     fn new() -> Printer {
         Printer {
             terminal: std::io::stderr().is_terminal(),
+            quiet: super::progress::quiet(),
             last_line: None,
-            drawn: false,
+            bar: None,
         }
     }
 
     fn clear(&mut self) {
-        if self.drawn {
-            eprint!("\r{:<100}\r", "");
-            self.drawn = false;
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
         }
     }
 
     fn line(&mut self, text: &str) {
-        self.clear();
-        eprintln!("{text}");
+        match &self.bar {
+            Some(bar) => bar.suspend(|| eprintln!("{text}")),
+            None => eprintln!("{text}"),
+        }
     }
 
     fn event(&mut self, e: &Event) {
@@ -524,15 +528,21 @@ impl Printer {
                     b.rows,
                     b.duration_ms
                 );
-                if self.terminal {
-                    let filled = usize::try_from(pct / 4).unwrap_or(25);
-                    eprint!(
-                        "\r[{}{}] {pct:>3}% {text:<80}",
-                        "#".repeat(filled),
-                        ".".repeat(25 - filled.min(25))
-                    );
-                    let _ = std::io::stderr().flush();
-                    self.drawn = true;
+                if self.quiet {
+                } else if self.terminal {
+                    let bar = self.bar.get_or_insert_with(|| {
+                        let bar = indicatif::ProgressBar::new(total);
+                        bar.set_style(
+                            indicatif::ProgressStyle::with_template(
+                                "{bar:25} {percent:>3}% {wide_msg}",
+                            )
+                            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                        );
+                        bar
+                    });
+                    bar.set_length(total);
+                    bar.set_position(done);
+                    bar.set_message(text);
                 } else if self
                     .last_line
                     .is_none_or(|t| t.elapsed() >= Duration::from_secs(2))

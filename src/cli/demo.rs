@@ -161,6 +161,7 @@ async fn story(
         output: None,
         color: a.color,
         changes_out: None,
+        width: None,
     };
     let baseline = store::read(&baseline_path)?;
 

@@ -6,6 +6,7 @@ mod demo;
 mod diff;
 mod init;
 mod migrate;
+mod progress;
 mod snapshot;
 mod verify;
 
@@ -31,11 +32,20 @@ use crate::store;
 /// 2 migval could not do its job (bad spec, connection or SQL error, unreadable baseline),
 /// 130 interrupted by Ctrl-C (backfill: the batch in flight rolled back, progress kept).
 /// `migval --version`: the version, the commit it was built from, the optional features.
+#[cfg(not(feature = "parquet"))]
 pub const VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
     " (commit ",
     env!("MIGVAL_GIT_COMMIT"),
     "; parquet export: not built in)"
+);
+/// `migval --version` of a build with the `parquet` feature.
+#[cfg(feature = "parquet")]
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("MIGVAL_GIT_COMMIT"),
+    "; parquet export: built in)"
 );
 
 #[derive(Debug, Parser)]
@@ -48,6 +58,10 @@ pub const VERSION: &str = concat!(
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// No progress on stderr (the phases, the running probes, the bar). Errors and the report
+    /// are still written.
+    #[arg(long, short = 'q', global = true)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -148,15 +162,35 @@ pub struct OutputArgs {
     /// Colour in the text report.
     #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
-    /// Write every differing key of every rows check (not only the first ones the report
-    /// lists) to this CSV file: check, change, key, baseline and after fingerprints, allowed.
-    #[arg(long, value_name = "FILE")]
+    /// Write every differing value of every check (not only the worst ones the report lists)
+    /// to this file, one line each: check, scope, key, metric, baseline, after, difference,
+    /// rule, ok, note. CSV; Parquet for a `.parquet` name (in a build with the `parquet`
+    /// feature). Values are exact text, never floats.
+    #[arg(long, value_name = "FILE", value_parser = changes_path)]
     pub changes_out: Option<PathBuf>,
+    /// Fit the text report to N columns: long columns wrap, and a table that still does not
+    /// fit becomes one block per check (as psql's expanded mode); check names are never cut.
+    /// Default: the terminal's width when printing to a terminal, else no limit. 0: no limit.
+    #[arg(long, value_name = "N")]
+    pub width: Option<usize>,
 }
 
 impl OutputArgs {
+    /// `--width`, else the terminal's width when the report goes to one, else no limit.
+    fn text_width(&self, to_terminal: bool) -> Option<usize> {
+        match self.width {
+            Some(0) => None,
+            Some(n) => Some(n),
+            None if to_terminal => console::Term::stdout()
+                .size_checked()
+                .map(|(_, cols)| usize::from(cols)),
+            None => None,
+        }
+    }
+
     /// Print or write the report; returns the exit code of its verdict.
     pub fn emit(&self, report: &Report) -> anyhow::Result<u8> {
+        crate::engine::progress::emit(crate::engine::progress::Event::Finished);
         let to_terminal = self.output.is_none() && std::io::stdout().is_terminal();
         let color = match self.color {
             ColorChoice::Always => true,
@@ -164,11 +198,18 @@ impl OutputArgs {
             ColorChoice::Auto => to_terminal && std::env::var_os("NO_COLOR").is_none(),
         };
         if let Some(path) = &self.changes_out {
-            let n = report::changes::write_csv(report, path)
+            let n = report::changes::write(report, path)
                 .with_context(|| format!("writing the changes to {}", path.display()))?;
-            eprintln!("{n} differing row(s) written to {}", path.display());
+            eprintln!(
+                "{n} differing value{} written to {}",
+                if n == 1 { "" } else { "s" },
+                path.display()
+            );
         }
-        let text = report::render(report, self.format, color);
+        let text = match self.format {
+            Format::Text => report::render_text(report, color, self.text_width(to_terminal)),
+            other => report::render(report, other, color),
+        };
         match &self.output {
             Some(path) => {
                 std::fs::write(path, &text)
@@ -190,6 +231,16 @@ impl OutputArgs {
         }
         Ok(report.verdict.exit_code())
     }
+}
+
+/// `--changes-out`: refused before any work when it names a Parquet file that this build
+/// cannot write.
+fn changes_path(s: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(s);
+    if report::changes::is_parquet(&path) && !cfg!(feature = "parquet") {
+        return Err(report::changes::ChangesError::ParquetNotBuilt(s.to_string()).to_string());
+    }
+    Ok(path)
 }
 
 /// The signing key for baselines (HMAC-SHA256).
@@ -264,6 +315,16 @@ pub fn load_spec(path: &std::path::Path) -> anyhow::Result<Spec> {
 
 /// Run the parsed command line; the result is the process exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<u8> {
+    progress::set_quiet(cli.quiet);
+    // Every differing group is kept only when it is to be written.
+    crate::engine::compare::keep_all_changes(match &cli.command {
+        Command::Verify(a) => a.output.changes_out.is_some(),
+        Command::Diff(a) => a.output.changes_out.is_some(),
+        Command::Migrate(a) => a.output.changes_out.is_some(),
+        Command::Backfill(a) => a.output.changes_out.is_some(),
+        _ => false,
+    });
+    let _progress = (!cli.quiet).then(progress::start);
     match cli.command {
         Command::Snapshot(a) => snapshot::run(a).await,
         Command::Verify(a) => verify::run(a).await,

@@ -79,9 +79,11 @@ pub async fn run(a: SnapshotArgs) -> anyhow::Result<u8> {
     unless_stopping().await;
     let snap = snap?;
     crate::trace!("captured");
+    crate::engine::progress::emit(crate::engine::progress::Event::Phase("write file"));
     let written =
         store::write_signed(&a.out, &snap, key.as_ref()).with_context(|| "saving the baseline")?;
     crate::trace!("baseline written");
+    crate::engine::progress::emit(crate::engine::progress::Event::Finished);
     let failed: Vec<_> = snap
         .checks
         .iter()

@@ -58,6 +58,7 @@ pub async fn run(a: VerifyArgs) -> anyhow::Result<u8> {
     super::snapshot::unless_stopping().await;
     let after = captured?;
     crate::trace!("baseline parsed");
+    engine::progress::emit(engine::progress::Event::Phase("compare"));
     let mut report = engine::compare_after(&spec, &baseline, &after);
     engine::rows::describe(&info, &spec, &mut report).await;
     crate::trace!("captured and compared");

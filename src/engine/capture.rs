@@ -35,6 +35,7 @@ use crate::sql::{self, ident};
 
 use super::plan::{self, FactParam, Naming, Output, Probe, ProbeKind};
 use super::preflight::{self, Catalog, Preflight, PreflightError};
+use super::progress::{self, Event};
 
 /// Why a capture produced no snapshot at all (a failing check is not one of these: it is
 /// recorded in the snapshot and the other checks still run).
@@ -168,6 +169,7 @@ pub async fn capture(
     loop {
         attempt += 1;
         let epoch = db::cut_epoch();
+        progress::emit(Event::Phase("connect"));
         let exporter = match (db::connect(info).await, &lost) {
             (Ok(c), _) => c,
             (Err(e), None) => return Err(e.into()),
@@ -353,6 +355,7 @@ async fn attempt_capture(
         .map(|r| ident::quote_qualified(&r.schema, &r.name))
         .collect();
     if !lockable.is_empty() {
+        progress::emit(Event::Phase("lock"));
         exporter
             .batch_execute(&format!(
                 "LOCK TABLE {} IN ACCESS SHARE MODE",
@@ -367,6 +370,7 @@ async fn attempt_capture(
                 )
             })?;
     }
+    progress::emit(Event::Phase("export snapshot"));
     let row = exporter
         .query_one(sql::SNAPSHOT_EXPORT.sql, &[])
         .await
@@ -390,8 +394,9 @@ async fn attempt_capture(
     crate::trace!("snapshot {snapshot_id} exported");
     let probes = Arc::new(probes);
     let spec = Arc::new(spec.clone());
-    let order = order_by_estimate(&exporter, &probes).await;
+    let order = order_by_estimate(&exporter, &probes, &spec).await;
     crate::trace!("probe order by estimated cost: {order:?}");
+    progress::emit(Event::Phase("probes"));
     let queue: Arc<Mutex<VecDeque<usize>>> = Arc::new(Mutex::new(order.into()));
     let exporter = Arc::new(exporter);
 
@@ -502,7 +507,7 @@ const MAX_ATTEMPTS: u32 = 3;
 /// decode. Catalog facts weigh nothing. A query the planner rejects weighs the most: it runs
 /// first and fails fast, and the plan's own estimate (relation sizes) orders what could not be
 /// explained.
-async fn order_by_estimate(client: &Client, probes: &[Probe]) -> Vec<usize> {
+async fn order_by_estimate(client: &Client, probes: &[Probe], spec: &Spec) -> Vec<usize> {
     // Planner cost units per result row the client decodes and keeps (measured: about 3 µs a
     // row against about 70 cost units per ms of execution on the same machine).
     const COST_PER_ROW: f64 = 0.2;
@@ -541,6 +546,20 @@ async fn order_by_estimate(client: &Client, probes: &[Probe]) -> Vec<usize> {
             _ => (0, probes[i].cost),
         }
     };
+    // The progress bar's weights: the planner's estimate, 1 for a probe without one.
+    progress::emit(Event::Planned {
+        probes: (0..probes.len())
+            .map(|i| {
+                let w = match (&probes[i].kind, &estimates[i]) {
+                    (ProbeKind::Query { .. }, Some(Some((cost, rows)))) => {
+                        cost + rows * COST_PER_ROW
+                    }
+                    _ => 1.0,
+                };
+                (check_names(spec, &probes[i]), w.max(1.0))
+            })
+            .collect(),
+    });
     let mut order: Vec<usize> = (0..probes.len()).collect();
     order.sort_by(|&a, &b| {
         let (wa, wb) = (weight(a), weight(b));
@@ -753,6 +772,11 @@ pub async fn capture_in_transaction(
         Some(scope) => Some(read_schema(client, scope).await),
         None => None,
     };
+    // One connection, plan order: no EXPLAIN round trips inside the migration's transaction.
+    progress::emit(Event::Planned {
+        probes: probes.iter().map(|p| (check_names(spec, p), 1.0)).collect(),
+    });
+    progress::emit(Event::Phase("probes"));
     let queue = Mutex::new((0..probes.len()).collect::<VecDeque<usize>>());
     let results = work((info, limits), client, &probes, spec, &queue, 0).await;
     client
@@ -969,12 +993,7 @@ async fn work(
         let probe = &probes[i];
         let context = Some(format!(
             "check `{}` on connection {worker}",
-            probe
-                .checks
-                .iter()
-                .map(|&c| spec.checks[c].name.as_str())
-                .collect::<Vec<_>>()
-                .join("`, `")
+            check_names(spec, probe)
         ));
         if let Err(e) = client.batch_execute("SAVEPOINT migval_probe").await {
             out.push((i, Err(db::failure(&e, context)), None));
@@ -983,6 +1002,10 @@ async fn work(
             }
             continue;
         }
+        progress::emit(Event::ProbeStarted {
+            probe: i,
+            connection: worker,
+        });
         let started = Instant::now();
         let setting = match &probe.kind {
             ProbeKind::Query {
@@ -1009,6 +1032,12 @@ async fn work(
                 .map_or("", |&c| spec.checks[c].name.as_str()),
             started.elapsed().as_millis()
         );
+        progress::emit(Event::ProbeFinished {
+            probe: i,
+            connection: worker,
+            elapsed: started.elapsed(),
+            ok: r.is_ok(),
+        });
         // A probe only reads: rolling back to its savepoint loses nothing and ends any
         // planner setting it ran under (SET LOCAL would otherwise last to the end of the
         // transaction, through the probes after it).
@@ -1049,6 +1078,16 @@ async fn work(
         ));
     }
     out
+}
+
+/// The names of the checks a probe feeds, joined by "`, `".
+fn check_names(spec: &Spec, probe: &Probe) -> String {
+    probe
+        .checks
+        .iter()
+        .filter_map(|&c| spec.checks.get(c).map(|c| c.name.as_str()))
+        .collect::<Vec<_>>()
+        .join("`, `")
 }
 
 /// The planner setting an orphan count runs under.

@@ -13,6 +13,7 @@
 //! compared exactly as text and never rounded.
 
 use std::cmp::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering as Atomic};
 
 use rust_decimal::Decimal;
 
@@ -38,6 +39,16 @@ enum Combine {
     Sum,
     Min,
     Max,
+}
+
+/// Whether grouped checks keep every differing group and metric in `all_changes`: on for
+/// `--changes-out` only, since a migration that moves every one of a million groups would
+/// otherwise hold a record for each in memory for nothing. Rows checks always keep theirs.
+static KEEP_ALL_CHANGES: AtomicBool = AtomicBool::new(false);
+
+/// Keep every differing group of grouped checks (for `--changes-out`), or only the worst.
+pub fn keep_all_changes(on: bool) {
+    KEEP_ALL_CHANGES.store(on, Atomic::Relaxed);
 }
 
 /// Compare every check of `spec` between two snapshots.
@@ -541,6 +552,16 @@ pub(super) fn compare_keyed(
     let mut totals: Vec<(Option<Value>, Option<Value>, Option<String>)> =
         vec![(None, None, None); rules.len()];
     let mut candidates: Vec<Candidate> = Vec::new();
+    // Every differing group and metric, for `--changes-out` (the report keeps the worst only).
+    let keep_all = KEEP_ALL_CHANGES.load(Atomic::Relaxed);
+    let mut all_changes: Vec<Comparison> = Vec::new();
+    let key_text =
+        |t: &Table, i: usize| t.key(i).iter().map(ToString::to_string).collect::<Vec<_>>();
+    let scope_of = |b: Option<usize>, a: Option<usize>| match (b, a) {
+        (Some(_), None) => "disappeared",
+        (None, Some(_)) => "appeared",
+        _ => "group",
+    };
     let (mut bi, mut ai) = (0usize, 0usize);
     while bi < bt.len() || ai < at.len() {
         let ord = match (bi < bt.len(), ai < at.len()) {
@@ -568,14 +589,37 @@ pub(super) fn compare_keyed(
                 accumulate(&mut totals[i], bv, av, r.total);
             }
             let one_sided = bv.is_none() || av.is_none();
-            if !r.rule.scope.per_group() && one_sided && r.rule.expect == Expect::Unchanged {
+            let key = || match (bidx, aidx) {
+                (Some(b), _) => key_text(bt, b),
+                (None, Some(a)) => key_text(at, a),
+                _ => Vec::new(),
+            };
+            let fails_one_sided = one_sided && r.rule.expect == Expect::Unchanged;
+            if !r.rule.scope.per_group() && fails_one_sided {
                 // Appeared/disappeared groups still count as differences under a total-only rule.
                 group_failing = true;
                 group_changed = true;
             }
             if !r.rule.scope.per_group() {
-                if bv.zip(av).is_some_and(|(x, y)| !x.same(y)) {
+                let differs = one_sided || bv.zip(av).is_some_and(|(x, y)| !x.same(y));
+                if differs {
                     group_changed = true;
+                }
+                if differs && keep_all {
+                    all_changes.push(Comparison {
+                        key: key(),
+                        metric: r.label.clone(),
+                        scope: scope_of(bidx, aidx).into(),
+                        baseline: bv.cloned(),
+                        after: av.cloned(),
+                        difference: bv
+                            .and_then(Value::as_decimal)
+                            .zip(av.and_then(Value::as_decimal))
+                            .map(|(x, y)| (y - x).to_string()),
+                        rule: format!("{} (judged on the total)", rule_text(&r.rule, r.exact)),
+                        ok: !fails_one_sided,
+                        note: None,
+                    });
                 }
                 continue;
             }
@@ -583,6 +627,19 @@ pub(super) fn compare_keyed(
             group_changed |= j.changed;
             group_failing |= !j.ok;
             if j.changed || !j.ok {
+                if keep_all {
+                    all_changes.push(Comparison {
+                        key: key(),
+                        metric: r.label.clone(),
+                        scope: scope_of(bidx, aidx).into(),
+                        baseline: bv.cloned(),
+                        after: av.cloned(),
+                        difference: j.difference.map(|d| d.to_string()),
+                        rule: rule_text(&r.rule, r.exact),
+                        ok: j.ok,
+                        note: j.note.clone(),
+                    });
+                }
                 let magnitude = j
                     .difference
                     .or_else(|| av.or(bv).and_then(Value::as_decimal))
@@ -620,8 +677,6 @@ pub(super) fn compare_keyed(
         }
     }
     prune(&mut candidates, worst_n);
-    let key_text =
-        |t: &Table, i: usize| t.key(i).iter().map(ToString::to_string).collect::<Vec<_>>();
     let worst: Vec<Comparison> = candidates
         .into_iter()
         .map(|c| {
@@ -631,11 +686,7 @@ pub(super) fn compare_keyed(
                 .find(|(i, _, _)| *i == c.col)
                 .copied()
                 .unwrap_or((0, 0, 0));
-            let scope = match (c.bi, c.ai) {
-                (Some(_), None) => "disappeared",
-                (None, Some(_)) => "appeared",
-                _ => "group",
-            };
+            let scope = scope_of(c.bi, c.ai);
             Comparison {
                 key: match (c.bi, c.ai) {
                     (Some(b), _) => key_text(bt, b),
@@ -691,7 +742,7 @@ pub(super) fn compare_keyed(
         values,
         groups: Some(stats),
         worst,
-        all_changes: Vec::new(),
+        all_changes,
         baseline_sql: Vec::new(),
         after_sql: Vec::new(),
         error: None,

@@ -317,6 +317,7 @@ async fn run_statements_of(
     summary: &mut MigrationSummary,
     clock: &mut LockClock,
 ) -> Result<(), DbFailure> {
+    super::progress::emit(super::progress::Event::Phase("migration"));
     let pid: i32 = client
         .query_one("SELECT pg_backend_pid()", &[])
         .await

@@ -10,6 +10,7 @@ pub mod init;
 pub mod migrate;
 pub mod plan;
 pub mod preflight;
+pub mod progress;
 pub mod rows;
 pub mod schema_diff;
 pub mod script;

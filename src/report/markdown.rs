@@ -1,7 +1,7 @@
 //! Markdown report, for a change ticket: verdict first, a table of checks, then the details of
 //! what did not pass.
 
-use super::{show, verdict_line};
+use super::{grouped, readable, show, verdict_line};
 use crate::engine::schema_diff::KIND as SCHEMA_DIFF;
 use crate::model::{Report, Status};
 
@@ -143,9 +143,9 @@ pub fn render(r: &Report) -> String {
                     "| {} | {} | {} | {} | {} | {} | {} |\n",
                     esc(&v.metric),
                     v.scope,
-                    esc(&show(&v.baseline)),
-                    esc(&show(&v.after)),
-                    v.difference.clone().unwrap_or_default(),
+                    esc(&readable(&v.baseline)),
+                    esc(&readable(&v.after)),
+                    v.difference.as_deref().map(grouped).unwrap_or_default(),
                     esc(&v.rule),
                     if v.ok { "yes" } else { "**no**" }
                 ));
@@ -158,9 +158,9 @@ pub fn render(r: &Report) -> String {
                     "| {} | {} | {} | {} | {} | {} |\n",
                     esc(&w.key.join(", ")),
                     esc(&w.metric),
-                    esc(&show(&w.baseline)),
-                    esc(&show(&w.after)),
-                    w.difference.clone().unwrap_or_default(),
+                    esc(&readable(&w.baseline)),
+                    esc(&readable(&w.after)),
+                    w.difference.as_deref().map(grouped).unwrap_or_default(),
                     w.scope
                 ));
             }

@@ -3,6 +3,7 @@
 
 pub mod changes;
 pub mod escape;
+mod fit;
 mod html;
 mod json;
 mod junit;
@@ -45,11 +46,18 @@ pub enum Format {
 pub fn render(report: &Report, format: Format, color: bool) -> String {
     match format {
         Format::Json => json::render(report),
-        Format::Text => terminal::render(&escape::report(report), color),
+        Format::Text => terminal::render(&escape::report(report), color, None),
         Format::Markdown => markdown::render(&escape::report(report)),
         Format::Junit => junit::render(&escape::report(report)),
         Format::Html => html::render(&escape::report(report)),
     }
+}
+
+/// The text report fitted to `width` columns (`None`: tables at their natural width). A check
+/// name is never cut; a table too wide even with its long columns wrapped becomes one block
+/// per row.
+pub fn render_text(report: &Report, color: bool, width: Option<usize>) -> String {
+    terminal::render(&escape::report(report), color, width)
 }
 
 /// The last line: `VALIDATION PASSED` or `VALIDATION FAILED: k of n checks`.
@@ -75,9 +83,70 @@ pub fn verdict_line(report: &Report) -> String {
     }
 }
 
+/// A value for reading (text and Markdown): numbers with their thousands grouped
+/// (`1,234,567.8900`, every digit kept); JSON keeps the plain digits.
+fn readable(v: &Option<Value>) -> String {
+    match v {
+        Some(Value::Int(_) | Value::Dec(_) | Value::BigNum(_)) => grouped(&show(v)),
+        _ => show(v),
+    }
+}
+
+/// `text` with the integer part of a plain decimal number grouped by thousands; any other
+/// text (NaN, Infinity, words) unchanged.
+fn grouped(text: &str) -> String {
+    let (sign, digits) = match text.strip_prefix('-') {
+        Some(rest) => ("-", rest),
+        None => ("", text),
+    };
+    let (int, frac) = match digits.split_once('.') {
+        Some((i, f)) => (i, Some(f)),
+        None => (digits, None),
+    };
+    let plain = !int.is_empty()
+        && int.bytes().all(|b| b.is_ascii_digit())
+        && frac.is_none_or(|f| f.bytes().all(|b| b.is_ascii_digit()));
+    if !plain || int.len() < 4 {
+        return text.to_string();
+    }
+    let mut out = String::from(sign);
+    for (i, ch) in int.chars().enumerate() {
+        if i > 0 && (int.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    if let Some(f) = frac {
+        out.push('.');
+        out.push_str(f);
+    }
+    out
+}
+
+/// A count for reading: `1,234,567`.
+fn count(n: usize) -> String {
+    grouped(&n.to_string())
+}
+
 fn show(v: &Option<Value>) -> String {
     match v {
         None => "(none)".into(),
         Some(v) => v.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::grouped;
+
+    #[test]
+    fn big_numbers_are_grouped_and_keep_every_digit() {
+        assert_eq!(grouped("999"), "999");
+        assert_eq!(grouped("1000"), "1,000");
+        assert_eq!(grouped("-1234567.8900"), "-1,234,567.8900");
+        assert_eq!(grouped("123456789012345.6789"), "123,456,789,012,345.6789");
+        assert_eq!(grouped("NaN"), "NaN");
+        assert_eq!(grouped("1e5"), "1e5");
+        assert_eq!(grouped("acct-12345"), "acct-12345");
     }
 }

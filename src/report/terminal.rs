@@ -1,10 +1,9 @@
 //! The terminal report: a header saying what was compared, one row per check, details for
 //! every check that did not pass (values, worst groups, the server's error), and the verdict.
+//! Fitted to a width when given ([`fit`](super::fit)); a check name is never cut.
 
-use tabled::builder::Builder;
-use tabled::settings::Style;
-
-use super::{show, verdict_line};
+use super::fit;
+use super::{count, grouped, readable, show, verdict_line};
 use crate::engine::schema_diff::KIND as SCHEMA_DIFF;
 use crate::model::{CheckResult, Report, Status};
 
@@ -52,16 +51,16 @@ fn overview_values(c: &CheckResult) -> (String, String, String) {
     }
     if let Some(g) = &c.groups {
         return (
-            format!("{} groups", g.baseline_groups),
-            format!("{} groups", g.after_groups),
-            format!("{} changed", g.changed),
+            format!("{} groups", count(g.baseline_groups)),
+            format!("{} groups", count(g.after_groups)),
+            format!("{} changed", count(g.changed)),
         );
     }
     match c.values.as_slice() {
         [one] => (
-            show(&one.baseline),
-            show(&one.after),
-            one.difference.clone().unwrap_or_default(),
+            readable(&one.baseline),
+            readable(&one.after),
+            one.difference.as_deref().map(grouped).unwrap_or_default(),
         ),
         [] => (String::new(), String::new(), String::new()),
         many => {
@@ -83,13 +82,30 @@ fn overview_values(c: &CheckResult) -> (String, String, String) {
     }
 }
 
-pub fn render(r: &Report, color: bool) -> String {
+/// Push `text` as one line, word-wrapped to `width` (continuation lines indented by `hang`).
+fn push_line(out: &mut String, text: &str, width: Option<usize>, hang: usize) {
+    out.push_str(&fit::line(text, width, hang));
+    out.push('\n');
+}
+
+/// Rows as owned strings, for [`fit::table`].
+fn rows<const N: usize>(header: [&str; N]) -> Vec<Vec<String>> {
+    vec![header.iter().map(ToString::to_string).collect()]
+}
+
+pub fn render(r: &Report, color: bool, width: Option<usize>) -> String {
     let mut out = String::new();
     if let Some(b) = &r.banner {
-        out.push_str(&format!("== {b} ==\n"));
+        push_line(&mut out, &format!("== {b} =="), width, 3);
     }
-    out.push_str(&format!("migval {} — spec {}\n", r.command, r.spec_path));
-    out.push_str(&format!(
+    push_line(
+        &mut out,
+        &format!("migval {} — spec {}", r.command, r.spec_path),
+        width,
+        2,
+    );
+    let mut header = String::new();
+    header.push_str(&format!(
         "  baseline: {} db {}{} at {} (snapshot {}, lsn {})\n",
         r.baseline.target,
         super::standby_note(&r.baseline),
@@ -98,7 +114,7 @@ pub fn render(r: &Report, color: bool) -> String {
         r.baseline.snapshot_id,
         r.baseline.lsn
     ));
-    out.push_str(&format!(
+    header.push_str(&format!(
         "  after:    {} db {}{} at {} (snapshot {}, lsn {})\n",
         r.after.target,
         r.after.database,
@@ -108,21 +124,23 @@ pub fn render(r: &Report, color: bool) -> String {
         r.after.lsn
     ));
     for (o, n) in &r.renames {
-        out.push_str(&format!("  rename:   {o} -> {n}\n"));
+        header.push_str(&format!("  rename:   {o} -> {n}\n"));
     }
     for s in &r.spec_changes {
-        out.push_str(&format!("  spec:     {s}\n"));
+        header.push_str(&format!("  spec:     {s}\n"));
+    }
+    for l in header.lines() {
+        push_line(&mut out, l, width, 12);
     }
     if let Some(b) = &r.backup {
-        out.push_str(&format!("  backup:   {}\n", b.describe()));
+        push_line(&mut out, &format!("  backup:   {}", b.describe()), width, 12);
     }
     out.push('\n');
     if let Some(m) = &r.migration {
-        out.push_str(&migration(m));
+        out.push_str(&migration(m, width));
     }
 
-    let mut b = Builder::default();
-    b.push_record([
+    let mut t = rows([
         "status",
         "check",
         "baseline",
@@ -133,9 +151,9 @@ pub fn render(r: &Report, color: bool) -> String {
     ]);
     for c in &r.checks {
         let (base, after, diff) = overview(c);
-        b.push_record([
+        t.push(vec![
             paint(&c.status.to_string(), c.status, color),
-            cell(&c.name, 40),
+            c.name.replace('\n', " "),
             cell(&base, 22),
             cell(&after, 22),
             cell(&diff, 16),
@@ -143,28 +161,32 @@ pub fn render(r: &Report, color: bool) -> String {
             cell(&c.summary, 70),
         ]);
     }
-    let mut t = b.build();
-    t.with(Style::psql());
-    out.push_str(&t.to_string());
-    out.push('\n');
+    // Status and check name keep their width: a name is never cut.
+    out.push_str(&fit::table(t, width, 0, &[0, 1]));
     for c in r.checks.iter().filter(|c| c.kind == SCHEMA_DIFF) {
-        out.push_str(&schema_changes(c, color));
+        out.push_str(&schema_changes(c, color, width));
     }
 
     for c in r.checks.iter().filter(|c| c.status != Status::Pass) {
-        out.push_str(&format!(
-            "\n{} {} ({})\n",
-            paint(&c.status.to_string(), c.status, color),
-            c.name,
-            c.kind
-        ));
-        out.push_str(&format!("  {}\n", c.summary));
+        out.push('\n');
+        push_line(
+            &mut out,
+            &format!(
+                "{} {} ({})",
+                paint(&c.status.to_string(), c.status, color),
+                c.name,
+                c.kind
+            ),
+            None,
+            2,
+        );
+        push_line(&mut out, &format!("  {}", c.summary), width, 4);
         if let Some(e) = &c.error {
             for line in e.to_string().lines() {
-                out.push_str(&format!("  {line}\n"));
+                push_line(&mut out, &format!("  {line}"), width, 4);
             }
             if let Some(ctx) = &e.context {
-                out.push_str(&format!("  CONTEXT:  {ctx}\n"));
+                push_line(&mut out, &format!("  CONTEXT:  {ctx}"), width, 12);
             }
         }
         let details: Vec<_> = c
@@ -173,8 +195,7 @@ pub fn render(r: &Report, color: bool) -> String {
             .filter(|v| c.kind != SCHEMA_DIFF && (!v.ok || v.scope == "total"))
             .collect();
         if !details.is_empty() {
-            let mut b = Builder::default();
-            b.push_record([
+            let mut t = rows([
                 "value",
                 "scope",
                 "baseline",
@@ -185,30 +206,25 @@ pub fn render(r: &Report, color: bool) -> String {
                 "note",
             ]);
             for v in details {
-                b.push_record([
+                t.push(vec![
                     cell(&v.metric, 40),
                     v.scope.clone(),
-                    cell(&show(&v.baseline), 30),
-                    cell(&show(&v.after), 30),
-                    v.difference.clone().unwrap_or_default(),
+                    cell(&readable(&v.baseline), 30),
+                    cell(&readable(&v.after), 30),
+                    v.difference.as_deref().map(grouped).unwrap_or_default(),
                     cell(&v.rule, 30),
                     if v.ok { "yes".into() } else { "NO".into() },
                     cell(v.note.as_deref().unwrap_or(""), 60),
                 ]);
             }
-            let mut t = b.build();
-            t.with(Style::psql());
-            for line in t.to_string().lines() {
-                out.push_str(&format!("  {line}\n"));
-            }
+            out.push_str(&fit::table(t, width, 2, &[]));
         }
         if !c.worst.is_empty() {
             out.push_str(&format!(
                 "  worst {} groups by absolute difference:\n",
                 c.worst.len()
             ));
-            let mut b = Builder::default();
-            b.push_record([
+            let mut t = rows([
                 "group",
                 "value",
                 "baseline",
@@ -218,21 +234,17 @@ pub fn render(r: &Report, color: bool) -> String {
                 "ok",
             ]);
             for w in &c.worst {
-                b.push_record([
+                t.push(vec![
                     cell(&w.key.join(", "), 40),
                     cell(&w.metric, 30),
-                    cell(&show(&w.baseline), 30),
-                    cell(&show(&w.after), 30),
-                    w.difference.clone().unwrap_or_default(),
+                    cell(&readable(&w.baseline), 30),
+                    cell(&readable(&w.after), 30),
+                    w.difference.as_deref().map(grouped).unwrap_or_default(),
                     w.scope.clone(),
                     if w.ok { "yes".into() } else { "NO".into() },
                 ]);
             }
-            let mut t = b.build();
-            t.with(Style::psql());
-            for line in t.to_string().lines() {
-                out.push_str(&format!("  {line}\n"));
-            }
+            out.push_str(&fit::table(t, width, 2, &[]));
         }
     }
     out.push('\n');
@@ -241,18 +253,16 @@ pub fn render(r: &Report, color: bool) -> String {
     } else {
         Status::Fail
     };
-    out.push_str(&paint(&verdict_line(r), status, color));
-    out.push('\n');
+    push_line(&mut out, &paint(&verdict_line(r), status, color), width, 2);
     out
 }
 
 /// Every schema change, declared or not, one line per changed attribute.
-fn schema_changes(c: &CheckResult, color: bool) -> String {
+fn schema_changes(c: &CheckResult, color: bool, width: Option<usize>) -> String {
     if c.values.is_empty() {
         return String::new();
     }
-    let mut b = Builder::default();
-    b.push_record([
+    let mut t = rows([
         "ok",
         "change",
         "object",
@@ -263,7 +273,7 @@ fn schema_changes(c: &CheckResult, color: bool) -> String {
     ]);
     for v in &c.values {
         let status = if v.ok { Status::Pass } else { c.status };
-        b.push_record([
+        t.push(vec![
             paint(if v.ok { "yes" } else { "NO" }, status, color),
             v.scope.clone(),
             cell(&v.key.join(" "), 60),
@@ -273,25 +283,37 @@ fn schema_changes(c: &CheckResult, color: bool) -> String {
             cell(&v.rule, 50),
         ]);
     }
-    let mut t = b.build();
-    t.with(Style::psql());
-    let mut out = format!("\nschema changes ({}):\n", c.summary);
-    for line in t.to_string().lines() {
-        out.push_str(&format!("  {line}\n"));
-    }
+    let mut out = String::from("\n");
+    push_line(
+        &mut out,
+        &format!("schema changes ({}):", c.summary),
+        width,
+        2,
+    );
+    out.push_str(&fit::table(t, width, 2, &[]));
     out
 }
 
-fn migration(m: &crate::model::MigrationSummary) -> String {
-    let mut out = format!("migration {}: {}\n", m.script, m.mode);
+fn migration(m: &crate::model::MigrationSummary, width: Option<usize>) -> String {
+    let mut out = String::new();
+    push_line(
+        &mut out,
+        &format!("migration {}: {}", m.script, m.mode),
+        width,
+        2,
+    );
     for (o, n) in &m.renames_inferred {
-        out.push_str(&format!("  rename inferred from the script: {o} -> {n}\n"));
+        push_line(
+            &mut out,
+            &format!("  rename inferred from the script: {o} -> {n}"),
+            width,
+            4,
+        );
     }
     if !m.statements.is_empty() {
-        let mut b = Builder::default();
-        b.push_record(["line", "ms", "rows", "tries", "ok", "statement"]);
+        let mut t = rows(["line", "ms", "rows", "tries", "ok", "statement"]);
         for s in &m.statements {
-            b.push_record([
+            t.push(vec![
                 s.location(),
                 s.duration_ms.to_string(),
                 s.rows.map(|r| r.to_string()).unwrap_or_default(),
@@ -300,30 +322,28 @@ fn migration(m: &crate::model::MigrationSummary) -> String {
                 cell(&s.sql, 90),
             ]);
         }
-        let mut t = b.build();
-        t.with(Style::psql());
-        for line in t.to_string().lines() {
-            out.push_str(&format!("  {line}\n"));
-        }
+        out.push_str(&fit::table(t, width, 2, &[]));
     }
     for l in &m.locks {
-        out.push_str(&format!(
-            "  lock: {} on {} held {:.1} s\n",
+        let text = format!(
+            "  lock: {} on {} held {:.1} s",
             l.mode,
             l.relation,
             std::time::Duration::from_millis(l.held_ms).as_secs_f64()
-        ));
+        );
+        push_line(&mut out, &text, width, 4);
     }
     for b in &m.blockers {
-        out.push_str(&format!(
-            "  blocked by pid {} ({}@{}, {}, transaction open {} s): {}\n",
+        let text = format!(
+            "  blocked by pid {} ({}@{}, {}, transaction open {} s): {}",
             b.pid,
             b.user,
             b.application_name,
             b.state,
             b.transaction_seconds,
             cell(&b.query, 120)
-        ));
+        );
+        push_line(&mut out, &text, width, 4);
     }
     out.push('\n');
     out

@@ -12,6 +12,8 @@ mod backup;
 mod capture_faults;
 /// Every query of the catalogue in queries/ prepares against a real server.
 mod catalogue;
+/// `--changes-out`: every differing value of every check, exact, as CSV (and Parquet).
+mod changes_out;
 /// Each check kind captures the right numbers and catches what it should.
 mod check_kinds;
 /// The command line: exit codes, spec errors, corrupted baselines, passwords, formats, diff.
@@ -40,8 +42,12 @@ mod network;
 mod org_customers;
 /// PgBouncer in transaction pooling mode: snapshot and verify through it.
 mod pgbouncer;
+/// Progress on stderr: plain lines, indicatif on a pty, --quiet.
+mod progress;
 /// [rename] applied to the post-state; missing objects reported before anything runs.
 mod renames;
+/// The text report fitted to 80 and 120 columns; check names never cut.
+mod report_width;
 /// Row proof: a fingerprint per row, compared key by key.
 mod rows;
 /// Tolerance (per group, total, both), every intent, group keys, exact numerics.

@@ -133,7 +133,12 @@ pub fn render(r: &Report, color: bool, width: Option<usize>) -> String {
         push_line(&mut out, l, width, 12);
     }
     if let Some(b) = &r.backup {
-        push_line(&mut out, &format!("  backup:   {}", b.describe()), width, 12);
+        push_line(
+            &mut out,
+            &format!("  backup:   {}", b.describe()),
+            width,
+            12,
+        );
     }
     out.push('\n');
     if let Some(m) = &r.migration {

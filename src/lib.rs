@@ -29,6 +29,7 @@ pub mod integrity;
 pub mod model;
 pub mod redact;
 pub mod report;
+pub mod section;
 pub mod spec;
 pub mod sql;
 pub mod store;

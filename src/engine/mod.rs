@@ -10,6 +10,7 @@ pub mod migrate;
 pub mod plan;
 pub mod preflight;
 pub mod rows;
+pub mod rowstream;
 pub mod schema_diff;
 pub mod script;
 

@@ -520,6 +520,9 @@ pub struct Section {
     /// SHA-256 of the section's bytes (the file's checksum covers them too; this one lets a
     /// reader refuse a section that changed after the file was verified).
     pub sha256: String,
+    /// Deflate-compressed (a section that keeps row values).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub compressed: bool,
     #[serde(skip)]
     pub source: crate::section::Source,
 }
@@ -532,6 +535,7 @@ impl PartialEq for Section {
             && self.rows == other.rows
             && self.bytes == other.bytes
             && self.sha256 == other.sha256
+            && self.compressed == other.compressed
     }
 }
 

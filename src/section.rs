@@ -7,6 +7,9 @@
 //!   compare:  SectionReader (baseline file, at the section's offset) ==merge== SectionReader
 //! ```
 //!
+//! A section that keeps row values (`keep = "values"`) is deflate-compressed as a whole
+//! (`compressed`); its length and SHA-256 are those of the compressed bytes in the file.
+//!
 //! A row is `u32 length` + its cells; a cell is one tag byte and its bytes (little endian):
 //! `0` NULL, `1`/`2` false/true, `3` i64, `4` decimal text, `5` wide numeric text, `6` f64
 //! bits, `7` text (texts as `u32 length` + UTF-8). The JSON of the snapshot records each
@@ -92,18 +95,86 @@ impl Drop for Backing {
 
 static SPILLS: AtomicU64 = AtomicU64::new(0);
 
-/// Writes one section to its own spill file in the temporary directory.
-pub struct SectionWriter {
-    backing: Arc<Backing>,
-    file: BufWriter<fs::File>,
-    hasher: Sha256,
-    row: Vec<u8>,
-    rows: u64,
+/// Hashes and counts what goes through it to the file.
+struct Hashing<W> {
+    inner: W,
+    sha: Sha256,
     bytes: u64,
 }
 
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.sha.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Hashes what is read through it.
+struct HashingRead<R> {
+    inner: R,
+    sha: Sha256,
+}
+
+impl<R: Read> Read for HashingRead<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.sha.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+type FileOut = Hashing<BufWriter<fs::File>>;
+
+enum Sink {
+    Plain(FileOut),
+    Deflate(flate2::write::DeflateEncoder<FileOut>),
+}
+
+type FileIn = HashingRead<io::Take<BufReader<fs::File>>>;
+
+enum Tap {
+    Plain(FileIn),
+    Deflate(BufReader<flate2::read::DeflateDecoder<FileIn>>),
+}
+
+impl Read for Tap {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Tap::Plain(r) => r.read(buf),
+            Tap::Deflate(r) => r.read(buf),
+        }
+    }
+}
+
+impl Tap {
+    /// Past the last row: read what is left of the section through the hash (a compressed
+    /// stream may end before its bytes do) and return the hash.
+    fn finish(self) -> io::Result<String> {
+        let mut raw = match self {
+            Tap::Plain(r) => r,
+            Tap::Deflate(r) => r.into_inner().into_inner(),
+        };
+        io::copy(&mut raw, &mut io::sink())?;
+        Ok(hex(&raw.sha.finalize()))
+    }
+}
+
+/// Writes one section to its own spill file in the temporary directory.
+pub struct SectionWriter {
+    backing: Arc<Backing>,
+    out: Sink,
+    row: Vec<u8>,
+    rows: u64,
+}
+
 impl SectionWriter {
-    pub fn new() -> Result<SectionWriter, SectionError> {
+    /// `compress`: deflate the section (worth it for row values, not for fingerprints).
+    pub fn new(compress: bool) -> Result<SectionWriter, SectionError> {
         let n = SPILLS.fetch_add(1, Ordering::Relaxed);
         let path = std::env::temp_dir().join(format!("migval-{}-{n}.section", std::process::id()));
         let file = fs::OpenOptions::new()
@@ -114,13 +185,23 @@ impl SectionWriter {
                 path: path.clone(),
                 source,
             })?;
+        let file = Hashing {
+            inner: BufWriter::with_capacity(BUF, file),
+            sha: Sha256::new(),
+            bytes: 0,
+        };
         Ok(SectionWriter {
             backing: Arc::new(Backing { path, remove: true }),
-            file: BufWriter::with_capacity(BUF, file),
-            hasher: Sha256::new(),
+            out: if compress {
+                Sink::Deflate(flate2::write::DeflateEncoder::new(
+                    file,
+                    flate2::Compression::fast(),
+                ))
+            } else {
+                Sink::Plain(file)
+            },
             row: Vec::with_capacity(256),
             rows: 0,
-            bytes: 0,
         })
     }
 
@@ -140,10 +221,11 @@ impl SectionWriter {
         }
         let len = u32::try_from(self.row.len() - 4).unwrap_or(u32::MAX);
         self.row[..4].copy_from_slice(&len.to_le_bytes());
-        self.hasher.update(&self.row);
-        self.bytes += self.row.len() as u64;
         self.rows += 1;
-        let r = self.file.write_all(&self.row);
+        let r = match &mut self.out {
+            Sink::Plain(f) => f.write_all(&self.row),
+            Sink::Deflate(f) => f.write_all(&self.row),
+        };
         r.map_err(|e| self.io(e))
     }
 
@@ -152,15 +234,25 @@ impl SectionWriter {
     }
 
     /// Flush and describe the section.
-    pub fn finish(mut self, columns: Vec<Column>, key_len: usize) -> Result<Section, SectionError> {
-        let flushed = self.file.flush();
-        flushed.map_err(|e| self.io(e))?;
+    pub fn finish(self, columns: Vec<Column>, key_len: usize) -> Result<Section, SectionError> {
+        let (compressed, ended) = match self.out {
+            Sink::Plain(f) => (false, Ok(f)),
+            Sink::Deflate(f) => (true, f.finish()),
+        };
+        let path = self.backing.path.clone();
+        let io_err = |source| SectionError::Io {
+            path: path.clone(),
+            source,
+        };
+        let mut f = ended.map_err(&io_err)?;
+        f.flush().map_err(io_err)?;
         Ok(Section {
             columns,
             key_len,
             rows: self.rows,
-            bytes: self.bytes,
-            sha256: hex(&self.hasher.finalize()),
+            bytes: f.bytes,
+            sha256: hex(&f.sha.finalize()),
+            compressed,
             source: Source {
                 inner: Some((self.backing, 0)),
             },
@@ -237,15 +329,13 @@ fn decode(buf: &mut &[u8]) -> Result<Value, String> {
 pub struct SectionReader {
     path: PathBuf,
     check: String,
-    file: io::Take<BufReader<fs::File>>,
-    hasher: Sha256,
+    file: Option<Tap>,
     width: usize,
     expect_rows: u64,
     expect_sha: String,
     rows: u64,
     buf: Vec<u8>,
     cells: Vec<Value>,
-    done: bool,
 }
 
 impl SectionReader {
@@ -265,18 +355,28 @@ impl SectionReader {
         };
         let mut f = fs::File::open(&path).map_err(io_err)?;
         f.seek(SeekFrom::Start(*offset)).map_err(io_err)?;
+        let raw = HashingRead {
+            inner: BufReader::with_capacity(BUF, f).take(s.bytes),
+            sha: Sha256::new(),
+        };
+        let tap = if s.compressed {
+            Tap::Deflate(BufReader::with_capacity(
+                BUF,
+                flate2::read::DeflateDecoder::new(raw),
+            ))
+        } else {
+            Tap::Plain(raw)
+        };
         Ok(SectionReader {
             path: path.clone(),
             check: check.into(),
-            file: BufReader::with_capacity(BUF, f).take(s.bytes),
-            hasher: Sha256::new(),
+            file: Some(tap),
             width: s.columns.len(),
             expect_rows: s.rows,
             expect_sha: s.sha256.clone(),
             rows: 0,
             buf: Vec::new(),
             cells: Vec::new(),
-            done: false,
         })
     }
 
@@ -295,23 +395,40 @@ impl SectionReader {
 
     /// The next row, or `None` after the last one (once its checks passed).
     pub fn next_row(&mut self) -> Result<Option<&[Value]>, SectionError> {
-        if self.done {
+        let Some(file) = self.file.as_mut() else {
             return Ok(None);
-        }
+        };
+        // A damaged compressed stream reads as an error, not as an end.
+        let damaged = |e: &io::Error| {
+            e.kind() == io::ErrorKind::InvalidInput
+                || e.kind() == io::ErrorKind::InvalidData
+                || e.kind() == io::ErrorKind::UnexpectedEof
+        };
         let mut len = [0u8; 4];
-        let got = read_full(&mut self.file, &mut len).map_err(|source| SectionError::Io {
-            path: self.path.clone(),
-            source,
-        })?;
+        let got = match read_full(file, &mut len) {
+            Ok(n) => n,
+            Err(e) if damaged(&e) => return Err(self.damaged(e.to_string())),
+            Err(source) => {
+                return Err(SectionError::Io {
+                    path: self.path.clone(),
+                    source,
+                });
+            }
+        };
         if got == 0 {
-            self.done = true;
+            let Some(tap) = self.file.take() else {
+                return Ok(None);
+            };
             if self.rows != self.expect_rows {
                 return Err(self.damaged(format!(
                     "{} rows where the snapshot says {}",
                     self.rows, self.expect_rows
                 )));
             }
-            let sha = hex(&std::mem::take(&mut self.hasher).finalize());
+            let sha = tap.finish().map_err(|source| SectionError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
             if sha != self.expect_sha {
                 return Err(self.damaged("its content does not match its SHA-256"));
             }
@@ -324,16 +441,20 @@ impl SectionReader {
         if n > MAX_ROW {
             return Err(self.damaged(format!("a row claims {n} bytes")));
         }
-        self.hasher.update(len);
         self.buf.resize(usize::try_from(n).unwrap_or(usize::MAX), 0);
-        let got = read_full(&mut self.file, &mut self.buf).map_err(|source| SectionError::Io {
-            path: self.path.clone(),
-            source,
-        })?;
+        let got = match read_full(file, &mut self.buf) {
+            Ok(n) => n,
+            Err(e) if damaged(&e) => return Err(self.damaged(e.to_string())),
+            Err(source) => {
+                return Err(SectionError::Io {
+                    path: self.path.clone(),
+                    source,
+                });
+            }
+        };
         if got < self.buf.len() {
             return Err(self.damaged("the last row is cut short"));
         }
-        self.hasher.update(&self.buf);
         self.cells.clear();
         let mut rest = self.buf.as_slice();
         for _ in 0..self.width {
@@ -431,7 +552,7 @@ mod tests {
                 Value::Text("".into()),
             ],
         ];
-        let mut w = SectionWriter::new().unwrap();
+        let mut w = SectionWriter::new(false).unwrap();
         for r in &rows {
             w.push(r).unwrap();
         }
@@ -453,7 +574,7 @@ mod tests {
 
     #[test]
     fn a_section_with_a_changed_count_or_byte_is_refused() {
-        let mut w = SectionWriter::new().unwrap();
+        let mut w = SectionWriter::new(false).unwrap();
         w.push(&[Value::Int(1), Value::Int(2), Value::Null])
             .unwrap();
         let mut s = w.finish(cols(), 1).unwrap();
@@ -467,5 +588,31 @@ mod tests {
         s.bytes -= 1;
         let e = to_table(&s, "c").unwrap_err().to_string();
         assert!(e.contains("cut short"), "{e}");
+    }
+
+    #[test]
+    fn a_compressed_section_round_trips_and_a_damaged_one_is_refused() {
+        let mut w = SectionWriter::new(true).unwrap();
+        for i in 0..5000 {
+            let json = format!("{{\"id\":{i},\"status\":\"active\"}}");
+            w.push(&[Value::Int(i), Value::Int(i * 7), Value::Text(json.into())])
+                .unwrap();
+        }
+        let s = w.finish(cols(), 1).unwrap();
+        assert!(s.compressed && s.bytes < 5000 * 30, "{} bytes", s.bytes);
+        let t = to_table(&s, "c").unwrap();
+        assert_eq!(t.len(), 5000);
+        assert_eq!(
+            t.row(4999)[2],
+            Value::Text("{\"id\":4999,\"status\":\"active\"}".into())
+        );
+        // Flip a byte in the middle of the compressed stream: refused, never a panic.
+        let path = s.source.path().unwrap().to_path_buf();
+        let mut bytes = fs::read(&path).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x55;
+        fs::write(&path, &bytes).unwrap();
+        let e = to_table(&s, "c").unwrap_err().to_string();
+        assert!(e.contains("cut short or damaged"), "{e}");
     }
 }

@@ -132,6 +132,8 @@ struct Shape {
     bf: usize,
     af: usize,
     allowed: Option<usize>,
+    /// The baseline's row values (`keep = "values"`).
+    before: Option<usize>,
 }
 
 impl Shape {
@@ -150,6 +152,7 @@ impl Shape {
             bf,
             af,
             allowed: col(ac, "allowed"),
+            before: col(bc, super::rowstream::VALUES),
         })
     }
 }
@@ -219,7 +222,10 @@ fn merge_all(
                     "unchanged".into()
                 },
                 ok,
-                note: None,
+                note: match (brow, shape.before) {
+                    (Some(r), Some(c)) => Some(format!("before: {}", r[c])),
+                    _ => None,
+                },
             });
         }
         if ord != Ordering::Greater {
@@ -402,7 +408,11 @@ pub async fn describe(
                     };
                     for w in report.checks[i].worst.iter_mut() {
                         if w.key == key && w.scope != DISAPPEARED {
-                            w.note = Some(format!("after: {values}"));
+                            // Baseline values kept: before -> after.
+                            w.note = Some(match w.note.take() {
+                                Some(before) => format!("{before} -> after: {values}"),
+                                None => format!("after: {values}"),
+                            });
                         }
                     }
                 }

@@ -25,6 +25,9 @@ use crate::db::{self, decode::Decoder};
 use crate::model::{Column, DbFailure, Kind, Section, Value, cmp_keys};
 use crate::section::SectionWriter;
 
+/// The column of a baseline that keeps row values (`keep = "values"`): `row_to_json` text.
+pub const VALUES: &str = "row_values";
+
 /// Stream one rows check into a section.
 pub(super) async fn capture(
     client: &Client,
@@ -100,7 +103,8 @@ pub(super) async fn capture(
     let params: Vec<&(dyn ToSql + Sync)> = Vec::new();
     let stream = client.query_raw(&stmt, params).await.map_err(fail)?;
     let mut stream = std::pin::pin!(stream);
-    let mut out = SectionWriter::new().map_err(|e| plain(e.to_string()))?;
+    let keeps_values = columns.iter().any(|c| c.name == VALUES);
+    let mut out = SectionWriter::new(keeps_values).map_err(|e| plain(e.to_string()))?;
     let mut row: Vec<Value> = Vec::with_capacity(decoders.len());
     let mut prev: Vec<Value> = Vec::with_capacity(decoders.len());
     while let Some(r) = stream.try_next().await.map_err(fail)? {

@@ -28,6 +28,7 @@ pub fn write_csv(report: &Report, path: &Path) -> Result<usize, csv::Error> {
                 .iter()
                 .find(|w| w.key == ch.key && w.scope == ch.scope)
                 .and_then(|w| w.note.clone())
+                .or_else(|| ch.note.clone())
                 .unwrap_or_default();
             w.write_record([
                 c.name.as_str(),

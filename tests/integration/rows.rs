@@ -493,3 +493,153 @@ fn a_baseline_of_the_json_format_still_verifies_against_a_streamed_post_state() 
     assert_eq!(keys(&report, "rows", "changed"), ["17"], "{r}");
     assert_eq!(check(&report, "rows")["groups"]["changed"], 1, "{r}");
 }
+
+/// The fingerprints come from the one exported snapshot like every other probe: with a writer
+/// inserting rows throughout the snapshot, the rows that verify finds appeared are exactly the
+/// rows the count check (another probe, maybe another connection) saw added, and no row is
+/// reported changed.
+#[test]
+fn a_writer_during_the_snapshot_produces_no_false_changes() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let db = world(
+        "rows_consistency",
+        "CREATE TABLE accounts (id bigint PRIMARY KEY, balance numeric(12,2) NOT NULL);
+         INSERT INTO accounts SELECT g, g % 1000 FROM generate_series(1, 200000) g;
+         CREATE SEQUENCE more START 1000001;",
+    );
+    let spec = db.file(
+        "checks.toml",
+        r#"
+[settings]
+parallel = 2
+
+[[check]]
+name = "rows"
+rows = { table = "accounts", key = ["id"] }
+
+[[check]]
+name = "count"
+table = "accounts"
+metrics = ["count(*)"]
+expect = "may_change"
+"#,
+    );
+    let base = db.path("base.json");
+    let stop = Arc::new(AtomicBool::new(false));
+    let runtime = rt();
+    let writer = {
+        let url = db.url.clone();
+        let stop = stop.clone();
+        runtime.spawn(async move {
+            let c = crate::common::connect(&url).await;
+            let mut n = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                c.batch_execute("INSERT INTO accounts VALUES (nextval('more'), 1)")
+                    .await
+                    .expect("writer");
+                n += 1;
+            }
+            n
+        })
+    };
+    let snap = migval(&[
+        "snapshot",
+        "--spec",
+        p(&spec),
+        "--out",
+        p(&base),
+        "--db",
+        &db.url,
+    ]);
+    stop.store(true, Ordering::Relaxed);
+    let inserted = runtime.block_on(writer).unwrap();
+    assert_eq!(snap.code, 0, "{snap}");
+    assert!(inserted > 10, "the writer ran ({inserted} rows)");
+    let r = verify_again(&db, &["--format", "json"]);
+    let report: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let rows = check(&report, "rows");
+    let count = &check(&report, "count")["values"][0];
+    let added = count["after"].as_i64().unwrap() - count["baseline"].as_i64().unwrap();
+    assert!(added > 0, "rows were inserted after the snapshot{r}");
+    assert_eq!(rows["groups"]["appeared"], added, "{r}");
+    assert_eq!(rows["groups"]["changed"], 0, "{r}");
+    assert_eq!(rows["groups"]["disappeared"], 0, "{r}");
+    assert_eq!(
+        rows["groups"]["baseline_groups"], count["baseline"],
+        "the section holds the rows the count saw{r}"
+    );
+}
+
+#[test]
+fn keep_values_shows_each_changed_row_before_and_after() {
+    let db = world("rows_keep_values", PRODUCTS);
+    let spec = r#"
+[settings]
+worst_groups = 1
+
+[[check]]
+name = "rows"
+rows = { table = "client_products", key = ["id"], keep = "values" }
+"#;
+    let (run, report) = snapshot_then(&db, spec, || {
+        rt().block_on(db.exec(
+            "UPDATE client_products SET fixed_cost = 1234.56 WHERE id = 8;
+             UPDATE client_products SET status = 'gone' WHERE id = 9;
+             DELETE FROM client_products WHERE id = 10;",
+        ))
+    });
+    assert_eq!(run.code, 1, "{run}");
+    // The baseline's section of values is compressed: smaller than its JSON text.
+    let base = std::fs::read(db.path("base.json")).unwrap();
+    let json_end = base.iter().position(|&b| b == b'\n').unwrap();
+    let head = String::from_utf8_lossy(&base[..json_end]);
+    assert!(head.contains("\"compressed\":true"), "{head}");
+    assert!(
+        base.len() - json_end < 2000 * 60,
+        "2,000 rows of values in {} bytes",
+        base.len() - json_end
+    );
+    let worst = &check(&report, "rows")["worst"][0];
+    let note = worst["note"].as_str().unwrap_or("");
+    assert_eq!(worst["key"], serde_json::json!(["8"]), "{run}");
+    assert!(
+        note.starts_with("before: {\"id\":8,") && note.contains("\"fixed_cost\":20.00"),
+        "{note}"
+    );
+    assert!(
+        note.contains(" -> after: {\"id\":8,") && note.contains("1234.56"),
+        "{note}"
+    );
+    // Past the report's worst 1: --changes-out shows the baseline values of every change.
+    let out = db.path("changes.csv");
+    let r = verify_again(&db, &["--changes-out", p(&out)]);
+    assert_eq!(r.code, 1, "{r}");
+    let csv = std::fs::read_to_string(&out).unwrap();
+    let line = |id: &str| {
+        csv.lines()
+            .find(|l| l.contains(&format!(",{id},")))
+            .unwrap_or_else(|| panic!("no line for {id}: {csv}"))
+            .to_string()
+    };
+    assert!(line("9").contains("\"\"status\"\":\"\"active\"\""), "{csv}");
+    assert!(line("10").starts_with("rows,disappeared,10,"), "{csv}");
+    assert!(line("10").contains("before: {\"\"id\"\":10,"), "{csv}");
+
+    // Anything else to keep is refused with what to write.
+    let bad = db.file(
+        "bad.toml",
+        "[[check]]\nname = \"r\"\nrows = { table = \"control\", key = [\"id\"], keep = \"rows\" }\n",
+    );
+    let r = migval(&[
+        "snapshot",
+        "--spec",
+        p(&bad),
+        "--out",
+        p(&db.path("b.json")),
+        "--db",
+        &db.url,
+    ]);
+    assert_eq!(r.code, 2, "{r}");
+    assert!(r.all().contains("keep = \"values\""), "{r}");
+}

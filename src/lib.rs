@@ -9,7 +9,7 @@
 //!             compare merge on sorted keys, tolerance and intent rules -> CheckResult
 //!   backfill  batched data changes: keyset batches, exactly-once resume, ambiguous rows logged,
 //!             then the checks of `engine` as usual
-//!   store     snapshot files: atomic, checksummed
+//!   store     snapshot files: atomic, checksummed; JSON line + binary sections (section)
 //!   report    text | json | markdown | junit, from model::Report only
 //!   cli       one module per subcommand; main.rs maps the verdict to the exit code
 //! ```

@@ -648,7 +648,7 @@ pub fn plan(
 ///   SELECT k1, k2, hash_record_extended(ROW(c1, c2::text, ...), 0) AS fingerprint
 ///          [, coalesce((allow_changes), false) AS allowed]          post side only
 ///          [, row_to_json(migval_row.*)::text AS row_values]          keep = "values", baseline
-///   FROM t AS migval_row       ORDER BY k1, k2 added at capture (`rowstream`)
+///   FROM t [AS migval_row]     ORDER BY k1, k2 added at capture (`rowstream`)
 /// ```
 ///
 /// `hash_record_extended` hashes each value by value (numeric 1.50 = 1.5, timestamptz as the
@@ -696,20 +696,19 @@ fn rows_probe(
     if let (Some(allow), true) = (&r.allow_changes, naming.after) {
         select.push(format!("coalesce(({allow}\n), false) AS allowed"));
     }
-    // keep = "values": the baseline keeps the whole row, as the report shows it after.
+    // keep = "values": the baseline keeps the whole row, as the report shows it after. The
+    // alias only there: an allow_changes predicate (post side) may name the table itself.
+    let mut from = qualified(catalog, &rel_name);
     if r.keep_values && !naming.after {
         select.push(format!(
             "row_to_json(migval_row.*)::text AS {}",
             super::rowstream::VALUES
         ));
+        from.push_str(" AS migval_row");
     }
     ProbeKind::Rows {
         check: ci,
-        sql: format!(
-            "SELECT {}\nFROM {} AS migval_row",
-            select.join(",\n       "),
-            qualified(catalog, &rel_name)
-        ),
+        sql: format!("SELECT {}\nFROM {from}", select.join(",\n       ")),
         keys: r.key.clone(),
     }
 }

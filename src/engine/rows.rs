@@ -362,20 +362,32 @@ pub async fn describe(
                 slot.push(k.clone());
             }
         }
-        let sql = format!(
-            "SELECT ARRAY[{}]::text[], row_to_json(t)::text FROM {rel} AS t WHERE ({}) IN (SELECT * FROM unnest({}))",
+        let key_list = |f: &dyn Fn(usize, &String) -> String| {
             keys.iter()
-                .map(|k| format!("t.{k}::text"))
-                .collect::<Vec<_>>()
-                .join(", "),
-            keys.iter()
-                .map(|k| format!("t.{k}::text"))
-                .collect::<Vec<_>>()
-                .join(", "),
-            (1..=keys.len())
-                .map(|n| format!("${n}::text[]"))
+                .enumerate()
+                .map(|(i, k)| f(i, k))
                 .collect::<Vec<_>>()
                 .join(", ")
+        };
+        // The keys arrive as text; they are cast to the key columns' own types (read from the
+        // prepared statement) so that an index on the key finds the rows: `t.id::text IN (...)`
+        // would read the whole table.
+        let typed = |types: &[tokio_postgres::types::Type]| {
+            format!(
+                "SELECT ARRAY[{}]::text[], row_to_json(t)::text FROM {rel} AS t WHERE ({}) IN (SELECT {} FROM unnest({}) AS u({}))",
+                key_list(&|_, k| format!("t.{k}::text")),
+                key_list(&|_, k| format!("t.{k}")),
+                key_list(&|i, _| match types.get(i) {
+                    Some(t) => format!("u.c{}::{}", i + 1, quote_qualified(t.schema(), t.name())),
+                    None => format!("u.c{}", i + 1),
+                }),
+                key_list(&|i, _| format!("${}::text[]", i + 1)),
+                key_list(&|i, _| format!("c{}", i + 1)),
+            )
+        };
+        let describe_keys = format!(
+            "SELECT {} FROM {rel} AS t",
+            key_list(&|_, k| format!("t.{k}"))
         );
         let path = match &spec.settings.schemas {
             Some(s) => format!(
@@ -392,7 +404,14 @@ pub async fn describe(
             client
                 .batch_execute(&format!("BEGIN READ ONLY; {path}"))
                 .await?;
-            let rows = client.query(&sql, &params).await;
+            let types: Vec<_> = match client.prepare(&describe_keys).await {
+                Ok(stmt) => stmt.columns().iter().map(|c| c.type_().clone()).collect(),
+                Err(e) => {
+                    let _ = client.batch_execute("ROLLBACK").await;
+                    return Err(e);
+                }
+            };
+            let rows = client.query(&typed(&types), &params).await;
             let _ = client.batch_execute("ROLLBACK").await;
             rows
         }

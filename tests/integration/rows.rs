@@ -191,6 +191,11 @@ rows = { table = "lines", key = ["tenant", "number"] }
     assert_eq!(run.code, 1, "{run}");
     let worst = &check(&report, "lines")["worst"][0];
     assert_eq!(worst["key"], serde_json::json!(["t1", "4"]), "{run}");
+    // The post-state values of a composite key, found through the key's own types.
+    assert_eq!(
+        worst["note"], "after: {\"tenant\":\"t1\",\"number\":4,\"amount\":0}",
+        "{run}"
+    );
 
     for (table, want) in [
         ("dup", "do not identify rows uniquely"),
@@ -428,6 +433,17 @@ rows = { table = "tokens", key = ["id"] }
     assert_eq!(tokens["groups"]["appeared"], 0, "{run}");
     let md5_7 = "8f14e45f-ceea-167a-5a36-dedd4bea2543";
     assert_eq!(keys(&report, "tokens", "changed"), [md5_7]);
+    // Post-state values found by uuid and by ICU text keys (a failed lookup would be a note).
+    let note = |name: &str| check(&report, name)["worst"][0]["note"].clone();
+    assert_eq!(
+        note("tokens"),
+        format!("after: {{\"id\":\"{md5_7}\",\"amount\":-1}}")
+    );
+    assert_eq!(
+        note("words"),
+        "after: {\"w\":\"Ab\",\"n\":1}",
+        "first in byte order"
+    );
 }
 
 #[test]

@@ -47,23 +47,11 @@ pub fn read_bounded(path: &Path, limit: u64, advice: &'static str) -> Result<Vec
         limit: human(limit),
         what: advice,
     };
-    if !ft.is_file() {
-        use std::os::unix::fs::FileTypeExt;
-        let kind = if ft.is_dir() {
-            Some("a directory")
-        } else if ft.is_char_device() {
-            Some("a character device")
-        } else if ft.is_block_device() {
-            Some("a block device")
-        } else if ft.is_socket() {
-            Some("a socket")
-        } else {
-            None // a FIFO: read below, with the bound
-        };
-        if let Some(kind) = kind {
-            return Err(InputError::NotAFile { kind });
-        }
-    } else if meta.len() > limit {
+    if let Some(kind) = not_a_file(&ft) {
+        return Err(InputError::NotAFile { kind });
+    }
+    // A FIFO is read below, with the bound.
+    if ft.is_file() && meta.len() > limit {
         return Err(too_large(format!(" ({})", human(meta.len()))));
     }
     let capacity = if ft.is_file() { meta.len() } else { 0 };
@@ -73,6 +61,32 @@ pub fn read_bounded(path: &Path, limit: u64, advice: &'static str) -> Result<Vec
         return Err(too_large(String::new()));
     }
     Ok(bytes)
+}
+
+/// What `ft` is when it cannot be read as a file (a FIFO can: it is read with a bound).
+fn not_a_file(ft: &std::fs::FileType) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt;
+    if ft.is_dir() {
+        Some("a directory")
+    } else if ft.is_char_device() {
+        Some("a character device")
+    } else if ft.is_block_device() {
+        Some("a block device")
+    } else if ft.is_socket() {
+        Some("a socket")
+    } else {
+        None
+    }
+}
+
+/// Open `path` for reading in pieces (a snapshot file with sections), refusing what is not a
+/// file. The caller bounds what it keeps.
+pub fn open_readable(path: &Path) -> Result<File, InputError> {
+    let file = File::open(path)?;
+    if let Some(kind) = not_a_file(&file.metadata()?.file_type()) {
+        return Err(InputError::NotAFile { kind });
+    }
+    Ok(file)
 }
 
 /// [`read_bounded`] for a text file.

@@ -9,7 +9,7 @@
 //!             compare merge on sorted keys, tolerance and intent rules -> CheckResult
 //!   backfill  batched data changes: keyset batches, exactly-once resume, ambiguous rows logged,
 //!             then the checks of `engine` as usual
-//!   store     snapshot files: atomic, checksummed
+//!   store     snapshot files: atomic, checksummed; JSON line + binary sections (section)
 //!   report    text | json | markdown | junit, from model::Report only
 //!   cli       one module per subcommand; main.rs maps the verdict to the exit code
 //! ```
@@ -29,6 +29,7 @@ pub mod integrity;
 pub mod model;
 pub mod redact;
 pub mod report;
+pub mod section;
 pub mod spec;
 pub mod sql;
 pub mod store;

@@ -501,9 +501,42 @@ pub struct SpecCopy {
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Captured(Table),
+    /// A large keyed capture (a `rows` check) kept out of memory, in key order.
+    Streamed(Section),
     Failed(DbFailure),
     /// Nothing captured: the check's object is not there on this side.
     Absent(Absence),
+}
+
+/// A capture stored as a binary section of the snapshot file ([`crate::section`]): the
+/// columns as in a [`Table`], rows in [`cmp_keys`] order, no two with the same key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Section {
+    pub columns: Vec<Column>,
+    pub key_len: usize,
+    pub rows: u64,
+    /// Length in bytes of the section in the file.
+    pub bytes: u64,
+    /// SHA-256 of the section's bytes (the file's checksum covers them too; this one lets a
+    /// reader refuse a section that changed after the file was verified).
+    pub sha256: String,
+    /// Deflate-compressed (a section that keeps row values).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub compressed: bool,
+    #[serde(skip)]
+    pub source: crate::section::Source,
+}
+
+/// Two sections are the same capture when their content is (wherever the bytes are).
+impl PartialEq for Section {
+    fn eq(&self, other: &Section) -> bool {
+        self.columns == other.columns
+            && self.key_len == other.key_len
+            && self.rows == other.rows
+            && self.bytes == other.bytes
+            && self.sha256 == other.sha256
+            && self.compressed == other.compressed
+    }
 }
 
 /// Why a check has nothing to capture on one side.
@@ -604,7 +637,10 @@ pub enum SchemaCapture {
 }
 
 impl Snapshot {
+    /// Format of a snapshot without sections (readable by every migval version).
     pub const FORMAT: u32 = 1;
+    /// Format of a snapshot with binary sections after its JSON.
+    pub const FORMAT_SECTIONS: u32 = 2;
 
     pub fn check(&self, name: &str) -> Option<&CheckCapture> {
         self.checks.iter().find(|c| c.name == name)

@@ -4,15 +4,21 @@
 //! go-live. What each of checksum, expected hash and signature protects against:
 //! [`crate::integrity`].
 //!
-//! Layout, plain JSON:
+//! Layout: a JSON line, then (format 2) the binary sections of the checks captured as
+//! [`crate::model::Section`]s, in check order, back to back:
 //!
 //! ```text
 //!   {"checksum":"sha256:<hex>",REST                                  unsigned
 //!   {"checksum":"sha256:<hex>","signature":"hmac-sha256:<hex>",REST   signed
+//!   SECTIONS                                                          format 2 only
 //! ```
 //!
-//! REST is the rest of the JSON object; the checksum, the signature and the hash `snapshot`
-//! prints (for `verify --baseline-sha256`) all cover exactly REST's bytes.
+//! REST is the rest of the JSON object. Without sections (format 1, what every migval before
+//! format 2 wrote and still reads) the checksum, the signature and the hash `snapshot` prints
+//! (for `verify --baseline-sha256`) cover exactly REST's bytes and the file ends with a newline;
+//! with sections they cover REST, the newline and every byte of SECTIONS. Only the JSON line is
+//! held in memory when reading; the sections are hashed as they stream past, then read again
+//! one at a time by the comparison, each checked against its own SHA-256.
 
 use std::fs;
 use std::io::{self, Seek, SeekFrom, Write};
@@ -23,7 +29,7 @@ use sha2::{Digest, Sha256};
 
 use crate::input::{DEFAULT_MAX_BASELINE_BYTES, InputError};
 use crate::integrity::{SigningKey, hex, same_hex};
-use crate::model::Snapshot;
+use crate::model::{Outcome, Snapshot};
 
 const PREFIX: &str = "{\"checksum\":\"sha256:";
 const SIG_PREFIX: &str = "\"signature\":\"hmac-sha256:";
@@ -156,6 +162,14 @@ pub fn write_signed(
             f.write_all(&[b'0'; 64])?;
             f.write_all(b"\",")?;
         }
+        let sectioned = has_sections(snap);
+        if sectioned != (snap.format == Snapshot::FORMAT_SECTIONS) {
+            return Err(io::Error::other(format!(
+                "internal: a snapshot of format {} {} sections",
+                snap.format,
+                if sectioned { "with" } else { "without" }
+            )));
+        }
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
         let (mut f, hasher, mac) = std::thread::scope(|scope| {
             let writer = scope.spawn(move || -> io::Result<(fs::File, Sha256, _)> {
@@ -172,7 +186,9 @@ pub fn write_signed(
                     }
                     f.write_all(&buf[skipped..])?;
                 }
-                f.write_all(b"\n")?;
+                if !sectioned {
+                    f.write_all(b"\n")?;
+                }
                 Ok((f, hasher, mac))
             });
             let mut body = ChunkSender {
@@ -181,6 +197,7 @@ pub fn write_signed(
             };
             let serialized = serde_json::to_writer(&mut body, snap)
                 .map_err(io::Error::other)
+                .and_then(|()| write_sections(&mut body, snap))
                 .and_then(|()| body.finish());
             // Closing the queue ends the writer; its error (a full disk) explains a failed send.
             drop(body);
@@ -214,6 +231,26 @@ pub fn write_signed(
         let _ = fs::remove_file(&tmp);
     }
     result.map_err(err)
+}
+
+fn has_sections(snap: &Snapshot) -> bool {
+    snap.checks
+        .iter()
+        .any(|c| matches!(c.outcome, Outcome::Streamed(_)))
+}
+
+/// After the JSON: a newline, then every section's bytes in check order.
+fn write_sections(body: &mut ChunkSender, snap: &Snapshot) -> io::Result<()> {
+    if !has_sections(snap) {
+        return Ok(());
+    }
+    body.write_all(b"\n")?;
+    for c in &snap.checks {
+        if let Outcome::Streamed(s) = &c.outcome {
+            crate::section::copy_to(s, &c.name, body).map_err(io::Error::other)?;
+        }
+    }
+    Ok(())
 }
 
 /// Size of the buffers handed from the serializer to the writer thread.
@@ -271,25 +308,47 @@ pub struct Verified {
     path: PathBuf,
     /// `{` + REST: the JSON object.
     json: Vec<u8>,
+    /// Where the sections start in the file, and how many bytes follow (format 2).
+    sections: Option<(u64, u64)>,
     /// SHA-256 of the content.
     pub sha256: String,
     /// The file carries a signature that was not checked (no key given).
     pub signature_unchecked: bool,
 }
 
+/// Bytes read at a time while hashing the sections.
+const READ_CHUNK: usize = 1 << 20;
+
 /// Read a snapshot file and verify its checksum, and what `opts` asks (fast: no parsing).
 /// [`Verified::parse`] then builds the snapshot, which for big baselines is worth doing while
-/// the database works.
+/// the database works. Only the JSON line is kept; `opts.max_bytes` bounds it (sections are
+/// streamed through the hash, whatever their size).
 pub fn open(path: &Path, opts: &ReadOptions) -> Result<Verified, StoreError> {
-    let mut bytes = crate::input::read_bounded(
-        path,
-        opts.max_bytes,
-        "a larger baseline needs --max-baseline-size (verify, diff, migrate)",
-    )
-    .map_err(|source| StoreError::Read {
+    use std::io::{BufRead, Read};
+    let read_err = |e: io::Error| StoreError::Read {
+        path: path.to_path_buf(),
+        source: InputError::Io(e),
+    };
+    let file = crate::input::open_readable(path).map_err(|source| StoreError::Read {
         path: path.to_path_buf(),
         source,
     })?;
+    let mut reader = io::BufReader::with_capacity(READ_CHUNK, file);
+    let mut bytes = Vec::new();
+    (&mut reader)
+        .take(opts.max_bytes.saturating_add(1))
+        .read_until(b'\n', &mut bytes)
+        .map_err(read_err)?;
+    if bytes.len() as u64 > opts.max_bytes {
+        return Err(StoreError::Read {
+            path: path.to_path_buf(),
+            source: InputError::TooLarge {
+                size: String::new(),
+                limit: crate::input::human(opts.max_bytes),
+                what: "a larger baseline needs --max-baseline-size (verify, diff, migrate)",
+            },
+        });
+    }
     let had_newline = bytes.last() == Some(&b'\n');
     if had_newline {
         bytes.pop();
@@ -313,8 +372,50 @@ pub fn open(path: &Path, opts: &ReadOptions) -> Result<Verified, StoreError> {
         Some(_) => return Err(not_a_snapshot()),
         None => None,
     };
+    // Hash the JSON, then whatever follows it (the sections), streamed.
     let content = &bytes[header..];
-    let actual = hex(&Sha256::digest(content));
+    let mut sha = Sha256::new();
+    sha.update(content);
+    let mut mac = opts.key.as_ref().map(|k| {
+        let mut m = k.mac();
+        m.update(content);
+        m
+    });
+    let mut whole = opts.expected_sha256.as_ref().map(|_| {
+        let mut w = Sha256::new();
+        w.update(&bytes);
+        w
+    });
+    let mut tail = 0u64;
+    let mut chunk = vec![0u8; READ_CHUNK];
+    loop {
+        let n = match reader.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(read_err(e)),
+        };
+        if tail == 0 {
+            // The newline ending the JSON line is content when sections follow it.
+            sha.update(b"\n");
+            if let Some(m) = &mut mac {
+                m.update(b"\n");
+            }
+        }
+        sha.update(&chunk[..n]);
+        if let Some(m) = &mut mac {
+            m.update(&chunk[..n]);
+        }
+        if let Some(w) = &mut whole {
+            if tail == 0 && had_newline {
+                w.update(b"\n");
+            }
+            w.update(&chunk[..n]);
+        }
+        tail += n as u64;
+    }
+    let sections = (tail > 0).then_some((bytes.len() as u64 + 1, tail));
+    let actual = hex(&sha.finalize());
     if actual != expected {
         return Err(StoreError::Checksum {
             path: path.to_path_buf(),
@@ -326,9 +427,8 @@ pub fn open(path: &Path, opts: &ReadOptions) -> Result<Verified, StoreError> {
         && !same_hex(want, &actual)
     {
         // `sha256sum baseline.json` is accepted too: the hash of the whole file.
-        let mut whole = Sha256::new();
-        whole.update(&bytes);
-        if had_newline {
+        let mut whole = whole.unwrap_or_default();
+        if had_newline && tail == 0 {
             whole.update(b"\n");
         }
         if !same_hex(want, &hex(&whole.finalize())) {
@@ -339,10 +439,8 @@ pub fn open(path: &Path, opts: &ReadOptions) -> Result<Verified, StoreError> {
             });
         }
     }
-    let signature_unchecked = match (&opts.key, &signature) {
-        (Some(key), Some(sig)) => {
-            let mut m = key.mac();
-            m.update(content);
+    let signature_unchecked = match (mac, &signature) {
+        (Some(m), Some(sig)) => {
             if !same_hex(sig, &hex(&m.finalize().into_bytes())) {
                 return Err(StoreError::BadSignature {
                     path: path.to_path_buf(),
@@ -363,6 +461,7 @@ pub fn open(path: &Path, opts: &ReadOptions) -> Result<Verified, StoreError> {
     Ok(Verified {
         path: path.to_path_buf(),
         json: bytes,
+        sections,
         sha256: actual,
         signature_unchecked,
     })
@@ -372,28 +471,57 @@ impl Verified {
     /// Parse the verified content.
     pub fn parse(self) -> Result<Snapshot, StoreError> {
         let path = self.path;
-        let mut snap: Snapshot =
-            serde_json::from_slice(&self.json).map_err(|e| StoreError::Invalid {
-                path: path.clone(),
-                message: format!("unreadable snapshot content: {e}"),
-            })?;
-        if snap.format != Snapshot::FORMAT {
-            return Err(StoreError::Invalid {
-                path: path.clone(),
-                message: format!(
-                    "snapshot format {} is not supported by this migval (expects {})",
+        let invalid = |message: String| StoreError::Invalid {
+            path: path.clone(),
+            message,
+        };
+        let mut snap: Snapshot = serde_json::from_slice(&self.json)
+            .map_err(|e| invalid(format!("unreadable snapshot content: {e}")))?;
+        let want = if self.sections.is_some() {
+            Snapshot::FORMAT_SECTIONS
+        } else {
+            Snapshot::FORMAT
+        };
+        if snap.format != want {
+            return Err(invalid(if snap.format == Snapshot::FORMAT_SECTIONS {
+                "snapshot format 2 without its sections: the file was cut short after its JSON \
+                 line; restore the original file, or take a new baseline"
+                    .to_string()
+            } else {
+                format!(
+                    "snapshot format {} is not supported by this migval (expects {} or {})",
                     snap.format,
-                    Snapshot::FORMAT
-                ),
-            });
+                    Snapshot::FORMAT,
+                    Snapshot::FORMAT_SECTIONS
+                )
+            }));
         }
+        let (mut offset, total) = self.sections.unwrap_or((0, 0));
+        let end = offset + total;
         for c in &mut snap.checks {
-            if let crate::model::Outcome::Captured(t) = &mut c.outcome {
-                t.restore_kinds().map_err(|message| StoreError::Invalid {
-                    path: path.clone(),
-                    message: format!("check `{}`: {message}", c.name),
-                })?;
+            match &mut c.outcome {
+                crate::model::Outcome::Captured(t) => {
+                    t.restore_kinds()
+                        .map_err(|message| invalid(format!("check `{}`: {message}", c.name)))?;
+                }
+                crate::model::Outcome::Streamed(s) => {
+                    if offset + s.bytes > end {
+                        return Err(invalid(format!(
+                            "check `{}`: its section runs past the end of the file (cut short?)",
+                            c.name
+                        )));
+                    }
+                    s.source = crate::section::Source::in_file(&path, offset);
+                    offset += s.bytes;
+                }
+                _ => {}
             }
+        }
+        if offset != end {
+            return Err(invalid(format!(
+                "{} bytes after the last section: not a file `migval snapshot` wrote",
+                end - offset
+            )));
         }
         Ok(snap)
     }

@@ -89,7 +89,7 @@ pub async fn run(a: SnapshotArgs) -> anyhow::Result<u8> {
         .iter()
         .filter_map(|c| match &c.outcome {
             Outcome::Failed(f) => Some((c.name.as_str(), f)),
-            Outcome::Captured(_) | Outcome::Absent(_) => None,
+            Outcome::Captured(_) | Outcome::Streamed(_) | Outcome::Absent(_) => None,
         })
         .collect();
     println!(

@@ -28,7 +28,7 @@ use crate::db::decode::{self, Decoder};
 use crate::db::{self, ConnectError};
 use crate::model::{
     Absence, CheckCapture, Column, DbFailure, Kind, Origin, Outcome, SchemaCapture, SchemaCatalog,
-    SchemaObject, Snapshot, SpecCopy, Table, Value,
+    SchemaObject, Section, Snapshot, SpecCopy, Table, Value,
 };
 use crate::spec::Spec;
 use crate::sql::{self, ident};
@@ -245,9 +245,16 @@ fn origin_from_row(row: &tokio_postgres::Row) -> Result<OriginParts, tokio_postg
 /// A probe's index, its tables or failure, and the planner setting it ran under (if any).
 type ProbeResult = (
     usize,
-    Result<Vec<(usize, Table)>, DbFailure>,
+    Result<Vec<(usize, Got)>, DbFailure>,
     Option<&'static str>,
 );
+
+/// What a probe captured for one check: a table in memory, or a section streamed to disk
+/// (a rows check).
+enum Got {
+    Table(Table),
+    Section(Section),
+}
 
 /// The schemas whose catalog the schema diff compares: those in scope, never migval's own.
 fn schema_scope(spec: &Spec, catalog: &Catalog) -> Option<Vec<String>> {
@@ -513,7 +520,7 @@ async fn order_by_estimate(client: &Client, probes: &[Probe], spec: &Spec) -> Ve
     const COST_PER_ROW: f64 = 0.2;
     let explains = probes.iter().map(|p| async move {
         match &p.kind {
-            ProbeKind::Query { sql, .. } => Some(
+            ProbeKind::Query { sql, .. } | ProbeKind::Rows { sql, .. } => Some(
                 explain(client, sql)
                     .await
                     .and_then(|json| plan_weight(&json)),
@@ -540,8 +547,10 @@ async fn order_by_estimate(client: &Client, probes: &[Probe], spec: &Spec) -> Ve
     }
     let weight = |i: usize| -> (u8, f64) {
         match (&probes[i].kind, &estimates[i]) {
-            (ProbeKind::Query { .. }, Some(Some((cost, rows)))) => (1, cost + rows * COST_PER_ROW),
-            (ProbeKind::Query { .. }, Some(None)) => (2, 0.0),
+            (ProbeKind::Query { .. } | ProbeKind::Rows { .. }, Some(Some((cost, rows)))) => {
+                (1, cost + rows * COST_PER_ROW)
+            }
+            (ProbeKind::Query { .. } | ProbeKind::Rows { .. }, Some(None)) => (2, 0.0),
             (ProbeKind::ViewsQueryable { .. }, _) => (0, 1.0),
             _ => (0, probes[i].cost),
         }
@@ -694,8 +703,15 @@ fn snapshot_of(
     started: Instant,
 ) -> Snapshot {
     let (snapshot_id, lsn, in_recovery, server_version, database, captured_at) = origin;
+    let sectioned = checks
+        .iter()
+        .any(|c| matches!(c.outcome, Outcome::Streamed(_)));
     Snapshot {
-        format: Snapshot::FORMAT,
+        format: if sectioned {
+            Snapshot::FORMAT_SECTIONS
+        } else {
+            Snapshot::FORMAT
+        },
         tool: format!("migval {}", env!("CARGO_PKG_VERSION")),
         origin: Origin {
             target: info.redacted(),
@@ -811,6 +827,7 @@ fn assemble(
     // Per check: its parts (a check split over several fused scans has one per scan, see
     // `plan::MAX_SELECT`), or the first failure of a probe it reads from.
     let mut parts: Vec<Vec<(usize, Table)>> = vec![Vec::new(); spec.checks.len()];
+    let mut sections: Vec<Option<Section>> = vec![None; spec.checks.len()];
     let mut failed: Vec<Option<DbFailure>> = vec![None; spec.checks.len()];
     let mut sql_of: Vec<Vec<String>> = vec![Vec::new(); spec.checks.len()];
     for p in probes.iter() {
@@ -827,7 +844,14 @@ fn assemble(
         }
         match r {
             Ok(list) => {
-                for (j, (c, t)) in list.into_iter().enumerate() {
+                for (j, (c, got)) in list.into_iter().enumerate() {
+                    let t = match got {
+                        Got::Table(t) => t,
+                        Got::Section(sec) => {
+                            sections[c] = Some(sec);
+                            continue;
+                        }
+                    };
                     let part = match &probes[pi].kind {
                         ProbeKind::Query { outputs, .. } => match outputs.get(j) {
                             Some(Output::Columns { part, .. }) => *part,
@@ -853,6 +877,7 @@ fn assemble(
             None => join_parts(p),
         })
         .collect();
+    let mut sections = sections.into_iter();
     spec
         .checks
         .iter()
@@ -860,10 +885,16 @@ fn assemble(
         .zip(sql_of)
         .enumerate()
         .map(|(i, ((check, t), sql))| {
+            let section = sections.next().flatten();
             let outcome = match t {
                 _ if absent.contains_key(&i) => {
                     Outcome::Absent(absent[&i].clone())
                 }
+                // Checked for NULL and duplicate keys while it streamed (`rowstream`).
+                None if section.is_some() => match section {
+                    Some(sec) => Outcome::Streamed(sec),
+                    None => unreachable!("matched on is_some"),
+                },
                 Some(Ok(table))
                     if matches!(check.kind, crate::spec::CheckKind::Rows(_))
                         && (0..table.len()).any(|r| table.key(r).iter().any(Value::is_null)) =>
@@ -1054,8 +1085,10 @@ async fn work(
                 setting,
                 tokio::task::spawn_blocking(move || {
                     let mut tables = tables;
-                    for (_, t) in &mut tables {
-                        t.sort_by_key();
+                    for (_, got) in &mut tables {
+                        if let Got::Table(t) = got {
+                            t.sort_by_key();
+                        }
                     }
                     tables
                 }),
@@ -1178,10 +1211,30 @@ fn ordered_merge_only(nodes: &[String]) -> bool {
         && nodes.iter().all(|n| allowed(n))
 }
 
-async fn run_probe(client: &Client, probe: &Probe) -> Result<Vec<(usize, Table)>, DbFailure> {
-    let fail = |e: tokio_postgres::Error| db::failure(&e, None);
+async fn run_probe(client: &Client, probe: &Probe) -> Result<Vec<(usize, Got)>, DbFailure> {
+    let tables = |list: Vec<(usize, Table)>| {
+        list.into_iter()
+            .map(|(c, t)| (c, Got::Table(t)))
+            .collect::<Vec<_>>()
+    };
     match &probe.kind {
-        ProbeKind::Query { sql, outputs, .. } => run_query(client, sql, outputs).await,
+        ProbeKind::Query { sql, outputs, .. } => run_query(client, sql, outputs).await.map(tables),
+        ProbeKind::Rows { check, sql, keys } => {
+            let section = super::rowstream::capture(client, sql, keys).await?;
+            Ok(vec![(*check, Got::Section(section))])
+        }
+        other => run_small_probe(client, other).await.map(tables),
+    }
+}
+
+/// Catalog facts and view checks: a few rows, in memory.
+async fn run_small_probe(
+    client: &Client,
+    kind: &ProbeKind,
+) -> Result<Vec<(usize, Table)>, DbFailure> {
+    let fail = |e: tokio_postgres::Error| db::failure(&e, None);
+    match kind {
+        ProbeKind::Query { .. } | ProbeKind::Rows { .. } => Ok(Vec::new()),
         ProbeKind::Fact {
             check,
             query,

@@ -203,12 +203,30 @@ fn compare_check(
         }
         (Outcome::Captured(bt), Outcome::Captured(at)) => (bt, at),
         (Outcome::Absent(_), _) | (_, Outcome::Absent(_)) => {
-            let mut r = super::after_only::compare(check, &bc.outcome, &ac.outcome, sides);
+            // An after-only rows check: its post-state judged in memory.
+            let streamed_after = match &ac.outcome {
+                Outcome::Streamed(sec) => match crate::section::to_table(sec, &check.name) {
+                    Ok(t) => Some(Outcome::Captured(t)),
+                    Err(e) => return error_result(check, e.to_string(), None, b, a),
+                },
+                _ => None,
+            };
+            let after = streamed_after.as_ref().unwrap_or(&ac.outcome);
+            let mut r = super::after_only::compare(check, &bc.outcome, after, sides);
             r.name = check.name.clone();
             r.kind = check.kind.label().to_string();
             r.baseline_sql = bc.sql.clone();
             r.after_sql = ac.sql.clone();
             return r;
+        }
+        (Outcome::Streamed(_), _) | (_, Outcome::Streamed(_)) => {
+            let mut result =
+                super::rows::compare_streamed(&check.name, &bc.outcome, &ac.outcome, worst_n);
+            result.name = check.name.clone();
+            result.kind = check.kind.label().to_string();
+            result.baseline_sql = bc.sql.clone();
+            result.after_sql = ac.sql.clone();
+            return result;
         }
     };
     let mut result = match &check.kind {

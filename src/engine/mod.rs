@@ -12,6 +12,7 @@ pub mod plan;
 pub mod preflight;
 pub mod progress;
 pub mod rows;
+pub mod rowstream;
 pub mod schema_diff;
 pub mod script;
 

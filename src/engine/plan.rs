@@ -225,6 +225,16 @@ pub enum ProbeKind {
         /// an ordered merge instead of hashing the parent (see `capture::orphan_plan`).
         orphans: Option<(String, String)>,
     },
+    /// A rows check: `(key..., fingerprint[, allowed])` of every row, streamed in key order
+    /// into a section of the snapshot file (see `rowstream`).
+    Rows {
+        check: usize,
+        /// `SELECT keys, fingerprint[, allowed] FROM t`, without its ORDER BY: the capture adds
+        /// it once the prepared statement tells the key columns' types.
+        sql: String,
+        /// The key columns as the spec names them (the labels of the section's key columns).
+        keys: Vec<String>,
+    },
     /// A catalog fact from `queries/`, bound parameters, result row becomes the check's table.
     Fact {
         check: usize,
@@ -261,6 +271,13 @@ impl Probe {
     pub fn sql_text(&self) -> Vec<String> {
         match &self.kind {
             ProbeKind::Query { sql, .. } => vec![sql.clone()],
+            ProbeKind::Rows { sql, keys, .. } => vec![format!(
+                "{sql}\nORDER BY {} -- text keys COLLATE \"C\"",
+                (1..=keys.len())
+                    .map(|i| i.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )],
             ProbeKind::Fact { query, params, .. } => {
                 let binds: Vec<String> = params
                     .iter()
@@ -565,13 +582,8 @@ pub fn plan(
             }
             CheckKind::Rows(r) => {
                 let rel_name = naming.rel(&r.table);
-                let (sql, outputs) = rows_probe(ci, r, naming, catalog);
                 probes.push(Probe {
-                    kind: ProbeKind::Query {
-                        sql,
-                        outputs,
-                        orphans: None,
-                    },
+                    kind: rows_probe(ci, r, naming, catalog),
                     cost: cost_of(&rel_name) * 2.0,
                     checks: vec![ci],
                 });
@@ -640,7 +652,8 @@ pub fn plan(
 /// ```text
 ///   SELECT k1, k2, hash_record_extended(ROW(c1, c2::text, ...), 0) AS fingerprint
 ///          [, coalesce((allow_changes), false) AS allowed]          post side only
-///   FROM t ORDER BY k1, k2
+///          [, row_to_json(migval_row.*)::text AS row_values]          keep = "values", baseline
+///   FROM t [AS migval_row]     ORDER BY k1, k2 added at capture (`rowstream`)
 /// ```
 ///
 /// `hash_record_extended` hashes each value by value (numeric 1.50 = 1.5, timestamptz as the
@@ -652,7 +665,7 @@ fn rows_probe(
     r: &crate::spec::RowsCheck,
     naming: &Naming,
     catalog: &Catalog,
-) -> (String, Vec<Output>) {
+) -> ProbeKind {
     let rel_name = naming.rel(&r.table);
     let resolved = catalog.resolve(&rel_name);
     let cols = naming.rows_columns(r, resolved.map(|rel| rel.columns.as_slice()));
@@ -683,26 +696,26 @@ fn rows_probe(
     } else {
         format!("hash_record_extended(ROW({}), 0)", exprs.join(", "))
     };
-    let mut select = keys.clone();
+    let mut select = keys;
     select.push(format!("{fingerprint} AS fingerprint"));
-    let mut values = vec![(keys.len(), "fingerprint".to_string())];
     if let (Some(allow), true) = (&r.allow_changes, naming.after) {
         select.push(format!("coalesce(({allow}\n), false) AS allowed"));
-        values.push((keys.len() + 1, "allowed".to_string()));
     }
-    let sql = format!(
-        "SELECT {}\nFROM {}\nORDER BY {}",
-        select.join(",\n       "),
-        qualified(catalog, &rel_name),
-        keys.join(", ")
-    );
-    let outputs = vec![Output::Columns {
+    // keep = "values": the baseline keeps the whole row, as the report shows it after. The
+    // alias only there: an allow_changes predicate (post side) may name the table itself.
+    let mut from = qualified(catalog, &rel_name);
+    if r.keep_values && !naming.after {
+        select.push(format!(
+            "row_to_json(migval_row.*)::text AS {}",
+            super::rowstream::VALUES
+        ));
+        from.push_str(" AS migval_row");
+    }
+    ProbeKind::Rows {
         check: ci,
-        key: r.key.iter().cloned().enumerate().collect(),
-        values,
-        part: 0,
-    }];
-    (sql, outputs)
+        sql: format!("SELECT {}\nFROM {from}", select.join(",\n       ")),
+        keys: r.key.clone(),
+    }
 }
 
 fn fact_probe(ci: usize, object: &FactObject, naming: &Naming, catalog: &Catalog) -> Probe {

@@ -12,50 +12,188 @@
 
 use std::cmp::Ordering;
 
-use crate::model::{CheckResult, Comparison, GroupStats, Status, Table, Value, cmp_keys};
+use crate::model::{
+    CheckResult, Column, Comparison, GroupStats, Section, Status, Table, Value, cmp_keys,
+};
+use crate::section::SectionReader;
 
 /// What happened to one key.
 const CHANGED: &str = "changed";
 const APPEARED: &str = "appeared";
 const DISAPPEARED: &str = "disappeared";
 
-pub(super) fn compare(bt: &Table, at: &Table, worst_n: usize) -> CheckResult {
-    let col = |t: &Table, name: &str| t.columns.iter().position(|c| c.name == name);
-    let (Some(bf), Some(af)) = (col(bt, "fingerprint"), col(at, "fingerprint")) else {
-        return fail_shape("the captures have no fingerprint column: take a new baseline");
-    };
-    if bt.key_len != at.key_len {
-        return fail_shape(
-            "the key has another number of columns than at baseline: take a new baseline",
-        );
+/// One side of the merge: rows in key order, looked at one at a time.
+trait Cursor {
+    /// The row under the cursor (`None` past the end).
+    fn current(&self) -> Option<&[Value]>;
+    fn advance(&mut self) -> Result<(), String>;
+}
+
+/// A capture held in memory (a baseline of an older format).
+struct TableCursor<'a> {
+    t: &'a Table,
+    i: usize,
+}
+
+impl Cursor for TableCursor<'_> {
+    fn current(&self) -> Option<&[Value]> {
+        (self.i < self.t.len()).then(|| self.t.row(self.i))
     }
-    let allowed_col = col(at, "allowed");
-    let mut stats = GroupStats {
-        baseline_groups: bt.len(),
-        after_groups: at.len(),
-        ..GroupStats::default()
+    fn advance(&mut self) -> Result<(), String> {
+        self.i += 1;
+        Ok(())
+    }
+}
+
+/// A section read from its file as the merge goes.
+struct SectionCursor {
+    reader: SectionReader,
+    at_row: bool,
+}
+
+impl SectionCursor {
+    fn open(s: &Section, check: &str) -> Result<SectionCursor, String> {
+        let mut c = SectionCursor {
+            reader: SectionReader::open(s, check).map_err(|e| e.to_string())?,
+            at_row: false,
+        };
+        c.advance()?;
+        Ok(c)
+    }
+}
+
+impl Cursor for SectionCursor {
+    fn current(&self) -> Option<&[Value]> {
+        self.at_row.then(|| self.reader.row())
+    }
+    fn advance(&mut self) -> Result<(), String> {
+        self.at_row = self.reader.next_row().map_err(|e| e.to_string())?.is_some();
+        Ok(())
+    }
+}
+
+/// Two in-memory captures.
+pub(super) fn compare(bt: &Table, at: &Table, worst_n: usize) -> CheckResult {
+    let shape = Shape::of(&bt.columns, bt.key_len, &at.columns, at.key_len);
+    let mut b = TableCursor { t: bt, i: 0 };
+    let mut a = TableCursor { t: at, i: 0 };
+    match shape {
+        Ok(shape) => merge(&mut b, &mut a, &shape, worst_n),
+        Err(e) => fail_shape(e),
+    }
+}
+
+/// Two sections (a baseline file's and a post-state capture's), streamed: neither is held
+/// in memory, only the differing keys are kept.
+pub(super) fn compare_sections(
+    b: &Section,
+    a: &Section,
+    check: &str,
+    worst_n: usize,
+) -> CheckResult {
+    let shape = match Shape::of(&b.columns, b.key_len, &a.columns, a.key_len) {
+        Ok(s) => s,
+        Err(e) => return fail_shape(e),
     };
+    let opened = SectionCursor::open(b, check)
+        .and_then(|bc| SectionCursor::open(a, check).map(|ac| (bc, ac)));
+    match opened {
+        Ok((mut bc, mut ac)) => merge(&mut bc, &mut ac, &shape, worst_n),
+        Err(e) => CheckResult::bare(Status::Error, e),
+    }
+}
+
+/// A rows check of which one side at least is a section (the other one may be a table, from
+/// a baseline of an older format, or a small post-state): streamed where it can be.
+pub(super) fn compare_streamed(
+    check: &str,
+    b: &crate::model::Outcome,
+    a: &crate::model::Outcome,
+    worst_n: usize,
+) -> CheckResult {
+    use crate::model::Outcome::{Captured, Streamed};
+    match (b, a) {
+        (Streamed(b), Streamed(a)) => compare_sections(b, a, check, worst_n),
+        (Captured(bt), Streamed(a)) => match crate::section::to_table(a, check) {
+            Ok(at) => compare(bt, &at, worst_n),
+            Err(e) => CheckResult::bare(Status::Error, e.to_string()),
+        },
+        (Streamed(b), Captured(at)) => match crate::section::to_table(b, check) {
+            Ok(bt) => compare(&bt, at, worst_n),
+            Err(e) => CheckResult::bare(Status::Error, e.to_string()),
+        },
+        _ => fail_shape("the two captures do not fit together: take a new baseline"),
+    }
+}
+
+/// Where the merge finds what it needs in each side's rows.
+struct Shape {
+    key_len: usize,
+    bf: usize,
+    af: usize,
+    allowed: Option<usize>,
+    /// The baseline's row values (`keep = "values"`).
+    before: Option<usize>,
+}
+
+impl Shape {
+    fn of(bc: &[Column], bk: usize, ac: &[Column], ak: usize) -> Result<Shape, &'static str> {
+        let col = |cols: &[Column], name: &str| cols.iter().position(|c| c.name == name);
+        let (Some(bf), Some(af)) = (col(bc, "fingerprint"), col(ac, "fingerprint")) else {
+            return Err("the captures have no fingerprint column: take a new baseline");
+        };
+        if bk != ak {
+            return Err(
+                "the key has another number of columns than at baseline: take a new baseline",
+            );
+        }
+        Ok(Shape {
+            key_len: bk,
+            bf,
+            af,
+            allowed: col(ac, "allowed"),
+            before: col(bc, super::rowstream::VALUES),
+        })
+    }
+}
+
+fn merge(b: &mut dyn Cursor, a: &mut dyn Cursor, shape: &Shape, worst_n: usize) -> CheckResult {
+    match merge_all(b, a, shape) {
+        Ok((stats, allowed, all)) => judge(stats, allowed, all, worst_n),
+        Err(e) => CheckResult::bare(Status::Error, e),
+    }
+}
+
+fn merge_all(
+    b: &mut dyn Cursor,
+    a: &mut dyn Cursor,
+    shape: &Shape,
+) -> Result<(GroupStats, usize, Vec<Comparison>), String> {
+    let k = shape.key_len;
+    let mut stats = GroupStats::default();
     let mut allowed = 0usize;
     let mut all: Vec<Comparison> = Vec::new();
-    let key_text = |t: &Table, i: usize| t.key(i).iter().map(ToString::to_string).collect();
-    let (mut bi, mut ai) = (0usize, 0usize);
-    while bi < bt.len() || ai < at.len() {
-        let ord = match (bi < bt.len(), ai < at.len()) {
-            (true, true) => cmp_keys(bt.key(bi), at.key(ai)),
-            (true, false) => Ordering::Less,
-            _ => Ordering::Greater,
+    let key_text = |row: &[Value]| row[..k].iter().map(ToString::to_string).collect();
+    loop {
+        let (brow, arow) = (b.current(), a.current());
+        let ord = match (brow, arow) {
+            (None, None) => break,
+            (Some(x), Some(y)) => cmp_keys(&x[..k], &y[..k]),
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
         };
-        let (what, b, a) = match ord {
-            Ordering::Less => (Some(DISAPPEARED), Some(bi), None),
-            Ordering::Greater => (Some(APPEARED), None, Some(ai)),
+        let (what, brow, arow) = match ord {
+            Ordering::Less => (Some(DISAPPEARED), brow, None),
+            Ordering::Greater => (Some(APPEARED), None, arow),
             Ordering::Equal => {
-                let same = bt.row(bi)[bf].same(&at.row(ai)[af]);
-                ((!same).then_some(CHANGED), Some(bi), Some(ai))
+                let (x, y) = (brow.unwrap_or_default(), arow.unwrap_or_default());
+                let same = x[shape.bf].same(&y[shape.af]);
+                ((!same).then_some(CHANGED), brow, arow)
             }
         };
         if let Some(what) = what {
-            let ok = match (a, allowed_col) {
-                (Some(a), Some(c)) if what != DISAPPEARED => at.row(a)[c] == Value::Bool(true),
+            let ok = match (arow, shape.allowed) {
+                (Some(r), Some(c)) if what != DISAPPEARED => r[c] == Value::Bool(true),
                 _ => false,
             };
             match what {
@@ -69,15 +207,14 @@ pub(super) fn compare(bt: &Table, at: &Table, worst_n: usize) -> CheckResult {
                 stats.failing += 1;
             }
             all.push(Comparison {
-                key: match (b, a) {
-                    (Some(b), _) => key_text(bt, b),
-                    (None, Some(a)) => key_text(at, a),
+                key: match (brow, arow) {
+                    (Some(r), _) | (None, Some(r)) => key_text(r),
                     _ => Vec::new(),
                 },
                 metric: "row".into(),
                 scope: what.into(),
-                baseline: b.map(|b| bt.row(b)[bf].clone()),
-                after: a.map(|a| at.row(a)[af].clone()),
+                baseline: brow.map(|r| r[shape.bf].clone()),
+                after: arow.map(|r| r[shape.af].clone()),
                 difference: None,
                 rule: if ok {
                     "allowed to change (allow_changes)".into()
@@ -85,18 +222,25 @@ pub(super) fn compare(bt: &Table, at: &Table, worst_n: usize) -> CheckResult {
                     "unchanged".into()
                 },
                 ok,
-                note: None,
+                note: match (brow, shape.before) {
+                    (Some(r), Some(c)) => Some(format!("before: {}", r[c])),
+                    _ => None,
+                },
             });
         }
-        match ord {
-            Ordering::Less => bi += 1,
-            Ordering::Greater => ai += 1,
-            Ordering::Equal => {
-                bi += 1;
-                ai += 1;
-            }
+        if ord != Ordering::Greater {
+            b.advance()?;
+            stats.baseline_groups += 1;
+        }
+        if ord != Ordering::Less {
+            a.advance()?;
+            stats.after_groups += 1;
         }
     }
+    Ok((stats, allowed, all))
+}
+
+fn judge(stats: GroupStats, allowed: usize, all: Vec<Comparison>, worst_n: usize) -> CheckResult {
     let status = if stats.failing > 0 {
         Status::Fail
     } else if allowed > 0 {
@@ -151,7 +295,7 @@ pub(super) fn compare(bt: &Table, at: &Table, worst_n: usize) -> CheckResult {
     }
 }
 
-fn fail_shape(message: &str) -> CheckResult {
+fn fail_shape(message: &'static str) -> CheckResult {
     CheckResult::bare(Status::Error, message.into())
 }
 
@@ -218,20 +362,32 @@ pub async fn describe(
                 slot.push(k.clone());
             }
         }
-        let sql = format!(
-            "SELECT ARRAY[{}]::text[], row_to_json(t)::text FROM {rel} AS t WHERE ({}) IN (SELECT * FROM unnest({}))",
+        let key_list = |f: &dyn Fn(usize, &String) -> String| {
             keys.iter()
-                .map(|k| format!("t.{k}::text"))
-                .collect::<Vec<_>>()
-                .join(", "),
-            keys.iter()
-                .map(|k| format!("t.{k}::text"))
-                .collect::<Vec<_>>()
-                .join(", "),
-            (1..=keys.len())
-                .map(|n| format!("${n}::text[]"))
+                .enumerate()
+                .map(|(i, k)| f(i, k))
                 .collect::<Vec<_>>()
                 .join(", ")
+        };
+        // The keys arrive as text; they are cast to the key columns' own types (read from the
+        // prepared statement) so that an index on the key finds the rows: `t.id::text IN (...)`
+        // would read the whole table.
+        let typed = |types: &[tokio_postgres::types::Type]| {
+            format!(
+                "SELECT ARRAY[{}]::text[], row_to_json(t)::text FROM {rel} AS t WHERE ({}) IN (SELECT {} FROM unnest({}) AS u({}))",
+                key_list(&|_, k| format!("t.{k}::text")),
+                key_list(&|_, k| format!("t.{k}")),
+                key_list(&|i, _| match types.get(i) {
+                    Some(t) => format!("u.c{}::{}", i + 1, quote_qualified(t.schema(), t.name())),
+                    None => format!("u.c{}", i + 1),
+                }),
+                key_list(&|i, _| format!("${}::text[]", i + 1)),
+                key_list(&|i, _| format!("c{}", i + 1)),
+            )
+        };
+        let describe_keys = format!(
+            "SELECT {} FROM {rel} AS t",
+            key_list(&|_, k| format!("t.{k}"))
         );
         let path = match &spec.settings.schemas {
             Some(s) => format!(
@@ -248,7 +404,14 @@ pub async fn describe(
             client
                 .batch_execute(&format!("BEGIN READ ONLY; {path}"))
                 .await?;
-            let rows = client.query(&sql, &params).await;
+            let types: Vec<_> = match client.prepare(&describe_keys).await {
+                Ok(stmt) => stmt.columns().iter().map(|c| c.type_().clone()).collect(),
+                Err(e) => {
+                    let _ = client.batch_execute("ROLLBACK").await;
+                    return Err(e);
+                }
+            };
+            let rows = client.query(&typed(&types), &params).await;
             let _ = client.batch_execute("ROLLBACK").await;
             rows
         }
@@ -264,7 +427,11 @@ pub async fn describe(
                     };
                     for w in report.checks[i].worst.iter_mut() {
                         if w.key == key && w.scope != DISAPPEARED {
-                            w.note = Some(format!("after: {values}"));
+                            // Baseline values kept: before -> after.
+                            w.note = Some(match w.note.take() {
+                                Some(before) => format!("{before} -> after: {values}"),
+                                None => format!("after: {values}"),
+                            });
                         }
                     }
                 }

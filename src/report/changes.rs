@@ -163,12 +163,12 @@ fn differs(v: &Comparison) -> bool {
 fn line(c: &CheckResult, v: &Comparison) -> Change {
     let text = |x: &Option<Value>| x.as_ref().map(ToString::to_string);
     // A rows check's report carries the post-migration values of the keys it lists.
-    let note = v.note.clone().or_else(|| {
-        c.worst
-            .iter()
-            .find(|w| w.key == v.key && w.scope == v.scope && w.metric == v.metric)
-            .and_then(|w| w.note.clone())
-    });
+    let note = c
+        .worst
+        .iter()
+        .find(|w| w.key == v.key && w.scope == v.scope && w.metric == v.metric)
+        .and_then(|w| w.note.clone())
+        .or_else(|| v.note.clone());
     Change {
         check: c.name.clone(),
         scope: v.scope.clone(),

@@ -171,6 +171,7 @@ fn canonical(kind: &CheckKind) -> Value {
             put(&mut o, "columns", json!(r.columns));
             put(&mut o, "exclude", json!(r.exclude));
             put(&mut o, "allow_changes", json!(r.allow_changes));
+            put(&mut o, "keep", json!(r.keep_values.then_some("values")));
         }
         CheckKind::Schema(s) => {
             o.insert("kind".into(), json!("schema"));

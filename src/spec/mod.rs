@@ -410,6 +410,9 @@ pub struct RowsCheck {
     pub exclude: Vec<String>,
     /// A predicate on the post-migration row: rows matching it may change (WARN).
     pub allow_changes: Option<String>,
+    /// `keep = "values"`: the baseline also stores each row's values (compressed), so the
+    /// report and `--changes-out` show before -> after.
+    pub keep_values: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -132,6 +132,8 @@ pub struct RawRows {
     pub columns: Option<Vec<String>>,
     pub exclude: Option<Vec<String>>,
     pub allow_changes: Option<String>,
+    /// `keep = "values"`: the baseline keeps every row's values too (compressed).
+    pub keep: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

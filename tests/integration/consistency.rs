@@ -82,6 +82,7 @@ metrics = ["sum(balance)"]
                 Outcome::Captured(t) => t.row(0)[0].as_decimal().unwrap(),
                 Outcome::Failed(f) => panic!("{f}"),
                 Outcome::Absent(a) => panic!("absent: {a:?}"),
+                Outcome::Streamed(_) => panic!("an aggregate is not streamed"),
             };
             sums_seen.push(total("checking"));
             assert_eq!(
@@ -95,6 +96,7 @@ metrics = ["sum(balance)"]
                     .sum::<rust_decimal::Decimal>(),
                 Outcome::Failed(f) => panic!("{f}"),
                 Outcome::Absent(a) => panic!("absent: {a:?}"),
+                Outcome::Streamed(_) => panic!("an aggregate is not streamed"),
             };
             assert_eq!(
                 per_id("checking per id") + per_id("savings per id"),
@@ -266,6 +268,7 @@ fn sum_of(snap: &migval::model::Snapshot, name: &str) -> rust_decimal::Decimal {
         Outcome::Captured(t) => t.row(0)[0].as_decimal().unwrap(),
         Outcome::Failed(f) => panic!("{name}: {f}"),
         Outcome::Absent(a) => panic!("absent: {a:?}"),
+        Outcome::Streamed(_) => panic!("an aggregate is not streamed"),
     }
 }
 

@@ -71,11 +71,27 @@ pub(super) fn validate(v: &mut Validator, at: &At, rc: RawCheck, rule: Rule) -> 
         .allow_changes
         .map(|a| a.trim().to_string())
         .filter(|a| !a.is_empty());
+    let keep_values = match r.keep.as_deref() {
+        None => false,
+        Some("values") => true,
+        Some(other) => {
+            v.at(
+                at,
+                "rows.keep",
+                format!(
+                    "`{other}` is not something a rows check can keep; write keep = \"values\" \
+                     (the baseline stores every row's values, so changes show before -> after)"
+                ),
+            );
+            false
+        }
+    };
     Some(CheckKind::Rows(RowsCheck {
         table,
         key,
         columns,
         exclude,
         allow_changes,
+        keep_values,
     }))
 }

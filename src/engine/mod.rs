@@ -12,6 +12,7 @@ pub mod preflight;
 pub mod rows;
 pub mod schema_diff;
 pub mod script;
+pub mod sizes;
 
 use crate::db::conninfo::ConnInfo;
 use crate::model::{Report, Snapshot};

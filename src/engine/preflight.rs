@@ -116,6 +116,7 @@ fn referenced(spec: &Spec, naming: &Naming) -> (Vec<(usize, Name)>, Vec<Name>) {
                 }
             }
             CheckKind::Rows(r) => must.push((i, naming.rel(&r.table))),
+            CheckKind::Sizes(s) => must.extend(s.tables.iter().map(|t| (i, naming.rel(t)))),
             CheckKind::Custom(_) => {}
         }
     }
@@ -408,6 +409,6 @@ fn columns_used(kind: &CheckKind, naming: &Naming) -> Vec<(Name, Vec<String>)> {
             }
             vec![(naming.rel(&r.table), cols)]
         }
-        CheckKind::Custom(_) | CheckKind::Schema(_) => Vec::new(),
+        CheckKind::Custom(_) | CheckKind::Schema(_) | CheckKind::Sizes(_) => Vec::new(),
     }
 }

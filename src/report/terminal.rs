@@ -50,6 +50,9 @@ fn overview_values(c: &CheckResult) -> (String, String, String) {
             format!("{n} change{}", if n == 1 { "" } else { "s" }),
         );
     }
+    if c.kind == super::sizes::KIND {
+        return super::sizes::totals(c);
+    }
     if let Some(g) = &c.groups {
         return (
             format!("{} groups", g.baseline_groups),
@@ -147,6 +150,9 @@ pub fn render(r: &Report, color: bool) -> String {
     for c in r.checks.iter().filter(|c| c.kind == SCHEMA_DIFF) {
         out.push_str(&schema_changes(c, color));
     }
+    for c in r.checks.iter().filter(|c| c.kind == super::sizes::KIND) {
+        out.push_str(&table_sizes(c, color));
+    }
 
     for c in r.checks.iter().filter(|c| c.status != Status::Pass) {
         out.push_str(&format!(
@@ -182,8 +188,14 @@ pub fn render(r: &Report, color: bool) -> String {
                 "note",
             ]);
             for v in details {
+                // A keyed value (a table of a sizes check) says which key it is.
+                let what = if v.key.is_empty() {
+                    v.metric.clone()
+                } else {
+                    format!("{} {}", v.key.join(", "), v.metric)
+                };
                 b.push_record([
-                    cell(&v.metric, 40),
+                    cell(&what, 40),
                     v.scope.clone(),
                     cell(&show(&v.baseline), 30),
                     cell(&show(&v.after), 30),
@@ -273,6 +285,30 @@ fn schema_changes(c: &CheckResult, color: bool) -> String {
     let mut t = b.build();
     t.with(Style::psql());
     let mut out = format!("\nschema changes ({}):\n", c.summary);
+    for line in t.to_string().lines() {
+        out.push_str(&format!("  {line}\n"));
+    }
+    out
+}
+
+/// A sizes check, one row per table, in human units (as pg_size_pretty prints them).
+fn table_sizes(c: &CheckResult, color: bool) -> String {
+    let mut b = Builder::default();
+    let mut head = vec!["ok", "table"];
+    head.extend(super::sizes::PARTS);
+    b.push_record(head);
+    for row in super::sizes::rows(c) {
+        let status = if row.ok { Status::Pass } else { c.status };
+        let mut record = vec![
+            paint(if row.ok { "yes" } else { "NO" }, status, color),
+            cell(&row.table, 40),
+        ];
+        record.extend(row.cells.iter().map(|x| cell(x, 40)));
+        b.push_record(record);
+    }
+    let mut t = b.build();
+    t.with(Style::psql());
+    let mut out = format!("\ntable sizes `{}` ({}):\n", c.name, c.expect);
     for line in t.to_string().lines() {
         out.push_str(&format!("  {line}\n"));
     }

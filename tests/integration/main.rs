@@ -48,5 +48,7 @@ mod schema_diff;
 mod secrets;
 /// Seeds 002/003/004 (subscriber_schema, account_status, status_levels) rehearsed with migrate.
 mod seeds;
+/// The sizes check kind: heap, indexes, TOAST, total before and after, in pg_size_pretty units.
+mod sizes;
 /// TLS against a real server with ssl=on: sslmode require / verify-ca / verify-full.
 mod tls;

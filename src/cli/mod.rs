@@ -8,6 +8,7 @@ mod init;
 mod migrate;
 mod snapshot;
 mod verify;
+mod watch;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;

@@ -52,3 +52,5 @@ mod seeds;
 mod sizes;
 /// TLS against a real server with ssl=on: sslmode require / verify-ca / verify-full.
 mod tls;
+/// `verify --every/--until`: the watch after go-live, a writer, Ctrl-C, a lost connection.
+mod watch;

@@ -302,3 +302,89 @@ fn human_units_are_the_ones_pg_size_pretty_prints() {
         assert_eq!(migval::model::pretty_bytes(v), pretty(&db, v), "{v}");
     }
 }
+
+/// A renamed table is sized under its new name and reported under the spec's; a partitioned
+/// table is the sum of its partitions; a table the migration creates is reported as new.
+#[test]
+fn renamed_partitioned_and_new_tables() {
+    let db = world(
+        "sizes_shapes",
+        r#"
+CREATE TABLE events (id int, at date NOT NULL) PARTITION BY RANGE (at);
+CREATE TABLE events_2025 PARTITION OF events FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+CREATE TABLE events_2026 PARTITION OF events FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+CREATE INDEX ON events (id);
+INSERT INTO events SELECT g, date '2025-06-01' + (g % 400) FROM generate_series(1, 3000) g;
+CREATE TABLE clients (id int PRIMARY KEY, name text);
+INSERT INTO clients SELECT g, 'c' || g FROM generate_series(1, 500) g;
+"#,
+    );
+    let spec = r#"
+[rename]
+"clients" = "customers"
+
+[schema]
+expect = ["add table contact_points"]
+
+[[check]]
+name = "sizes"
+sizes = { tables = ["events", "clients"] }
+expect = { grows_at_most = "20%" }
+
+[[check]]
+name = "new table size"
+sizes = { tables = ["contact_points"] }
+"#;
+    let partitions = |db: &TestDb| -> i64 {
+        server_sizes(db, "events_2025").3 + server_sizes(db, "events_2026").3
+    };
+    let events_before = partitions(&db);
+    let clients_before = server_sizes(&db, "clients").3;
+    let (r, json) = snapshot_then(&db, spec, || {
+        rt().block_on(db.exec(
+            "ALTER TABLE clients RENAME TO customers;
+             CREATE TABLE contact_points (id int PRIMARY KEY, note text);
+             INSERT INTO contact_points SELECT g, 'n' FROM generate_series(1, 100) g;",
+        ))
+    });
+    assert_eq!(r.code, 0, "{r}");
+    assert_eq!(status(&json, "sizes"), "PASS", "{r}");
+    assert_eq!(
+        bytes(&json, "sizes", "events", "total", "baseline"),
+        events_before,
+        "the partitions summed{r}"
+    );
+    assert!(events_before > 0);
+    assert_eq!(
+        bytes(&json, "sizes", "clients", "total", "after"),
+        clients_before,
+        "read under the new name, reported under the old{r}"
+    );
+    assert_eq!(status(&json, "new table size"), "PASS", "{r}");
+    assert_eq!(
+        bytes(&json, "new table size", "contact_points", "total", "after"),
+        server_sizes(&db, "contact_points").3,
+        "{r}"
+    );
+    assert_eq!(check(&json, "new table size")["after_only"], true, "{r}");
+
+    // A growth limit on a table that has no baseline size is a spec error.
+    let bad = db.file(
+        "bad.toml",
+        "[schema]\nexpect = [\"add table contact_points\"]\n\n[[check]]\nname = \"new table size\"\nsizes = { tables = [\"contact_points\"] }\nexpect = { grows_at_most = \"20%\" }\n",
+    );
+    let r = migval(&[
+        "snapshot",
+        "--spec",
+        p(&bad),
+        "--out",
+        p(&db.path("x.json")),
+        "--db",
+        &db.url,
+    ]);
+    assert_eq!(r.code, 2, "{r}");
+    assert!(
+        r.stderr.contains("key `expect`") && r.stderr.contains("no baseline size"),
+        "{r}"
+    );
+}

@@ -334,6 +334,11 @@ expect = { grows_at_most = "20%" }
 [[check]]
 name = "new table size"
 sizes = { tables = ["contact_points"] }
+
+[[check]]
+name = "old and new"
+sizes = { tables = ["clients", "contact_points"] }
+expect = { grows_at_most = "20%" }
 "#;
     let partitions = |db: &TestDb| -> i64 {
         server_sizes(db, "events_2025").3 + server_sizes(db, "events_2026").3
@@ -367,6 +372,13 @@ sizes = { tables = ["contact_points"] }
         "{r}"
     );
     assert_eq!(check(&json, "new table size")["after_only"], true, "{r}");
+    // Next to an existing table, a declared new one is reported as new, not judged.
+    assert_eq!(status(&json, "old and new"), "PASS", "{r}");
+    assert_eq!(
+        bytes(&json, "old and new", "contact_points", "total", "after"),
+        server_sizes(&db, "contact_points").3,
+        "{r}"
+    );
 
     // A growth limit on a table that has no baseline size is a spec error.
     let bad = db.file(

@@ -340,3 +340,54 @@ fn a_watch_with_nothing_to_watch_or_a_bad_interval_is_refused() {
         "the count and the schema diff{r}"
     );
 }
+
+/// A check whose SQL starts failing is not a lost connection: the watch ends with exit 2 and
+/// the server's error in the report.
+#[test]
+fn a_check_whose_sql_fails_ends_the_watch_with_exit_2_and_the_server_error() {
+    let db = world("watch_sql_error", WORLD);
+    rt().block_on(db.exec(
+        "CREATE FUNCTION bad_plans() RETURNS bigint LANGUAGE sql AS
+         $$ SELECT count(*) FROM accounts WHERE plan NOT IN ('free', 'pro') $$;",
+    ));
+    let spec = db.file(
+        "checks.toml",
+        "[[check]]\nname = \"plans allowed\"\nsql = \"SELECT bad_plans() AS bad_plans\"\nexpect = \"zero\"\n",
+    );
+    let base = db.path("base.json");
+    let r = migval(&[
+        "snapshot",
+        "--spec",
+        p(&spec),
+        "--out",
+        p(&base),
+        "--db",
+        &db.url,
+    ]);
+    assert_eq!(r.code, 0, "{r}");
+    let mut w = Watch::start(&[
+        "verify",
+        "--spec",
+        p(&spec),
+        "--baseline",
+        p(&base),
+        "--db",
+        &db.url,
+        "--every",
+        "1s",
+        "--until",
+        "60s",
+    ]);
+    w.wait_for("run 1:");
+    rt().block_on(db.exec(
+        "CREATE OR REPLACE FUNCTION bad_plans() RETURNS bigint LANGUAGE plpgsql AS
+         $$ BEGIN RAISE EXCEPTION 'plans table is being rebuilt' USING HINT = 'wait for it'; END $$;",
+    ));
+    let r = w.finish();
+    assert_eq!(r.code, 2, "{r}");
+    assert!(r.stderr.contains("1 errors"), "{r}");
+    assert!(
+        r.stdout.contains("plans table is being rebuilt") && r.stdout.contains("P0001"),
+        "the server's error and SQLSTATE in the report{r}"
+    );
+}

@@ -1,6 +1,8 @@
--- Purpose: the backfill progress table (created by `migval backfill --commit` only). One row per
---          run; each batch updates its row in the batch's own transaction, so the row always
---          says exactly which batches are committed: that is what makes a resume exact.
+-- Purpose: the backfill progress table and the lease table (created by `migval backfill
+--          --commit` only). backfill_runs: one row per run; each batch updates its row in the
+--          batch's own transaction, so the row always says exactly which batches are committed:
+--          that is what makes a resume exact. backfill_leases: one row per backfill with a run
+--          in progress (the run-level single-run guard; see backfill_lease_take.sql).
 -- Binds: none. Several statements (run with the simple protocol, not prepared).
 -- Identifier slots: none.
 -- Returns: nothing.
@@ -27,3 +29,11 @@ CREATE TABLE IF NOT EXISTS migval.backfill_runs (
     finished_at       timestamptz
 );
 CREATE INDEX IF NOT EXISTS backfill_runs_backfill_idx ON migval.backfill_runs (backfill, run_id);
+CREATE TABLE IF NOT EXISTS migval.backfill_leases (
+    backfill   text PRIMARY KEY,
+    token      text NOT NULL,
+    client     text NOT NULL,
+    taken_at   timestamptz NOT NULL,
+    renewed_at timestamptz NOT NULL,
+    expires_at timestamptz NOT NULL
+);

@@ -840,11 +840,63 @@ pub struct Report {
     /// What `migval migrate` ran, when it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub migration: Option<MigrationSummary>,
+    /// The pg_dump taken by `--backup` before anything was written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<Backup>,
+}
+
+/// A backup `--backup FILE` made with pg_dump before `migrate --commit` or `backfill --commit`
+/// wrote anything.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Backup {
+    /// The dump file, as given.
+    pub file: String,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// pg_dump's format (`custom`: restore with pg_restore).
+    pub format: String,
+    /// The database dumped.
+    pub database: String,
+    pub duration_ms: u64,
+}
+
+impl Backup {
+    /// One line for people: `backup: pg_dump -Fc of database `app` -> pre.dump (1.2 MiB, 340 ms)`.
+    pub fn describe(&self) -> String {
+        format!(
+            "pg_dump --format={} of database `{}` -> {} ({}, {} ms), taken before anything was written",
+            self.format,
+            self.database,
+            self.file,
+            human_bytes(self.bytes),
+            self.duration_ms
+        )
+    }
+}
+
+/// 1536 -> "1.5 KiB" (binary units, as pg_size_pretty rounds: one decimal above bytes).
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if bytes < 1024 {
+        return format!("{bytes} bytes");
+    }
+    // Tenths of the unit, in integers: no float rounding of a byte count.
+    let mut unit = 0;
+    let mut scale: u64 = 1024;
+    while unit + 1 < UNITS.len() && bytes / scale >= 1024 {
+        unit += 1;
+        scale *= 1024;
+    }
+    let tenths = (u128::from(bytes) * 10 + u128::from(scale) / 2) / u128::from(scale);
+    format!("{}.{} {}", tenths / 10, tenths % 10, UNITS[unit])
 }
 
 /// One statement of a migration script as it ran.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatementRun {
+    /// The file the statement comes from, when the migration has several.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
     /// Line of the script where the statement starts.
     pub line: usize,
     /// The statement on one line, abbreviated.
@@ -855,6 +907,17 @@ pub struct StatementRun {
     /// More than 1 when lock timeouts were retried.
     pub attempts: u32,
     pub ok: bool,
+}
+
+impl StatementRun {
+    /// Where the statement is: `02_data.sql:12` when the migration has several files, else
+    /// the line alone.
+    pub fn location(&self) -> String {
+        match &self.file {
+            Some(f) => format!("{f}:{}", self.line),
+            None => self.line.to_string(),
+        }
+    }
 }
 
 /// A relation lock the migration held before it was committed or rolled back.
@@ -914,6 +977,15 @@ impl MigrationSummary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn byte_counts_read_in_binary_units() {
+        assert_eq!(human_bytes(0), "0 bytes");
+        assert_eq!(human_bytes(1023), "1023 bytes");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(10 * 1024 * 1024), "10.0 MiB");
+        assert_eq!(human_bytes(u64::MAX), "16384.0 PiB");
+    }
 
     #[test]
     fn numeric_text_beyond_28_digits_is_kept_exact() {

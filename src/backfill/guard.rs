@@ -1,11 +1,60 @@
-//! The single-run guard and the progress row: a session advisory lock per backfill name (and
-//! what to do about its holder: wait, refuse, or end a killed run's backend), the progress table
-//! `migval.backfill_runs`, and opening, resuming or abandoning a run.
+//! The single-run guard and the progress row: a lease row per backfill name in
+//! `migval.backfill_leases` (whose run this is, until when by the server's clock), a
+//! transaction-level advisory lock inside every batch (no batch of a killed run still running on
+//! the server can overlap a new run's), what to do about a holder (wait, refuse, or end a killed
+//! run's backend), the progress table `migval.backfill_runs`, and opening, resuming or abandoning
+//! a run.
+//!
+//! ```text
+//!   claim     DDL (IF NOT EXISTS) | lease: INSERT .. ON CONFLICT DO UPDATE WHERE ours OR expired
+//!             | no batch of another run in flight: pg_try_advisory_xact_lock | open / resume run
+//!   batch     BEGIN; pg_advisory_xact_lock(name); renew lease (0 rows: taken over -> stop); ..
+//!   end       mark the run, release the lease (same transaction)
+//! ```
+//! Every statement runs inside a transaction of its own: a pooler in transaction mode (PgBouncer
+//! `pool_mode = transaction`) keeps a transaction on one server connection, and neither half of
+//! the guard outlives its transaction on the server (a session advisory lock would stay behind
+//! on a pooled server connection).
 
 use std::time::{Duration, Instant};
 
-use super::runner::{Backfill, BackfillError, Counters, Event, fail, u64_of};
+use tokio_postgres::error::SqlState;
+
+use super::runner::{
+    Backfill, BackfillError, Counters, Event, fail, i64_of, millis, query_alone, u64_of,
+};
 use crate::sql;
+
+/// The holder of a backfill's lease, as the server sees it (ages in seconds, server clock).
+#[derive(Debug, Clone, Default)]
+pub(super) struct Holder {
+    token: String,
+    client: String,
+    taken_ago: String,
+    renewed_ago: String,
+    expires_in: String,
+    expired: bool,
+}
+
+impl Holder {
+    fn of(r: &tokio_postgres::Row) -> Result<Holder, tokio_postgres::Error> {
+        Ok(Holder {
+            token: r.try_get(0)?,
+            client: r.try_get(1)?,
+            taken_ago: r.try_get(2)?,
+            renewed_ago: r.try_get(3)?,
+            expires_in: r.try_get(4)?,
+            expired: r.try_get(5)?,
+        })
+    }
+}
+
+/// Why a batch could not take its guard.
+pub(super) enum GuardFail {
+    Db(tokio_postgres::Error),
+    /// Another run took the lease over: stop, change nothing.
+    LeaseLost(String),
+}
 
 /// Where a run starts.
 #[derive(Debug, Clone)]
@@ -19,32 +68,174 @@ pub struct RunStart {
 }
 
 impl Backfill {
-    /// Take the single-run guard; wait for (or, with --cancel-orphans, end) its holder.
+    /// Take the single-run guard: the lease (waiting for it, or refusing naming its holder),
+    /// then make sure no batch of an earlier run is still running on the server (wait for, or
+    /// with --cancel-orphans end, its backend).
     pub(super) async fn lock(
         &mut self,
         observer: &mut dyn FnMut(Event),
     ) -> Result<(), BackfillError> {
         let deadline = Instant::now() + self.opts.lock_wait;
+        self.take_lease(deadline, observer).await?;
+        self.no_batch_in_flight(deadline, observer).await
+    }
+
+    /// The lease: ours when there is none, when it is ours already (a reconnect), or when it has
+    /// expired (its run died without releasing it).
+    async fn take_lease(
+        &mut self,
+        deadline: Instant,
+        observer: &mut dyn FnMut(Event),
+    ) -> Result<(), BackfillError> {
+        let mut announced = false;
+        loop {
+            let (holder, taken) = self.try_lease().await?;
+            if taken {
+                if let Some(h) = holder.filter(|h| h.token != self.token) {
+                    let why = if h.expired {
+                        format!(
+                            "it expired {} s ago without being released",
+                            h.expires_in.trim_start_matches('-')
+                        )
+                    } else {
+                        "its process is gone from this host".to_string()
+                    };
+                    observer(Event::Waiting(format!(
+                        "took over the lease of backfill `{}` from the run of client {} ({why}: \
+                         that run was killed or lost its connection)",
+                        self.spec.name, h.client,
+                    )));
+                }
+                return Ok(());
+            }
+            let h = holder.unwrap_or_default();
+            if self.opts.cancel_orphans
+                && let Some(process) = alive_here(&h.client)
+            {
+                return Err(BackfillError::Refused(format!(
+                    "--cancel-orphans: the lease of backfill `{}` belongs to a run whose client \
+                     ({process}) is still alive on this host; it is not an orphan. Stop that run \
+                     (Ctrl-C) instead.",
+                    self.spec.name
+                )));
+            }
+            if Instant::now() >= deadline {
+                return Err(BackfillError::Refused(format!(
+                    "another run of backfill `{name}` is in progress: the run of client {client} \
+                     holds its lease (taken {taken} s ago, renewed {renewed} s ago, expires in \
+                     {expires} s unless renewed; server clock).\n  Two runs of one backfill never \
+                     run at once. If that run is alive, let it finish. If it was killed (kill -9, \
+                     lost connection), its lease expires in {expires} s: rerun then, or with \
+                     --wait longer than that (nothing it committed is lost; a batch it left \
+                     running on the server is waited for).",
+                    name = self.spec.name,
+                    client = h.client,
+                    taken = h.taken_ago,
+                    renewed = h.renewed_ago,
+                    expires = h.expires_in,
+                )));
+            }
+            if !announced {
+                announced = true;
+                observer(Event::Waiting(format!(
+                    "the run of client {} holds the lease of backfill `{}` (expires in {} s \
+                     unless renewed); waiting up to {} s for it",
+                    h.client,
+                    self.spec.name,
+                    h.expires_in,
+                    self.opts.lock_wait.as_secs()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// One attempt at the lease, in a transaction of its own: the holder before the attempt
+    /// (if any) and whether the lease is now ours. A lease row locked by the holder's batch in
+    /// flight (lock timeout) counts as held.
+    async fn try_lease(&self) -> Result<(Option<Holder>, bool), BackfillError> {
+        let c = &self.session.client;
+        let db_err = |e: tokio_postgres::Error| BackfillError::Db {
+            what: "taking the backfill's lease in migval.backfill_leases".into(),
+            failure: fail(&e, sql::BACKFILL_LEASE_TAKE.name),
+        };
+        c.batch_execute(&self.set_local()).await.map_err(db_err)?;
+        let attempt = async {
+            let holder = c
+                .query_opt(sql::BACKFILL_LEASE_HOLDER.sql, &[&self.spec.name])
+                .await?
+                .map(|r| Holder::of(&r))
+                .transpose()?;
+            let lease_ms = i64_of(millis(self.opts.lease));
+            // A holder that ran on this host and whose process is gone is dead for certain: no
+            // need to wait for its lease to expire (a batch it left running on the server is
+            // still waited for, by the batch lock).
+            let dead = holder
+                .as_ref()
+                .filter(|h| h.token != self.token && dead_here(&h.client))
+                .map(|h| h.token.clone())
+                .unwrap_or_default();
+            let taken = c
+                .query_opt(
+                    sql::BACKFILL_LEASE_TAKE.sql,
+                    &[&self.spec.name, &self.token, &client_id(), &lease_ms, &dead],
+                )
+                .await;
+            match taken {
+                Ok(row) => Ok((holder, row.is_some())),
+                Err(e) if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => Ok((holder, false)),
+                Err(e) => Err(e),
+            }
+        };
+        match attempt.await {
+            Ok((holder, true)) => {
+                c.batch_execute("COMMIT").await.map_err(db_err)?;
+                Ok((holder, true))
+            }
+            Ok((holder, false)) => {
+                let _ = c.batch_execute("ROLLBACK").await;
+                Ok((holder, false))
+            }
+            Err(e) => {
+                let _ = c.batch_execute("ROLLBACK").await;
+                Err(db_err(e))
+            }
+        }
+    }
+
+    /// With the lease ours, no batch of another run may still run on the server: the backend
+    /// of a killed run finishing (or rolling back) its batch holds the batch advisory lock.
+    async fn no_batch_in_flight(
+        &mut self,
+        deadline: Instant,
+        observer: &mut dyn FnMut(Event),
+    ) -> Result<(), BackfillError> {
         let mut announced = false;
         let mut terminated = false;
         loop {
             let c = &self.session.client;
-            let locked: bool = c
+            let db_err = |e: tokio_postgres::Error| BackfillError::Db {
+                what: "checking for a batch of an earlier run still running on the server".into(),
+                failure: fail(&e, "pg_try_advisory_xact_lock"),
+            };
+            // Taken and released at once (ROLLBACK): only asking whether it is free.
+            c.batch_execute(&self.set_local()).await.map_err(db_err)?;
+            let locked: Result<bool, _> = c
                 .query_one(sql::BACKFILL_LOCK.sql, &[&self.spec.name])
                 .await
-                .and_then(|r| r.try_get(0))
-                .map_err(|e| BackfillError::Db {
-                    what: "taking the backfill's advisory lock".into(),
-                    failure: fail(&e, "pg_try_advisory_lock"),
-                })?;
-            if locked {
+                .and_then(|r| r.try_get(0));
+            let holder = match locked {
+                Ok(false) => c
+                    .query_opt(sql::BACKFILL_LOCK_HOLDER.sql, &[&self.spec.name])
+                    .await
+                    .ok()
+                    .flatten(),
+                _ => None,
+            };
+            let _ = c.batch_execute("ROLLBACK").await;
+            if locked.map_err(db_err)? {
                 return Ok(());
             }
-            let holder = c
-                .query_opt(sql::BACKFILL_LOCK_HOLDER.sql, &[&self.spec.name])
-                .await
-                .ok()
-                .flatten();
             let (pid, app, state, secs, query) = match &holder {
                 Some(r) => (
                     r.try_get::<_, i32>(0).unwrap_or(0),
@@ -61,26 +252,18 @@ impl Backfill {
                     String::new(),
                 ),
             };
-            let alive = if self.opts.cancel_orphans {
-                self.holder_alive_here().await
-            } else {
-                None
-            };
-            if let Some(process) = &alive
-                && self.opts.cancel_orphans
-            {
-                return Err(BackfillError::Refused(format!(
-                    "--cancel-orphans: backend pid {pid} belongs to a run whose client ({process}) \
-                     is still alive on this host; it is not an orphan. Stop that run (Ctrl-C) \
-                     instead of ending its backend."
-                )));
-            }
             if self.opts.cancel_orphans && pid != 0 && app == self.tag && !terminated {
-                let done: bool = c
-                    .query_one(sql::BACKFILL_TERMINATE.sql, &[&pid, &self.tag])
-                    .await
-                    .and_then(|r| r.try_get(0))
-                    .unwrap_or(false);
+                let done: bool = query_alone(
+                    c,
+                    &self.set_local(),
+                    sql::BACKFILL_TERMINATE.sql,
+                    &[&pid, &self.tag],
+                )
+                .await
+                .ok()
+                .flatten()
+                .and_then(|r| r.try_get(0).ok())
+                .unwrap_or(false);
                 terminated = done;
                 observer(Event::Waiting(format!(
                     "--cancel-orphans: ended backend pid {pid} ({state}) left by an earlier run of `{}`",
@@ -89,20 +272,22 @@ impl Backfill {
             } else if !announced {
                 announced = true;
                 observer(Event::Waiting(format!(
-                    "backend pid {pid} ({app}, {state} for {secs} s) holds the lock of backfill `{}`; \
-                     waiting up to {} s for it to finish",
+                    "backend pid {pid} ({app}, {state} for {secs} s) holds the batch lock of \
+                     backfill `{}`; waiting up to {} s for it to finish",
                     self.spec.name,
                     self.opts.lock_wait.as_secs()
                 )));
             }
             if Instant::now() >= deadline {
+                self.release().await;
                 return Err(BackfillError::Refused(format!(
-                    "another run of backfill `{name}` is in progress: backend pid {pid} \
-                     (application_name `{app}`, {state} for {secs} s{q}) holds its advisory lock.\n  \
-                     Two runs of one backfill never run at once. If that run is alive, let it finish. \
-                     If it was killed (kill -9, lost connection), its backend may still be finishing a \
-                     batch: wait a little and rerun, or rerun with --cancel-orphans to end it (its \
-                     uncommitted batch rolls back; nothing committed is lost).",
+                    "a batch of an earlier run of backfill `{name}` is still running on the \
+                     server: backend pid {pid} (application_name `{app}`, {state} for {secs} s{q}) \
+                     holds its batch lock.\n  Two runs of one backfill never run at once. If that \
+                     run is alive, let it finish. If it was killed (kill -9, lost connection), its \
+                     backend may still be finishing a batch: wait a little and rerun, or rerun \
+                     with --cancel-orphans to end it (its uncommitted batch rolls back; nothing \
+                     committed is lost).",
                     name = self.spec.name,
                     q = if query.is_empty() {
                         String::new()
@@ -118,25 +303,130 @@ impl Backfill {
         }
     }
 
-    /// The client (host:pid) recorded by the open run, when that process still runs on this
-    /// host: then the lock holder is a live run, not a backend left behind by a killed one.
-    pub(super) async fn holder_alive_here(&self) -> Option<String> {
-        let row = self
-            .session
-            .client
-            .query_opt(sql::BACKFILL_RUN_OPEN.sql, &[&self.spec.name])
-            .await
-            .ok()??;
-        let client: String = row.try_get(11).ok()?;
-        let me = client_id();
-        let (host, pid) = client.rsplit_once(':')?;
-        let (my_host, _) = me.rsplit_once(':')?;
-        let pid: u32 = pid.parse().ok()?;
-        (host == my_host && pid != std::process::id() && is_running(pid)).then_some(client)
+    /// Release the lease (ours only), in a transaction of its own. Best effort: an unreleased
+    /// lease expires by itself.
+    pub(super) async fn release(&self) {
+        let c = &self.session.client;
+        if c.batch_execute(&self.set_local()).await.is_err() {
+            return;
+        }
+        let released = c
+            .execute(
+                sql::BACKFILL_LEASE_RELEASE.sql,
+                &[&self.spec.name, &self.token],
+            )
+            .await;
+        let _ = c
+            .batch_execute(if released.is_ok() {
+                "COMMIT"
+            } else {
+                "ROLLBACK"
+            })
+            .await;
     }
 
-    /// Create the progress table if needed and resume the open run or start a new one.
+    /// Renew the lease between batches (while waiting for replicas), in a transaction of its
+    /// own. Best effort: a lease lost meanwhile is found by the next batch, which stops.
+    pub(super) async fn renew_lease(&self) {
+        if !self.opts.commit {
+            return;
+        }
+        let c = &self.session.client;
+        if c.batch_execute(&self.set_local()).await.is_err() {
+            return;
+        }
+        let lease_ms = i64_of(millis(self.opts.lease));
+        let renewed = c
+            .execute(
+                sql::BACKFILL_LEASE_RENEW.sql,
+                &[&self.spec.name, &self.token, &lease_ms],
+            )
+            .await;
+        let _ = c
+            .batch_execute(if renewed.is_ok() {
+                "COMMIT"
+            } else {
+                "ROLLBACK"
+            })
+            .await;
+    }
+
+    /// Inside a batch transaction (--commit): wait for the batch lock, renew the lease. A lease
+    /// taken over by another run (ours had expired) stops the run before this batch changes
+    /// anything.
+    pub(super) async fn guard_batch(&self, c: &tokio_postgres::Client) -> Result<(), GuardFail> {
+        if !self.opts.commit {
+            return Ok(());
+        }
+        c.execute(sql::BACKFILL_BATCH_LOCK.sql, &[&self.spec.name])
+            .await
+            .map_err(GuardFail::Db)?;
+        let lease_ms = i64_of(millis(self.opts.lease));
+        let renewed = c
+            .execute(
+                sql::BACKFILL_LEASE_RENEW.sql,
+                &[&self.spec.name, &self.token, &lease_ms],
+            )
+            .await
+            .map_err(GuardFail::Db)?;
+        if renewed == 0 {
+            return Err(GuardFail::LeaseLost(format!(
+                "the lease of backfill `{}` was taken over by another run: this run's lease had \
+                 expired (it lasts --lease {} s; a pause, a wait for replicas or a batch longer \
+                 than that lets it lapse). This run stops before its next batch changes anything; \
+                 the other run resumes from the last committed batch.",
+                self.spec.name,
+                self.opts.lease.as_secs()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Create the progress and lease tables if needed (--commit only).
+    pub(super) async fn ensure_state(&self) -> Result<(), BackfillError> {
+        self.session
+            .client
+            .batch_execute(&format!(
+                "{}; {} COMMIT",
+                self.set_local(),
+                sql::BACKFILL_STATE_DDL.sql
+            ))
+            .await
+            .map_err(|e| BackfillError::Db {
+                what: "creating the progress tables migval.backfill_runs and \
+                       migval.backfill_leases (needs CREATE on the database)"
+                    .into(),
+                failure: fail(&e, sql::BACKFILL_STATE_DDL.name),
+            })
+    }
+
+    /// Resume the open run or start a new one, in one transaction.
     pub(super) async fn open_run(&mut self) -> Result<RunStart, BackfillError> {
+        let c = &self.session.client;
+        c.batch_execute(&self.set_local())
+            .await
+            .map_err(|e| BackfillError::Db {
+                what: "opening the run in migval.backfill_runs".into(),
+                failure: fail(&e, "BEGIN"),
+            })?;
+        match self.open_run_in_transaction().await {
+            Ok(start) => {
+                c.batch_execute("COMMIT")
+                    .await
+                    .map_err(|e| BackfillError::Db {
+                        what: "opening the run in migval.backfill_runs".into(),
+                        failure: fail(&e, "COMMIT"),
+                    })?;
+                Ok(start)
+            }
+            Err(e) => {
+                let _ = c.batch_execute("ROLLBACK").await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn open_run_in_transaction(&self) -> Result<RunStart, BackfillError> {
         let c = &self.session.client;
         let state_err = |what: &str| {
             let what = what.to_string();
@@ -145,15 +435,6 @@ impl Backfill {
                 failure: fail(&e, sql::BACKFILL_STATE_DDL.name),
             }
         };
-        c.batch_execute(&format!(
-            "{}; {} COMMIT",
-            self.set_local(),
-            sql::BACKFILL_STATE_DDL.sql
-        ))
-        .await
-        .map_err(state_err(
-            "creating the progress table migval.backfill_runs (needs CREATE on the database)",
-        ))?;
         let open = c
             .query_opt(sql::BACKFILL_RUN_OPEN.sql, &[&self.spec.name])
             .await
@@ -229,22 +510,39 @@ impl Backfill {
         })
     }
 
+    /// Write the run's final status and release the lease, in one transaction.
     pub(super) async fn mark(&self, run_id: Option<i64>, status: &str, message: Option<&str>) {
         let Some(id) = run_id else { return };
+        let c = &self.session.client;
         for _ in 0..3 {
-            let marked = self
-                .session
-                .client
-                .execute(
+            let marked = async {
+                c.batch_execute(&self.set_local()).await?;
+                c.execute(
                     sql::BACKFILL_RUN_STATUS.sql,
                     &[&id, &status, &message.map(str::to_string), &client_id()],
                 )
-                .await;
+                .await?;
+                c.execute(
+                    sql::BACKFILL_LEASE_RELEASE.sql,
+                    &[&self.spec.name, &self.token],
+                )
+                .await?;
+                c.batch_execute("COMMIT").await
+            }
+            .await;
             match marked {
+                Ok(()) => return,
                 // The cancel sent for an interrupted batch is delivered by the server when it
                 // gets to it, and can land on this statement instead: write the status again.
-                Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::QUERY_CANCELED) => {}
-                _ => return,
+                Err(e) if e.code() == Some(&SqlState::QUERY_CANCELED) => {
+                    let _ = c.batch_execute("ROLLBACK").await;
+                }
+                Err(_) => {
+                    let _ = c.batch_execute("ROLLBACK").await;
+                    // The status could not be written; the lease at least should not linger.
+                    self.release().await;
+                    return;
+                }
             }
         }
     }
@@ -252,6 +550,36 @@ impl Backfill {
 
 /// A run as stored: id, fingerprint, last key, counters.
 pub(super) type RunRow = (i64, String, Option<Vec<String>>, Counters);
+
+/// A token unique to this invocation: host:pid plus the start time, so that a reused pid (or a
+/// second run on another host with the same pid) is never taken for this run.
+pub(super) fn new_token() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{}:{nanos}", client_id())
+}
+
+/// `client` (host:pid, as recorded by a run), when that process still runs on this host and is
+/// not this one.
+fn alive_here(client: &str) -> Option<String> {
+    let me = client_id();
+    let (host, pid) = client.rsplit_once(':')?;
+    let (my_host, _) = me.rsplit_once(':')?;
+    let pid: u32 = pid.parse().ok()?;
+    (host == my_host && pid != std::process::id() && is_running(pid)).then(|| client.to_string())
+}
+
+/// `client` (host:pid, as recorded by a run) ran on this host and its process is gone.
+fn dead_here(client: &str) -> bool {
+    let me = client_id();
+    let (Some((host, pid)), Some((my_host, _))) = (client.rsplit_once(':'), me.rsplit_once(':'))
+    else {
+        return false;
+    };
+    !host.is_empty() && host == my_host && pid.parse().is_ok_and(|pid: u32| !is_running(pid))
+}
 
 pub(super) fn client_id() -> String {
     let host = std::env::var("HOSTNAME")

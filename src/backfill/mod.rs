@@ -5,7 +5,8 @@
 //!               ambiguity rule, batching, the checks run afterwards)
 //!   statements  the batch's SQL, from quoted identifiers; key values bound as text
 //!   prepare     resolve the table and key, prepare every statement, count rows
-//!   guard       advisory lock (one run at a time), progress table, open / resume / abandon a run
+//!   guard       lease row + per-batch advisory xact lock (one run at a time, pooler-safe),
+//!               progress table, open / resume / abandon a run
 //!   runner      the batch loop: one transaction per batch, retries, bisection, reconnects
 //!   log         CSV of the rows left alone: ambiguous, no match, errors
 //! ```

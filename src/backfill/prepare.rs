@@ -23,8 +23,7 @@ impl Backfill {
         // The run's ceiling first: the counts are of the rows at or below it, which are all
         // the batches will visit.
         let n = self.target.key.len();
-        let top = c
-            .query_opt(&self.stmts.ceiling, &[])
+        let top = super::runner::query_alone(c, &self.set_local(), &self.stmts.ceiling, &[])
             .await
             .map_err(db_err)?;
         self.ceiling = match top {
@@ -54,11 +53,18 @@ impl Backfill {
                 self.pending_rows = u64_of(row.try_get(1).map_err(db_err)?);
             }
             Err(e) if e.code().map(|c| c.code()) == Some("57014") => {
-                let est: f32 = c
-                    .query_one(sql::BACKFILL_ESTIMATE.sql, &[&self.target.qualified()])
-                    .await
-                    .and_then(|r| r.try_get(0))
-                    .map_err(db_err)?;
+                let est: f32 = super::runner::query_alone(
+                    c,
+                    &self.set_local(),
+                    sql::BACKFILL_ESTIMATE.sql,
+                    &[&self.target.qualified()],
+                )
+                .await
+                .map_err(db_err)?
+                .map(|r| r.try_get(0))
+                .transpose()
+                .map_err(db_err)?
+                .unwrap_or(0.0);
                 let est = format!("{:.0}", est.max(0.0)).parse::<u64>().unwrap_or(0);
                 self.total_rows = est;
                 self.pending_rows = est;
@@ -159,7 +165,12 @@ pub(super) async fn check_statements(
         what: format!("{file}: key `{key}` does not run on {}", t.display()),
         failure: fail(e, &format!("preparing the statement built from `{key}`")),
     };
+    // Called inside a transaction: the savepoint keeps it usable after the first form fails.
+    let savepoint = c.batch_execute("SAVEPOINT bound_form").await.is_ok();
     if let Err(e) = c.prepare(&s.bound_next).await {
+        if savepoint {
+            let _ = c.batch_execute("ROLLBACK TO SAVEPOINT bound_form").await;
+        }
         // 42883: no min()/max() for the key type (uuid): the general form, checked below.
         match s.bound_general.take() {
             Some((first, next)) if e.code().map(|c| c.code()) == Some("42883") => {

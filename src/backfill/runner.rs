@@ -4,7 +4,7 @@
 //! ```text
 //!   prepare   connect (application_name migval-backfill:<name>), resolve table + unique key,
 //!             prepare every generated statement (a typo fails here, not at batch 40),
-//!             count rows; --commit: advisory lock (wait for / end a killed run's backend),
+//!             count rows; --commit: lease + batch lock (wait for / end a killed run's backend),
 //!             progress table, resume the open run (same fingerprint) or start one
 //!   batch     BEGIN; SET LOCAL lock_timeout, statement_timeout
 //!             bound (keyset, LIMIT size) -> [first, last]; ambiguous rows; change; rows left
@@ -30,10 +30,10 @@ use tokio::sync::watch;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{CancelToken, Client};
 
-use super::guard::{RunStart, run_row};
+use super::guard::{GuardFail, RunStart, run_row};
 use super::log::{LoggedRow, RowLog};
 use super::prepare::{check_statements, resolve};
-use super::spec::{BackfillSpec, Batching};
+use super::spec::BackfillSpec;
 use super::statements::{Statements, Target};
 use crate::db::conninfo::ConnInfo;
 use crate::db::{self, ConnectError};
@@ -95,6 +95,9 @@ pub struct Options {
     pub lock_wait: Duration,
     /// End the backend of a killed run (tagged with our application_name) instead of refusing.
     pub cancel_orphans: bool,
+    /// How long the run's lease lasts without renewal (each batch renews it): after a crash,
+    /// the time before another run may take over.
+    pub lease: Duration,
     pub log_path: PathBuf,
 }
 
@@ -203,6 +206,8 @@ pub struct Backfill {
     /// pg_class.reltuples and `pending_rows` is not known (set to the same estimate).
     pub counts_estimated: bool,
     pub start: Option<RunStart>,
+    /// This invocation's lease token (host:pid:nanoseconds): whose lease row is ours.
+    pub(super) token: String,
     /// The largest key when this invocation started (`None`: the table was empty). No batch
     /// goes above it: an application inserting pending rows faster than the batches go would
     /// otherwise keep the run going forever.
@@ -217,37 +222,57 @@ pub(super) fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// Open the run's connection. The batch timeouts are also the session's defaults, so that the
-/// bookkeeping statements outside a batch (lock, progress table) are bounded too; each batch
-/// sets them again with SET LOCAL (a session SET is lost on reconnect and under poolers).
-async fn open(info: &ConnInfo, b: &Batching) -> Result<Session, ConnectError> {
+/// Open the run's connection. No session-level timeouts: every statement of a backfill runs in
+/// a transaction that sets them with SET LOCAL (see `Backfill::set_local`), because a session
+/// SET through a pooler in transaction mode would stay behind on a pooled server connection and
+/// bound the application's statements there too.
+async fn open(info: &ConnInfo) -> Result<Session, ConnectError> {
     let client = db::connect(info).await?;
-    client
-        .batch_execute(&format!(
-            "SET lock_timeout = {}; SET statement_timeout = {}",
-            b.lock_timeout_ms, b.statement_timeout_ms
-        ))
-        .await
-        .map_err(|e| ConnectError {
-            target: info.redacted(),
-            cause: db::failure(&e, Some("setting the session timeouts".into())).to_string(),
-        })?;
     // PostgreSQL 14+: notice a vanished client within a second even mid-statement, so a killed
     // run's backend does not keep its row locks. Older servers do not know it: ignored.
     let _ = client
         .batch_execute("SET client_connection_check_interval = '1s'")
         .await;
     let cancel = client.cancel_token();
+    // The simple protocol: no prepared statement to leave behind on a pooled server connection.
     let pid = client
-        .query_one("SELECT pg_backend_pid()", &[])
+        .simple_query("SELECT pg_backend_pid()")
         .await
-        .and_then(|r| r.try_get(0))
+        .ok()
+        .and_then(|m| {
+            m.into_iter().find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).and_then(|v| v.parse().ok()),
+                _ => None,
+            })
+        })
         .unwrap_or(0);
     Ok(Session {
         client,
         cancel,
         pid,
     })
+}
+
+/// One query in a transaction of its own (`begin` .. COMMIT). A pooler in transaction mode
+/// (PgBouncer) keeps a transaction on one server connection, so the statement's prepare,
+/// execute and close all reach the same one; outside a transaction they could reach three.
+pub(super) async fn query_alone(
+    c: &Client,
+    begin: &str,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Option<tokio_postgres::Row>, tokio_postgres::Error> {
+    c.batch_execute(begin).await?;
+    match c.query_opt(sql, params).await {
+        Ok(r) => {
+            c.batch_execute("COMMIT").await?;
+            Ok(r)
+        }
+        Err(e) => {
+            let _ = c.batch_execute("ROLLBACK").await;
+            Err(e)
+        }
+    }
 }
 
 pub(super) fn i64_of(n: u64) -> i64 {
@@ -278,10 +303,29 @@ impl Backfill {
         let tag = format!("migval-backfill:{}", spec.name);
         let mut info = info.clone();
         info.application_name = tag.clone();
-        let session = open(&info, &spec.batching).await?;
-        let target = resolve(&session.client, &spec).await?;
-        let mut stmts = Statements::new(&spec, &target);
-        let update_types = check_statements(&session.client, &spec, &target, &mut stmts).await?;
+        let session = open(&info).await?;
+        // In one read-only transaction, rolled back (see `query_alone` for why a transaction).
+        session
+            .client
+            .batch_execute(&format!(
+                "BEGIN READ ONLY; SET LOCAL lock_timeout = {}; SET LOCAL statement_timeout = {}",
+                spec.batching.lock_timeout_ms, spec.batching.statement_timeout_ms
+            ))
+            .await
+            .map_err(|e| BackfillError::Db {
+                what: "starting the checks of the backfill's statements".into(),
+                failure: fail(&e, "BEGIN READ ONLY"),
+            })?;
+        let checked = async {
+            let target = resolve(&session.client, &spec).await?;
+            let mut stmts = Statements::new(&spec, &target);
+            let update_types =
+                check_statements(&session.client, &spec, &target, &mut stmts).await?;
+            Ok::<_, BackfillError>((target, stmts, update_types))
+        }
+        .await;
+        let _ = session.client.batch_execute("ROLLBACK").await;
+        let (target, stmts, update_types) = checked?;
         let mut b = Backfill {
             spec,
             info,
@@ -295,6 +339,7 @@ impl Backfill {
             pending_rows: 0,
             counts_estimated: false,
             start: None,
+            token: super::guard::new_token(),
             ceiling: None,
         };
         b.count().await?;
@@ -314,12 +359,15 @@ impl Backfill {
             failure: fail(&e, "checking that the replication lag can be read"),
         };
         let none: Option<String> = None;
-        let row = self
-            .session
-            .client
-            .query_one(sql::BACKFILL_REPLICATION_LAG.sql, &[&none])
-            .await
-            .map_err(db_err)?;
+        let row = query_alone(
+            &self.session.client,
+            &self.set_local(),
+            sql::BACKFILL_REPLICATION_LAG.sql,
+            &[&none],
+        )
+        .await
+        .map_err(db_err)?;
+        let Some(row) = row else { return Ok(()) };
         let hidden: i64 = row.try_get(3).map_err(db_err)?;
         if hidden > 0 {
             let role = self.info.user.clone();
@@ -342,8 +390,15 @@ impl Backfill {
         &mut self,
         observer: &mut dyn FnMut(Event),
     ) -> Result<&RunStart, BackfillError> {
+        self.ensure_state().await?;
         self.lock(observer).await?;
-        let start = self.open_run().await?;
+        let start = match self.open_run().await {
+            Ok(start) => start,
+            Err(e) => {
+                self.release().await;
+                return Err(e);
+            }
+        };
         Ok(self.start.insert(start))
     }
 
@@ -355,10 +410,16 @@ impl Backfill {
         &self.tag
     }
 
+    /// BEGIN with the batch's timeouts, and the idle-in-transaction bound of migval's sessions
+    /// (a pooler that refuses the startup `options` never got it; a frozen client must not
+    /// keep a batch's row locks on the server).
     pub(super) fn set_local(&self) -> String {
         format!(
-            "BEGIN; SET LOCAL lock_timeout = {}; SET LOCAL statement_timeout = {}",
-            self.spec.batching.lock_timeout_ms, self.spec.batching.statement_timeout_ms
+            "BEGIN; SET LOCAL lock_timeout = {}; SET LOCAL statement_timeout = {}; \
+             SET LOCAL idle_in_transaction_session_timeout = {}",
+            self.spec.batching.lock_timeout_ms,
+            self.spec.batching.statement_timeout_ms,
+            millis(self.info.idle_in_transaction)
         )
     }
 
@@ -606,11 +667,13 @@ impl Backfill {
             self.mark(run_id, status, msg).await;
             // The committed state is the truth (a batch may have committed as we cancelled).
             if let Some(id) = run_id
-                && let Ok(Some(row)) = self
-                    .session
-                    .client
-                    .query_opt(sql::BACKFILL_RUN_GET.sql, &[&id])
-                    .await
+                && let Ok(Some(row)) = query_alone(
+                    &self.session.client,
+                    &self.set_local(),
+                    sql::BACKFILL_RUN_GET.sql,
+                    &[&id],
+                )
+                .await
                 && let Ok((_, _, _, c)) = run_row(&row)
             {
                 prog.run = c;
@@ -684,13 +747,16 @@ impl Backfill {
             failure: fail(&e, "checking the replication lag"),
         };
         loop {
-            let row = match self
-                .session
-                .client
-                .query_one(sql::BACKFILL_REPLICATION_LAG.sql, &[&target])
-                .await
+            let row = match query_alone(
+                &self.session.client,
+                &self.set_local(),
+                sql::BACKFILL_REPLICATION_LAG.sql,
+                &[&target],
+            )
+            .await
             {
-                Ok(row) => row,
+                Ok(Some(row)) => row,
+                Ok(None) => return Ok(Wait::Go),
                 Err(e) if db::is_connection_lost(&e) => {
                     return Ok(Wait::Lost(fail(&e, "checking the replication lag")));
                 }
@@ -712,6 +778,8 @@ impl Backfill {
                     "replication lag {lag} ms is above max_replication_lag {max_ms} ms: waiting"
                 )));
             }
+            // A long wait must not let the lease lapse.
+            self.renew_lease().await;
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 _ = stop.changed() => return Ok(Wait::Stopped),
@@ -745,20 +813,29 @@ impl Backfill {
         attempt: u32,
         observer: &mut dyn FnMut(Event),
     ) -> Result<(), BackfillError> {
-        self.session = open(&self.info, &self.spec.batching).await?;
+        self.session = open(&self.info).await?;
         observer(Event::Reconnected { attempt });
         if self.opts.commit {
             self.lock(observer).await?;
             if let Some(start) = &self.start {
-                let row = self
-                    .session
-                    .client
-                    .query_one(sql::BACKFILL_RUN_GET.sql, &[&start.run_id])
-                    .await
-                    .map_err(|e| BackfillError::Db {
-                        what: "re-reading the run after a reconnect".into(),
-                        failure: fail(&e, "reading migval.backfill_runs"),
-                    })?;
+                let row = query_alone(
+                    &self.session.client,
+                    &self.set_local(),
+                    sql::BACKFILL_RUN_GET.sql,
+                    &[&start.run_id],
+                )
+                .await
+                .map_err(|e| BackfillError::Db {
+                    what: "re-reading the run after a reconnect".into(),
+                    failure: fail(&e, "reading migval.backfill_runs"),
+                })?
+                .ok_or_else(|| {
+                    BackfillError::Refused(format!(
+                        "run {} is gone from migval.backfill_runs (deleted while the run \
+                         reconnected?): stopping",
+                        start.run_id
+                    ))
+                })?;
                 let (_, _, last, counters) = run_row(&row).map_err(|e| BackfillError::Db {
                     what: "re-reading the run after a reconnect".into(),
                     failure: fail(&e, "reading migval.backfill_runs"),
@@ -796,6 +873,7 @@ impl Backfill {
         c.batch_execute(&self.set_local())
             .await
             .map_err(|e| Fail::of(&e, "starting the batch", false))?;
+        self.guarded(c).await?;
         let limit = i64_of(size);
         let (sql, params) = self.bound(&limit, last, ceiling);
         let row = c
@@ -868,10 +946,12 @@ impl Backfill {
             Some(ceiling) => {
                 let p: Vec<&(dyn ToSql + Sync)> =
                     ceiling.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
-                c.query_one(&self.stmts.new_since, &p).await
+                query_alone(c, &self.set_local(), &self.stmts.new_since, &p).await
             }
             None => {
-                c.query_one(
+                query_alone(
+                    c,
+                    &self.set_local(),
                     &format!(
                         "SELECT count(*) FILTER (WHERE coalesce(({}\n), false))::int8 FROM {}",
                         self.spec.pending,
@@ -882,9 +962,29 @@ impl Backfill {
                 .await
             }
         };
-        row.and_then(|r| r.try_get::<_, i64>(0))
-            .map(u64_of)
-            .unwrap_or(0)
+        row.ok()
+            .flatten()
+            .and_then(|r| r.try_get::<_, i64>(0).ok())
+            .map_or(0, u64_of)
+    }
+
+    /// The single-run guard inside a batch transaction (see `guard::guard_batch`).
+    async fn guarded(&self, c: &Client) -> Result<(), Fail> {
+        self.guard_batch(c).await.map_err(|g| match g {
+            GuardFail::Db(e) => Fail::of(
+                &e,
+                "taking the batch lock and renewing the lease (single-run guard)",
+                false,
+            ),
+            GuardFail::LeaseLost(message) => Fail::Fatal(DbFailure {
+                message,
+                sqlstate: None,
+                detail: None,
+                hint: None,
+                server_context: None,
+                context: None,
+            }),
+        })
     }
 
     async fn finish(&self, c: &Client) -> Result<(), Fail> {
@@ -1174,6 +1274,7 @@ impl Backfill {
                 c.batch_execute(&self.set_local())
                     .await
                     .map_err(|e| Fail::of(&e, "starting a sub-batch", false))?;
+                self.guarded(c).await?;
                 let done = self
                     .apply(first, last, in_range, None, number, run_label, log)
                     .await?;
@@ -1206,6 +1307,7 @@ impl Backfill {
                             c.batch_execute(&self.set_local())
                                 .await
                                 .map_err(|e| Fail::of(&e, "recording a failing row", false))?;
+                            self.guarded(c).await?;
                             log.write(run_label, number, std::slice::from_ref(&row))
                                 .map_err(Fail::Log)?;
                             self.record(first, &counters).await?;

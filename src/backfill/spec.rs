@@ -228,6 +228,30 @@ impl BackfillSpec {
             }
         }
 
+        // A fragment that would not stay inside its slot in the generated statements.
+        let mut lexical = |l: usize, key: &str, text: &str| {
+            if let Some(why) = crate::sql::lex::escapes(text) {
+                err(
+                    l,
+                    key,
+                    format!(
+                        "{why}; embedded in the batch's statements it would swallow what follows"
+                    ),
+                );
+            }
+        };
+        if let Some(p) = &raw.pending {
+            lexical(line(p.span()), "pending", p.get_ref());
+        }
+        if let Some(s) = &raw.set {
+            lexical(line(s.span()), "set", s.get_ref());
+        }
+        if let Some(u) = &raw.update {
+            lexical(line(u.span()), "update", u.get_ref());
+        }
+        if let Some(a) = &raw.ambiguity {
+            lexical(line(a.span()), "ambiguity.sql", &a.get_ref().sql);
+        }
         let pending = match &raw.pending {
             Some(p) if !p.get_ref().trim().is_empty() => p.get_ref().trim().to_string(),
             Some(p) => {

@@ -79,6 +79,17 @@ pub struct BackfillArgs {
     /// tagged application_name=migval-backfill:<name>). Its uncommitted batch rolls back.
     #[arg(long, requires = "commit")]
     pub cancel_orphans: bool,
+    /// Before the first write (the progress table included), dump the database with
+    /// `pg_dump --format=custom` to this new file (same connection settings; the password only
+    /// in pg_dump's environment). If the dump fails, nothing runs (exit 2). Only with --commit:
+    /// a dry-run writes nothing. A resumed run dumps the database as it is now.
+    #[arg(long, value_name = "FILE", requires = "commit")]
+    pub backup: Option<PathBuf>,
+    /// How long this run's lease (its claim on the backfill, a row in migval.backfill_leases)
+    /// lasts without renewal. Each batch renews it; if the run is killed, another run may take
+    /// over once it expires. Longer than the slowest batch plus `pause`.
+    #[arg(long, value_name = "DURATION", default_value = "60s")]
+    pub lease: String,
     /// Write the summary (counters, batch durations) as JSON to this file.
     #[arg(long, value_name = "FILE")]
     pub summary_json: Option<PathBuf>,
@@ -104,6 +115,12 @@ pub async fn run(a: BackfillArgs) -> anyhow::Result<u8> {
             .map_err(anyhow::Error::msg)
             .context("--wait")?,
     );
+    let lease = Duration::from_millis(
+        parse_duration_ms(&a.lease)
+            .map_err(anyhow::Error::msg)
+            .context("--lease")?
+            .max(1),
+    );
     let interactive = std::io::stdin().is_terminal();
     if a.commit && !a.yes && !interactive {
         bail!(
@@ -125,6 +142,7 @@ pub async fn run(a: BackfillArgs) -> anyhow::Result<u8> {
         sample: a.sample,
         lock_wait,
         cancel_orphans: a.cancel_orphans,
+        lease,
         log_path,
     };
     let name = spec.name.clone();
@@ -165,6 +183,7 @@ pub async fn run(a: BackfillArgs) -> anyhow::Result<u8> {
         batching.lock_timeout_ms,
         batching.statement_timeout_ms,
     );
+    let mut backup = None;
     if a.commit {
         if !a.yes {
             eprint!(
@@ -182,6 +201,11 @@ pub async fn run(a: BackfillArgs) -> anyhow::Result<u8> {
                 eprintln!("not confirmed: nothing was changed");
                 return Ok(2);
             }
+        }
+        if let Some(file) = &a.backup {
+            let b = engine::backup::dump(&info, file, batching.lock_timeout_ms).await?;
+            eprintln!("backup: {}", b.describe());
+            backup = Some(b);
         }
         let start = bf
             .claim(&mut |e| printer.event(&e))
@@ -283,6 +307,9 @@ pub async fn run(a: BackfillArgs) -> anyhow::Result<u8> {
         }
     };
     say(summary_text(&outcome).trim_end());
+    if let Some(b) = &backup {
+        say(&format!("Backup: {}", b.describe()));
+    }
     if let Some(p) = &a.summary_json {
         let json = serde_json::to_string_pretty(&outcome).context("serialising the summary")?;
         std::fs::write(p, json).with_context(|| format!("writing {}", p.display()))?;
@@ -305,9 +332,10 @@ pub async fn run(a: BackfillArgs) -> anyhow::Result<u8> {
     }
     match (&checks, &baseline) {
         (Some(spec), Some(base)) => {
-            let (report, _) = engine::verify(&info, spec, base, Limits::from_spec(spec))
+            let (mut report, _) = engine::verify(&info, spec, base, Limits::from_spec(spec))
                 .await
                 .context("running the checks after the last batch")?;
+            report.backup = backup;
             say("");
             let code = a.output.emit(&report)?;
             Ok(code.max(row_errors))

@@ -13,10 +13,12 @@ use crate::store;
 
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
-    /// The migration script (plain SQL, no psql meta-commands). A BEGIN first and a COMMIT
-    /// last are allowed: they become migval's own transaction.
+    /// The migration script(s) (plain SQL, no psql meta-commands). Several files run in the
+    /// order given, in ONE transaction: `migrate 01_schema.sql 02_data.sql` commits both or
+    /// neither. A BEGIN first and a COMMIT last in a file are allowed: they become migval's own
+    /// transaction.
     #[arg(value_name = "FILE", required_unless_present = "command")]
-    pub file: Option<PathBuf>,
+    pub file: Vec<PathBuf>,
     /// The checks file (TOML).
     #[arg(long, value_name = "FILE")]
     pub spec: PathBuf,
@@ -27,13 +29,19 @@ pub struct MigrateArgs {
     #[arg(long)]
     pub commit: bool,
     /// Rehearse this rollback script after the migration, in the same transaction, and check
-    /// that it restores the baseline exactly. Everything is rolled back.
+    /// that it restores the baseline exactly. Everything is rolled back. Repeat it for a
+    /// rollback in several files (run in the order given).
     #[arg(long, value_name = "FILE", conflicts_with = "commit")]
-    pub rollback: Option<PathBuf>,
+    pub rollback: Vec<PathBuf>,
     /// Apply a script that cannot run in a transaction (CREATE INDEX CONCURRENTLY, VACUUM...):
     /// baseline, run statement by statement, verify. Not reversible; needs --commit.
     #[arg(long)]
     pub no_transaction: bool,
+    /// Before anything is written, dump the database with `pg_dump --format=custom` to this new
+    /// file (same connection settings; the password only in pg_dump's environment). If the
+    /// dump fails, nothing runs (exit 2). Only with --commit: a rehearsal writes nothing.
+    #[arg(long, value_name = "FILE", requires = "commit")]
+    pub backup: Option<PathBuf>,
     /// Retries of a statement that hits lock_timeout, with backoff.
     #[arg(long, default_value_t = 5, value_name = "N")]
     pub lock_retries: u32,
@@ -63,7 +71,7 @@ pub async fn run(a: MigrateArgs) -> anyhow::Result<u8> {
     let limits = a.limits.apply(&spec)?;
     let info = a.conn.resolve()?;
     let external = !a.command.is_empty();
-    if external && a.file.is_some() {
+    if external && !a.file.is_empty() {
         bail!("give either a migration FILE or a command after `--`, not both");
     }
     if (external || a.no_transaction) && !a.commit {
@@ -76,32 +84,23 @@ pub async fn run(a: MigrateArgs) -> anyhow::Result<u8> {
             }
         );
     }
+    if let Some(file) = a.backup.as_deref().filter(|f| f.exists()) {
+        // Said before the baseline is taken: the dump would refuse it anyway.
+        return Err(engine::backup::BackupError::Exists(file.display().to_string()).into());
+    }
     // Read and check the scripts before touching the database.
-    let plan = match &a.file {
-        Some(path) => {
-            let text = read_script(path)?;
-            let script =
-                migrate::prepare_script(&path.display().to_string(), &text, !a.no_transaction)?;
-            let rollback = match &a.rollback {
-                Some(rb) => {
-                    let text = read_script(rb)?;
-                    Some(migrate::prepare_script(
-                        &rb.display().to_string(),
-                        &text,
-                        true,
-                    )?)
-                }
-                None => None,
-            };
-            Some(migrate::Plan {
-                script,
-                rollback,
-                commit: a.commit,
-                limits,
-                lock_retries: a.lock_retries,
-            })
-        }
-        None => None,
+    let plan = if a.file.is_empty() {
+        None
+    } else {
+        let scripts = prepare_all(&a.file, !a.no_transaction)?;
+        let rollback = prepare_all(&a.rollback, true)?;
+        Some(migrate::Plan {
+            scripts,
+            rollback,
+            commit: a.commit,
+            limits,
+            lock_retries: a.lock_retries,
+        })
     };
     let baseline = match &a.baseline {
         Some(p) => open_snapshot(p, &opts)
@@ -109,7 +108,16 @@ pub async fn run(a: MigrateArgs) -> anyhow::Result<u8> {
             .context("reading the baseline")?,
         None => engine::snapshot(&info, &spec, limits).await?,
     };
-    let outcome = match &plan {
+    // After the baseline (read-only), before the first write.
+    let backup = match &a.backup {
+        Some(file) => {
+            let b = engine::backup::dump(&info, file, limits.lock_timeout_ms).await?;
+            eprintln!("backup: {}", b.describe());
+            Some(b)
+        }
+        None => None,
+    };
+    let mut outcome = match &plan {
         Some(plan) if a.no_transaction => {
             migrate::run_without_transaction(&info, &spec, &baseline, plan).await?
         }
@@ -123,6 +131,7 @@ pub async fn run(a: MigrateArgs) -> anyhow::Result<u8> {
             migrate::run_external(&info, &spec, &baseline, &a.command, limits, &print).await?
         }
     };
+    outcome.report.backup = backup;
     if a.commit {
         save_artifacts(
             &a.artifacts,
@@ -138,6 +147,22 @@ pub async fn run(a: MigrateArgs) -> anyhow::Result<u8> {
         code = code.max(a.output.emit(rb)?);
     }
     Ok(code)
+}
+
+/// Read and check every file before anything runs: a refusal in the last file stops the first
+/// from running too.
+fn prepare_all(paths: &[PathBuf], in_transaction: bool) -> anyhow::Result<Vec<migrate::Script>> {
+    paths
+        .iter()
+        .map(|path| {
+            let text = read_script(path)?;
+            Ok(migrate::prepare_script(
+                &path.display().to_string(),
+                &text,
+                in_transaction,
+            )?)
+        })
+        .collect()
 }
 
 /// A migration script, at most as large as a spec.

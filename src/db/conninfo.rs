@@ -230,6 +230,16 @@ pub enum ConnInfoError {
         /// The mode that needed it.
         sslmode: SslMode,
     },
+    /// The client certificate or key (`sslcert` / `sslkey`) cannot be used.
+    #[error("{option} \"{path}\": {reason}", path = .path.display())]
+    ClientCert {
+        /// `sslcert` or `sslkey` (with where it came from when it was a default).
+        option: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// What went wrong, and what to do.
+        reason: String,
+    },
     /// rustls refused to build a configuration (not expected to happen).
     #[error("could not set up TLS: {reason}")]
     Tls {
@@ -270,6 +280,13 @@ pub struct ConnInfo {
     /// `verify-full` falls back to the Mozilla root store shipped in webpki-roots (this field is
     /// then `None`), while `verify-ca` keeps the path so that the error names the missing file.
     pub sslrootcert: Option<PathBuf>,
+    /// Client certificate (PEM; libpq `sslcert` / `PGSSLCERT`), sent when the server asks for
+    /// one (`clientcert=verify-ca|verify-full` in pg_hba.conf, or `cert` authentication).
+    /// Without the option, `~/.postgresql/postgresql.crt` when that file exists (as libpq).
+    pub sslcert: Option<PathBuf>,
+    /// Its private key (PEM: PKCS#8, PKCS#1/RSA or SEC1/EC; libpq `sslkey` / `PGSSLKEY`);
+    /// default `~/.postgresql/postgresql.key`. Checked for permissions as libpq does.
+    pub sslkey: Option<PathBuf>,
     /// libpq `options` / `PGOPTIONS` (command-line options sent to the server, e.g. `-c x=y`).
     pub options: Option<String>,
     /// TCP keepalives, libpq `keepalives` (default on) and `keepalives_idle`,
@@ -398,6 +415,8 @@ impl fmt::Debug for ConnInfo {
             .field("connect_timeout", &self.connect_timeout)
             .field("sslmode", &self.sslmode)
             .field("sslrootcert", &self.sslrootcert)
+            .field("sslcert", &self.sslcert)
+            .field("sslkey", &self.sslkey)
             .field("options", &self.options)
             .field("keepalives", &self.keepalives)
             .field("tcp_user_timeout", &self.tcp_user_timeout)
@@ -543,6 +562,25 @@ impl ConnInfo {
             (None, _) => None,
         };
 
+        // Client certificate: given, or libpq's default files when the certificate exists.
+        let sslcert = src
+            .get("sslcert", "PGSSLCERT")
+            .map(|(p, _)| PathBuf::from(p))
+            .or_else(|| default_client_file(&src, "postgresql.crt").filter(|p| p.is_file()));
+        // sslcertmode=disable: never send one, whatever is configured (libpq).
+        let cert_disabled = src
+            .get("sslcertmode", "PGSSLCERTMODE")
+            .is_some_and(|(v, _)| v.trim() == "disable");
+        let sslcert = sslcert.filter(|_| !cert_disabled);
+        let sslkey = src
+            .get("sslkey", "PGSSLKEY")
+            .map(|(p, _)| PathBuf::from(p))
+            .or_else(|| {
+                sslcert
+                    .as_ref()
+                    .and_then(|_| default_client_file(&src, "postgresql.key"))
+            });
+
         let application_name = src
             .get("application_name", "PGAPPNAME")
             .or_else(|| src.given("fallback_application_name"))
@@ -576,6 +614,8 @@ impl ConnInfo {
             connect_timeout,
             sslmode,
             sslrootcert,
+            sslcert,
+            sslkey,
             options,
             keepalives: network.keepalives,
             tcp_user_timeout: network.tcp_user_timeout,
@@ -631,6 +671,14 @@ impl ConnInfo {
         if let Some(root) = &self.sslrootcert {
             out.push_str("&sslrootcert=");
             out.push_str(&percent_encode(&root.to_string_lossy()));
+        }
+        if let Some(cert) = &self.sslcert {
+            out.push_str("&sslcert=");
+            out.push_str(&percent_encode(&cert.to_string_lossy()));
+        }
+        if let Some(key) = &self.sslkey {
+            out.push_str("&sslkey=");
+            out.push_str(&percent_encode(&key.to_string_lossy()));
         }
         if self.application_name != DEFAULT_APPLICATION_NAME {
             out.push_str("&application_name=");
@@ -827,6 +875,8 @@ const SUPPORTED_KEYS: &[&str] = &[
     "dbname",
     "sslmode",
     "sslrootcert",
+    "sslcert",
+    "sslkey",
     "application_name",
     "fallback_application_name",
     "connect_timeout",
@@ -852,8 +902,11 @@ const SUPPORTED_KEYS: &[&str] = &[
     "max_protocol_version",
 ];
 
-const HINT_CLIENT_CERT: &str = "client certificates are not supported; authenticate with a \
-     password (in the URL, PGPASSWORD or ~/.pgpass) instead";
+const HINT_CLIENT_CERT: &str = "sslcertmode=require is not supported; remove it (a client \
+     certificate given with sslcert/sslkey is sent whenever the server asks for one)";
+const HINT_KEY_PASSWORD: &str = "password-protected client keys are not supported; give sslkey a \
+     key file without a passphrase (e.g. `openssl pkey -in client.key -out client-plain.key`, \
+     then chmod 0600 it)";
 const HINT_CRL: &str = "certificate revocation lists are not supported; remove the option";
 const HINT_SERVICE: &str = "connection service files (pg_service.conf) are not supported; put \
      the host, port, dbname and user of the service entry into --db / DATABASE_URL or PG* \
@@ -867,8 +920,6 @@ const HINT_AUTH_RESTRICTION: &str =
 /// silently ignoring them could connect somewhere else or fail confusingly.
 const UNSUPPORTED_ENV: &[(&str, &str, &str)] = &[
     ("PGSERVICE", "service", HINT_SERVICE),
-    ("PGSSLCERT", "sslcert", HINT_CLIENT_CERT),
-    ("PGSSLKEY", "sslkey", HINT_CLIENT_CERT),
     ("PGSSLCRL", "sslcrl", HINT_CRL),
     ("PGSSLCRLDIR", "sslcrldir", HINT_CRL),
     ("PGREQUIREPEER", "requirepeer", HINT_AUTH_RESTRICTION),
@@ -895,7 +946,7 @@ fn classify(key: &str) -> Option<KeyKind> {
             "writing TLS key logs is not supported; remove the option (debug with psql instead)",
         ),
         "tty" => KeyKind::Unsupported("tty is obsolete (PostgreSQL 14 removed it); remove it"),
-        "sslcert" | "sslkey" | "sslpassword" => KeyKind::Unsupported(HINT_CLIENT_CERT),
+        "sslpassword" => KeyKind::Unsupported(HINT_KEY_PASSWORD),
         "sslcrl" | "sslcrldir" => KeyKind::Unsupported(HINT_CRL),
         "service" => KeyKind::Unsupported(HINT_SERVICE),
         "requirepeer" | "require_auth" => KeyKind::Unsupported(HINT_AUTH_RESTRICTION),
@@ -1783,6 +1834,17 @@ fn default_passfile(src: &Sources<'_>) -> Option<PathBuf> {
     })
 }
 
+/// `~/.postgresql/<name>` (Windows: `%APPDATA%\postgresql\<name>`), libpq's default place for
+/// the client certificate and key.
+fn default_client_file(src: &Sources<'_>, name: &str) -> Option<PathBuf> {
+    let dir = config_dir(src)?;
+    Some(if cfg!(windows) {
+        dir.join(name)
+    } else {
+        dir.join(".postgresql").join(name)
+    })
+}
+
 fn default_root_cert(src: &Sources<'_>) -> Option<PathBuf> {
     let dir = config_dir(src)?;
     Some(if cfg!(windows) {
@@ -2212,16 +2274,31 @@ mod tests {
 
     #[test]
     fn unsupported_libpq_options_are_errors() {
-        for key in ["sslcert", "sslkey", "service", "sslcrl", "require_auth"] {
+        for key in ["sslpassword", "service", "sslcrl", "require_auth"] {
             let message = err(&format!("postgres://h/db?{key}=x"), &[]);
             assert!(message.contains(&format!("\"{key}\"")), "{message}");
             assert!(message.contains("not supported"), "{message}");
         }
-        let message = err("host=h sslcert=/c.pem", &[]);
-        assert!(message.contains("client certificates"), "{message}");
+        let message = err("host=h sslpassword=secret", &[]);
+        assert!(
+            message.contains("password-protected client keys"),
+            "{message}"
+        );
+        assert!(!message.contains("secret"), "{message}");
         let message = err("host=h", &[("PGSERVICE", "prod")]);
         assert!(message.contains("PGSERVICE"), "{message}");
         assert!(message.contains("pg_service.conf"), "{message}");
+    }
+
+    #[test]
+    fn client_certificate_options_are_kept_and_survive_redaction() {
+        let info =
+            ok("postgres://u@h/db?sslmode=require&sslcert=%2Fc%2Fclient.crt&sslkey=%2Fc%2Fk.pem");
+        assert_eq!(info.sslcert, Some(PathBuf::from("/c/client.crt")));
+        assert_eq!(info.sslkey, Some(PathBuf::from("/c/k.pem")));
+        assert_eq!(ok(&info.redacted()), info);
+        let info = ok("host=h");
+        assert_eq!(info.sslcert, None, "no default file: no certificate");
     }
 
     #[test]

@@ -11,6 +11,10 @@
 //! | `verify-ca`                  | must chain to a root in `sslrootcert`; host name not checked |
 //! | `verify-full`                | must chain to a root in `sslrootcert` (or, without one, the Mozilla roots from webpki-roots) and name the host |
 //!
+//! A client certificate (`sslcert`, with its key in `sslkey`: PEM, PKCS#8, PKCS#1/RSA or
+//! SEC1/EC) is offered when the server asks for one; the key file must not be readable by group
+//! or others (libpq's rule and wording), and a passphrase-protected key is refused.
+//!
 //! Handshake signatures are always verified with the algorithms of the *ring* provider, which
 //! is passed explicitly instead of relying on a process-wide default provider.
 
@@ -21,7 +25,7 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, Error as TlsError, RootCertStore,
     SignatureScheme,
@@ -58,16 +62,125 @@ pub fn client_config(info: &ConnInfo) -> Result<ClientConfig, ConnInfoError> {
     } else {
         rustls::DEFAULT_VERSIONS
     };
-    let mut config = ClientConfig::builder_with_provider(provider)
+    let config = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(versions)
         .map_err(|e| ConnInfoError::Tls {
             reason: e.to_string(),
         })?
         .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_no_client_auth();
+        .with_custom_certificate_verifier(verifier);
+    let mut config =
+        match client_identity(info)? {
+            Some((chain, key, key_path)) => config.with_client_auth_cert(chain, key).map_err(
+                |e| ConnInfoError::ClientCert {
+                    option: "sslkey",
+                    path: key_path,
+                    reason: format!(
+                        "cannot be used with the certificate in sslcert ({e}); give the key that \
+                         belongs to that certificate (RSA, ECDSA P-256/P-384 or Ed25519)"
+                    ),
+                },
+            )?,
+            None => config.with_no_client_auth(),
+        };
     config.enable_sni = info.sslsni;
     Ok(config)
+}
+
+/// The client certificate chain and key of `info.sslcert` / `info.sslkey`, when a certificate
+/// is configured.
+type Identity = (
+    Vec<CertificateDer<'static>>,
+    PrivateKeyDer<'static>,
+    std::path::PathBuf,
+);
+
+fn client_identity(info: &ConnInfo) -> Result<Option<Identity>, ConnInfoError> {
+    let Some(cert_path) = &info.sslcert else {
+        return Ok(None);
+    };
+    if info.sslmode == SslMode::Disable {
+        return Ok(None);
+    }
+    let cert_err = |reason: String| ConnInfoError::ClientCert {
+        option: "sslcert",
+        path: cert_path.clone(),
+        reason,
+    };
+    let pem = std::fs::read(cert_path).map_err(|e| {
+        cert_err(format!(
+            "cannot read the client certificate ({e}); check the path given in sslcert / PGSSLCERT"
+        ))
+    })?;
+    let chain = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| cert_err(format!("it is not a valid PEM file ({e})")))?;
+    if chain.is_empty() {
+        return Err(cert_err(
+            "it contains no PEM certificate (-----BEGIN CERTIFICATE-----)".to_owned(),
+        ));
+    }
+    let Some(key_path) = info.sslkey.clone() else {
+        return Err(cert_err(
+            "no private key for it: give the key file with sslkey (or PGSSLKEY)".to_owned(),
+        ));
+    };
+    let key_err = |reason: String| ConnInfoError::ClientCert {
+        option: "sslkey",
+        path: key_path.clone(),
+        reason,
+    };
+    let meta = std::fs::metadata(&key_path).map_err(|e| {
+        key_err(format!(
+            "cannot read the client key ({e}); check the path given in sslkey / PGSSLKEY"
+        ))
+    })?;
+    if !meta.is_file() {
+        return Err(key_err("it is not a regular file".to_owned()));
+    }
+    if let Some(why) = key_permissions_problem(&meta) {
+        return Err(key_err(why));
+    }
+    let pem = std::fs::read(&key_path).map_err(|e| key_err(format!("cannot read it ({e})")))?;
+    let text = String::from_utf8_lossy(&pem);
+    if text.contains("ENCRYPTED PRIVATE KEY") || text.contains("Proc-Type: 4,ENCRYPTED") {
+        return Err(key_err(
+            "the key is protected by a passphrase, and password-protected client keys \
+             (sslpassword) are not supported; give sslkey a key file without a passphrase (e.g. \
+             `openssl pkey -in client.key -out client-plain.key`, then chmod 0600 it)"
+                .to_owned(),
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_slice(&pem).map_err(|e| {
+        key_err(format!(
+            "it contains no usable private key ({e}); expected PEM: PKCS#8 (BEGIN PRIVATE KEY), \
+             PKCS#1 (BEGIN RSA PRIVATE KEY) or SEC1 (BEGIN EC PRIVATE KEY)"
+        ))
+    })?;
+    Ok(Some((chain, key, key_path)))
+}
+
+/// libpq's rule for the client key file, with its wording: no group or world access when the
+/// file is owned by the current user, at most u=rw,g=r when owned by root.
+#[cfg(unix)]
+fn key_permissions_problem(meta: &std::fs::Metadata) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let mode = meta.mode();
+    // The owner of /proc/self is this process's effective user (Linux); elsewhere unknown.
+    let euid = std::fs::metadata("/proc/self").ok().map(|m| m.uid());
+    let own = euid == Some(meta.uid()) && mode & 0o077 != 0;
+    let root = meta.uid() == 0 && mode & 0o037 != 0;
+    (own || root).then(|| {
+        "private key file has group or world access; file must have permissions u=rw (0600) \
+         or less if owned by the current user, or permissions u=rw,g=r (0640) or less if owned \
+         by root"
+            .to_owned()
+    })
+}
+
+#[cfg(not(unix))]
+fn key_permissions_problem(_meta: &std::fs::Metadata) -> Option<String> {
+    None
 }
 
 /// The certificate verifier for `info.sslmode` and `info.sslrootcert`.

@@ -875,24 +875,50 @@ fn assemble(
 }
 
 /// A check's table from its parts, in part order: one part is the table; several (a check
-/// with more metrics than one scan selects) are one-row tables put side by side.
+/// with more metrics than one scan selects) are put side by side: one-row tables as they are,
+/// grouped ones row by row on the group key (each part sorted by key already, in `work`; read
+/// in one snapshot, every part has the same groups).
+///
+/// ```text
+///   part 0: key | m1 .. m997      part 1: key | m998 .. m1700     ->  key | m1 .. m1700
+///           a   | ...                     a   | ...                     a   | ...
+/// ```
 fn join_parts(mut parts: Vec<(usize, Table)>) -> Option<Result<Table, DbFailure>> {
     if parts.len() <= 1 {
         return parts.pop().map(|(_, t)| Ok(t));
     }
     parts.sort_by_key(|(part, _)| *part);
-    let mut whole = Table::new(Vec::new(), 0);
-    for (_, t) in parts {
-        if t.key_len != 0 || t.len() != 1 {
+    let key_len = parts[0].1.key_len;
+    let rows = parts[0].1.len();
+    let first = &parts[0].1;
+    for (_, t) in &parts[1..] {
+        let same_keys = t.key_len == key_len
+            && t.len() == rows
+            && (0..rows).all(|r| t.key(r).iter().zip(first.key(r)).all(|(a, b)| a.same(b)));
+        if !same_keys || (key_len == 0 && rows != 1) {
             return Some(Err(plain_failure(format!(
-                "internal: a check split over several scans got a part with {} rows and {} key \
-                 columns (expected one row, no key)",
+                "a check split over several scans (more metrics than one query may select) got \
+                 parts that do not line up: {} and {} rows, {} and {} key columns. The group key \
+                 must read the same in every scan of one snapshot (a volatile expression such \
+                 as random() does not); split the check's metrics over several checks",
+                rows,
                 t.len(),
+                key_len,
                 t.key_len
             ))));
         }
-        whole.columns.extend(t.columns);
-        whole.cells.extend(t.cells);
+    }
+    let mut columns = first.columns[..key_len].to_vec();
+    for (_, t) in &parts {
+        columns.extend_from_slice(&t.columns[key_len..]);
+    }
+    let mut whole = Table::new(columns, key_len);
+    whole.cells.reserve(rows * whole.width());
+    for r in 0..rows {
+        whole.cells.extend_from_slice(first.key(r));
+        for (_, t) in &parts {
+            whole.cells.extend_from_slice(&t.row(r)[key_len..]);
+        }
     }
     Some(Ok(whole))
 }

@@ -102,6 +102,7 @@ pub fn compare(spec: &Spec, baseline: &Snapshot, after: &Snapshot, command: &str
         checks,
         verdict,
         migration: None,
+        backup: None,
     }
 }
 

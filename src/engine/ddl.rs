@@ -153,6 +153,22 @@ fn column_traits(def: &[Token]) -> (bool, Option<(Name, Vec<String>)>) {
     (not_null, refs)
 }
 
+/// Whether a column definition carries a constraint of its own (at depth 0).
+fn has_inline_constraint(def: &[Token]) -> bool {
+    let mut depth = 0i32;
+    def.iter().any(|t| {
+        match t.tok {
+            Tok::Punct(b'(') => depth += 1,
+            Tok::Punct(b')') => depth -= 1,
+            _ => {}
+        }
+        depth == 0
+            && ["references", "check", "unique", "primary"]
+                .iter()
+                .any(|k| t.is_kw(k))
+    })
+}
+
 fn statement(f: &mut ScriptFacts, tokens: &[Token]) {
     let mut p = Cursor { tokens, i: 0 };
     if p.eat("alter") {
@@ -319,6 +335,11 @@ fn alter_action(f: &mut ScriptFacts, t: &Name, action: &[Token]) {
         }
         if let Some(column) = p.ident() {
             let (not_null, references) = column_traits(&action[p.i..]);
+            // `ADD COLUMN c int REFERENCES p (id)` (or CHECK, UNIQUE, PRIMARY KEY on the column)
+            // adds a constraint too: the schema diff sees it, so the spec must declare it.
+            if has_inline_constraint(&action[p.i..]) {
+                f.added_constraints.push((t.clone(), None));
+            }
             f.added_columns.push(AddedColumn {
                 table: t.clone(),
                 column,
@@ -402,6 +423,15 @@ mod tests {
             vec![(Name::from_parts(&["orders".into()]), "price".into())]
         );
         assert_eq!(f.foreign_keys.len(), 1);
+        // The inline REFERENCES adds a constraint (a regression: runbook 001's
+        // `ADD COLUMN customer_organization_id integer CONSTRAINT ... REFERENCES ...`), and
+        // `note text` none.
+        let constrained: Vec<&str> = f
+            .added_constraints
+            .iter()
+            .map(|(t, _)| t.name.as_str())
+            .collect();
+        assert_eq!(constrained, ["plan_subscriptions", "orders"]);
         assert_eq!(f.created_indexes[0].0, "ix_orders_number");
         assert_eq!(f.created_tables[0].name, "audit_log");
         assert_eq!(f.dropped.len(), 2);

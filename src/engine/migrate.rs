@@ -72,12 +72,109 @@ impl Script {
 /// What to run and how.
 #[derive(Debug, Clone)]
 pub struct Plan {
-    pub script: Script,
-    pub rollback: Option<Script>,
+    /// The migration's files, run in this order in one transaction (at least one).
+    pub scripts: Vec<Script>,
+    /// The rollback's files, rehearsed in this order after the migration (none: no rehearsal).
+    pub rollback: Vec<Script>,
     pub commit: bool,
     pub limits: Limits,
     /// Attempts after a lock timeout, per statement.
     pub lock_retries: u32,
+}
+
+/// The name of several files as one migration: `01_schema.sql + 02_data.sql`.
+pub fn names(scripts: &[Script]) -> String {
+    scripts
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect::<Vec<_>>()
+        .join(" + ")
+}
+
+/// Every statement of several files, in order.
+fn all_statements(scripts: &[Script]) -> Vec<Statement> {
+    scripts
+        .iter()
+        .flat_map(|s| s.statements.iter().cloned())
+        .collect()
+}
+
+/// Run the files in order in the open transaction of `client`; stops at the first failing
+/// statement, whose error names its file and its index there (the caller rolls back). With
+/// several files every statement of the report carries its file's name.
+async fn run_scripts(
+    client: &Client,
+    monitor: &Client,
+    scripts: &[Script],
+    plan: &Plan,
+    summary: &mut MigrationSummary,
+) -> Result<(), (DbFailure, String)> {
+    let several = scripts.len() > 1;
+    let mut clock = LockClock::new();
+    for script in scripts {
+        let file = several.then_some(script.name.as_str());
+        let ran = run_statements_of(
+            client,
+            monitor,
+            file,
+            &script.statements,
+            plan.limits,
+            plan.lock_retries,
+            summary,
+            &mut clock,
+        )
+        .await;
+        if let Err(f) = ran {
+            return Err((f, script.name.clone()));
+        }
+    }
+    clock.finish(summary);
+    Ok(())
+}
+
+/// When each relation lock was first seen, from the first statement of the first file on: a
+/// lock taken in `01_schema.sql` is held through `02_data.sql` too.
+struct LockClock {
+    started: Instant,
+    first_seen: BTreeMap<(String, String), Duration>,
+}
+
+impl LockClock {
+    fn new() -> LockClock {
+        LockClock {
+            started: Instant::now(),
+            first_seen: BTreeMap::new(),
+        }
+    }
+
+    /// The locks held now, strongest first, each with how long it has been held.
+    fn finish(self, summary: &mut MigrationSummary) {
+        let end = self.started.elapsed();
+        let mut locks: Vec<LockHeld> = self
+            .first_seen
+            .into_iter()
+            .map(|((relation, mode), since)| LockHeld {
+                relation,
+                mode: lock_mode_name(&mode),
+                held_ms: millis(end.saturating_sub(since)),
+            })
+            .collect();
+        locks.sort_by_key(|l| (lock_rank(&l.mode), l.relation.clone()));
+        summary.locks.extend(locks);
+    }
+}
+
+/// [`Script::annotate`] for every file; with several, each note names its file.
+fn annotate_all(scripts: &[Script], report: &mut Report) {
+    if scripts.len() < 2 {
+        scripts.iter().for_each(|s| s.annotate(report));
+        return;
+    }
+    for s in scripts {
+        if let (Some(w), Some(m)) = (&s.wrapper, report.migration.as_mut()) {
+            m.mode = format!("{}; {}: {}", m.mode, s.name, w.describe());
+        }
+    }
 }
 
 /// Split a script and refuse what cannot be rehearsed, before anything runs. `in_transaction`
@@ -191,14 +288,47 @@ pub async fn run_statements(
     lock_retries: u32,
     summary: &mut MigrationSummary,
 ) -> Result<(), DbFailure> {
+    let mut clock = LockClock::new();
+    run_statements_of(
+        client,
+        monitor,
+        None,
+        statements,
+        limits,
+        lock_retries,
+        summary,
+        &mut clock,
+    )
+    .await?;
+    clock.finish(summary);
+    Ok(())
+}
+
+/// [`run_statements`] of one file among several: `file` names it in every statement run
+/// and in the failure.
+#[allow(clippy::too_many_arguments)]
+async fn run_statements_of(
+    client: &Client,
+    monitor: &Client,
+    file: Option<&str>,
+    statements: &[Statement],
+    limits: Limits,
+    lock_retries: u32,
+    summary: &mut MigrationSummary,
+    clock: &mut LockClock,
+) -> Result<(), DbFailure> {
     let pid: i32 = client
         .query_one("SELECT pg_backend_pid()", &[])
         .await
         .and_then(|r| r.try_get(0))
         .map_err(|e| db::failure(&e, None))?;
-    let started = Instant::now();
-    let mut first_seen: BTreeMap<(String, String), Duration> = BTreeMap::new();
-    for s in statements {
+    let total = statements.len();
+    for (i, s) in statements.iter().enumerate() {
+        // "statement at line 12" of one file; "02_data.sql: statement 3 of 5, line 12" of several.
+        let place = match file {
+            Some(f) => format!("{f}: statement {} of {total}, line {}", i + 1, s.line),
+            None => format!("statement at line {}", s.line),
+        };
         let mut attempts = 0u32;
         loop {
             attempts += 1;
@@ -208,7 +338,7 @@ pub async fn run_statements(
                     limits.lock_timeout_ms, limits.statement_timeout_ms
                 ))
                 .await
-                .map_err(|e| db::failure(&e, Some(format!("before the statement at line {}", s.line))))?;
+                .map_err(|e| db::failure(&e, Some(format!("before the {place}"))))?;
             let t0 = Instant::now();
             let (result, blockers) =
                 run_watched(client, monitor, &s.sql, pid, limits.lock_timeout_ms).await;
@@ -224,6 +354,7 @@ pub async fn run_statements(
                         _ => None,
                     });
                     summary.statements.push(StatementRun {
+                        file: file.map(str::to_string),
                         line: s.line,
                         sql: abbreviate(&s.sql),
                         duration_ms: millis(elapsed),
@@ -232,21 +363,13 @@ pub async fn run_statements(
                         ok: true,
                     });
                     for (relation, mode) in locks_held(client).await? {
-                        first_seen
-                            .entry((relation, mode))
-                            .or_insert(started.elapsed());
+                        let at = clock.started.elapsed();
+                        clock.first_seen.entry((relation, mode)).or_insert(at);
                     }
                     break;
                 }
                 Err(e) => {
-                    let mut f = db::failure(
-                        &e,
-                        Some(format!(
-                            "statement at line {}: {}",
-                            s.line,
-                            abbreviate(&s.sql)
-                        )),
-                    );
+                    let mut f = db::failure(&e, Some(format!("{place}: {}", abbreviate(&s.sql))));
                     let _ = client
                         .batch_execute("ROLLBACK TO SAVEPOINT migval_stmt")
                         .await;
@@ -272,6 +395,7 @@ pub async fn run_statements(
                         ));
                     }
                     summary.statements.push(StatementRun {
+                        file: file.map(str::to_string),
                         line: s.line,
                         sql: abbreviate(&s.sql),
                         duration_ms: millis(elapsed),
@@ -284,17 +408,6 @@ pub async fn run_statements(
             }
         }
     }
-    let end = started.elapsed();
-    let mut locks: Vec<LockHeld> = first_seen
-        .into_iter()
-        .map(|((relation, mode), since)| LockHeld {
-            relation,
-            mode: lock_mode_name(&mode),
-            held_ms: millis(end.saturating_sub(since)),
-        })
-        .collect();
-    locks.sort_by_key(|l| (lock_rank(&l.mode), l.relation.clone()));
-    summary.locks.extend(locks);
     Ok(())
 }
 
@@ -449,6 +562,7 @@ fn failed_report(
         verdict: Verdict::from_results(&checks),
         checks,
         migration: Some(summary),
+        backup: None,
     }
 }
 
@@ -478,8 +592,8 @@ pub async fn run_in_transaction(
     baseline: &Snapshot,
     plan: &Plan,
 ) -> Result<Outcome, MigrateError> {
-    let script = &plan.script;
-    let (renames, inferred) = merged_renames(spec, &script.statements);
+    let name = names(&plan.scripts);
+    let (renames, inferred) = merged_renames(spec, &all_statements(&plan.scripts));
     let spec_after = Spec {
         renames: renames.clone(),
         ..spec.clone()
@@ -492,31 +606,19 @@ pub async fn run_in_transaction(
         .map_err(|e| MigrateError::Db(db::failure(&e, Some("BEGIN".into()))))?;
     let mut summary = MigrationSummary {
         renames_inferred: inferred,
-        ..MigrationSummary::new(&script.name, "")
+        ..MigrationSummary::new(&name, "")
     };
     let started = Instant::now();
-    let ran = run_statements(
-        &client,
-        &monitor,
-        &script.statements,
-        plan.limits,
-        plan.lock_retries,
-        &mut summary,
-    )
-    .await;
-    if let Err(f) = ran {
+    let ran = run_scripts(&client, &monitor, &plan.scripts, plan, &mut summary).await;
+    if let Err((f, file)) = ran {
         let _ = client.batch_execute("ROLLBACK").await;
-        summary.mode = "rolled back: the script failed, nothing was committed".into();
-        let mut report = failed_report(
-            "migrate",
-            spec,
-            baseline,
-            baseline,
-            &script.name,
-            f,
-            summary,
-        );
-        script.annotate(&mut report);
+        summary.mode = if plan.scripts.len() > 1 {
+            format!("rolled back: {file} failed, nothing of any file was committed")
+        } else {
+            "rolled back: the script failed, nothing was committed".into()
+        };
+        let mut report = failed_report("migrate", spec, baseline, baseline, &file, f, summary);
+        annotate_all(&plan.scripts, &mut report);
         return Ok(Outcome {
             report,
             rollback_report: None,
@@ -537,22 +639,15 @@ pub async fn run_in_transaction(
     let mut report = compare::compare(&spec_after, baseline, &after, "migrate");
 
     let mut rollback_report = None;
-    if let Some(rollback) = &plan.rollback {
-        let name = &rollback.name;
+    if !plan.rollback.is_empty() {
+        let name = names(&plan.rollback);
         let mut rb =
-            MigrationSummary::new(name, "rehearsal of the rollback: nothing was committed");
+            MigrationSummary::new(&name, "rehearsal of the rollback: nothing was committed");
         let exact = exact_spec(spec);
-        let mut r = match run_statements(
-            &client,
-            &monitor,
-            &rollback.statements,
-            plan.limits,
-            plan.lock_retries,
-            &mut rb,
-        )
-        .await
-        {
-            Err(f) => failed_report("migrate --rollback", spec, baseline, &after, name, f, rb),
+        let mut r = match run_scripts(&client, &monitor, &plan.rollback, plan, &mut rb).await {
+            Err((f, file)) => {
+                failed_report("migrate --rollback", spec, baseline, &after, &file, f, rb)
+            }
             Ok(()) => {
                 let restored = capture_or_roll_back(
                     &client,
@@ -572,11 +667,11 @@ pub async fn run_in_transaction(
                 r
             }
         };
-        rollback.annotate(&mut r);
+        annotate_all(&plan.rollback, &mut r);
         rollback_report = Some(r);
     }
 
-    let commit = plan.commit && report.verdict.passed() && plan.rollback.is_none();
+    let commit = plan.commit && report.verdict.passed() && plan.rollback.is_empty();
     let end = if commit { "COMMIT" } else { "ROLLBACK" };
     client
         .batch_execute(end)
@@ -591,7 +686,7 @@ pub async fn run_in_transaction(
     };
     report.banner = Some(summary.mode.clone());
     report.migration = Some(summary);
-    script.annotate(&mut report);
+    annotate_all(&plan.scripts, &mut report);
     Ok(Outcome {
         report,
         rollback_report,
@@ -627,7 +722,8 @@ pub async fn run_without_transaction(
     baseline: &Snapshot,
     plan: &Plan,
 ) -> Result<Outcome, MigrateError> {
-    let (renames, inferred) = merged_renames(spec, &plan.script.statements);
+    let name = names(&plan.scripts);
+    let (renames, inferred) = merged_renames(spec, &all_statements(&plan.scripts));
     let spec_after = Spec {
         renames,
         ..spec.clone()
@@ -637,11 +733,20 @@ pub async fn run_without_transaction(
     let mut summary = MigrationSummary {
         renames_inferred: inferred,
         ..MigrationSummary::new(
-            &plan.script.name,
+            &name,
             "applied WITHOUT a transaction: every statement committed as it ran",
         )
     };
-    for s in &plan.script.statements {
+    let several = plan.scripts.len() > 1;
+    let steps = plan.scripts.iter().flat_map(|script| {
+        let total = script.statements.len();
+        script
+            .statements
+            .iter()
+            .enumerate()
+            .map(move |(i, s)| (script.name.as_str(), i + 1, total, s))
+    });
+    for (file, index, total, s) in steps {
         // Each statement in its own transaction (unless it cannot be in one at all).
         let wrap = !matches!(s.kind, StatementKind::NonTransactional(_));
         let one = std::slice::from_ref(s);
@@ -673,6 +778,7 @@ pub async fn run_without_transaction(
                 let t0 = Instant::now();
                 let r = client.simple_query(&s.sql).await;
                 summary.statements.push(StatementRun {
+                    file: None,
                     line: s.line,
                     sql: abbreviate(&s.sql),
                     duration_ms: millis(t0.elapsed()),
@@ -685,17 +791,28 @@ pub async fn run_without_transaction(
             }
             Err(f) => Err(f),
         };
-        if let Err(f) = result {
+        // With several files, name the file (as the transactional run does).
+        let place = if several {
+            if let Some(last) = summary.statements.last_mut() {
+                last.file = Some(file.to_string());
+            }
+            format!("{file}: statement {index} of {total}, line {}", s.line)
+        } else {
+            format!("line {}", s.line)
+        };
+        if let Err(mut f) = result {
+            if several {
+                f.context = Some(format!("{place}: {}", abbreviate(&s.sql)));
+            }
             summary.mode = format!(
-                "applied WITHOUT a transaction and stopped at line {}: the statements before it are committed",
-                s.line
+                "applied WITHOUT a transaction and stopped at {place}: the statements before it are committed"
             );
             let report = failed_report(
                 "migrate --no-transaction",
                 spec,
                 baseline,
                 baseline,
-                &plan.script.name,
+                &name,
                 f,
                 summary,
             );
@@ -727,7 +844,8 @@ pub async fn run_without_transaction(
 
 /// `migval migrate --spec checks.toml -- alembic upgrade head`: baseline (taken by the caller),
 /// run the command with its output streamed through `on_line` and kept, then capture and
-/// compare as `verify` does. Not transactional: the report says so.
+/// compare as `verify` does. Not transactional: the report says so. The command's environment
+/// carries PGHOST, PGPORT, PGUSER, PGDATABASE, PGSSLMODE, ... (and PGPASSWORD) of the target.
 pub async fn run_external(
     info: &ConnInfo,
     spec: &Spec,
@@ -745,6 +863,9 @@ pub async fn run_external(
     let started = Instant::now();
     let mut child = tokio::process::Command::new(program)
         .args(args)
+        // libpq's variables of migval's own target (the password in PGPASSWORD, never on a
+        // command line): `psql -f 01.sql` migrates the database migval verifies.
+        .envs(super::backup::child_env(info))
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -775,7 +896,9 @@ pub async fn run_external(
     let mut kept = String::new();
     const KEEP: usize = 1 << 20;
     while let Some(line) = rx.recv().await {
-        let line = crate::redact::text(&line);
+        // The command has the password in its environment: a tool that prints it (`env`, a
+        // debug dump) must not put it on screen or in the report.
+        let line = super::backup::redact(&line, info.password.as_deref());
         on_line(&line);
         if kept.len() < KEEP {
             kept.push_str(&line);

@@ -2,6 +2,7 @@
 //! data ([`Snapshot`], [`Report`]); it never prints.
 
 pub mod after_only;
+pub mod backup;
 pub mod capture;
 pub mod compare;
 pub mod ddl;

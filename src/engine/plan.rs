@@ -452,40 +452,45 @@ pub fn plan(
                     let group: Vec<String> =
                         m.group_by.iter().map(|g| naming.key(&m.table, g)).collect();
                     let key_sig = (filter.clone(), group.clone());
-                    // A grouped check is never split (its parts would have to be joined on
-                    // the group key): one with more metrics than MAX_SELECT gets a scan alone.
-                    let room = m.metrics.len();
-                    let scan = find_or_add(
-                        &mut scans,
-                        &rel,
-                        Some(key_sig.clone()),
-                        cost_of(&rel_name),
-                        |s| {
-                            s.grouped.as_ref() == Some(&key_sig)
-                                && s.select.len() + room <= MAX_SELECT
-                        },
-                    );
-                    if scan.select.is_empty() {
-                        scan.select.extend(group.iter().cloned());
-                    }
-                    let key = m
+                    // More metrics than one scan selects: split over several scans, each with
+                    // the group key first, joined back on the key (`capture::join_parts`). All
+                    // scans read the one exported snapshot, so they see the same groups.
+                    let per_scan = MAX_SELECT.saturating_sub(group.len()).max(1);
+                    let key: Vec<(usize, String)> = m
                         .group_by
                         .iter()
                         .enumerate()
                         .map(|(i, g)| (i, g.label.clone()))
                         .collect();
-                    let mut values = Vec::new();
-                    for (metric, e) in m.metrics.iter().zip(exprs) {
-                        values.push((scan.select.len(), metric.label.clone()));
-                        scan.select.push(e);
+                    let items: Vec<(&Metric, String)> = m.metrics.iter().zip(exprs).collect();
+                    for (part, chunk) in items.chunks(per_scan).enumerate() {
+                        let room = chunk.len();
+                        let scan = find_or_add(
+                            &mut scans,
+                            &rel,
+                            Some(key_sig.clone()),
+                            cost_of(&rel_name),
+                            |s| {
+                                s.grouped.as_ref() == Some(&key_sig)
+                                    && s.select.len() + room <= MAX_SELECT
+                            },
+                        );
+                        if scan.select.is_empty() {
+                            scan.select.extend(group.iter().cloned());
+                        }
+                        let mut values = Vec::new();
+                        for (metric, e) in chunk {
+                            values.push((scan.select.len(), metric.label.clone()));
+                            scan.select.push(e.clone());
+                        }
+                        scan.outputs.push(Output::Columns {
+                            check: ci,
+                            part,
+                            key: key.clone(),
+                            values,
+                        });
+                        scan.checks.push(ci);
                     }
-                    scan.outputs.push(Output::Columns {
-                        check: ci,
-                        part: 0,
-                        key,
-                        values,
-                    });
-                    scan.checks.push(ci);
                 }
             }
             CheckKind::NullCount(n) => {

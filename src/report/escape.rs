@@ -103,7 +103,13 @@ pub fn report(r: &Report) -> Report {
         checks,
         verdict: _,
         migration,
+        backup,
     } = &mut r;
+    if let Some(b) = backup {
+        one(&mut b.file);
+        one(&mut b.database);
+        one(&mut b.format);
+    }
     one(command);
     banner.iter_mut().for_each(one);
     one(spec_path);
@@ -231,6 +237,7 @@ fn migration_summary(m: &mut MigrationSummary) {
     one(script);
     one(mode);
     for StatementRun {
+        file,
         line: _,
         sql,
         duration_ms: _,
@@ -239,6 +246,7 @@ fn migration_summary(m: &mut MigrationSummary) {
         ok: _,
     } in statements.iter_mut()
     {
+        file.iter_mut().for_each(one);
         many(sql);
     }
     for LockHeld {

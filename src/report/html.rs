@@ -172,6 +172,13 @@ fn facts(out: &mut String, r: &Report) {
     );
     origin_row(out, "baseline", &r.baseline);
     origin_row(out, "after", &r.after);
+    if let Some(b) = &r.backup {
+        let _ = writeln!(
+            out,
+            "<tr><th>backup</th><td>{}</td></tr>",
+            esc(&b.describe())
+        );
+    }
     for (o, n) in &r.renames {
         let _ = writeln!(
             out,

@@ -31,6 +31,13 @@ pub fn render(r: &Report) -> String {
         v.errored,
         seconds(r.after.duration_ms)
     ));
+    if let Some(b) = &r.backup {
+        out.push_str(&format!(
+            "    <properties><property name=\"backup\" value=\"{}\"/><property name=\"backup_bytes\" value=\"{}\"/></properties>\n",
+            xml(&b.file),
+            b.bytes
+        ));
+    }
     for c in &r.checks {
         out.push_str(&format!(
             "    <testcase classname=\"migval.{}\" name=\"{}\">\n",

@@ -17,6 +17,9 @@ pub fn render(r: &Report) -> String {
         out.push_str(&format!("> **{b}**\n\n"));
     }
     out.push_str(&format!("- spec: `{}`\n", r.spec_path));
+    if let Some(b) = &r.backup {
+        out.push_str(&format!("- backup: {}\n", esc(&b.describe())));
+    }
     out.push_str(&format!(
         "- baseline: `{}` database `{}`{}, {} (snapshot `{}`, LSN `{}`)\n",
         r.baseline.target,
@@ -53,7 +56,7 @@ pub fn render(r: &Report) -> String {
             for s in &m.statements {
                 out.push_str(&format!(
                     "| {} | {} | {} | {} | {} | `{}` |\n",
-                    s.line,
+                    esc(&s.location()),
                     s.duration_ms,
                     s.rows.map(|r| r.to_string()).unwrap_or_default(),
                     s.attempts,

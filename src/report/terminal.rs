@@ -116,6 +116,9 @@ pub fn render(r: &Report, color: bool) -> String {
     for s in &r.spec_changes {
         out.push_str(&format!("  spec:     {s}\n"));
     }
+    if let Some(b) = &r.backup {
+        out.push_str(&format!("  backup:   {}\n", b.describe()));
+    }
     out.push('\n');
     if let Some(m) = &r.migration {
         out.push_str(&migration(m));
@@ -325,7 +328,7 @@ fn migration(m: &crate::model::MigrationSummary) -> String {
         b.push_record(["line", "ms", "rows", "tries", "ok", "statement"]);
         for s in &m.statements {
             b.push_record([
-                s.line.to_string(),
+                s.location(),
                 s.duration_ms.to_string(),
                 s.rows.map(|r| r.to_string()).unwrap_or_default(),
                 s.attempts.to_string(),

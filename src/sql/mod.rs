@@ -4,6 +4,7 @@
 //! quoted identifiers only; values are always bound.
 
 pub mod ident;
+pub mod lex;
 
 /// A named query from `queries/`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +48,7 @@ queries! {
     SCHEMA_CATALOG => "schema_catalog.sql",
     BACKFILL_TARGET => "backfill_target.sql",
     BACKFILL_LOCK => "backfill_lock.sql",
+    BACKFILL_BATCH_LOCK => "backfill_batch_lock.sql",
     BACKFILL_LOCK_HOLDER => "backfill_lock_holder.sql",
     BACKFILL_TERMINATE => "backfill_terminate.sql",
     BACKFILL_REPLICATION_LAG => "backfill_replication_lag.sql",
@@ -74,4 +76,8 @@ state_queries! {
     BACKFILL_RUN_START => "backfill_run_start.sql",
     BACKFILL_RUN_PROGRESS => "backfill_run_progress.sql",
     BACKFILL_RUN_STATUS => "backfill_run_status.sql",
+    BACKFILL_LEASE_HOLDER => "backfill_lease_holder.sql",
+    BACKFILL_LEASE_TAKE => "backfill_lease_take.sql",
+    BACKFILL_LEASE_RENEW => "backfill_lease_renew.sql",
+    BACKFILL_LEASE_RELEASE => "backfill_lease_release.sql",
 }

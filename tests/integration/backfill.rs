@@ -26,7 +26,7 @@ CREATE TRIGGER count_update AFTER UPDATE ON plan_subscriptions
 /// Every (id, subscriber_id), hashed.
 const STATE: &str = "SELECT md5(string_agg(id || ':' || coalesce(subscriber_id::text, '-'), ',' ORDER BY id)) FROM plan_subscriptions";
 
-async fn world(name: &str, n: i64) -> TestDb {
+pub(crate) async fn world(name: &str, n: i64) -> TestDb {
     let db = TestDb::new(name).await;
     load_world(&db, n).await;
     db
@@ -58,7 +58,7 @@ async fn int(db: &TestDb, sql: &str) -> i64 {
 }
 
 /// The fixture's backfill.toml with its [batch] section replaced, written in the test dir.
-fn spec_with(db: &TestDb, file: &str, batch: &str) -> std::path::PathBuf {
+pub(crate) fn spec_with(db: &TestDb, file: &str, batch: &str) -> std::path::PathBuf {
     let text = std::fs::read_to_string(format!("{DIR}/backfill.toml")).expect("backfill.toml");
     let head = text.split("[batch]").next().expect("has [batch]");
     let head = head.replace(
@@ -76,14 +76,28 @@ fn run(db: &TestDb, spec: &std::path::Path, extra: &[&str]) -> Run {
 }
 
 fn spawn(db: &TestDb, spec: &std::path::Path, extra: &[&str]) -> Child {
+    spawn_at(&db.url, db, spec, extra, &[])
+}
+
+/// `migval backfill` started in the background against `url`, with `env` added.
+pub(crate) fn spawn_at(
+    url: &str,
+    db: &TestDb,
+    spec: &std::path::Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Child {
     let log = db.path("rows.csv");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_migval"));
-    cmd.args(["backfill", p(spec), "--db", &db.url, "--log", p(&log)]);
+    cmd.args(["backfill", p(spec), "--db", url, "--log", p(&log)]);
     cmd.args(extra);
     for (k, _) in std::env::vars() {
         if k == "DATABASE_URL" || k.starts_with("PG") {
             cmd.env_remove(&k);
         }
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
     }
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -91,7 +105,7 @@ fn spawn(db: &TestDb, spec: &std::path::Path, extra: &[&str]) -> Child {
     cmd.spawn().expect("spawn migval")
 }
 
-fn finish(child: Child) -> Run {
+pub(crate) fn finish(child: Child) -> Run {
     let out = child.wait_with_output().expect("wait for migval");
     Run {
         cmd: "migval backfill (spawned)".into(),
@@ -139,7 +153,7 @@ async fn batches_replayed(standby: &TestDb) -> i64 {
 }
 
 /// Wait until at least `n` batches are committed (panics after 60 s).
-fn wait_for_batches(db: &TestDb, n: i64) {
+pub(crate) fn wait_for_batches(db: &TestDb, n: i64) {
     let t0 = Instant::now();
     while rt().block_on(batches_committed(db)) < n {
         assert!(
@@ -176,7 +190,7 @@ const AMBIGUOUS: &str =
 
 /// Asserts the end state every successful run must reach: resolvable rows filled with the
 /// oldest active subscriber, ambiguous rows NULL, every row updated at most once.
-async fn assert_filled_exactly_once(db: &TestDb) {
+pub(crate) async fn assert_filled_exactly_once(db: &TestDb) {
     let wrong = int(
         db,
         "SELECT count(*) FROM plan_subscriptions WHERE customer_id % 50 > 1 \
@@ -601,7 +615,15 @@ fn a_second_concurrent_run_is_refused() {
             .contains("another run of backfill `subscriber_fk` is in progress"),
         "{second}"
     );
-    assert!(second.stderr.contains("backend pid"), "{second}");
+    // It names the holder: the first run's client (host:pid) and when its lease expires.
+    let first_pid = first.id();
+    assert!(
+        second
+            .stderr
+            .contains(&format!(":{first_pid} holds its lease")),
+        "{second}"
+    );
+    assert!(second.stderr.contains("expires in"), "{second}");
     // --cancel-orphans does not end the backend of a run that is alive.
     let third = run(
         &db,
@@ -618,6 +640,71 @@ fn a_second_concurrent_run_is_refused() {
     let _ = finish(first);
     let r = run(&db, &spec, &["--commit", "--yes"]);
     assert_eq!(r.code, 0, "{r}");
+    rt().block_on(assert_filled_exactly_once(&db));
+}
+
+/// A run killed where this host cannot see its process (HOSTNAME differs: another machine, a
+/// container): its lease holds until it expires, by the server's clock, then the next run takes
+/// over and finishes; nothing is applied twice.
+#[test]
+fn a_killed_runs_lease_is_taken_over_once_it_expires() {
+    let db = rt().block_on(world("backfill_lease_expiry", 3000));
+    let spec = spec_with(&db, "bf.toml", "size = 50\npause = \"50ms\"");
+    let lease = ["--commit", "--yes", "--lease", "3s"];
+    let mut first = spawn_at(&db.url, &db, &spec, &lease, &[("HOSTNAME", "elsewhere")]);
+    wait_for_batches(&db, 2);
+    first.kill().expect("kill -9 the first run");
+    let _ = finish(first);
+    let at_kill = rt().block_on(batches_committed(&db));
+    let early = run(&db, &spec, &[&lease[..], &["--wait", "200ms"]].concat());
+    assert_eq!(early.code, 2, "the lease has not expired yet{early}");
+    assert!(
+        early.stderr.contains("the run of client elsewhere:")
+            && early.stderr.contains("holds its lease"),
+        "{early}"
+    );
+    let later = run(&db, &spec, &[&lease[..], &["--wait", "10s"]].concat());
+    assert_eq!(later.code, 0, "{later}");
+    assert!(
+        later.stderr.contains("took over the lease") && later.stderr.contains("expired"),
+        "{later}"
+    );
+    assert!(
+        later.stderr.contains("resuming run 1"),
+        "the same run goes on after the last committed batch{later}"
+    );
+    assert!(rt().block_on(batches_committed(&db)) > at_kill);
+    rt().block_on(assert_filled_exactly_once(&db));
+}
+
+/// A run whose lease lapsed (a pause longer than the lease) and was taken over stops at its
+/// next batch, before changing anything: the two runs never both apply batches.
+#[test]
+fn a_run_whose_lease_was_taken_over_stops_before_its_next_batch() {
+    let db = rt().block_on(world("backfill_lease_lost", 3000));
+    let slow = spec_with(&db, "slow.toml", "size = 50\npause = \"4s\"");
+    let fast = spec_with(&db, "fast.toml", "size = 50");
+    let first = spawn_at(
+        &db.url,
+        &db,
+        &slow,
+        &["--commit", "--yes", "--lease", "1s"],
+        &[("HOSTNAME", "elsewhere")],
+    );
+    wait_for_batches(&db, 1);
+    let second = run(
+        &db,
+        &fast,
+        &["--commit", "--yes", "--lease", "1s", "--wait", "10s"],
+    );
+    assert_eq!(second.code, 0, "{second}");
+    assert!(second.stderr.contains("took over the lease"), "{second}");
+    let first = finish(first);
+    assert_eq!(first.code, 2, "{first}");
+    assert!(
+        first.stderr.contains("was taken over by another run"),
+        "{first}"
+    );
     rt().block_on(assert_filled_exactly_once(&db));
 }
 
@@ -1467,6 +1554,58 @@ fn a_pending_guard_ending_in_a_comment_runs() {
         "SELECT count(*) FROM items WHERE label IS DISTINCT FROM 'x' || id",
     ));
     assert_eq!(wrong, 0);
+}
+
+/// An unterminated `/*` in `pending` would swallow the rest of every generated statement: the
+/// spec is refused naming the key and the position, before connecting; a nested comment runs.
+#[test]
+fn a_pending_guard_with_an_unterminated_block_comment_is_refused() {
+    let db = rt().block_on(async {
+        let db = TestDb::new("backfill_pending_block_comment").await;
+        db.exec(
+            "CREATE TABLE items (id int PRIMARY KEY, label text);
+             INSERT INTO items SELECT g, NULL FROM generate_series(1, 100) g;",
+        )
+        .await;
+        db
+    });
+    let spec_for = |pending: &str| {
+        db.file(
+            "items.toml",
+            &format!(
+                "name = \"items_label\"\ntable = \"items\"\nkey = [\"id\"]\n\
+                 pending = \"{pending}\"\nset = \"label = 'x' || id\"\n[batch]\nsize = 30\n"
+            ),
+        )
+    };
+    let bad = run(
+        &db,
+        &spec_for("label IS NULL /* to do"),
+        &["--commit", "--yes"],
+    );
+    assert_eq!(bad.code, 2, "{bad}");
+    assert!(
+        bad.stderr.contains("pending")
+            && bad
+                .stderr
+                .contains("opened at character 15 is never closed"),
+        "{bad}"
+    );
+    assert_eq!(
+        rt().block_on(int(
+            &db,
+            "SELECT count(*) FROM items WHERE label IS NOT NULL"
+        )),
+        0,
+        "nothing changed"
+    );
+    let good = run(
+        &db,
+        &spec_for("label IS NULL /* to /* still */ do */"),
+        &["--commit", "--yes"],
+    );
+    assert_eq!(good.code, 0, "{good}");
+    assert_eq!(summary(&good, "Updated successfully:"), "100", "{good}");
 }
 
 /// Issue 11, defect 4: an application inserting pending rows above the cursor faster than the

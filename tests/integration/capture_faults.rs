@@ -1,5 +1,6 @@
 //! Capture under hostile input and interruptions (issue 11): thousands of metrics on one
 //! table (PostgreSQL's 1664-entry target-list limit), `-- comments` ending user fragments,
+//! nested and unterminated `/* */` comments in them,
 //! Ctrl-C / SIGTERM of `snapshot` and `verify` with a probe still running on the server.
 
 use std::process::{Command, Stdio};
@@ -77,6 +78,68 @@ fn two_thousand_metrics_on_one_table_are_captured_and_compared_value_by_value() 
     assert!(!r.all().contains("54011"), "{r}");
 }
 
+/// A grouped check with more metrics than one query may select (1,700 metrics plus the group
+/// key: past PostgreSQL's 1664-entry target list) is split over several scans joined back on
+/// the group key: every value captured under its own group and name, no SQLSTATE 54011.
+#[test]
+fn a_grouped_check_with_1700_metrics_is_split_and_joined_back_on_the_group_key() {
+    let db = rt().block_on(async {
+        let db = TestDb::new("capture_grouped_1700_metrics").await;
+        db.exec(
+            "CREATE TABLE wide (id int PRIMARY KEY, g text NOT NULL, a int NOT NULL, b int NOT NULL);
+             INSERT INTO wide SELECT i, 'g' || (i % 4), i, i FROM generate_series(1, 40) i;",
+        )
+        .await;
+        db
+    });
+    // Metric 1500 is the only one reading `b`; the others read `a`.
+    let metrics: Vec<String> = (0..1700)
+        .map(|i| {
+            if i == 1500 {
+                "\"max(b)\"".to_string()
+            } else {
+                format!("\"sum(a + {i})\"")
+            }
+        })
+        .collect();
+    let spec = format!(
+        "[[check]]\nname = \"per group\"\ntable = \"wide\"\ngroup_by = [\"g\"]\nmetrics = [{}]\n\n\
+         [[check]]\nname = \"total\"\ntable = \"wide\"\nmetrics = [\"count(*)\"]\n",
+        metrics.join(", ")
+    );
+    // id 7 is in group g3 (7 % 4 = 3); the largest b there is 39.
+    let (r, report) = snapshot_then(&db, &spec, || {
+        rt().block_on(db.exec("UPDATE wide SET b = 1000 WHERE id = 7"))
+    });
+    assert!(!r.all().contains("54011"), "{r}");
+    assert_eq!(r.code, 1, "only `max(b)` of group g3 changed{r}");
+    assert_eq!(status(&report, "per group"), "FAIL", "{r}");
+    assert_eq!(status(&report, "total"), "PASS", "{r}");
+    let check = crate::common::check(&report, "per group");
+    let text = check.to_string();
+    assert!(!text.contains("\"error\""), "no value is an error{r}");
+    assert_eq!(check["groups"]["baseline_groups"], 4, "{r}");
+    assert_eq!(check["groups"]["after_groups"], 4, "{r}");
+    assert_eq!(check["groups"]["failing"], 1, "one group fails{r}");
+    let failing: Vec<String> = check["worst"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|v| v["ok"] == false)
+        .map(|v| {
+            format!(
+                "{} {} {} -> {}",
+                v["key"], v["metric"], v["baseline"], v["after"]
+            )
+        })
+        .collect();
+    assert_eq!(
+        failing,
+        vec!["[\"g3\"] \"max(b)\" 39 -> 1000".to_string()],
+        "the one changed value, under its own group and name (parts joined on the key){r}"
+    );
+}
+
 /// Issue 11, defect 11: a `where` ending in `-- note` swallowed the closing parenthesis of the
 /// fused query, so every check on the same table failed with a syntax error. Before/after forms,
 /// group keys and metric expressions embed user SQL the same way.
@@ -135,6 +198,89 @@ metrics = ["count(*)", "sum(amount + 0 -- plus nothing\n)"]
     }
     let paid = &crate::common::check(&report, "paid orders")["values"][0];
     assert_eq!(paid["after"], 20, "the filter applied{r}");
+}
+
+/// Block comments in fragments: nested ones (legal in PostgreSQL) run, and the other checks on
+/// the same table with them; an unterminated `/*`, a stray `*/` or an unclosed literal would
+/// swallow the rest of the fused query, so the spec is refused before anything runs, naming the
+/// check, the key and the position.
+#[test]
+fn block_comments_in_fragments_nest_and_an_unterminated_one_is_refused_naming_the_check() {
+    let db = rt().block_on(async {
+        let db = TestDb::new("capture_fragment_block_comment").await;
+        db.exec(
+            "CREATE TABLE orders (id int PRIMARY KEY, status text, amount numeric(10,2));
+             INSERT INTO orders SELECT g, CASE WHEN g % 3 = 0 THEN 'paid' ELSE 'open' END, g * 1.5
+             FROM generate_series(1, 60) g;",
+        )
+        .await;
+        db
+    });
+    let good = r#"
+[[check]]
+name = "paid orders"
+table = "orders"
+where = "status = 'paid' /* outer /* inner */ still a comment */"
+metrics = ["count(*)", "sum(amount /* cents? no */)"]
+
+[[check]]
+name = "all orders"
+table = "orders"
+group_by = [{ as = "s", expr = "upper(status) /* a /* b */ */" }]
+metrics = ["count(*)", "sum(amount)"]
+"#;
+    let (r, report) = snapshot_then(&db, good, || {});
+    assert_eq!(r.code, 0, "{r}");
+    assert_eq!(status(&report, "paid orders"), "PASS", "{r}");
+    assert_eq!(status(&report, "all orders"), "PASS", "{r}");
+    let paid = &crate::common::check(&report, "paid orders")["values"][0];
+    assert_eq!(
+        paid["after"], 20,
+        "the filter applied, the comment ignored{r}"
+    );
+
+    for (fragment, says) in [
+        (
+            "status = 'paid' /* outer /* inner */",
+            "`/*` opened at character 17 is never closed",
+        ),
+        (
+            "status = 'paid' */",
+            "`*/` at character 17 closes a block comment that was never opened",
+        ),
+        (
+            "status = 'paid",
+            "string literal opened at character 10 is never closed",
+        ),
+    ] {
+        let spec = db.file(
+            "bad.toml",
+            &format!(
+                "[[check]]\nname = \"paid orders\"\ntable = \"orders\"\nwhere = \"{fragment}\"\n\
+                 metrics = [\"count(*)\"]\n\n[[check]]\nname = \"all orders\"\ntable = \"orders\"\n\
+                 metrics = [\"count(*)\"]\n"
+            ),
+        );
+        let out = db.path("refused.json");
+        let r = migval(&[
+            "snapshot",
+            "--spec",
+            p(&spec),
+            "--out",
+            p(&out),
+            "--db",
+            &db.url,
+        ]);
+        assert_eq!(r.code, 2, "{fragment}{r}");
+        assert!(
+            r.stderr.contains("paid orders")
+                && r.stderr.contains("where")
+                && r.stderr.contains(says),
+            "{fragment}: names the check, the key and the position{r}"
+        );
+        assert!(!r.all().contains("42601"), "refused before any SQL ran{r}");
+        assert!(!out.exists(), "no baseline written{r}");
+    }
 }
 
 /// A probe that sleeps 30 s while the table `slow_flag` has a row.

@@ -5,6 +5,8 @@ mod common;
 
 /// `migval backfill`: dry-run, exactly-once commit, kill -9 / Ctrl-C / lost connection and resume.
 mod backfill;
+/// `--backup FILE`: pg_dump before the first write, restorable, refused on failure, no password shown.
+mod backup;
 /// Capture under hostile input and interruptions: thousands of metrics, comments in
 /// fragments, Ctrl-C / SIGTERM of snapshot and verify cancelling the server-side work.
 mod capture_faults;
@@ -34,6 +36,8 @@ mod migrate;
 mod names_and_keys;
 /// Network faults through a TCP proxy (freeze, reset), multi-host URLs, channel binding, standbys.
 mod network;
+/// Runbook 001 end to end: two files in one transaction, --backup, rollback verified exactly.
+mod org_customers;
 /// PgBouncer in transaction pooling mode: snapshot and verify through it.
 mod pgbouncer;
 /// [rename] applied to the post-state; missing objects reported before anything runs.

@@ -282,3 +282,95 @@ fn through_pgbouncer_in_transaction_mode_a_run_is_right_or_refused_naming_the_po
         );
     }
 }
+
+/// The backfill's single-run guard through transaction pooling: a lease row and a
+/// transaction-level advisory lock per batch, both of which the pooler keeps (a session
+/// advisory lock would stay behind on whichever server connection took it). A second run
+/// through the pooler refuses, naming the first; once the first is killed (SIGKILL, on a host
+/// this one cannot see: HOSTNAME differs) and its lease has expired, a later run takes over and
+/// finishes; no row is applied twice.
+#[test]
+fn through_pgbouncer_in_transaction_mode_the_backfill_runs_once_at_a_time() {
+    use crate::backfill::{
+        assert_filled_exactly_once, finish, spawn_at, spec_with, wait_for_batches, world,
+    };
+    let db = rt().block_on(world("pgbouncer_backfill", 3000));
+    let bouncer = Bouncer::start("backfill", "transaction");
+    let url = bouncer.url(&db.url);
+    // No `checks`: the guard is under test here, not the capture through the pooler.
+    let spec = spec_with(&db, "bf.toml", "size = 50\npause = \"50ms\"");
+    let text = std::fs::read_to_string(&spec).unwrap();
+    let spec = db.file(
+        "bf.toml",
+        &text
+            .lines()
+            .filter(|l| !l.starts_with("checks ="))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    );
+    let args = ["--commit", "--yes", "--lease", "3s"];
+    let backfill = |extra: &[&str]| {
+        let log = db.path("rows-2.csv");
+        let mut a = vec!["backfill", p(&spec), "--db", &url, "--log", p(&log)];
+        a.extend_from_slice(&args);
+        a.extend_from_slice(extra);
+        migval(&a)
+    };
+    let mut first = spawn_at(&url, &db, &spec, &args, &[("HOSTNAME", "elsewhere")]);
+    wait_for_batches(&db, 2);
+    let second = backfill(&["--wait", "500ms"]);
+    assert_eq!(
+        second.code,
+        2,
+        "{second}\npgbouncer log:\n{}",
+        bouncer.log()
+    );
+    assert!(
+        second
+            .stderr
+            .contains("another run of backfill `subscriber_fk` is in progress")
+            && second
+                .stderr
+                .contains(&format!("elsewhere:{} holds its lease", first.id())),
+        "the second run names the first{second}"
+    );
+    first.kill().expect("kill -9 the first run");
+    let killed = finish(first);
+    assert_ne!(killed.code, 0, "{killed}");
+    let later = backfill(&["--wait", "15s"]);
+    assert_eq!(later.code, 0, "{later}\npgbouncer log:\n{}", bouncer.log());
+    assert!(later.stderr.contains("took over the lease"), "{later}");
+    assert!(later.stderr.contains("resuming run 1"), "{later}");
+    rt().block_on(assert_filled_exactly_once(&db));
+    // No session setting of migval's stays behind on the pooled server connections (the
+    // application would inherit the backfill's lock_timeout and statement_timeout): four
+    // transactions held open at once use four server connections, every one of the pool.
+    rt().block_on(async {
+        let mut clients = Vec::new();
+        for _ in 0..4 {
+            let c = crate::common::connect(&url).await;
+            c.batch_execute("BEGIN")
+                .await
+                .expect("BEGIN through the pooler");
+            clients.push(c);
+        }
+        for c in &clients {
+            for (setting, default) in [("lock_timeout", "0"), ("statement_timeout", "0")] {
+                let shown = c
+                    .simple_query(&format!("SHOW {setting}"))
+                    .await
+                    .expect("SHOW")
+                    .into_iter()
+                    .find_map(|m| match m {
+                        tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+                        _ => None,
+                    });
+                assert_eq!(
+                    shown.as_deref(),
+                    Some(default),
+                    "{setting} left on a pooled connection"
+                );
+            }
+        }
+    });
+}

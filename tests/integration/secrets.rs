@@ -110,11 +110,11 @@ fn a_password_in_an_external_commands_line_is_masked_on_screen_in_the_report_and
     assert_not_in_files(&runs);
 }
 
-const ROLE: &str = "migval_secret_role";
+pub const ROLE: &str = "migval_secret_role";
 
 /// Make the test server ask `ROLE` for its password (scram) from 127.0.0.1: the cluster trusts
 /// everyone else. The line goes first in pg_hba.conf, then the configuration is reloaded.
-async fn require_password_for_role(db: &TestDb) {
+pub async fn require_password_for_role(db: &TestDb) {
     let admin = db.client().await;
     admin
         .batch_execute(&format!(

@@ -6,7 +6,9 @@
 //! What a user would notice: which sslmode gives an encrypted session (`pg_stat_ssl`), that the
 //! hosted-database URL form `sslmode=verify-full&sslrootcert=ca.pem` connects, that an
 //! untrusted or misnamed server is refused with an error one can act on, and that the binary
-//! snapshots over TLS and exits 2 (naming the target, password masked) when it cannot.
+//! snapshots over TLS and exits 2 (naming the target, password masked) when it cannot; and
+//! client certificates (`sslcert`/`sslkey`, PKCS#8, SEC1 and PKCS#1 keys) against a second
+//! cluster whose pg_hba.conf requires `clientcert=verify-full`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,8 +23,9 @@ use crate::common::{info, migval, migval_env, p, rt};
 
 /// PEM texts generated once per test binary.
 struct Pki {
-    /// The CA that issued both server certificates.
+    /// The CA that issued both server certificates (and the client certificates), and its key.
     ca: String,
+    ca_key: String,
     /// An unrelated CA (never issued anything the servers present).
     other_ca: String,
     /// Server certificate with SAN `DNS:localhost, IP:127.0.0.1`, and its key.
@@ -51,6 +54,13 @@ basicConstraints = critical,CA:FALSE
 keyUsage = critical,digitalSignature
 extendedKeyUsage = serverAuth
 subjectAltName = DNS:localhost,IP:127.0.0.1
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+
+[client_ext]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature
+extendedKeyUsage = clientAuth
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid
 
@@ -168,6 +178,7 @@ fn generate_pki() -> Result<Pki, String> {
     };
     Ok(Pki {
         ca: read("ca.pem")?,
+        ca_key: read("ca.key")?,
         other_ca: read("other-ca.pem")?,
         server_crt: read("server.crt")?,
         server_key: read("server.key")?,
@@ -659,5 +670,360 @@ fn verify_full_without_sslrootcert_uses_home_postgresql_root_crt() {
     assert!(
         r.stderr.to_lowercase().contains("certificate"),
         "stderr should be about the certificate{r}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Client certificates (sslcert / sslkey)
+
+/// The role the client certificates are issued to (CN = the user name, for clientcert=verify-full).
+const CERT_USER: &str = "cert_user";
+
+/// Client keys and certificates issued by the test CA to `CERT_USER`, in three key encodings:
+/// PKCS#8 (EC), SEC1 (the same EC key) and PKCS#1 (RSA); plus one passphrase-protected key.
+struct ClientPki {
+    dir: Scratch,
+}
+
+fn client_pki() -> &'static ClientPki {
+    static PKI: OnceLock<Result<ClientPki, String>> = OnceLock::new();
+    let made = PKI.get_or_init(|| {
+        let dir = Scratch::new("client-pki");
+        let d = &dir.0;
+        std::fs::write(d.join("openssl.cnf"), OPENSSL_CNF).map_err(|e| e.to_string())?;
+        std::fs::write(d.join("ca.pem"), &pki().ca).map_err(|e| e.to_string())?;
+        std::fs::write(d.join("ca.key"), &pki().ca_key).map_err(|e| e.to_string())?;
+        let subj = format!("/CN={CERT_USER}");
+        openssl(
+            d,
+            &[
+                "ecparam",
+                "-name",
+                "prime256v1",
+                "-genkey",
+                "-noout",
+                "-out",
+                "ec-sec1.key",
+            ],
+        )?;
+        openssl(
+            d,
+            &[
+                "pkcs8",
+                "-topk8",
+                "-nocrypt",
+                "-in",
+                "ec-sec1.key",
+                "-out",
+                "ec-pkcs8.key",
+            ],
+        )?;
+        openssl(
+            d,
+            &["genrsa", "-traditional", "-out", "rsa-pkcs1.key", "2048"],
+        )?;
+        for (key, crt, serial) in [
+            ("ec-pkcs8.key", "ec.crt", "0x2001"),
+            ("rsa-pkcs1.key", "rsa.crt", "0x2002"),
+        ] {
+            let csr = format!("{crt}.csr");
+            openssl(
+                d,
+                &[
+                    "req",
+                    "-new",
+                    "-key",
+                    key,
+                    "-config",
+                    "openssl.cnf",
+                    "-subj",
+                    &subj,
+                    "-out",
+                    &csr,
+                ],
+            )?;
+            openssl(
+                d,
+                &[
+                    "x509",
+                    "-req",
+                    "-in",
+                    &csr,
+                    "-CA",
+                    "ca.pem",
+                    "-CAkey",
+                    "ca.key",
+                    "-set_serial",
+                    serial,
+                    "-days",
+                    "7300",
+                    "-extfile",
+                    "openssl.cnf",
+                    "-extensions",
+                    "client_ext",
+                    "-out",
+                    crt,
+                ],
+            )?;
+        }
+        openssl(
+            d,
+            &[
+                "pkcs8",
+                "-topk8",
+                "-in",
+                "ec-sec1.key",
+                "-passout",
+                "pass:secret",
+                "-out",
+                "ec-encrypted.key",
+            ],
+        )?;
+        for key in [
+            "ec-sec1.key",
+            "ec-pkcs8.key",
+            "rsa-pkcs1.key",
+            "ec-encrypted.key",
+        ] {
+            set_mode(&d.join(key), 0o600);
+        }
+        Ok(ClientPki { dir })
+    });
+    match made {
+        Ok(p) => p,
+        Err(e) => panic!("cannot generate the client certificates: {e}"),
+    }
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// A cluster whose pg_hba.conf requires a client certificate naming the user
+/// (`clientcert=verify-full`) for `CERT_USER` over TCP; other users connect as before.
+fn client_cert_server() -> &'static Cluster {
+    static SERVER: OnceLock<Result<Cluster, String>> = OnceLock::new();
+    let s = SERVER.get_or_init(|| {
+        let pki = pki();
+        let hba = format!(
+            "local all all trust\n\
+             hostssl all {CERT_USER} 127.0.0.1/32 trust clientcert=verify-full\n\
+             host all all 127.0.0.1/32 trust\n\
+             host all all ::1/128 trust\n"
+        );
+        // hba_file is read relative to the server's working directory, not the data
+        // directory: an absolute path in a directory of its own, kept for the binary's life.
+        static HBA: OnceLock<Scratch> = OnceLock::new();
+        let hba = HBA
+            .get_or_init(|| Scratch::new("client-cert-hba"))
+            .file("pg_hba.conf", &hba);
+        let hba = p(&hba).to_owned();
+        let settings = [
+            ("ssl", "on"),
+            ("ssl_cert_file", "server.crt"),
+            ("ssl_key_file", "server.key"),
+            ("ssl_ca_file", "client-ca.pem"),
+            ("hba_file", hba.as_str()),
+        ];
+        let cluster = Cluster::start(&ClusterOptions {
+            settings: settings
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            files: vec![
+                ("server.crt".to_owned(), pki.server_crt.as_bytes().to_vec()),
+                ("server.key".to_owned(), pki.server_key.as_bytes().to_vec()),
+                ("client-ca.pem".to_owned(), pki.ca.as_bytes().to_vec()),
+            ],
+        })
+        .map_err(|e| e.to_string())?;
+        rt().block_on(async {
+            let c = migval::db::connect(&info(&cluster.url("postgres")))
+                .await
+                .map_err(|e| e.to_string())?;
+            c.batch_execute(&format!("CREATE ROLE {CERT_USER} LOGIN"))
+                .await
+                .map_err(|e| migval::db::failure(&e, None).to_string())
+        })?;
+        Ok(cluster)
+    });
+    match s {
+        Ok(c) => c,
+        Err(e) => panic!("cannot start a cluster requiring client certificates: {e}"),
+    }
+}
+
+/// `postgres://cert_user@127.0.0.1:PORT/postgres?sslmode=verify-full&sslrootcert=..&QUERY`.
+fn cert_url(port: u16, query: &str) -> String {
+    let ca = client_pki().dir.0.join("ca.pem");
+    let q = format!("sslmode=verify-full&sslrootcert={}{query}", p(&ca));
+    format!("postgres://{CERT_USER}@127.0.0.1:{port}/postgres?{q}")
+}
+
+fn with_cert(crt: &str, key: &str) -> String {
+    let d = &client_pki().dir.0;
+    format!("&sslcert={}&sslkey={}", p(&d.join(crt)), p(&d.join(key)))
+}
+
+/// Who the server says this session is, and the certificate it saw.
+async fn cert_session(url: &str) -> Result<(String, String), String> {
+    let client = migval::db::connect(&info(url))
+        .await
+        .map_err(|e| e.to_string())?;
+    let row = client
+        .query_one(
+            "SELECT current_user::text, coalesce(client_dn, '') FROM pg_stat_ssl \
+             WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .map_err(|e| migval::db::failure(&e, None).to_string())?;
+    Ok((row.get(0), row.get(1)))
+}
+
+#[test]
+fn a_client_certificate_is_sent_and_accepted_by_a_server_requiring_verify_full() {
+    let port = client_cert_server().port();
+    rt().block_on(async {
+        for (crt, key) in [
+            ("ec.crt", "ec-pkcs8.key"),
+            ("ec.crt", "ec-sec1.key"),
+            ("rsa.crt", "rsa-pkcs1.key"),
+        ] {
+            let url = cert_url(port, &with_cert(crt, key));
+            let (user, dn) = cert_session(&url)
+                .await
+                .unwrap_or_else(|e| panic!("{crt} + {key}: connecting failed: {e}"));
+            assert_eq!(user, CERT_USER, "{crt} + {key}");
+            assert!(
+                dn.contains(&format!("CN={CERT_USER}")),
+                "{crt} + {key}: client_dn {dn}"
+            );
+        }
+        // Without the certificate: the server's own refusal, as psql shows it.
+        let err = cert_session(&cert_url(port, ""))
+            .await
+            .expect_err("no certificate");
+        assert!(
+            err.contains("connection requires a valid client certificate"),
+            "the server's message: {err}"
+        );
+    });
+}
+
+#[test]
+fn client_key_problems_are_refused_before_connecting_naming_the_option_and_path() {
+    let port = client_cert_server().port();
+    let d = &client_pki().dir.0;
+    rt().block_on(async {
+        // A missing certificate file.
+        let missing = d.join("nope.crt");
+        let url = cert_url(
+            port,
+            &format!(
+                "&sslcert={}&sslkey={}",
+                p(&missing),
+                p(&d.join("ec-pkcs8.key"))
+            ),
+        );
+        let err = cert_session(&url).await.expect_err("missing certificate");
+        assert!(
+            err.contains("sslcert") && err.contains(p(&missing)),
+            "{err}"
+        );
+        // A key readable by group and others: libpq's rule and wording.
+        let loose = d.join("loose.key");
+        std::fs::copy(d.join("ec-pkcs8.key"), &loose).unwrap();
+        set_mode(&loose, 0o644);
+        let err = cert_session(&cert_url(port, &with_cert("ec.crt", "loose.key")))
+            .await
+            .expect_err("group-readable key");
+        assert!(
+            err.contains("sslkey")
+                && err.contains("has group or world access")
+                && err.contains("u=rw (0600)"),
+            "{err}"
+        );
+        // A passphrase-protected key (sslpassword is not supported).
+        let err = cert_session(&cert_url(port, &with_cert("ec.crt", "ec-encrypted.key")))
+            .await
+            .expect_err("encrypted key");
+        assert!(
+            err.contains("passphrase") && err.contains("sslpassword"),
+            "{err}"
+        );
+    });
+    // sslpassword itself: refused by name through the binary, the passphrase never shown.
+    let url = cert_url(
+        port,
+        &format!(
+            "{}&sslpassword=secret",
+            with_cert("ec.crt", "ec-encrypted.key")
+        ),
+    );
+    let dir = Scratch::new("client-key-password");
+    let spec = dir.file("checks.toml", PROBE_SPEC);
+    let r = migval(&[
+        "snapshot",
+        "--spec",
+        p(&spec),
+        "--out",
+        p(&dir.0.join("b.json")),
+        "--db",
+        &url,
+    ]);
+    assert_eq!(r.code, 2, "{r}");
+    assert!(
+        r.stderr.contains("sslpassword") && r.stderr.contains("password-protected client keys"),
+        "{r}"
+    );
+    assert!(!r.all().contains("secret"), "{r}");
+}
+
+#[test]
+fn snapshot_with_a_client_certificate_through_the_binary() {
+    let cluster = client_cert_server();
+    rt().block_on(async {
+        let c = migval::db::connect(&info(&cluster.url("postgres"))).await.expect("connect");
+        c.batch_execute(&format!(
+            "CREATE TABLE IF NOT EXISTS cert_probe (id int); GRANT SELECT ON cert_probe TO {CERT_USER};"
+        ))
+        .await
+        .expect("create cert_probe");
+    });
+    let dir = Scratch::new("client-cert-snapshot");
+    let spec = dir.file(
+        "checks.toml",
+        "[[check]]\nname = \"rows\"\ntable = \"cert_probe\"\nmetrics = [\"count(*)\"]\n",
+    );
+    let out = dir.0.join("base.json");
+    let db = cert_url(cluster.port(), &with_cert("ec.crt", "ec-pkcs8.key"));
+    let r = migval(&[
+        "snapshot",
+        "--spec",
+        p(&spec),
+        "--out",
+        p(&out),
+        "--db",
+        &db,
+    ]);
+    assert_eq!(r.code, 0, "{r}");
+    assert!(out.exists(), "{r}");
+    let no_cert = cert_url(cluster.port(), "");
+    let r = migval(&[
+        "snapshot",
+        "--spec",
+        p(&spec),
+        "--out",
+        p(&dir.0.join("x.json")),
+        "--db",
+        &no_cert,
+    ]);
+    assert_eq!(r.code, 2, "{r}");
+    assert!(
+        r.stderr
+            .contains("connection requires a valid client certificate"),
+        "{r}"
     );
 }

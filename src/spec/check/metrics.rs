@@ -53,6 +53,10 @@ pub(super) fn validate(v: &mut Validator, at: &At, rc: RawCheck, rule: Rule) -> 
         if after.as_ref().is_some_and(|a| a.is_empty()) {
             v.at(at, "metrics.after", "the post-migration form is empty");
         }
+        v.lexical(at, "metrics", &text);
+        if let Some(a) = &after {
+            v.lexical(at, "metrics.after", a);
+        }
         match parse_metric(&text) {
             Ok((label, func, arg)) => {
                 if group_by.is_empty() && mrule.scope != Scope::Group {
@@ -151,6 +155,10 @@ fn group_keys(v: &mut Validator, at: &At, raw: Vec<RawGroupKey>) -> Vec<GroupKey
                         format!("key `{label}`: the expression is empty"),
                     );
                     continue;
+                }
+                v.lexical(at, "group_by", &before);
+                if let Some(a) = &e.after {
+                    v.lexical(at, "group_by", a);
                 }
                 let before = match ident::parse_name(&before) {
                     Ok(p) if p.len() == 1 => KeyExpr::Column(p[0].clone()),

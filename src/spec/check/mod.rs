@@ -37,6 +37,21 @@ impl Validator<'_> {
         }
     }
 
+    /// A fragment that would not stay inside its slot in the fused query (an unclosed `/*`,
+    /// literal or quoted identifier, a stray `*/`): refused, so the other checks still run.
+    pub(in crate::spec) fn lexical(&mut self, at: &At, key: &str, fragment: &str) {
+        if let Some(why) = crate::sql::lex::escapes(fragment) {
+            self.at(
+                at,
+                key,
+                format!(
+                    "`{fragment}`: {why}; embedded in the fused query it would swallow what \
+                     follows (the other checks on the table)"
+                ),
+            );
+        }
+    }
+
     /// A fragment with an optional post-migration form.
     fn sided(&mut self, at: &At, key: &str, raw: Option<RawSided>) -> Option<Sided> {
         let sided = match raw? {
@@ -57,6 +72,7 @@ impl Validator<'_> {
                 if t.contains(';') && !t.contains('\'') {
                     self.at(at, key, "a fragment, not a statement: remove the `;`");
                 }
+                self.lexical(at, key, t);
             }
         }
         (!sided.before.is_empty() || sided.after.is_some()).then_some(sided)

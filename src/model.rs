@@ -245,6 +245,64 @@ impl<'de> Deserialize<'de> for Value {
 
 /// Parse PostgreSQL numeric text exactly: a [`Decimal`] when it fits without rounding,
 /// otherwise the text itself.
+/// A size in bytes as PostgreSQL's `pg_size_pretty` prints it: "8192 bytes", "10 kB",
+/// "1024 kB", "37 MB" (binary units, each kept until it reaches 20,480 of itself, half rounded
+/// away from zero), so that a report reads like the DBA's own monitoring query.
+pub fn pretty_bytes(bytes: i64) -> String {
+    // (unit, size limit in this unit, half-rounded, bits of the unit)
+    const UNITS: [(&str, u64, bool, u32); 6] = [
+        ("bytes", 10 * 1024, false, 0),
+        ("kB", 20 * 1024 - 1, true, 10),
+        ("MB", 20 * 1024 - 1, true, 20),
+        ("GB", 20 * 1024 - 1, true, 30),
+        ("TB", 20 * 1024 - 1, true, 40),
+        ("PB", 20 * 1024 - 1, true, 50),
+    ];
+    let mut size = bytes;
+    for (i, &(unit, limit, round, bits)) in UNITS.iter().enumerate() {
+        let next = UNITS.get(i + 1);
+        if next.is_none() || size.unsigned_abs() < limit {
+            if round {
+                size = (size + if size < 0 { -1 } else { 1 }) / 2;
+            }
+            return format!("{size} {unit}");
+        }
+        if let Some(&(_, _, next_round, next_bits)) = next {
+            // One bit more is kept for a unit that is half rounded at the end.
+            let shift = next_bits - bits - u32::from(next_round) + u32::from(round);
+            size /= 1i64 << shift;
+        }
+    }
+    format!("{size} bytes")
+}
+
+/// The growth from `before` to `after` bytes as a signed percentage of `before`, to one
+/// decimal: "+100%", "-3.2%", "+0%"; "from 0" when there was nothing before.
+pub fn growth_text(before: i64, after: i64) -> String {
+    if before == 0 {
+        return if after == 0 {
+            "+0%".into()
+        } else {
+            "from 0".into()
+        };
+    }
+    let diff = Decimal::from(i128::from(after) - i128::from(before));
+    match diff
+        .checked_mul(Decimal::ONE_HUNDRED)
+        .and_then(|d| d.checked_div(Decimal::from(before)))
+    {
+        Some(pct) => {
+            let pct = pct.round_dp(1).normalize();
+            if pct.is_sign_negative() {
+                format!("{pct}%")
+            } else {
+                format!("+{pct}%")
+            }
+        }
+        None => "?".into(),
+    }
+}
+
 pub fn numeric_from_text(s: &str) -> Value {
     match Decimal::from_str_exact(s) {
         Ok(d) => Value::Dec(d),

@@ -9,6 +9,7 @@ mod migrate;
 mod progress;
 mod snapshot;
 mod verify;
+mod watch;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;

@@ -1,4 +1,5 @@
-//! `migval verify`: re-capture the checks, compare with a baseline, report, exit code.
+//! `migval verify`: re-capture the checks, compare with a baseline, report, exit code; with
+//! `--every`, keep doing so (the watch of `cli/watch.rs`).
 
 use std::path::PathBuf;
 
@@ -19,6 +20,21 @@ pub struct VerifyArgs {
     /// Also save the post-migration snapshot (for `migval diff` or the audit trail).
     #[arg(long, value_name = "FILE")]
     pub save_after: Option<PathBuf>,
+    /// Watch after go-live: re-run, every DURATION (30s, 10m, 2h), the checks that must keep
+    /// holding while the application writes (expect = "zero", equals, between, schema facts;
+    /// unchanged totals, rows and sizes checks are left out). One line per run on stderr;
+    /// exits 1 at the first failing run with its full report, 0 with the last report when
+    /// --until is reached, 2 when it cannot do its job.
+    #[arg(long, value_name = "DURATION")]
+    pub every: Option<String>,
+    /// How long to watch, from the first run (e.g. 48h); no run starts after it. Without it
+    /// the watch runs until a check fails or Ctrl-C.
+    #[arg(long, value_name = "DURATION", requires = "every")]
+    pub until: Option<String>,
+    /// Watch every check, also those the application's writes move (unchanged totals, rows,
+    /// sizes, the schema diff): for a database nothing else writes to.
+    #[arg(long, requires = "every")]
+    pub watch_all: bool,
     #[command(flatten)]
     pub checks: BaselineArgs,
     #[command(flatten)]
@@ -38,7 +54,15 @@ pub async fn run(a: VerifyArgs) -> anyhow::Result<u8> {
     let parsing = tokio::task::spawn_blocking(move || verified.parse());
     let limits = a.limits.apply(&spec)?;
     let info = a.conn.resolve()?;
+    let schedule = super::watch::Schedule::from_args(&a)?;
     super::snapshot::stop_captures_on_signal(&info);
+    if let Some(schedule) = schedule {
+        let baseline = parsing
+            .await
+            .context("reading the baseline")?
+            .context("reading the baseline")?;
+        return super::watch::run(&a, &schedule, &info, &spec, &baseline, limits).await;
+    }
     let (captured, baseline) = if engine::needs_baseline_catalog(&spec) {
         // A rows check fingerprints the columns the baseline had: read it first.
         let baseline = parsing

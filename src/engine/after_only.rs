@@ -62,6 +62,7 @@ fn judge_new(check: &Check, at: &Table, sides: &Sides) -> CheckResult {
             &empty,
             at,
         ),
+        CheckKind::Sizes(s) => super::sizes::compare(s, &empty, at),
         kind => {
             let rules = column_rules(kind, at);
             let mut r = compare_keyed(&empty, at, &rules, sides.spec.settings.worst_groups);

@@ -30,7 +30,7 @@ use crate::model::{
     Absence, CheckCapture, Column, DbFailure, Kind, Origin, Outcome, SchemaCapture, SchemaCatalog,
     SchemaObject, Section, Snapshot, SpecCopy, Table, Value,
 };
-use crate::spec::Spec;
+use crate::spec::{SizePart, Spec};
 use crate::sql::{self, ident};
 
 use super::plan::{self, FactParam, Naming, Output, Probe, ProbeKind};
@@ -1282,6 +1282,35 @@ async fn run_small_probe(
                     },
                 };
                 t.cells.push(v);
+            }
+            Ok(vec![(*check, t)])
+        }
+        ProbeKind::Sizes {
+            check,
+            labels,
+            schemas,
+            names,
+        } => {
+            let rows = client
+                .query(sql::RELATION_SIZES.sql, &[labels, schemas, names])
+                .await
+                .map_err(fail)?;
+            let mut columns = vec![Column {
+                name: "table".into(),
+                kind: Kind::Text,
+            }];
+            columns.extend(SizePart::ALL.iter().map(|p| Column {
+                name: p.label().into(),
+                kind: Kind::Int,
+            }));
+            let mut t = Table::new(columns, 1);
+            for row in &rows {
+                let label: String = row.try_get(0).map_err(fail)?;
+                t.cells.push(Value::Text(label.into()));
+                for i in 1..=SizePart::ALL.len() {
+                    let bytes: Option<i64> = row.try_get(i).map_err(fail)?;
+                    t.cells.push(bytes.map_or(Value::Null, Value::Int));
+                }
             }
             Ok(vec![(*check, t)])
         }

@@ -231,6 +231,7 @@ fn compare_check(
     };
     let mut result = match &check.kind {
         CheckKind::Rows(_) => super::rows::compare(bt, at, worst_n),
+        CheckKind::Sizes(s) => super::sizes::compare(s, bt, at),
         CheckKind::Schema(s) => {
             compare_fact(&s.object, &s.expect, s.may_change, s.compare_only, bt, at)
         }
@@ -285,7 +286,7 @@ pub(super) fn column_rules(kind: &CheckKind, base: &Table) -> Vec<ColumnRule> {
                 total: Some(Combine::Sum),
             })
             .collect(),
-        CheckKind::Schema(_) | CheckKind::Rows(_) => Vec::new(),
+        CheckKind::Schema(_) | CheckKind::Rows(_) | CheckKind::Sizes(_) => Vec::new(),
     }
 }
 

@@ -15,6 +15,8 @@ pub mod rows;
 pub mod rowstream;
 pub mod schema_diff;
 pub mod script;
+pub mod sizes;
+pub mod watch;
 
 use crate::db::conninfo::ConnInfo;
 use crate::model::{Report, Snapshot};

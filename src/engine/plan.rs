@@ -242,6 +242,14 @@ pub enum ProbeKind {
         params: Vec<FactParam>,
         attributes: &'static [(&'static str, crate::model::Kind)],
     },
+    /// Relation sizes (`queries/relation_sizes.sql`): one row per table, keyed by the table
+    /// as the spec names it (`labels`), read from `schemas[i].names[i]` on this side.
+    Sizes {
+        check: usize,
+        labels: Vec<String>,
+        schemas: Vec<String>,
+        names: Vec<String>,
+    },
     /// `SELECT 1 FROM view LIMIT 1` for each view.
     ViewsQueryable {
         check: usize,
@@ -295,6 +303,19 @@ impl Probe {
                     query.sql.trim()
                 )]
             }
+            ProbeKind::Sizes {
+                labels,
+                schemas,
+                names,
+                ..
+            } => vec![format!(
+                "-- {} with $1 = {{{}}}, $2 = {{{}}}, $3 = {{{}}}\n{}",
+                sql::RELATION_SIZES.name,
+                labels.join(","),
+                schemas.join(","),
+                names.join(","),
+                sql::RELATION_SIZES.sql.trim()
+            )],
             ProbeKind::ViewsQueryable { views, .. } => views
                 .iter()
                 .map(|(label, q)| match q {
@@ -585,6 +606,30 @@ pub fn plan(
                 probes.push(Probe {
                     kind: rows_probe(ci, r, naming, catalog),
                     cost: cost_of(&rel_name) * 2.0,
+                    checks: vec![ci],
+                });
+            }
+            CheckKind::Sizes(s) => {
+                let (mut labels, mut schemas, mut names) = (Vec::new(), Vec::new(), Vec::new());
+                for t in &s.tables {
+                    let here = naming.rel(t);
+                    // Preflight resolved every table (or recorded the check as absent).
+                    let (schema, name) = match catalog.resolve(&here) {
+                        Some(r) => (r.schema.clone(), r.name.clone()),
+                        None => (here.schema.clone().unwrap_or_default(), here.name.clone()),
+                    };
+                    labels.push(t.to_string());
+                    schemas.push(schema);
+                    names.push(name);
+                }
+                probes.push(Probe {
+                    kind: ProbeKind::Sizes {
+                        check: ci,
+                        labels,
+                        schemas,
+                        names,
+                    },
+                    cost: 0.0,
                     checks: vec![ci],
                 });
             }

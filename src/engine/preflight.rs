@@ -116,6 +116,13 @@ fn referenced(spec: &Spec, naming: &Naming) -> (Vec<(usize, Name)>, Vec<Name>) {
                 }
             }
             CheckKind::Rows(r) => must.push((i, naming.rel(&r.table))),
+            // A table declared `add table` is not there yet at baseline: reported as new.
+            CheckKind::Sizes(s) => must.extend(
+                s.tables
+                    .iter()
+                    .filter(|t| naming.after || !spec.schema.declares_added("table", t, None))
+                    .map(|t| (i, naming.rel(t))),
+            ),
             CheckKind::Custom(_) => {}
         }
     }
@@ -408,6 +415,6 @@ fn columns_used(kind: &CheckKind, naming: &Naming) -> Vec<(Name, Vec<String>)> {
             }
             vec![(naming.rel(&r.table), cols)]
         }
-        CheckKind::Custom(_) | CheckKind::Schema(_) => Vec::new(),
+        CheckKind::Custom(_) | CheckKind::Schema(_) | CheckKind::Sizes(_) => Vec::new(),
     }
 }

@@ -113,6 +113,14 @@ pub fn render(r: &Report) -> String {
     {
         schema_changes(&mut out, c);
     }
+    for (i, c) in r
+        .checks
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.kind == super::sizes::KIND)
+    {
+        table_sizes(&mut out, i, c);
+    }
     for (i, c) in r.checks.iter().enumerate() {
         if c.status != Status::Pass && c.kind != SCHEMA_DIFF {
             detail(&mut out, i, c);
@@ -220,6 +228,35 @@ fn schema_changes(out: &mut String, c: &CheckResult) {
             esc(&show(&v.baseline)),
             esc(&show(&v.after)),
             esc(&v.rule)
+        );
+    }
+    out.push_str("</table>\n");
+}
+
+/// A sizes check, one row per table, in human units (as pg_size_pretty prints them).
+fn table_sizes(out: &mut String, i: usize, c: &CheckResult) {
+    let _ = writeln!(
+        out,
+        "<h2>Table sizes — {}</h2>\n<p>{} ({})</p>\n<table class=\"sizes\" id=\"sizes-{i}\"><tr><th>ok</th><th>table</th>{}</tr>",
+        esc(&c.name),
+        esc(&c.summary),
+        esc(&c.expect),
+        super::sizes::PARTS
+            .iter()
+            .map(|p| format!("<th>{p}</th>"))
+            .collect::<String>()
+    );
+    for row in super::sizes::rows(c) {
+        let _ = writeln!(
+            out,
+            "<tr class=\"{}\"><td class=\"status\">{}</td><td><code>{}</code></td>{}</tr>",
+            if row.ok { "pass" } else { "fail" },
+            if row.ok { "yes" } else { "no" },
+            esc(&row.table),
+            row.cells
+                .iter()
+                .map(|x| format!("<td>{}</td>", esc(x)))
+                .collect::<String>()
         );
     }
     out.push_str("</table>\n");

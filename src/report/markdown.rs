@@ -117,6 +117,27 @@ pub fn render(r: &Report) -> String {
             ));
         }
     }
+    for c in r.checks.iter().filter(|c| c.kind == super::sizes::KIND) {
+        out.push_str(&format!(
+            "\n### Table sizes — {}\n\n{} ({})\n\n| ok | table | {} |\n|---|---|---|---|---|---|\n",
+            esc(&c.name),
+            esc(&c.summary),
+            esc(&c.expect),
+            super::sizes::PARTS.join(" | ")
+        ));
+        for row in super::sizes::rows(c) {
+            out.push_str(&format!(
+                "| {} | `{}` | {} |\n",
+                if row.ok { "yes" } else { "**no**" },
+                esc(&row.table),
+                row.cells
+                    .iter()
+                    .map(|x| esc(x))
+                    .collect::<Vec<_>>()
+                    .join(" | ")
+            ));
+        }
+    }
     for c in r
         .checks
         .iter()
@@ -139,9 +160,14 @@ pub fn render(r: &Report) -> String {
         if !rows.is_empty() {
             out.push_str("\n| value | scope | baseline | after | difference | rule | ok |\n|---|---|---|---|---|---|---|\n");
             for v in rows {
+                let what = if v.key.is_empty() {
+                    v.metric.clone()
+                } else {
+                    format!("{} {}", v.key.join(", "), v.metric)
+                };
                 out.push_str(&format!(
                     "| {} | {} | {} | {} | {} | {} | {} |\n",
-                    esc(&v.metric),
+                    esc(&what),
                     v.scope,
                     esc(&readable(&v.baseline)),
                     esc(&readable(&v.after)),

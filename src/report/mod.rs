@@ -8,6 +8,7 @@ mod html;
 mod json;
 mod junit;
 mod markdown;
+pub mod sizes;
 mod terminal;
 
 use crate::model::{Origin, Report, Value};

@@ -49,6 +49,9 @@ fn overview_values(c: &CheckResult) -> (String, String, String) {
             format!("{n} change{}", if n == 1 { "" } else { "s" }),
         );
     }
+    if c.kind == super::sizes::KIND {
+        return super::sizes::totals(c);
+    }
     if let Some(g) = &c.groups {
         return (
             format!("{} groups", count(g.baseline_groups)),
@@ -171,6 +174,9 @@ pub fn render(r: &Report, color: bool, width: Option<usize>) -> String {
     for c in r.checks.iter().filter(|c| c.kind == SCHEMA_DIFF) {
         out.push_str(&schema_changes(c, color, width));
     }
+    for c in r.checks.iter().filter(|c| c.kind == super::sizes::KIND) {
+        out.push_str(&table_sizes(c, color, width));
+    }
 
     for c in r.checks.iter().filter(|c| c.status != Status::Pass) {
         out.push('\n');
@@ -211,8 +217,14 @@ pub fn render(r: &Report, color: bool, width: Option<usize>) -> String {
                 "note",
             ]);
             for v in details {
+                // A keyed value (a table of a sizes check) says which key it is.
+                let what = if v.key.is_empty() {
+                    v.metric.clone()
+                } else {
+                    format!("{} {}", v.key.join(", "), v.metric)
+                };
                 t.push(vec![
-                    cell(&v.metric, 40),
+                    cell(&what, 40),
                     v.scope.clone(),
                     cell(&readable(&v.baseline), 30),
                     cell(&readable(&v.after), 30),
@@ -296,6 +308,32 @@ fn schema_changes(c: &CheckResult, color: bool, width: Option<usize>) -> String 
         2,
     );
     out.push_str(&fit::table(t, width, 2, &[]));
+    out
+}
+
+/// A sizes check, one row per table, in human units (as pg_size_pretty prints them).
+fn table_sizes(c: &CheckResult, color: bool, width: Option<usize>) -> String {
+    let mut head = vec!["ok", "table"];
+    head.extend(super::sizes::PARTS);
+    let mut t: Vec<Vec<String>> = vec![head.into_iter().map(String::from).collect()];
+    for row in super::sizes::rows(c) {
+        let status = if row.ok { Status::Pass } else { c.status };
+        let mut record = vec![
+            paint(if row.ok { "yes" } else { "NO" }, status, color),
+            row.table.clone(),
+        ];
+        record.extend(row.cells.iter().map(|x| cell(x, 40)));
+        t.push(record);
+    }
+    let mut out = String::new();
+    out.push('\n');
+    push_line(
+        &mut out,
+        &format!("table sizes `{}` ({}):", c.name, c.expect),
+        width,
+        2,
+    );
+    out.push_str(&fit::table(t, width, 2, &[0, 1]));
     out
 }
 

@@ -173,6 +173,25 @@ fn canonical(kind: &CheckKind) -> Value {
             put(&mut o, "allow_changes", json!(r.allow_changes));
             put(&mut o, "keep", json!(r.keep_values.then_some("values")));
         }
+        CheckKind::Sizes(s) => {
+            o.insert("kind".into(), json!("sizes"));
+            o.insert(
+                "tables".into(),
+                Value::Array(s.tables.iter().map(name).collect()),
+            );
+            o.insert(
+                "judge".into(),
+                json!(s.judge.iter().map(|p| p.label()).collect::<Vec<_>>()),
+            );
+            put(
+                &mut o,
+                "grows_at_most",
+                json!(s.grows_at_most.map(|g| match g {
+                    crate::spec::Growth::Fraction(f) => format!("{}", f.normalize()),
+                    crate::spec::Growth::Bytes(b) => format!("{b} bytes"),
+                })),
+            );
+        }
         CheckKind::Schema(s) => {
             o.insert("kind".into(), json!("schema"));
             o.insert("object".into(), fact_object(&s.object));
@@ -290,7 +309,7 @@ fn legacy_kind(kind: &CheckKind) -> Option<legacy::CheckKind> {
             rule: n.rule,
         }),
         CheckKind::Orphans(o) => legacy::CheckKind::Orphans(o.clone()),
-        CheckKind::Rows(_) => return None,
+        CheckKind::Rows(_) | CheckKind::Sizes(_) => return None,
         CheckKind::Custom(c) => {
             if c.key.is_empty() {
                 return None;

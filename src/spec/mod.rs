@@ -415,6 +415,66 @@ pub struct RowsCheck {
     pub keep_values: bool,
 }
 
+/// One part of a table's on-disk size (bytes; `table + indexes + toast = total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SizePart {
+    /// The heap with its free-space and visibility maps: `pg_table_size` minus TOAST.
+    Table,
+    /// Every index of the table: `pg_indexes_size`.
+    Indexes,
+    /// The TOAST table and its index.
+    Toast,
+    /// All of it: `pg_total_relation_size`.
+    Total,
+}
+
+impl SizePart {
+    pub const ALL: [SizePart; 4] = [
+        SizePart::Table,
+        SizePart::Indexes,
+        SizePart::Toast,
+        SizePart::Total,
+    ];
+
+    /// The name in the spec, in reports and in the capture's columns.
+    pub fn label(self) -> &'static str {
+        match self {
+            SizePart::Table => "table",
+            SizePart::Indexes => "indexes",
+            SizePart::Toast => "toast",
+            SizePart::Total => "total",
+        }
+    }
+}
+
+/// How much a table may grow: a fraction of its baseline size, or a number of bytes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Growth {
+    /// 0.2 = 20%.
+    Fraction(Decimal),
+    Bytes(i64),
+}
+
+impl fmt::Display for Growth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Growth::Fraction(r) => write!(f, "{}%", (r * Decimal::ONE_HUNDRED).normalize()),
+            Growth::Bytes(b) => f.write_str(&crate::model::pretty_bytes(*b)),
+        }
+    }
+}
+
+/// Relation sizes before and after: per table its heap, indexes, TOAST and total, in bytes.
+/// Sizes are the files on disk when they are read, not MVCC-consistent values: see the README.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SizesCheck {
+    pub tables: Vec<Name>,
+    /// The parts the intent judges (the others are reported); default: the total.
+    pub judge: Vec<SizePart>,
+    /// `None`: may change (reported, never fails).
+    pub grows_at_most: Option<Growth>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum CheckKind {
     Metrics(MetricsCheck),
@@ -423,6 +483,7 @@ pub enum CheckKind {
     Custom(CustomCheck),
     Schema(SchemaCheck),
     Rows(RowsCheck),
+    Sizes(SizesCheck),
 }
 
 impl CheckKind {
@@ -434,6 +495,7 @@ impl CheckKind {
             CheckKind::Custom(_) => "custom sql",
             CheckKind::Schema(_) => "schema",
             CheckKind::Rows(_) => "rows",
+            CheckKind::Sizes(_) => "sizes",
         }
     }
 }
@@ -538,6 +600,7 @@ impl Spec {
                 });
             }
         }
+        check::sizes::default_tables(&mut v, &mut checks, &schema);
         if checks.is_empty() && v.errors.is_empty() {
             v.err(1, "", "check", "the spec declares no [[check]]");
         }

@@ -67,6 +67,8 @@ pub struct RawCheck {
     pub schema: Option<RawSchemaFact>,
     /// Row proof: a fingerprint per row, compared key by key.
     pub rows: Option<RawRows>,
+    /// Relation sizes: `sizes = { tables = ["t"] }`.
+    pub sizes: Option<RawSizes>,
     pub tolerance: Option<RawTolerance>,
     /// Where the tolerance applies in a grouped check; may also be given inside `tolerance`.
     pub scope: Option<String>,
@@ -136,6 +138,15 @@ pub struct RawRows {
     pub keep: Option<String>,
 }
 
+/// `sizes = { tables = ["orders"], judge = ["total"] }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSizes {
+    pub tables: Option<Vec<String>>,
+    /// Which parts the intent judges: "table", "indexes", "toast", "total".
+    pub judge: Option<Vec<String>>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawOrphans {
@@ -172,6 +183,7 @@ pub struct RawToleranceTable {
 pub enum RawExpect {
     Word(String),
     Table(RawExpectTable),
+    Growth(RawGrowth),
 }
 
 #[derive(Debug, Deserialize)]
@@ -180,6 +192,13 @@ pub struct RawExpectTable {
     pub equals: Option<RawNumber>,
     pub changes_by: Option<RawNumber>,
     pub between: Option<(RawNumber, RawNumber)>,
+}
+
+/// A sizes check's limit: `{ grows_at_most = "20%" }` or `{ grows_at_most = "50 MB" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGrowth {
+    pub grows_at_most: String,
 }
 
 #[derive(Debug, Deserialize)]

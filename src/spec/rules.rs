@@ -118,6 +118,12 @@ impl Validator<'_> {
                     ),
                 ),
             },
+            Some(RawExpect::Growth(_)) => self.err(
+                line,
+                check,
+                "expect.grows_at_most",
+                "applies to a `sizes` check only",
+            ),
             Some(RawExpect::Table(t)) => {
                 let given = [t.equals.is_some(), t.changes_by.is_some(), t.between.is_some()]
                     .iter()

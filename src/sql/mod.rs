@@ -29,6 +29,7 @@ queries! {
     SEARCH_PATH => "search_path.sql",
     RELATIONS => "relations.sql",
     RELATION_ALL_VISIBLE => "relation_all_visible.sql",
+    RELATION_SIZES => "relation_sizes.sql",
     FACT_TABLE => "fact_table.sql",
     FACT_VIEW => "fact_view.sql",
     FACT_COLUMN => "fact_column.sql",

@@ -58,5 +58,9 @@ mod schema_diff;
 mod secrets;
 /// Seeds 002/003/004 (subscriber_schema, account_status, status_levels) rehearsed with migrate.
 mod seeds;
+/// The sizes check kind: heap, indexes, TOAST, total before and after, in pg_size_pretty units.
+mod sizes;
 /// TLS against a real server with ssl=on: sslmode require / verify-ca / verify-full.
 mod tls;
+/// `verify --every/--until`: the watch after go-live, a writer, Ctrl-C, a lost connection.
+mod watch;

@@ -196,7 +196,12 @@ fn runbook_001_rehearsed_committed_with_a_backup_verified_and_rolled_back_exactl
         &db.url,
     ]);
     assert_eq!(r.code, 0, "{r}");
-    assert!(r.stdout.contains("VALIDATION PASSED (34 checks)"), "{r}");
+    assert!(r.stdout.contains("VALIDATION PASSED (36 checks)"), "{r}");
+    assert!(
+        r.stdout
+            .contains("table sizes `table sizes: organizations, contacts, projects`"),
+        "the runbook's monitor-table-sizes view{r}"
+    );
 
     // 4. The selective rollback alone does not restore the baseline: the schema diff and the
     //    columns-absent fact say what is left (rehearsal, nothing committed).

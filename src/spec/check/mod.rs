@@ -1,7 +1,8 @@
 //! One `[[check]]`: which kind it is, whether it reads what the migration creates (an
 //! after-only check), and the rules that hold for every kind. Each kind is validated in a file
 //! of its own: `metrics.rs` (`table` + `metrics`), `null_count.rs`, `orphans.rs`, `custom.rs`
-//! (`sql` / `sql_after`) and `schema_fact.rs` (`schema = { ... }`).
+//! (`sql` / `sql_after`), `schema_fact.rs` (`schema = { ... }`), `rows.rs` and `sizes.rs`
+//! (`sizes = { tables = [...] }`).
 
 mod custom;
 pub mod metrics;
@@ -9,6 +10,7 @@ mod null_count;
 mod orphans;
 mod rows;
 mod schema_fact;
+pub(super) mod sizes;
 
 use super::raw::{RawCheck, RawSided};
 use super::validate::Validator;
@@ -91,6 +93,7 @@ pub(in crate::spec) fn validate(
         custom,
         rc.schema.is_some(),
         rc.rows.is_some(),
+        rc.sizes.is_some(),
     ];
     let count = kinds.iter().filter(|b| **b).count();
     if count != 1 {
@@ -98,12 +101,31 @@ pub(in crate::spec) fn validate(
             at,
             "",
             if count == 0 {
-                "say what to check: one of `table` (with `metrics`), `null_count`, `orphans`, `sql` (or `sql_after`), `schema` or `rows`"
+                "say what to check: one of `table` (with `metrics`), `null_count`, `orphans`, `sql` (or `sql_after`), `schema`, `rows` or `sizes`"
             } else {
-                "a check has exactly one of `table`, `null_count`, `orphans`, `sql`, `schema`, `rows`: split it in two"
+                "a check has exactly one of `table`, `null_count`, `orphans`, `sql`, `schema`, `rows`, `sizes`: split it in two"
             },
         );
         return None;
+    }
+    let new = rc.new.unwrap_or(false);
+    if rc.sizes.is_some() {
+        v.not_here(at, rc.filter.is_some(), "where", "sizes");
+        v.not_here(at, rc.group_by.is_some(), "group_by", "sizes");
+        v.not_here(at, rc.metrics.is_some(), "metrics", "sizes");
+        let kind = sizes::validate(v, at, rc)?;
+        if let CheckKind::Sizes(s) = &kind
+            && s.grows_at_most.is_some()
+            && (new || declared_new(&kind, at.schema))
+        {
+            v.at(
+                at,
+                "expect",
+                "a table the migration creates has no baseline size to grow from: write expect = \"may_change\"",
+            );
+        }
+        let after_only = new || declared_new(&kind, at.schema);
+        return Some((kind, after_only));
     }
     let mut base = Rule::default();
     if let Some(s) = rc.scope.as_deref()
@@ -118,7 +140,6 @@ pub(in crate::spec) fn validate(
         rc.expect.as_ref(),
         base,
     );
-    let new = rc.new.unwrap_or(false);
     let kind = if rc.table.is_some() {
         metrics::validate(v, at, rc, rule)?
     } else {
@@ -165,6 +186,8 @@ fn intents_need_no_baseline(v: &mut Validator, at: &At, kind: &CheckKind, query:
         CheckKind::Orphans(o) => vec![("orphans", o.rule)],
         CheckKind::Custom(c) => vec![("values", c.rule)],
         CheckKind::Rows(_) => vec![("rows", Rule::default())],
+        // Judged before this is called (`grows_at_most` needs a baseline).
+        CheckKind::Sizes(_) => Vec::new(),
         // A fact is asserted on the post-state anyway.
         CheckKind::Schema(_) => Vec::new(),
     };
@@ -226,6 +249,7 @@ fn declared_new(kind: &CheckKind, schema: &SchemaDiff) -> bool {
                 || o.parent_columns.iter().any(|c| column(&o.parent, c))
         }
         CheckKind::Rows(r) => relation(&r.table),
+        CheckKind::Sizes(s) => !s.tables.is_empty() && s.tables.iter().all(relation),
         CheckKind::Custom(_) | CheckKind::Schema(_) => false,
     }
 }

@@ -1011,6 +1011,58 @@ impl MigrationSummary {
     }
 }
 
+/// `text` with the integer part of a plain decimal number grouped by thousands
+/// (`1,234,567.8900`, every digit kept); any other text (NaN, Infinity, words) unchanged. For
+/// what people read (text and Markdown reports, the one-line summaries); JSON values keep the
+/// plain digits.
+#[must_use]
+pub fn grouped_digits(text: &str) -> String {
+    let (sign, digits) = match text.strip_prefix('-') {
+        Some(rest) => ("-", rest),
+        None => ("", text),
+    };
+    let (int, frac) = match digits.split_once('.') {
+        Some((i, f)) => (i, Some(f)),
+        None => (digits, None),
+    };
+    let plain = !int.is_empty()
+        && int.bytes().all(|b| b.is_ascii_digit())
+        && frac.is_none_or(|f| f.bytes().all(|b| b.is_ascii_digit()));
+    if !plain || int.len() < 4 {
+        return text.to_string();
+    }
+    let mut out = String::from(sign);
+    for (i, ch) in int.chars().enumerate() {
+        if i > 0 && (int.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    if let Some(f) = frac {
+        out.push('.');
+        out.push_str(f);
+    }
+    out
+}
+
+/// A count for reading: `1,234,567`.
+#[must_use]
+pub fn grouped_count(n: usize) -> String {
+    grouped_digits(&n.to_string())
+}
+
+/// A value for reading: numbers grouped ([`grouped_digits`]), `(none)` when there is none.
+#[must_use]
+pub fn readable_value(v: Option<&Value>) -> String {
+    match v {
+        None => "(none)".into(),
+        Some(v @ (Value::Int(_) | Value::Dec(_) | Value::BigNum(_))) => {
+            grouped_digits(&v.to_string())
+        }
+        Some(v) => v.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,6 +11,7 @@
 
 use crate::model::{
     Absence, AbsenceReason, CheckResult, MissingObject, Outcome, Status, Table, Value,
+    grouped_count, readable_value,
 };
 use crate::spec::{Check, CheckKind};
 
@@ -75,15 +76,19 @@ fn judge_new(check: &Check, at: &Table, sides: &Sides) -> CheckResult {
 }
 
 fn new_summary(r: &CheckResult) -> String {
-    let show = |v: &Option<Value>| v.as_ref().map_or("(none)".to_string(), ToString::to_string);
+    let show = |v: &Option<Value>| readable_value(v.as_ref());
     if let Some(g) = &r.groups {
         let mut s = format!(
             "new: {} group{}",
-            g.after_groups,
+            grouped_count(g.after_groups),
             if g.after_groups == 1 { "" } else { "s" }
         );
         if g.failing > 0 {
-            s.push_str(&format!("; {} break the rule ({})", g.failing, r.expect));
+            s.push_str(&format!(
+                "; {} break the rule ({})",
+                grouped_count(g.failing),
+                r.expect
+            ));
         }
         return s;
     }

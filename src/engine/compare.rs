@@ -19,7 +19,7 @@ use rust_decimal::Decimal;
 
 use crate::model::{
     CheckCapture, CheckResult, Comparison, DbFailure, GroupStats, Outcome, Report, Snapshot,
-    Status, Table, Value, Verdict, cmp_keys,
+    Status, Table, Value, Verdict, cmp_keys, grouped_count, grouped_digits, readable_value,
 };
 use crate::spec::{Check, CheckKind, Expect, FactExpect, FactObject, Rule, Scope, Spec, Tolerance};
 
@@ -875,16 +875,19 @@ pub(super) fn expect_text(rules: &[ColumnRule]) -> String {
 fn ungrouped_summary(values: &[Comparison], status: Status) -> String {
     let failing: Vec<&Comparison> = values.iter().filter(|v| !v.ok).collect();
     if let Some(f) = failing.first() {
-        let show = |v: &Option<Value>| v.as_ref().map_or("(none)".to_string(), ToString::to_string);
+        let show = |v: &Option<Value>| readable_value(v.as_ref());
         let mut s = format!("{}: {} -> {}", f.metric, show(&f.baseline), show(&f.after));
         if let Some(d) = &f.difference {
-            s.push_str(&format!(" (diff {d})"));
+            s.push_str(&format!(" (diff {})", grouped_digits(d)));
         }
         if let Some(n) = &f.note {
             s.push_str(&format!("; {n}"));
         }
         if failing.len() > 1 {
-            s.push_str(&format!("; {} more value(s) fail", failing.len() - 1));
+            s.push_str(&format!(
+                "; {} more value(s) fail",
+                grouped_count(failing.len() - 1)
+            ));
         }
         s
     } else if status == Status::Warn {
@@ -901,9 +904,11 @@ fn ungrouped_summary(values: &[Comparison], status: Status) -> String {
             [one] => format!(
                 "{} = {}",
                 one.metric,
-                one.after.as_ref().map_or("-".into(), ToString::to_string)
+                one.after
+                    .as_ref()
+                    .map_or("-".into(), |v| readable_value(Some(v)))
             ),
-            _ => format!("{} values identical", values.len()),
+            _ => format!("{} values identical", grouped_count(values.len())),
         }
     }
 }
@@ -916,14 +921,18 @@ fn grouped_summary(
 ) -> String {
     let n = stats.after_groups.max(stats.baseline_groups);
     let mut s = format!(
-        "{n} group{}: {} changed, {} appeared, {} disappeared",
+        "{} group{}: {} changed, {} appeared, {} disappeared",
+        grouped_count(n),
         if n == 1 { "" } else { "s" },
-        stats.changed,
-        stats.appeared,
-        stats.disappeared
+        grouped_count(stats.changed),
+        grouped_count(stats.appeared),
+        grouped_count(stats.disappeared)
     );
     if stats.failing > 0 {
-        s.push_str(&format!("; {} break the rule", stats.failing));
+        s.push_str(&format!(
+            "; {} break the rule",
+            grouped_count(stats.failing)
+        ));
     }
     let bad_totals: Vec<&str> = totals
         .iter()

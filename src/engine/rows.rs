@@ -14,6 +14,7 @@ use std::cmp::Ordering;
 
 use crate::model::{
     CheckResult, Column, Comparison, GroupStats, Section, Status, Table, Value, cmp_keys,
+    grouped_count,
 };
 use crate::section::SectionReader;
 
@@ -250,14 +251,18 @@ fn judge(stats: GroupStats, allowed: usize, all: Vec<Comparison>, worst_n: usize
     };
     let n = stats.baseline_groups.max(stats.after_groups);
     let mut summary = format!(
-        "{n} row{}: {} changed, {} appeared, {} disappeared",
+        "{} row{}: {} changed, {} appeared, {} disappeared",
+        grouped_count(n),
         if n == 1 { "" } else { "s" },
-        stats.changed,
-        stats.appeared,
-        stats.disappeared
+        grouped_count(stats.changed),
+        grouped_count(stats.appeared),
+        grouped_count(stats.disappeared)
     );
     if allowed > 0 {
-        summary.push_str(&format!(" ({allowed} allowed by allow_changes)"));
+        summary.push_str(&format!(
+            " ({} allowed by allow_changes)",
+            grouped_count(allowed)
+        ));
     }
     if let Some(first) = all.iter().find(|c| !c.ok) {
         summary.push_str(&format!(

@@ -93,35 +93,8 @@ fn readable(v: &Option<Value>) -> String {
     }
 }
 
-/// `text` with the integer part of a plain decimal number grouped by thousands; any other
-/// text (NaN, Infinity, words) unchanged.
 fn grouped(text: &str) -> String {
-    let (sign, digits) = match text.strip_prefix('-') {
-        Some(rest) => ("-", rest),
-        None => ("", text),
-    };
-    let (int, frac) = match digits.split_once('.') {
-        Some((i, f)) => (i, Some(f)),
-        None => (digits, None),
-    };
-    let plain = !int.is_empty()
-        && int.bytes().all(|b| b.is_ascii_digit())
-        && frac.is_none_or(|f| f.bytes().all(|b| b.is_ascii_digit()));
-    if !plain || int.len() < 4 {
-        return text.to_string();
-    }
-    let mut out = String::from(sign);
-    for (i, ch) in int.chars().enumerate() {
-        if i > 0 && (int.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(ch);
-    }
-    if let Some(f) = frac {
-        out.push('.');
-        out.push_str(f);
-    }
-    out
+    crate::model::grouped_digits(text)
 }
 
 /// A count for reading: `1,234,567`.

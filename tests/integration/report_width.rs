@@ -121,3 +121,47 @@ fn the_text_report_fits_80_and_120_columns_and_never_cuts_a_check_name() {
         }
     }
 }
+
+/// The one-line summaries are read by people too: their counts and values are grouped in text
+/// and Markdown, while the JSON values keep their plain digits.
+#[test]
+fn summaries_group_big_counts_and_values_for_reading() {
+    let db = world(
+        "report_summaries",
+        "CREATE TABLE ledger (id int PRIMARY KEY, account int, amount numeric(14,2));
+         INSERT INTO ledger SELECT g, g, 1000 + g FROM generate_series(1, 1500) g;",
+    );
+    let spec = r#"
+[[check]]
+name = "amount per account"
+table = "ledger"
+group_by = ["account"]
+metrics = ["sum(amount)"]
+
+[[check]]
+name = "ledger total"
+table = "ledger"
+metrics = ["sum(amount)"]
+"#;
+    let (run, report) = snapshot_then(&db, spec, || {
+        rt().block_on(db.exec("UPDATE ledger SET amount = amount + 1"))
+    });
+    assert_eq!(run.code, 1, "{run}");
+    let grouped = check(&report, "amount per account");
+    assert_eq!(grouped["groups"]["changed"], 1500, "{run}");
+    let total = check(&report, "ledger total");
+    assert_eq!(total["values"][0]["baseline"], "2625750.00", "{run}");
+
+    for format in ["text", "markdown"] {
+        let r = verify_again(&db, &["--format", format]);
+        assert_eq!(r.code, 1, "{r}");
+        assert!(
+            r.stdout.contains("1,500 groups: 1,500 changed"),
+            "{format}: the grouped summary's counts are grouped{r}"
+        );
+        assert!(
+            r.stdout.contains("2,625,750.00 -> 2,627,250.00"),
+            "{format}: the total's summary shows grouped values{r}"
+        );
+    }
+}

@@ -67,6 +67,17 @@ pub struct TestDb {
     pub dir: PathBuf,
 }
 
+/// A passing test's scratch directory is removed (a suite run would otherwise leave one per
+/// test in the temp directory); a failing test's is kept for inspection, and so is every one
+/// when `MIGVAL_KEEP_TEST_DIRS` is set. The database is left for the next run to drop.
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if !std::thread::panicking() && std::env::var_os("MIGVAL_KEEP_TEST_DIRS").is_none() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
 impl TestDb {
     /// Create (after dropping any leftover) database `t_<name>` and a scratch directory.
     pub async fn new(name: &str) -> TestDb {

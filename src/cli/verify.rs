@@ -83,8 +83,7 @@ pub async fn run(a: VerifyArgs) -> anyhow::Result<u8> {
     let after = captured?;
     crate::trace!("baseline parsed");
     engine::progress::emit(engine::progress::Event::Phase("compare"));
-    let mut report = engine::compare_after(&spec, &baseline, &after);
-    engine::rows::describe(&info, &spec, &mut report).await;
+    let report = engine::judge("verify", &info, &spec, &baseline, &after).await;
     crate::trace!("captured and compared");
     if let Some(path) = &a.save_after {
         store::write_signed(path, &after, opts.key.as_ref())

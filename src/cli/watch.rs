@@ -99,14 +99,12 @@ pub(super) async fn run(
     loop {
         runs += 1;
         let began = Instant::now();
-        let captured = engine::capture_after(info, &watched, limits, Some(&baseline.catalog)).await;
+        let verified = engine::verify(info, &watched, baseline, limits).await;
         unless_stopping().await;
         let took = began.elapsed().as_millis();
-        match captured {
-            Ok(after) => {
+        match verified {
+            Ok((mut report, after)) => {
                 lost = 0;
-                let mut report = engine::compare_after(&watched, baseline, &after);
-                engine::rows::describe(info, &watched, &mut report).await;
                 // The checks left out are not "no longer in the spec": say why instead.
                 report.spec_changes.retain(|s| {
                     !left_out

@@ -825,14 +825,14 @@ pub async fn run_without_transaction(
             });
         }
     }
-    let after = capture::capture(
+    let (mut report, after) = super::verify_as(
+        "migrate --no-transaction",
         info,
         &spec_after,
-        &Naming::after(&spec_after.renames).with_baseline(&baseline.catalog),
+        baseline,
         plan.limits,
     )
     .await?;
-    let mut report = compare::compare(&spec_after, baseline, &after, "migrate --no-transaction");
     report.banner = Some(summary.mode.clone());
     report.migration = Some(summary);
     Ok(Outcome {
@@ -918,14 +918,7 @@ pub async fn run_external(
         command_output: Some(kept.clone()),
         ..MigrationSummary::new(&name, &mode)
     };
-    let after = capture::capture(
-        info,
-        spec,
-        &Naming::after(&spec.renames).with_baseline(&baseline.catalog),
-        limits,
-    )
-    .await?;
-    let mut report = compare::compare(spec, baseline, &after, "migrate --");
+    let (mut report, after) = super::verify_as("migrate --", info, spec, baseline, limits).await?;
     if !status.success() {
         let tail: String = kept
             .lines()

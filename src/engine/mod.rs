@@ -34,16 +34,46 @@ pub async fn snapshot(
     capture::capture(info, spec, &Naming::baseline(), limits).await
 }
 
-/// Capture the post-state (with the [rename] map applied) and compare it with `baseline`.
-/// Returns the report and the post-state snapshot.
+/// The verify flow, the one every command runs after its change (verify and its watch,
+/// backfill, demo, migrate outside a transaction): capture the post-state (with the [rename]
+/// map applied), compare it with `baseline` ([`judge`]). Returns the report and the
+/// post-state snapshot. An object missing after the migration is data in the snapshot, worded
+/// by compare against the baseline's catalog ([`preflight::explain_after`]).
 pub async fn verify(
     info: &ConnInfo,
     spec: &Spec,
     baseline: &Snapshot,
     limits: Limits,
 ) -> Result<(Report, Snapshot), CaptureError> {
+    verify_as("verify", info, spec, baseline, limits).await
+}
+
+/// [`verify`] with the command the report names (`migrate --no-transaction`, ...).
+pub async fn verify_as(
+    command: &str,
+    info: &ConnInfo,
+    spec: &Spec,
+    baseline: &Snapshot,
+    limits: Limits,
+) -> Result<(Report, Snapshot), CaptureError> {
     let after = capture_after(info, spec, limits, Some(&baseline.catalog)).await?;
-    Ok((compare_after(spec, baseline, &after), after))
+    let report = judge(command, info, spec, baseline, &after).await;
+    Ok((report, after))
+}
+
+/// The second half of [`verify`]: compare, then read the post-state values of the keys a rows
+/// check lists. `migval verify` calls the halves itself, to parse a big baseline while the
+/// capture runs.
+pub async fn judge(
+    command: &str,
+    info: &ConnInfo,
+    spec: &Spec,
+    baseline: &Snapshot,
+    after: &Snapshot,
+) -> Report {
+    let mut report = compare::compare(spec, baseline, after, command);
+    rows::describe(info, spec, &mut report).await;
+    report
 }
 
 /// The post-state capture of [`verify`] on its own (names through the [rename] map). A
@@ -70,11 +100,6 @@ pub fn needs_baseline_catalog(spec: &Spec) -> bool {
     spec.checks
         .iter()
         .any(|c| matches!(&c.kind, crate::spec::CheckKind::Rows(r) if r.columns.is_none()))
-}
-
-/// The comparison of [`verify`] on its own.
-pub fn compare_after(spec: &Spec, baseline: &Snapshot, after: &Snapshot) -> Report {
-    compare::compare(spec, baseline, after, "verify")
 }
 
 /// Compare two saved snapshots under `spec`'s rules.

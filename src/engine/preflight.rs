@@ -418,3 +418,89 @@ fn columns_used(kind: &CheckKind, naming: &Naming) -> Vec<(Name, Vec<String>)> {
         CheckKind::Custom(_) | CheckKind::Schema(_) | CheckKind::Sizes(_) => Vec::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(rename: &str) -> Spec {
+        Spec::parse(
+            "checks.toml",
+            &format!(
+                "{rename}\n[[check]]\nname = \"fees\"\ntable = \"fees\"\nmetrics = [\"count(*)\"]\n"
+            ),
+        )
+        .expect("parses")
+    }
+
+    fn catalog(cols: &[&str]) -> BTreeMap<String, Vec<String>> {
+        BTreeMap::from([(
+            "public.fees".to_string(),
+            cols.iter().map(|c| c.to_string()).collect(),
+        )])
+    }
+
+    fn column(c: &str) -> MissingObject {
+        MissingObject::Column {
+            relation: "public.fees".into(),
+            column: c.into(),
+        }
+    }
+
+    #[test]
+    fn a_missing_column_is_worded_against_the_baseline_catalog() {
+        let plain = spec("");
+        let before = catalog(&["id", "amount"]);
+        // One column new since the baseline: it is the likely new name.
+        assert_eq!(
+            explain_after(
+                &column("amount"),
+                &plain,
+                Some(&before),
+                &catalog(&["id", "amount_cents"])
+            ),
+            "; the migration added `amount_cents`: if `amount` was renamed, add to [rename]: \"fees.amount\" = \"fees.amount_cents\""
+        );
+        // Several: listed, none guessed.
+        assert_eq!(
+            explain_after(
+                &column("amount"),
+                &plain,
+                Some(&before),
+                &catalog(&["id", "a", "b"])
+            ),
+            "; columns new since the baseline: `a`, `b`; if `amount` was renamed to one of them, add it to [rename]"
+        );
+        // Without the baseline's catalog nothing counts as new.
+        assert_eq!(
+            explain_after(&column("amount"), &plain, None, &catalog(&["id", "a"])),
+            "; if the migration renamed `amount`, add to [rename]: \"fees.amount\" = \"fees.new_name\""
+        );
+        // [rename] points at a column that is not there, while the old one still is.
+        let renamed = spec("[rename]\n\"fees.amount\" = \"fees.amount_cents\"\n");
+        assert_eq!(
+            explain_after(
+                &column("amount_cents"),
+                &renamed,
+                Some(&before),
+                &catalog(&["id", "amount"])
+            ),
+            "; `fees` still has `amount`, which [rename] maps to `amount_cents`: has the migration been applied yet?"
+        );
+    }
+
+    #[test]
+    fn a_missing_table_suggests_a_rename_unless_one_explains_it() {
+        let missing = MissingObject::Relation {
+            name: "public.fees".into(),
+            searched: vec!["public".into()],
+        };
+        let after = BTreeMap::new();
+        assert!(
+            explain_after(&missing, &spec(""), None, &after)
+                .contains("add it to [rename]: \"old_name\" = \"new_name\"")
+        );
+        let renamed = spec("[rename]\n\"charges\" = \"fees\"\n");
+        assert_eq!(explain_after(&missing, &renamed, None, &after), "");
+    }
+}

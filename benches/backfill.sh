@@ -60,54 +60,11 @@ TAG=$COMMIT
 RUN_DATE=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 
 # --- throwaway PostgreSQL ----------------------------------------------------------------------
-find_pg_bin() {
-    if [ -n "${MIGVAL_PG_BIN:-}" ]; then echo "$MIGVAL_PG_BIN"; return; fi
-    if command -v initdb >/dev/null 2>&1; then dirname "$(readlink -f "$(command -v initdb)")"; return; fi
-    ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1
-}
-PGBIN=$(find_pg_bin) || true
-[ -n "${PGBIN:-}" ] && [ -x "$PGBIN/initdb" ] || die "no PostgreSQL server binaries"
-PSQL_BIN=$PGBIN/psql
-AS_PG=()
-if [ "$(id -u)" -eq 0 ]; then
-    id postgres >/dev/null 2>&1 || die "running as root but there is no 'postgres' user"
-    AS_PG=(runuser -u postgres --)
-fi
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/migval-bfbench.XXXXXX")
-chmod 755 "$WORK"
-PGDIR=$WORK/pg
+. "$REPO/benches/lib/cluster.sh"
+cluster_start bfbench "${PG_SETTINGS[@]}"
 OUT=$WORK/out
-mkdir -p "$PGDIR" "$OUT"
-[ ${#AS_PG[@]} -eq 0 ] || chown postgres: "$PGDIR"
-PG_STARTED=
+mkdir -p "$OUT"
 FAILURES=0
-cleanup() {
-    local rc=$?
-    if [ -n "$PG_STARTED" ]; then
-        "${AS_PG[@]}" "$PGBIN/pg_ctl" -D "$PGDIR/data" -m fast -w -t 60 stop >/dev/null 2>&1 || true
-    fi
-    if [ -n "${BENCH_KEEP:-}" ]; then log "work directory kept: $WORK"; else rm -rf "$WORK"; fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-port_in_use() { (: <"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-PORT=
-for _ in $(seq 1 50); do
-    p=$(shuf -i 20000-60000 -n 1)
-    if ! port_in_use "$p"; then PORT=$p; break; fi
-done
-[ -n "$PORT" ] || die "no free port"
-"${AS_PG[@]}" "$PGBIN/initdb" -D "$PGDIR/data" -U postgres --auth=trust -E UTF8 --locale=C >"$WORK/initdb.log" 2>&1 ||
-    { cat "$WORK/initdb.log" >&2; die "initdb failed"; }
-OPTS="-p $PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories=$PGDIR"
-for s in "${PG_SETTINGS[@]}"; do OPTS+=" -c $s"; done
-log "starting PostgreSQL on 127.0.0.1:$PORT"
-"${AS_PG[@]}" "$PGBIN/pg_ctl" -D "$PGDIR/data" -l "$PGDIR/server.log" -w -t 120 -o "$OPTS" start >/dev/null ||
-    die "pg_ctl start failed"
-PG_STARTED=1
-url() { echo "postgres://postgres@127.0.0.1:$PORT/$1?sslmode=disable"; }
-psql_db() { local db=$1; shift; "$PSQL_BIN" -X -q -v ON_ERROR_STOP=1 -d "$(url "$db")" "$@"; }
 PG_VERSION=$(psql_db postgres -At -c "SHOW server_version")
 
 # --- data ----------------------------------------------------------------------------------------

@@ -32,28 +32,9 @@ COMMIT=$(git rev-parse --short HEAD)
 [ -z "$(git status --porcelain -- src queries Cargo.toml Cargo.lock)" ] || COMMIT=$COMMIT-dirty
 RUN_DATE=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 
-# --- throwaway PostgreSQL (as rows.sh) -----------------------------------------------------------
-PGBIN=${MIGVAL_PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)}
-[ -x "$PGBIN/initdb" ] || die "no PostgreSQL server binaries"
-AS_PG=()
-[ "$(id -u)" -ne 0 ] || AS_PG=(runuser -u postgres --)
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/migval-sizesbench.XXXXXX")
-chmod 755 "$WORK"
-mkdir -p "$WORK/pg"
-[ ${#AS_PG[@]} -eq 0 ] || chown postgres: "$WORK/pg"
-PG_STARTED=
-cleanup() {
-    local rc=$?
-    [ -z "$PG_STARTED" ] || "${AS_PG[@]}" "$PGBIN/pg_ctl" -D "$WORK/pg/data" -m fast -w stop >/dev/null 2>&1 || true
-    [ -n "${BENCH_KEEP:-}" ] && log "kept $WORK" || rm -rf "$WORK"
-    exit "$rc"
-}
-trap cleanup EXIT
-PORT=$(shuf -i 20000-60000 -n 1)
-"${AS_PG[@]}" "$PGBIN/initdb" -D "$WORK/pg/data" -U postgres --auth=trust -E UTF8 --locale=C >"$WORK/initdb.log" 2>&1 || die "initdb failed"
-"${AS_PG[@]}" "$PGBIN/pg_ctl" -D "$WORK/pg/data" -l "$WORK/pg/server.log" -w -t 120 \
-    -o "-p $PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories=$WORK/pg -c fsync=off -c synchronous_commit=off -c max_locks_per_transaction=256" start >/dev/null || die "pg_ctl start failed"
-PG_STARTED=1
+# --- throwaway PostgreSQL (benches/lib/cluster.sh) -------------------------------------------
+. "$REPO/benches/lib/cluster.sh"
+cluster_start sizesbench fsync=off synchronous_commit=off max_locks_per_transaction=256
 URL="postgres://postgres@127.0.0.1:$PORT/bench?sslmode=disable"
 PSQL=("$PGBIN/psql" -X -q -v ON_ERROR_STOP=1)
 "${PSQL[@]}" -d "postgres://postgres@127.0.0.1:$PORT/postgres" -c "CREATE DATABASE bench"

@@ -18,6 +18,14 @@
 //! `sql` (the query catalogue in `queries/` and identifier quoting), `model` (plain data),
 //! `cluster` (throwaway PostgreSQL for the demo and tests), `redact` (passwords masked in
 //! echoed command lines).
+//!
+//! Unix only (tested on Linux): signals (SIGTERM), file modes for `.pgpass` and client keys,
+//! and `cluster`'s process handling are Unix APIs, so no code has a non-Unix branch.
+
+#[cfg(not(unix))]
+compile_error!(
+    "migval builds on Unix only (tested on Linux); on Windows use WSL, see the README's Install"
+);
 
 pub mod backfill;
 pub mod cli;

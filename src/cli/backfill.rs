@@ -26,24 +26,16 @@ pub(super) const TERMINATED: u8 = 143;
 /// Wait for Ctrl-C (SIGINT) or SIGTERM; records the exit code to use. False when no handler
 /// could be installed (then the run is never stopped by a signal of ours).
 pub(super) async fn stop_signal(exit_code: &AtomicU8) -> bool {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut term) = signal(SignalKind::terminate()) else {
-            return tokio::signal::ctrl_c().await.is_ok();
-        };
-        tokio::select! {
-            r = tokio::signal::ctrl_c() => r.is_ok(),
-            _ = term.recv() => {
-                exit_code.store(TERMINATED, Ordering::Relaxed);
-                true
-            }
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        return tokio::signal::ctrl_c().await.is_ok();
+    };
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.is_ok(),
+        _ = term.recv() => {
+            exit_code.store(TERMINATED, Ordering::Relaxed);
+            true
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = exit_code;
-        tokio::signal::ctrl_c().await.is_ok()
     }
 }
 

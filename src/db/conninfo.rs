@@ -1912,15 +1912,9 @@ fn password_from_file(
     None
 }
 
-#[cfg(unix)]
 fn permissions_ok(metadata: &std::fs::Metadata) -> bool {
     use std::os::unix::fs::PermissionsExt;
     metadata.permissions().mode() & 0o077 == 0
-}
-
-#[cfg(not(unix))]
-fn permissions_ok(_metadata: &std::fs::Metadata) -> bool {
-    true
 }
 
 struct PassField {
@@ -2016,13 +2010,8 @@ mod tests {
             let path =
                 std::env::temp_dir().join(format!("migval-conninfo-{}-{name}", std::process::id()));
             std::fs::write(&path, content).unwrap();
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
-            }
-            #[cfg(not(unix))]
-            let _ = mode;
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
             TempFile(path)
         }
 

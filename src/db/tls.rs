@@ -162,7 +162,6 @@ fn client_identity(info: &ConnInfo) -> Result<Option<Identity>, ConnInfoError> {
 
 /// libpq's rule for the client key file, with its wording: no group or world access when the
 /// file is owned by the current user, at most u=rw,g=r when owned by root.
-#[cfg(unix)]
 fn key_permissions_problem(meta: &std::fs::Metadata) -> Option<String> {
     use std::os::unix::fs::MetadataExt;
     let mode = meta.mode();
@@ -176,11 +175,6 @@ fn key_permissions_problem(meta: &std::fs::Metadata) -> Option<String> {
          by root"
             .to_owned()
     })
-}
-
-#[cfg(not(unix))]
-fn key_permissions_problem(_meta: &std::fs::Metadata) -> Option<String> {
-    None
 }
 
 /// The certificate verifier for `info.sslmode` and `info.sslrootcert`.

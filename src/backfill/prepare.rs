@@ -8,7 +8,11 @@ use tokio_postgres::types::Type;
 use super::runner::{Backfill, BackfillError, fail, u64_of};
 use super::spec::BackfillSpec;
 use super::statements::{Statements, Target};
+use crate::db::txn::Savepoint;
 use crate::sql;
+
+/// Where the first form of the bound statements is tried (see [`check_statements`]).
+const BOUND_FORM: Savepoint = Savepoint::new("bound_form");
 
 impl Backfill {
     /// The run's ceiling (its largest key now), then the rows at or below it and those pending,
@@ -166,10 +170,10 @@ pub(super) async fn check_statements(
         failure: fail(e, &format!("preparing the statement built from `{key}`")),
     };
     // Called inside a transaction: the savepoint keeps it usable after the first form fails.
-    let savepoint = c.batch_execute("SAVEPOINT bound_form").await.is_ok();
+    let savepoint = c.batch_execute(&BOUND_FORM.open()).await.is_ok();
     if let Err(e) = c.prepare(&s.bound_next).await {
         if savepoint {
-            let _ = c.batch_execute("ROLLBACK TO SAVEPOINT bound_form").await;
+            let _ = c.batch_execute(&BOUND_FORM.rollback()).await;
         }
         // 42883: no min()/max() for the key type (uuid): the general form, checked below.
         match s.bound_general.take() {

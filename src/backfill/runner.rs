@@ -36,6 +36,7 @@ use super::prepare::{check_statements, resolve};
 use super::spec::BackfillSpec;
 use super::statements::{Statements, Target};
 use crate::db::conninfo::ConnInfo;
+use crate::db::txn::SetLocal;
 use crate::db::{self, ConnectError};
 use crate::model::DbFailure;
 use crate::sql;
@@ -308,8 +309,11 @@ impl Backfill {
         session
             .client
             .batch_execute(&format!(
-                "BEGIN READ ONLY; SET LOCAL lock_timeout = {}; SET LOCAL statement_timeout = {}",
-                spec.batching.lock_timeout_ms, spec.batching.statement_timeout_ms
+                "BEGIN READ ONLY; {}",
+                SetLocal::new()
+                    .lock_timeout_ms(spec.batching.lock_timeout_ms)
+                    .statement_timeout_ms(spec.batching.statement_timeout_ms)
+                    .sql()
             ))
             .await
             .map_err(|e| BackfillError::Db {
@@ -414,13 +418,11 @@ impl Backfill {
     /// (a pooler that refuses the startup `options` never got it; a frozen client must not
     /// keep a batch's row locks on the server).
     pub(super) fn set_local(&self) -> String {
-        format!(
-            "BEGIN; SET LOCAL lock_timeout = {}; SET LOCAL statement_timeout = {}; \
-             SET LOCAL idle_in_transaction_session_timeout = {}",
-            self.spec.batching.lock_timeout_ms,
-            self.spec.batching.statement_timeout_ms,
-            millis(self.info.idle_in_transaction)
-        )
+        let set = SetLocal::new()
+            .lock_timeout_ms(self.spec.batching.lock_timeout_ms)
+            .statement_timeout_ms(self.spec.batching.statement_timeout_ms)
+            .idle_in_transaction_ms(millis(self.info.idle_in_transaction).into());
+        format!("BEGIN; {}", set.sql())
     }
 
     /// Run the batches until the table is done, the sample is taken, or `stop` turns true.

@@ -1,5 +1,5 @@
 //! Talking to PostgreSQL: connection settings resolved like libpq (`conninfo`), TLS (`tls`),
-//! exact decoding of result cells (`decode`), connections and pools, and turning driver errors
+//! exact decoding of result cells (`decode`), savepoints and `SET LOCAL` (`txn`), connections and pools, and turning driver errors
 //! into [`DbFailure`]s that keep SQLSTATE, DETAIL and HINT.
 //!
 //! ## No wait without a bound
@@ -19,6 +19,7 @@
 pub mod conninfo;
 pub mod decode;
 pub mod tls;
+pub mod txn;
 
 use std::future::Future;
 use std::sync::LazyLock;

@@ -25,6 +25,7 @@ use tokio_postgres::{CancelToken, Client};
 
 use crate::db::conninfo::ConnInfo;
 use crate::db::decode::{self, Decoder};
+use crate::db::txn::{Savepoint, SetLocal};
 use crate::db::{self, ConnectError};
 use crate::model::{
     Absence, CheckCapture, Column, DbFailure, Kind, Origin, Outcome, SchemaCapture, SchemaCatalog,
@@ -82,22 +83,29 @@ impl Limits {
     /// enough for a connection waiting while another runs its probe, short enough that the
     /// server ends a capture abandoned by a network cut.
     fn set_local(&self, connections: usize, idle_ms: u128) -> String {
-        let workers = match self.query_workers {
-            Some(n) => format!(" SET LOCAL max_parallel_workers_per_gather = {n};"),
-            None if connections > 1 => " SET LOCAL max_parallel_workers_per_gather = 0;".into(),
-            None => String::new(),
+        let set = SetLocal::new()
+            .statement_timeout_ms(self.statement_timeout_ms)
+            .lock_timeout_ms(self.lock_timeout_ms)
+            .idle_in_transaction_ms(idle_ms)
+            .decoding_formats();
+        let set = match self.query_workers {
+            Some(n) => set.max_parallel_workers_per_gather(n),
+            None if connections > 1 => set.max_parallel_workers_per_gather(0),
+            None => set,
         };
-        format!(
-            "SET LOCAL statement_timeout = {}; SET LOCAL lock_timeout = {}; \
-             SET LOCAL idle_in_transaction_session_timeout = {idle_ms}; \
-             SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, YMD'; \
-             SET LOCAL IntervalStyle = 'postgres'; SET LOCAL extra_float_digits = 3;{workers}",
-            self.statement_timeout_ms, self.lock_timeout_ms
-        )
+        set.sql()
     }
 }
 
 const BEGIN: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+
+/// The savepoints a capture opens: each a step that must leave the transaction as it was.
+const CAPTURE: Savepoint = Savepoint::new("migval_capture");
+const SCHEMA: Savepoint = Savepoint::new("migval_schema");
+const ESTIMATE: Savepoint = Savepoint::new("migval_estimate");
+const PROBE: Savepoint = Savepoint::new("migval_probe");
+const PLAN: Savepoint = Savepoint::new("migval_plan");
+const VIEW: Savepoint = Savepoint::new("migval_view");
 
 /// The cancel keys of every open capture connection (exporter and workers), so that Ctrl-C or
 /// SIGTERM can stop the probes on the server before migval exits: a client that just exits
@@ -275,7 +283,11 @@ fn schema_scope(spec: &Spec, catalog: &Catalog) -> Option<Vec<String>> {
 async fn read_schema(client: &Client, schemas: Vec<String>) -> SchemaCapture {
     let context = || Some(format!("reading the catalog of {}", schemas.join(", ")));
     if let Err(e) = client
-        .batch_execute("SAVEPOINT migval_schema; SET LOCAL search_path = pg_catalog")
+        .batch_execute(&format!(
+            "{}; {}",
+            SCHEMA.open(),
+            SetLocal::new().search_path(&["pg_catalog"]).sql()
+        ))
         .await
     {
         return SchemaCapture::Failed(db::failure(&e, context()));
@@ -290,9 +302,7 @@ async fn read_schema(client: &Client, schemas: Vec<String>) -> SchemaCapture {
         Ok::<_, tokio_postgres::Error>(objects)
     };
     let result = read.await;
-    let ended = client
-        .batch_execute("ROLLBACK TO SAVEPOINT migval_schema; RELEASE SAVEPOINT migval_schema")
-        .await;
+    let ended = client.batch_execute(&SCHEMA.discard()).await;
     let rows = match (result, ended) {
         (Ok(rows), Ok(())) => rows,
         (Err(e), _) | (Ok(_), Err(e)) => return SchemaCapture::Failed(db::failure(&e, context())),
@@ -528,10 +538,7 @@ async fn order_by_estimate(client: &Client, probes: &[Probe], spec: &Spec) -> Ve
             _ => None,
         }
     });
-    let ok = client
-        .batch_execute("SAVEPOINT migval_estimate")
-        .await
-        .is_ok();
+    let ok = client.batch_execute(&ESTIMATE.open()).await.is_ok();
     let estimates = if ok {
         futures_util::future::join_all(explains).await
     } else {
@@ -539,11 +546,7 @@ async fn order_by_estimate(client: &Client, probes: &[Probe], spec: &Spec) -> Ve
     };
     if ok {
         // An EXPLAIN that failed aborted the savepoint; either way it leaves nothing behind.
-        let _ = client
-            .batch_execute(
-                "ROLLBACK TO SAVEPOINT migval_estimate; RELEASE SAVEPOINT migval_estimate",
-            )
-            .await;
+        let _ = client.batch_execute(&ESTIMATE.discard()).await;
     }
     let weight = |i: usize| -> (u8, f64) {
         match (&probes[i].kind, &estimates[i]) {
@@ -779,7 +782,9 @@ pub async fn capture_in_transaction(
     let origin = origin_from_row(&row).map_err(|e| fatal(e, "identifying the transaction"))?;
     client
         .batch_execute(&format!(
-            "SAVEPOINT migval_capture; SET LOCAL transaction_read_only = on; {}",
+            "{}; {}; {}",
+            CAPTURE.open(),
+            SetLocal::new().read_only().sql(),
             limits.set_local(1, db::idle_bound_ms(info, limits.statement_timeout_ms))
         ))
         .await
@@ -796,7 +801,7 @@ pub async fn capture_in_transaction(
     let queue = Mutex::new((0..probes.len()).collect::<VecDeque<usize>>());
     let results = work((info, limits), client, &probes, spec, &queue, 0).await;
     client
-        .batch_execute("ROLLBACK TO SAVEPOINT migval_capture; RELEASE SAVEPOINT migval_capture")
+        .batch_execute(&CAPTURE.discard())
         .await
         .map_err(|e| fatal(e, "ending the capture savepoint"))?;
     // The migration's transaction must be read-write again (it may be committed next).
@@ -1026,7 +1031,7 @@ async fn work(
             "check `{}` on connection {worker}",
             check_names(spec, probe)
         ));
-        if let Err(e) = client.batch_execute("SAVEPOINT migval_probe").await {
+        if let Err(e) = client.batch_execute(&PROBE.open()).await {
             out.push((i, Err(db::failure(&e, context)), None));
             if db::is_connection_lost(&e) {
                 break;
@@ -1073,11 +1078,11 @@ async fn work(
         // planner setting it ran under (SET LOCAL would otherwise last to the end of the
         // transaction, through the probes after it).
         let end = if r.is_ok() {
-            "ROLLBACK TO SAVEPOINT migval_probe; RELEASE SAVEPOINT migval_probe"
+            PROBE.discard()
         } else {
-            "ROLLBACK TO SAVEPOINT migval_probe"
+            PROBE.rollback()
         };
-        let ended = client.batch_execute(end).await;
+        let ended = client.batch_execute(&end).await;
         match r {
             // Sort off the async threads while this connection runs its next probe.
             Ok(tables) => sorting.push((
@@ -1146,7 +1151,7 @@ const ORDERED_MERGE: &str = "SET LOCAL enable_hashjoin = off";
 /// Anything unexpected (an EXPLAIN error, a missing relation) leaves the default plan. The
 /// result is the same either way: only the plan differs, and the audit trail shows the setting.
 async fn orphan_plan(client: &Client, sql: &str, rels: &(String, String)) -> Option<&'static str> {
-    client.batch_execute("SAVEPOINT migval_plan").await.ok()?;
+    client.batch_execute(&PLAN.open()).await.ok()?;
     let chosen = async {
         let default = plan_node_names(&explain(client, sql).await?)?;
         if !default.iter().any(|n| n == "Hash Anti Join") {
@@ -1171,10 +1176,10 @@ async fn orphan_plan(client: &Client, sql: &str, rels: &(String, String)) -> Opt
     }
     .await;
     let end = match chosen {
-        Some(_) => "RELEASE SAVEPOINT migval_plan",
-        None => "ROLLBACK TO SAVEPOINT migval_plan; RELEASE SAVEPOINT migval_plan",
+        Some(_) => PLAN.release(),
+        None => PLAN.discard(),
     };
-    client.batch_execute(end).await.ok()?;
+    client.batch_execute(&end).await.ok()?;
     chosen
 }
 
@@ -1336,26 +1341,17 @@ async fn run_small_probe(
                 let (ok, err) = match target {
                     None => (false, Value::Text("does not exist".into())),
                     Some(q) => {
-                        client
-                            .batch_execute("SAVEPOINT migval_view")
-                            .await
-                            .map_err(fail)?;
+                        client.batch_execute(&VIEW.open()).await.map_err(fail)?;
                         match client
                             .query(&format!("SELECT 1 FROM {q} LIMIT 1"), &[])
                             .await
                         {
                             Ok(_) => {
-                                client
-                                    .batch_execute("RELEASE SAVEPOINT migval_view")
-                                    .await
-                                    .map_err(fail)?;
+                                client.batch_execute(&VIEW.release()).await.map_err(fail)?;
                                 (true, Value::Null)
                             }
                             Err(e) => {
-                                client
-                                    .batch_execute("ROLLBACK TO SAVEPOINT migval_view")
-                                    .await
-                                    .map_err(fail)?;
+                                client.batch_execute(&VIEW.rollback()).await.map_err(fail)?;
                                 (false, Value::Text(db::failure(&e, None).to_string().into()))
                             }
                         }

@@ -23,6 +23,7 @@ use super::compare;
 use super::plan::Naming;
 use super::script::{self, Statement, StatementKind, Wrapper};
 use crate::db::conninfo::ConnInfo;
+use crate::db::txn::{Savepoint, SetLocal};
 use crate::db::{self, ConnectError};
 use crate::model::{
     Blocker, CheckResult, DbFailure, LockHeld, MigrationSummary, Report, Snapshot, StatementRun,
@@ -30,6 +31,10 @@ use crate::model::{
 };
 use crate::spec::{CheckKind, Expect, Renames, Rule, Spec, Tolerance};
 use crate::sql;
+
+/// Each statement runs under this savepoint, so that a lock timeout undoes only that statement
+/// before the retry.
+const STATEMENT: Savepoint = Savepoint::new("migval_stmt");
 
 /// Why the migration could not be attempted at all.
 #[derive(Debug, thiserror::Error)]
@@ -335,8 +340,12 @@ async fn run_statements_of(
             attempts += 1;
             client
                 .batch_execute(&format!(
-                    "SAVEPOINT migval_stmt; SET LOCAL lock_timeout = {}; SET LOCAL statement_timeout = {}",
-                    limits.lock_timeout_ms, limits.statement_timeout_ms
+                    "{}; {}",
+                    STATEMENT.open(),
+                    SetLocal::new()
+                        .lock_timeout_ms(limits.lock_timeout_ms)
+                        .statement_timeout_ms(limits.statement_timeout_ms)
+                        .sql()
                 ))
                 .await
                 .map_err(|e| db::failure(&e, Some(format!("before the {place}"))))?;
@@ -347,7 +356,7 @@ async fn run_statements_of(
             match result {
                 Ok(messages) => {
                     client
-                        .batch_execute("RELEASE SAVEPOINT migval_stmt")
+                        .batch_execute(&STATEMENT.release())
                         .await
                         .map_err(|e| db::failure(&e, None))?;
                     let rows = messages.iter().rev().find_map(|m| match m {
@@ -371,9 +380,7 @@ async fn run_statements_of(
                 }
                 Err(e) => {
                     let mut f = db::failure(&e, Some(format!("{place}: {}", abbreviate(&s.sql))));
-                    let _ = client
-                        .batch_execute("ROLLBACK TO SAVEPOINT migval_stmt")
-                        .await;
+                    let _ = client.batch_execute(&STATEMENT.rollback()).await;
                     let lock_timeout = f.sqlstate.as_deref() == Some("55P03");
                     if lock_timeout {
                         for b in blockers {

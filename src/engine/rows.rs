@@ -395,10 +395,7 @@ pub async fn describe(
             key_list(&|_, k| format!("t.{k}"))
         );
         let path = match &spec.settings.schemas {
-            Some(s) => format!(
-                "SET LOCAL search_path = {};",
-                s.iter().map(|x| quote(x)).collect::<Vec<_>>().join(", ")
-            ),
+            Some(s) => crate::db::txn::SetLocal::new().search_path(s).sql(),
             None => String::new(),
         };
         let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = binds

@@ -85,7 +85,7 @@ pub fn split(text: &str) -> Result<Vec<Statement>, ScriptError> {
     // Line of every `(` not yet closed: the first one is what an error points at.
     let mut open_parens: Vec<usize> = Vec::new();
     let mut atomic: Option<AtomicBody> = None;
-    while let Some(token) = lexer.next_token()? {
+    while let Some(token) = next_token(&mut lexer, text)? {
         match &token.tok {
             Tok::Punct(b';') if open_parens.is_empty() && atomic.is_none() => {
                 finish(text, &mut current, &mut statements);
@@ -695,304 +695,55 @@ impl Cursor<'_, '_> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Lexer: just enough of PostgreSQL's scanner to know where literals, identifiers and comments
-// begin and end. Byte-based: every delimiter is ASCII, and bytes >= 0x80 only ever appear
-// inside identifiers, literals and comments, so token boundaries are char boundaries.
+// Tokens come from the one lexer, `sql::lex`; a script adds one rule of its own: a backslash
+// outside any literal is a psql meta-command.
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Tok<'a> {
-    /// An unquoted identifier or keyword, as written.
-    Word(&'a str),
-    /// A double-quoted identifier, with `""` undoubled.
-    Quoted(String),
-    /// A string constant of any form: '...', E'...', B'...', X'...', N'...', $tag$...$tag$.
-    Literal,
-    Number,
-    /// `$1`.
-    Param,
-    /// Any other single character (`;`, `(`, `)`, `.`, operator characters).
-    Punct(u8),
-}
-
-#[derive(Debug, Clone)]
-pub(super) struct Token<'a> {
-    pub(super) tok: Tok<'a>,
-    /// Byte range in the lexed text.
-    start: usize,
-    end: usize,
-    /// 1-based line of `start`.
-    line: usize,
-}
-
-impl Token<'_> {
-    pub(super) fn is_kw(&self, kw: &str) -> bool {
-        matches!(self.tok, Tok::Word(w) if w.eq_ignore_ascii_case(kw))
-    }
-}
+use crate::sql::lex::{LexError, Lexer};
+pub(super) use crate::sql::lex::{Tok, Token};
 
 pub(super) fn tokenize(text: &str) -> Result<Vec<Token<'_>>, ScriptError> {
     let mut lexer = Lexer::new(text);
     let mut tokens = Vec::new();
-    while let Some(t) = lexer.next_token()? {
+    while let Some(t) = next_token(&mut lexer, text)? {
         tokens.push(t);
     }
     Ok(tokens)
 }
 
-fn is_ident_start(c: u8) -> bool {
-    c.is_ascii_alphabetic() || c == b'_' || c >= 0x80
-}
-
-fn is_ident_cont(c: u8) -> bool {
-    is_ident_start(c) || c.is_ascii_digit() || c == b'$'
-}
-
-struct Lexer<'a> {
-    text: &'a str,
-    b: &'a [u8],
-    pos: usize,
-    line: usize,
-}
-
-impl<'a> Lexer<'a> {
-    fn new(text: &'a str) -> Self {
-        // Editors on Windows like to start files with a byte-order mark; PostgreSQL would
-        // read it as part of the first keyword.
-        let pos = if text.starts_with('\u{feff}') {
-            '\u{feff}'.len_utf8()
-        } else {
-            0
-        };
-        Lexer {
-            text,
-            b: text.as_bytes(),
-            pos,
-            line: 1,
-        }
-    }
-
-    fn peek(&self, ahead: usize) -> Option<u8> {
-        self.b.get(self.pos + ahead).copied()
-    }
-
-    /// The next token, skipping whitespace and comments; `None` at the end of the text.
-    fn next_token(&mut self) -> Result<Option<Token<'a>>, ScriptError> {
-        loop {
-            let Some(c) = self.peek(0) else {
-                return Ok(None);
-            };
-            match c {
-                b'\n' => {
-                    self.line += 1;
-                    self.pos += 1;
-                }
-                b' ' | b'\t' | b'\r' | 0x0b | 0x0c => self.pos += 1,
-                b'-' if self.peek(1) == Some(b'-') => {
-                    // Up to, not including, the newline, so the line count sees it.
-                    self.pos = self.b[self.pos..]
-                        .iter()
-                        .position(|&x| x == b'\n')
-                        .map_or(self.b.len(), |p| self.pos + p);
-                }
-                b'/' if self.peek(1) == Some(b'*') => self.block_comment()?,
-                _ => {
-                    let (start, line) = (self.pos, self.line);
-                    let tok = self.token(c, line)?;
-                    return Ok(Some(Token {
-                        tok,
-                        start,
-                        end: self.pos,
-                        line,
-                    }));
-                }
-            }
-        }
-    }
-
-    fn token(&mut self, c: u8, line: usize) -> Result<Tok<'a>, ScriptError> {
-        Ok(match c {
-            b'\'' => {
-                self.quoted(b'\'', false, line, "string literal")?;
-                Tok::Literal
-            }
-            b'"' => {
-                let start = self.pos;
-                self.quoted(b'"', false, line, "quoted identifier")?;
-                let inner = self
-                    .text
-                    .get(start + 1..self.pos.saturating_sub(1))
-                    .unwrap_or_default();
-                Tok::Quoted(inner.replace("\"\"", "\""))
-            }
-            b'$' => self.dollar(line)?,
-            b'\\' => return Err(self.meta_command(line)),
-            b'0'..=b'9' => self.number(),
-            b'.' if self.peek(1).is_some_and(|d| d.is_ascii_digit()) => self.number(),
-            c if is_ident_start(c) => self.word(line)?,
-            c => {
-                self.pos += 1;
-                Tok::Punct(c)
-            }
-        })
-    }
-
-    /// An identifier or keyword; a lone `E`, `B`, `X` or `N` right before a quote is a string
-    /// prefix instead (`E'...'` being the one where backslash escapes).
-    fn word(&mut self, line: usize) -> Result<Tok<'a>, ScriptError> {
-        let start = self.pos;
-        while self.peek(0).is_some_and(is_ident_cont) {
-            self.pos += 1;
-        }
-        let word = self.text.get(start..self.pos).unwrap_or_default();
-        if self.peek(0) == Some(b'\'')
-            && let [prefix] = word.as_bytes()
-            && b"eEbBxXnN".contains(prefix)
-        {
-            let escapes = prefix.eq_ignore_ascii_case(&b'e');
-            self.quoted(b'\'', escapes, line, "string literal")?;
-            return Ok(Tok::Literal);
-        }
-        Ok(Tok::Word(word))
-    }
-
-    fn number(&mut self) -> Tok<'a> {
-        // Digits, a decimal point, exponent and PostgreSQL 16's `1_000` / `0x1F`: none of it
-        // can hide a `;`, so precision here does not matter.
-        while self
-            .peek(0)
-            .is_some_and(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'.')
-        {
-            self.pos += 1;
-        }
-        Tok::Number
-    }
-
-    /// A quoted run starting at `self.pos` and ending at the matching `quote`; a doubled quote
-    /// stands for itself, and with `escapes` a backslash protects the next byte.
-    fn quoted(
-        &mut self,
-        quote: u8,
-        escapes: bool,
-        line: usize,
-        what: &'static str,
-    ) -> Result<(), ScriptError> {
-        self.pos += 1;
-        loop {
-            let Some(c) = self.peek(0) else {
-                return Err(ScriptError::Unterminated { line, what });
-            };
-            self.pos += 1;
-            if c == quote {
-                if self.peek(0) != Some(quote) {
-                    return Ok(());
-                }
-                self.pos += 1;
-            } else if escapes && c == b'\\' {
-                if let Some(next) = self.peek(0) {
-                    self.line += usize::from(next == b'\n');
-                    self.pos += 1;
-                }
-            } else if c == b'\n' {
-                self.line += 1;
-            }
-        }
-    }
-
-    /// `$1` (a parameter), `$tag$ ... $tag$` / `$$ ... $$` (a string), or a lone `$`.
-    fn dollar(&mut self, line: usize) -> Result<Tok<'a>, ScriptError> {
-        if self.peek(1).is_some_and(|d| d.is_ascii_digit()) {
-            self.pos += 1;
-            while self.peek(0).is_some_and(|d| d.is_ascii_digit()) {
-                self.pos += 1;
-            }
-            return Ok(Tok::Param);
-        }
-        // The tag is an identifier without `$`: a letter, `_` or non-ASCII first.
-        let mut i = self.pos + 1;
-        if self.b.get(i).is_some_and(|&c| is_ident_start(c)) {
-            i += 1;
-            while self
-                .b
-                .get(i)
-                .is_some_and(|&c| is_ident_start(c) || c.is_ascii_digit())
-            {
-                i += 1;
-            }
-        }
-        if self.b.get(i) != Some(&b'$') {
-            self.pos += 1;
-            return Ok(Tok::Punct(b'$'));
-        }
-        let tag = self.text.get(self.pos..=i).unwrap_or_default();
-        let body = i + 1;
-        let close = self
-            .text
-            .get(body..)
-            .and_then(|rest| rest.find(tag))
-            .ok_or(ScriptError::Unterminated {
+/// The next token of a script, `None` at its end.
+fn next_token<'a>(lexer: &mut Lexer<'a>, text: &'a str) -> Result<Option<Token<'a>>, ScriptError> {
+    let token =
+        lexer
+            .next_token()
+            .map_err(|LexError { what, line, .. }| ScriptError::Unterminated {
                 line,
-                what: "dollar-quoted string",
+                what: what.noun(),
             })?;
-        let end = body + close + tag.len();
-        self.line += self.b[self.pos..end]
-            .iter()
-            .filter(|&&c| c == b'\n')
-            .count();
-        self.pos = end;
-        Ok(Tok::Literal)
+    match token {
+        Some(t) if t.tok == Tok::Punct(b'\\') => Err(meta_command(text, t.start, t.line)),
+        t => Ok(t),
     }
+}
 
-    /// `/* ... */`, nested as PostgreSQL nests them.
-    fn block_comment(&mut self) -> Result<(), ScriptError> {
-        let line = self.line;
-        let mut depth = 0usize;
-        loop {
-            match (self.peek(0), self.peek(1)) {
-                (Some(b'/'), Some(b'*')) => {
-                    depth += 1;
-                    self.pos += 2;
-                }
-                (Some(b'*'), Some(b'/')) => {
-                    self.pos += 2;
-                    depth = depth.saturating_sub(1);
-                    if depth == 0 {
-                        return Ok(());
-                    }
-                }
-                (Some(c), _) => {
-                    self.line += usize::from(c == b'\n');
-                    self.pos += 1;
-                }
-                (None, _) => {
-                    return Err(ScriptError::Unterminated {
-                        line,
-                        what: "block comment",
-                    });
-                }
-            }
-        }
-    }
-
-    /// The error for a backslash outside any literal: psql reads a meta-command there.
-    fn meta_command(&self, line: usize) -> ScriptError {
-        let rest = self.text.get(self.pos + 1..).unwrap_or_default();
-        let name_len = rest
-            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-            .unwrap_or(rest.len());
-        // psql's command names are a word or one other character (`\!`, `\?`, `\\`, `\;`).
-        let name = match name_len {
-            0 => rest
-                .chars()
-                .next()
-                .filter(|c| !c.is_whitespace())
-                .map(String::from)
-                .unwrap_or_default(),
-            n => rest.get(..n).unwrap_or_default().to_string(),
-        };
-        ScriptError::MetaCommand {
-            line,
-            command: format!("\\{name}"),
-        }
+/// The error for a backslash at byte `at`, outside any literal: psql reads a meta-command there.
+fn meta_command(text: &str, at: usize, line: usize) -> ScriptError {
+    let rest = text.get(at + 1..).unwrap_or_default();
+    let name_len = rest
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(rest.len());
+    // psql's command names are a word or one other character (`\!`, `\?`, `\\`, `\;`).
+    let name = match name_len {
+        0 => rest
+            .chars()
+            .next()
+            .filter(|c| !c.is_whitespace())
+            .map(String::from)
+            .unwrap_or_default(),
+        n => rest.get(..n).unwrap_or_default().to_string(),
+    };
+    ScriptError::MetaCommand {
+        line,
+        command: format!("\\{name}"),
     }
 }
 

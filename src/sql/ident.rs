@@ -4,6 +4,8 @@
 
 use std::fmt;
 
+use super::lex::{Lexer, Tok};
+
 /// A possibly schema-qualified relation name, already case-folded as PostgreSQL would.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Name {
@@ -103,101 +105,35 @@ pub fn parse_name(text: &str) -> Result<Vec<String>, String> {
 }
 
 /// Rewrite identifiers in a SQL fragment: every identifier token equal to an `old` name (after
-/// case folding) becomes `quote(new)`. String literals, dollar-quoted strings and comments are
-/// left alone, so `where status = 'fixed_cost'` is not touched.
+/// case folding) becomes `quote(new)`. Tokens come from the one lexer ([`super::lex`]), so
+/// string literals (`E'...'` too), dollar-quoted strings and comments are left alone:
+/// `where status = 'fixed_cost'` is not touched. Text after a construct left open is copied as
+/// it is (the server reports the error when the fragment runs).
 pub fn rename_identifiers(sql: &str, pairs: &[(String, String)]) -> String {
     if pairs.is_empty() {
         return sql.to_string();
     }
-    let b = sql.as_bytes();
-    let mut out = String::with_capacity(sql.len() + 16);
-    let mut i = 0;
     let lookup = |word: &str| pairs.iter().find(|(o, _)| o == word).map(|(_, n)| n);
-    while i < b.len() {
-        let c = b[i];
-        // Literal-like regions copied verbatim.
-        let end = if c == b'\'' {
-            Some(skip_quoted(b, i, b'\''))
-        } else if c == b'-' && b.get(i + 1) == Some(&b'-') {
-            Some(sql[i..].find('\n').map_or(b.len(), |p| i + p))
-        } else if c == b'/' && b.get(i + 1) == Some(&b'*') {
-            Some(sql[i + 2..].find("*/").map_or(b.len(), |p| i + 2 + p + 2))
-        } else if c == b'$' {
-            dollar_tag(sql, i).map(|tag| {
-                let body = i + tag.len();
-                sql[body..]
-                    .find(tag)
-                    .map_or(b.len(), |p| body + p + tag.len())
-            })
-        } else {
-            None
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut lexer = Lexer::new(sql);
+    // End of the text already copied: whitespace and comments between tokens go across as
+    // they are.
+    let mut done = 0;
+    while let Ok(Some(t)) = lexer.next_token() {
+        out.push_str(&sql[done..t.start]);
+        let new = match &t.tok {
+            Tok::Word(word) => lookup(&word.to_lowercase()),
+            Tok::Quoted(inner) => lookup(inner),
+            _ => None,
         };
-        if let Some(end) = end {
-            out.push_str(&sql[i..end]);
-            i = end;
-            continue;
+        match new {
+            Some(new) => out.push_str(&quote(new)),
+            None => out.push_str(&sql[t.start..t.end]),
         }
-        if c == b'"' {
-            let end = skip_quoted(b, i, b'"');
-            let inner = sql[i + 1..end.saturating_sub(1).max(i + 1)].replace("\"\"", "\"");
-            match lookup(&inner) {
-                Some(new) => out.push_str(&quote(new)),
-                None => out.push_str(&sql[i..end]),
-            }
-            i = end;
-            continue;
-        }
-        if c.is_ascii_alphabetic() || c == b'_' || c >= 0x80 {
-            let start = i;
-            while i < b.len()
-                && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'$' || b[i] >= 0x80)
-            {
-                i += 1;
-            }
-            let word = &sql[start..i];
-            // Skip function-call-like words? No: a column can be followed by `(` only in odd
-            // cases; keep it simple and rename by name.
-            match lookup(&word.to_lowercase()) {
-                Some(new) => out.push_str(&quote(new)),
-                None => out.push_str(word),
-            }
-            continue;
-        }
-        // Copy one UTF-8 character.
-        let ch_len = sql[i..].chars().next().map_or(1, char::len_utf8);
-        out.push_str(&sql[i..i + ch_len]);
-        i += ch_len;
+        done = t.end;
     }
+    out.push_str(&sql[done..]);
     out
-}
-
-fn skip_quoted(b: &[u8], start: usize, q: u8) -> usize {
-    let mut i = start + 1;
-    while i < b.len() {
-        if b[i] == q {
-            if b.get(i + 1) == Some(&q) {
-                i += 2;
-                continue;
-            }
-            return i + 1;
-        }
-        i += 1;
-    }
-    b.len()
-}
-
-/// `$tag$` starting at `i`, if any.
-fn dollar_tag(sql: &str, i: usize) -> Option<&str> {
-    let rest = &sql[i + 1..];
-    let close = rest.find('$')?;
-    let tag = &rest[..close];
-    if tag.chars().all(|c| c.is_alphanumeric() || c == '_')
-        && !tag.starts_with(|c: char| c.is_ascii_digit())
-    {
-        Some(&sql[i..i + close + 2])
-    } else {
-        None
-    }
 }
 
 #[cfg(test)]
@@ -234,5 +170,28 @@ mod tests {
             "\"fixed_fee\"+1"
         );
         assert_eq!(rename_identifiers("my_fixed_cost", &pairs), "my_fixed_cost");
+    }
+
+    /// The rename once had its own lexer, which ended `E'it\'s fixed_cost'` at the `\'` and
+    /// renamed the text after it; it also ended a nested comment at its first `*/`.
+    #[test]
+    fn rename_is_not_applied_inside_escape_strings_dollar_quotes_or_comments() {
+        let pairs = vec![("fixed_cost".to_string(), "fixed_fee".to_string())];
+        for (sql, renamed) in [
+            (
+                r"note = E'it\'s fixed_cost' AND fixed_cost > 0",
+                r#"note = E'it\'s fixed_cost' AND "fixed_fee" > 0"#,
+            ),
+            (
+                "note = $body$ fixed_cost $body$ AND fixed_cost > 0",
+                "note = $body$ fixed_cost $body$ AND \"fixed_fee\" > 0",
+            ),
+            (
+                "fixed_cost /* outer /* inner */ fixed_cost */ > 0 -- fixed_cost",
+                "\"fixed_fee\" /* outer /* inner */ fixed_cost */ > 0 -- fixed_cost",
+            ),
+        ] {
+            assert_eq!(rename_identifiers(sql, &pairs), renamed, "{sql}");
+        }
     }
 }

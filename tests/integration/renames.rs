@@ -61,6 +61,42 @@ fn column_rename_applies_to_metrics_filters_custom_sql_and_facts() {
     );
 }
 
+/// The rename once ended `E'it\'s fixed_cost'` at the `\'` and renamed the text after it, so
+/// the post-migration filter compared against a different string and named a column that no
+/// longer exists.
+#[test]
+fn a_rename_leaves_escape_strings_dollar_quotes_and_comments_alone() {
+    let db = rt().block_on(async {
+        let db = TestDb::new("rename_escape_string").await;
+        db.exec(FEES).await;
+        db.exec("ALTER TABLE fees ADD COLUMN note text; UPDATE fees SET note = 'it''s fixed_cost' WHERE id % 3 = 0")
+            .await;
+        db
+    });
+    let spec = r#"
+[rename]
+"fees.fixed_cost" = "fees.fixed_fee"
+
+[[check]]
+name = "noted fees"
+table = "fees"
+where = "note = E'it\\'s fixed_cost' /* fixed_cost */ AND fixed_cost > 0 AND note <> $q$fixed_cost$q$"
+metrics = ["count(*)", "sum(fixed_cost)"]
+"#;
+    let (run, report) = snapshot_then(&db, spec, || {
+        rt().block_on(db.exec("ALTER TABLE fees RENAME COLUMN fixed_cost TO fixed_fee"))
+    });
+    assert_eq!(run.code, 0, "{run}");
+    assert_eq!(status(&report, "noted fees"), "PASS");
+    let sql = report["checks"][0]["after_sql"][0].as_str().unwrap();
+    assert!(
+        sql.contains(r#"note = E'it\'s fixed_cost' /* fixed_cost */ AND "fixed_fee" > 0 AND note <> $q$fixed_cost$q$"#),
+        "{sql}"
+    );
+    // The filter matched the noted rows: ids divisible by 3 (16), less 21 and 42 (no fee).
+    assert_eq!(report["checks"][0]["values"][0]["after"], 14, "{report}");
+}
+
 #[test]
 fn table_rename_is_followed() {
     let db = rt().block_on(async {

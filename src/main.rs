@@ -1,6 +1,9 @@
 //! migval's entry point: parse the command line, run it, map the outcome to the exit-code
 //! contract (0 pass, 1 a check failed, 2 migval could not do its job).
 
+// The entry point reports to the user on stdout/stderr.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 use std::process::ExitCode;
 
 use clap::Parser;

@@ -760,6 +760,9 @@ pub struct GroupStats {
     pub failing: usize,
 }
 
+/// Kind of the schema-diff check, as reports show it (renderers lay it out apart).
+pub const SCHEMA_DIFF_KIND: &str = "schema diff";
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CheckResult {
     pub name: String,

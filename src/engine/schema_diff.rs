@@ -22,8 +22,8 @@ use crate::sql::ident;
 
 /// Name of the check the schema diff adds to a report.
 pub const CHECK_NAME: &str = "schema diff";
-/// Its kind, as reports show it.
-pub const KIND: &str = "schema diff";
+/// Its kind, as reports show it (defined in the model, which the renderers read).
+pub use crate::model::SCHEMA_DIFF_KIND as KIND;
 
 /// One change to one object.
 #[derive(Debug, Clone, PartialEq)]

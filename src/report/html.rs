@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use rust_decimal::Decimal;
 
 use super::{show, verdict_line};
-use crate::engine::schema_diff::KIND as SCHEMA_DIFF;
+use crate::model::SCHEMA_DIFF_KIND as SCHEMA_DIFF;
 use crate::model::{CheckResult, Comparison, Origin, Report, Status, Value};
 
 /// Text for an HTML text node or a quoted attribute.

@@ -2,7 +2,7 @@
 //! what did not pass.
 
 use super::{grouped, readable, show, verdict_line};
-use crate::engine::schema_diff::KIND as SCHEMA_DIFF;
+use crate::model::SCHEMA_DIFF_KIND as SCHEMA_DIFF;
 use crate::model::{Report, Status};
 
 fn esc(s: &str) -> String {

@@ -4,7 +4,7 @@
 
 use super::fit;
 use super::{count, grouped, readable, show, verdict_line};
-use crate::engine::schema_diff::KIND as SCHEMA_DIFF;
+use crate::model::SCHEMA_DIFF_KIND as SCHEMA_DIFF;
 use crate::model::{CheckResult, Report, Status};
 
 fn paint(text: &str, status: Status, color: bool) -> String {

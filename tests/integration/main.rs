@@ -1,6 +1,14 @@
 //! migval's integration tests: one binary, a throwaway PostgreSQL cluster (or
 //! MIGVAL_TEST_DATABASE_URL), a fresh database per test.
 
+// Tests: a panic is a failed test, and printing goes to the test log.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
 mod common;
 
 /// `migval backfill`: dry-run, exactly-once commit, kill -9 / Ctrl-C / lost connection and resume.

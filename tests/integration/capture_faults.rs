@@ -6,7 +6,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{Run, TestDb, migval, p, rt, snapshot_then, status};
+use crate::common::{Run, TestDb, p, rt, snapshot_then, snapshot_to, status};
 use std::fmt::Write as _;
 
 /// Issue 11, defect 9: 2000 metrics on one table were fused into one SELECT, and all of them
@@ -262,15 +262,7 @@ metrics = ["count(*)", "sum(amount)"]
             ),
         );
         let out = db.path("refused.json");
-        let r = migval(&[
-            "snapshot",
-            "--spec",
-            p(&spec),
-            "--out",
-            p(&out),
-            "--db",
-            &db.url,
-        ]);
+        let r = snapshot_to(&db, &spec, &out);
         assert_eq!(r.code, 2, "{fragment}{r}");
         assert!(
             r.stderr.contains("paid orders")
@@ -427,15 +419,7 @@ fn sigterm_of_verify_cancels_the_running_probe_and_leaves_no_backend() {
     let db = rt().block_on(slow_world("capture_sigterm_verify"));
     let spec = db.file("checks.toml", SLOW_SPEC);
     let base = db.path("base.json");
-    let r = migval(&[
-        "snapshot",
-        "--spec",
-        p(&spec),
-        "--out",
-        p(&base),
-        "--db",
-        &db.url,
-    ]);
+    let r = snapshot_to(&db, &spec, &base);
     assert_eq!(r.code, 0, "{r}");
     rt().block_on(db.exec("INSERT INTO slow_flag VALUES (true)"));
     interrupt_mid_probe(

@@ -1,7 +1,7 @@
 //! The command line as a DBA uses it: exit codes, messages, files.
 
 use crate::check_kinds::{SHOP, SHOP_CHECKS};
-use crate::common::{TestDb, migval, migval_env, p, rt, status};
+use crate::common::{TestDb, migval, migval_env, p, rt, snapshot_to, status};
 
 fn shop(name: &str) -> TestDb {
     rt().block_on(async {
@@ -84,15 +84,7 @@ fn one_failing_check_is_an_error_with_sqlstate_and_the_others_still_run() {
     let spec = db.file("checks.toml", &spec_text);
     let base = db.path("base.json");
     // 100 orders at baseline: division by zero already then.
-    let r = migval(&[
-        "snapshot",
-        "--spec",
-        p(&spec),
-        "--out",
-        p(&base),
-        "--db",
-        &db.url,
-    ]);
+    let r = snapshot_to(&db, &spec, &base);
     assert_eq!(r.code, 2, "{r}");
     assert!(
         r.stderr
@@ -151,15 +143,7 @@ fn a_corrupted_or_truncated_baseline_is_refused() {
     let db = shop("cli_corrupt");
     let spec = db.file("checks.toml", SHOP_CHECKS);
     let base = db.path("base.json");
-    let r = migval(&[
-        "snapshot",
-        "--spec",
-        p(&spec),
-        "--out",
-        p(&base),
-        "--db",
-        &db.url,
-    ]);
+    let r = snapshot_to(&db, &spec, &base);
     assert_eq!(r.code, 0, "{r}");
     let text = std::fs::read_to_string(&base).unwrap();
     let tampered = text.replacen("\"5000.00\"", "\"5000.01\"", 1);
@@ -450,15 +434,7 @@ fn the_servers_context_line_is_kept_with_sqlstate_detail_and_hint() {
         "[[check]]\nname = \"calls boom\"\nsql = \"SELECT boom(id) AS v FROM t\"\n",
     );
     let base = db.path("base.json");
-    let r = migval(&[
-        "snapshot",
-        "--spec",
-        p(&spec),
-        "--out",
-        p(&base),
-        "--db",
-        &db.url,
-    ]);
+    let r = snapshot_to(&db, &spec, &base);
     assert!(
         r.all()
             .contains("CONTEXT:  PL/pgSQL function boom(integer) line 3 at RAISE"),

@@ -1,6 +1,6 @@
 //! The seed-000 story: rename client_products.fixed_cost with three dependent views.
 
-use crate::common::{TestDb, migval, p, rt, status};
+use crate::common::{TestDb, migval, p, rt, snapshot_to, status};
 
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/fee_rename");
 
@@ -67,15 +67,7 @@ fn good_migration_passes_broken_one_fails_on_the_view_and_rollback_restores_exac
         .join("\n");
     let rollback_spec = db.file("rollback.toml", &no_rename);
     let after_rollback = db.path("after_rollback.json");
-    let r = migval(&[
-        "snapshot",
-        "--spec",
-        p(&rollback_spec),
-        "--out",
-        p(&after_rollback),
-        "--db",
-        &db.url,
-    ]);
+    let r = snapshot_to(&db, &rollback_spec, &after_rollback);
     assert_eq!(r.code, 0, "{r}");
     let exact = migval(&["diff", p(&base), p(&after_rollback), "--format", "json"]);
     assert_eq!(

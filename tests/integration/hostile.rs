@@ -1,6 +1,6 @@
 //! Hostile data through the real binary: values that try to drive the terminal.
 
-use crate::common::{TestDb, migval, p, rt};
+use crate::common::{TestDb, migval, p, rt, snapshot_to};
 
 /// A group key that clears the screen, homes the cursor and paints a green PASS, then a
 /// carriage return and a right-to-left override to hide what follows.
@@ -36,15 +36,7 @@ metrics = ["sum(amount)"]
 "#,
     );
     let base = db.path("base.json");
-    let r = migval(&[
-        "snapshot",
-        "--spec",
-        p(&spec),
-        "--out",
-        p(&base),
-        "--db",
-        &db.url,
-    ]);
+    let r = snapshot_to(&db, &spec, &base);
     assert_eq!(r.code, 0, "{r}");
     rt().block_on(db.exec("UPDATE accounts SET amount = amount + 1"));
     let verify = |format: &str, color: &str| {

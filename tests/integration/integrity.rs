@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use crate::common::{Run, TestDb, migval, migval_env, p, rt};
+use crate::common::{Run, TestDb, migval, migval_env, p, rt, snapshot_to};
 
 const KEY: &str = "0123456789abcdef-test-signing-key";
 const SPEC: &str = "[[check]]\nname = \"rows\"\ntable = \"t\"\nmetrics = [\"count(*)\"]\n";
@@ -266,15 +266,7 @@ fn dev_zero_as_spec_or_baseline_is_refused_at_once() {
     feeder.join().unwrap();
 
     // A real baseline above --max-baseline-size: refused from its size, with the flag named.
-    let snap = migval(&[
-        "snapshot",
-        "--spec",
-        p(&spec),
-        "--out",
-        p(&out),
-        "--db",
-        &db.url,
-    ]);
+    let snap = snapshot_to(&db, &spec, &out);
     assert_eq!(snap.code, 0, "{snap}");
     let r = migval(&[
         "verify",

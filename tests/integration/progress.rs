@@ -2,7 +2,7 @@
 //! probe with its duration, one every 10 s for a probe still running), indicatif bars on a
 //! terminal (a real pty through `script`), nothing under `--quiet`, stdout left to the report.
 
-use crate::common::{TestDb, migval, p, rt, world};
+use crate::common::{TestDb, migval, p, rt, snapshot_to, world};
 
 const SPEC: &str = r#"
 [[check]]
@@ -118,15 +118,7 @@ fn a_probe_still_running_is_mentioned_every_10_seconds() {
         "[[check]]\nname = \"eleven seconds\"\nsql = \"SELECT 1 AS n FROM pg_sleep(10.8)\"\n",
     );
     let base = db.path("base.json");
-    let r = migval(&[
-        "snapshot",
-        "--spec",
-        p(&spec),
-        "--out",
-        p(&base),
-        "--db",
-        &db.url,
-    ]);
+    let r = snapshot_to(&db, &spec, &base);
     assert_eq!(r.code, 0, "{r}");
     let still: Vec<&str> = r
         .stderr

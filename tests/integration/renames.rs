@@ -1,6 +1,6 @@
 //! [rename]: pre-migration names in the checks, post-migration names in the database.
 
-use crate::common::{TestDb, check, migval, p, rt, snapshot_then, status};
+use crate::common::{TestDb, check, migval, p, rt, snapshot_then, snapshot_to, status};
 
 const FEES: &str = r#"
 CREATE TABLE fees (id int PRIMARY KEY, kind text, fixed_cost numeric(12,2));
@@ -122,15 +122,7 @@ fn a_renamed_column_without_rename_entry_fails_its_checks_with_a_hint() {
     let without_rename = CHECKS.replace("\"fees.fixed_cost\" = \"fees.fixed_fee\"", "");
     let spec = db.file("checks.toml", &without_rename);
     let base = db.path("base.json");
-    let r = migval(&[
-        "snapshot",
-        "--spec",
-        p(&spec),
-        "--out",
-        p(&base),
-        "--db",
-        &db.url,
-    ]);
+    let r = snapshot_to(&db, &spec, &base);
     assert_eq!(r.code, 0, "{r}");
     rt().block_on(db.exec("ALTER TABLE fees RENAME COLUMN fixed_cost TO fixed_fee"));
     let r = migval(&[

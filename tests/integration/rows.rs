@@ -2,7 +2,9 @@
 //! at verify. Catches what aggregates cannot see (a +250 / -250 pair in one company), NULL ->
 //! value, appeared and disappeared rows; a rename alone changes nothing.
 
-use crate::common::{check, migval, p, rt, snapshot_then, status, verify_again, world};
+use crate::common::{
+    check, migval, p, rt, snapshot_then, snapshot_to, status, verify_again, world,
+};
 
 const PRODUCTS: &str = r#"
 CREATE TABLE client_products (
@@ -559,15 +561,7 @@ expect = "may_change"
             n
         })
     };
-    let snap = migval(&[
-        "snapshot",
-        "--spec",
-        p(&spec),
-        "--out",
-        p(&base),
-        "--db",
-        &db.url,
-    ]);
+    let snap = snapshot_to(&db, &spec, &base);
     stop.store(true, Ordering::Relaxed);
     let inserted = runtime.block_on(writer).unwrap();
     assert_eq!(snap.code, 0, "{snap}");

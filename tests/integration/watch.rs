@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::common::proxy::{Mode, Proxy};
-use crate::common::{Run, TestDb, info, migval, p, rt, server, world};
+use crate::common::{Run, TestDb, info, migval, p, rt, server, snapshot_to, world};
 
 const WORLD: &str = r#"
 CREATE TABLE accounts (id int PRIMARY KEY, email text, plan text NOT NULL);
@@ -45,15 +45,7 @@ fn baselined(name: &str) -> (TestDb, String, String) {
     let db = world(name, WORLD);
     let spec = db.file("checks.toml", CHECKS);
     let base = db.path("base.json");
-    let r = migval(&[
-        "snapshot",
-        "--spec",
-        p(&spec),
-        "--out",
-        p(&base),
-        "--db",
-        &db.url,
-    ]);
+    let r = snapshot_to(&db, &spec, &base);
     assert_eq!(r.code, 0, "{r}");
     (db, p(&spec).to_string(), p(&base).to_string())
 }
@@ -301,15 +293,7 @@ fn a_watch_with_nothing_to_watch_or_a_bad_interval_is_refused() {
         "[[check]]\nname = \"account count\"\ntable = \"accounts\"\nmetrics = [\"count(*)\"]\n",
     );
     let base = db.path("base.json");
-    let r = migval(&[
-        "snapshot",
-        "--spec",
-        p(&spec),
-        "--out",
-        p(&base),
-        "--db",
-        &db.url,
-    ]);
+    let r = snapshot_to(&db, &spec, &base);
     assert_eq!(r.code, 0, "{r}");
     let watch = |extra: &[&str]| {
         let mut args = vec![
@@ -355,15 +339,7 @@ fn a_check_whose_sql_fails_ends_the_watch_with_exit_2_and_the_server_error() {
         "[[check]]\nname = \"plans allowed\"\nsql = \"SELECT bad_plans() AS bad_plans\"\nexpect = \"zero\"\n",
     );
     let base = db.path("base.json");
-    let r = migval(&[
-        "snapshot",
-        "--spec",
-        p(&spec),
-        "--out",
-        p(&base),
-        "--db",
-        &db.url,
-    ]);
+    let r = snapshot_to(&db, &spec, &base);
     assert_eq!(r.code, 0, "{r}");
     let mut w = Watch::start(&[
         "verify",

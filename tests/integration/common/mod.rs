@@ -225,19 +225,24 @@ pub fn verify_again(db: &TestDb, extra: &[&str]) -> Run {
     migval(&args)
 }
 
+/// `migval snapshot --spec SPEC --out OUT --db` the test database's URL.
+pub fn snapshot_to(db: &TestDb, spec: &Path, out: &Path) -> Run {
+    migval(&[
+        "snapshot",
+        "--spec",
+        p(spec),
+        "--out",
+        p(out),
+        "--db",
+        &db.url,
+    ])
+}
+
 /// Spec + baseline + verify through the CLI, returning the verify run (JSON report on stdout).
 pub fn snapshot_then<F: FnOnce()>(db: &TestDb, spec: &str, change: F) -> (Run, serde_json::Value) {
     let spec_path = db.file("checks.toml", spec);
     let base = db.path("base.json");
-    let r = migval(&[
-        "snapshot",
-        "--spec",
-        p(&spec_path),
-        "--out",
-        p(&base),
-        "--db",
-        &db.url,
-    ]);
+    let r = snapshot_to(db, &spec_path, &base);
     assert_eq!(r.code, 0, "snapshot failed{r}");
     change();
     let r = migval(&[

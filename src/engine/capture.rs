@@ -1365,6 +1365,22 @@ async fn run_small_probe(
     }
 }
 
+/// For a query wrapped as `SELECT ... FROM (query) AS q(c1, c2, ...)`: the aliases, and the
+/// select list that reads each column natively where a decoder exists and as `::text` where
+/// none does.
+pub(super) fn text_wrapped(native: &[Option<Decoder>]) -> (Vec<String>, Vec<String>) {
+    let aliases: Vec<String> = (1..=native.len()).map(|i| format!("c{i}")).collect();
+    let select = native
+        .iter()
+        .zip(&aliases)
+        .map(|(d, a)| match d {
+            Some(_) => format!("q.{a}"),
+            None => format!("q.{a}::text"),
+        })
+        .collect();
+    (aliases, select)
+}
+
 /// Prepare, pick a decoder per column (casting to text where there is no exact native one),
 /// stream the rows and split them into the outputs' tables.
 async fn run_query(
@@ -1387,15 +1403,7 @@ async fn run_query(
     let (stmt, decoders) = if native.iter().all(Option::is_some) {
         (inner, native.into_iter().flatten().collect::<Vec<_>>())
     } else {
-        let aliases: Vec<String> = (1..=names.len()).map(|i| format!("c{i}")).collect();
-        let select: Vec<String> = native
-            .iter()
-            .zip(&aliases)
-            .map(|(d, a)| match d {
-                Some(_) => format!("q.{a}"),
-                None => format!("q.{a}::text"),
-            })
-            .collect();
+        let (aliases, select) = text_wrapped(&native);
         let wrapped = format!(
             "SELECT {} FROM ({sql}\n) AS q({})",
             select.join(", "),

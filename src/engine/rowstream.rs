@@ -54,15 +54,7 @@ pub(super) async fn capture(
         )));
     }
     let native: Vec<Option<Decoder>> = types.iter().map(Decoder::for_type).collect();
-    let aliases: Vec<String> = (1..=types.len()).map(|i| format!("c{i}")).collect();
-    let select: Vec<String> = native
-        .iter()
-        .zip(&aliases)
-        .map(|(d, a)| match d {
-            Some(_) => format!("q.{a}"),
-            None => format!("q.{a}::text"),
-        })
-        .collect();
+    let (aliases, select) = super::capture::text_wrapped(&native);
     let order: Vec<String> = aliases[..k]
         .iter()
         .zip(&types)

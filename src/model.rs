@@ -581,8 +581,24 @@ pub struct Section {
     /// Deflate-compressed (a section that keeps row values).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub compressed: bool,
+    /// The key ranges it was captured in, in key order (none: one range). Its bytes are the
+    /// parts' bytes one after another.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<SectionPart>,
     #[serde(skip)]
     pub source: crate::section::Source,
+}
+
+/// One key range of a [`Section`]: rows whose first key column is at least `from` (the first
+/// part: no lower bound) and below the next part's `from`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SectionPart {
+    pub rows: u64,
+    pub bytes: u64,
+    pub sha256: String,
+    /// The lower bound, as text (parsed by the key column's kind).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
 }
 
 /// Two sections are the same capture when their content is (wherever the bytes are).
@@ -594,6 +610,7 @@ impl PartialEq for Section {
             && self.bytes == other.bytes
             && self.sha256 == other.sha256
             && self.compressed == other.compressed
+            && self.parts == other.parts
     }
 }
 

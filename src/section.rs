@@ -2,10 +2,18 @@
 //! kept out of memory, written once in key order and read back sequentially.
 //!
 //! ```text
-//!   capture:  server rows --decode--> SectionWriter --1 MB buffer--> spill file (temp dir)
+//!   capture:  server rows --decode--> SectionWriter --1 MB buffer--> spill file (temp dir,
+//!             anonymous: unlinked at creation, so not even `kill -9` leaves it behind)
+//!   ranges:   part 0 | part 1 | ... (key ranges captured on several connections) --concat-->
+//!             one section: the parts' bytes in key order, one SHA-256 over all of them
 //!   store:    snapshot file = header + JSON line + every section's bytes, in check order
-//!   compare:  SectionReader (baseline file, at the section's offset) ==merge== SectionReader
+//!   compare:  SectionReader (baseline file, at the section's offset) ==merge== server rows
+//!             (or a part of it: `open_part`, against the same key range of the post-state)
 //! ```
+//!
+//! A section captured in key ranges lists its parts (rows, bytes, SHA-256 and the first key
+//! column's lower bound of each): verify hashes the same ranges and merges each against its
+//! part. A reader of the whole section ignores the parts.
 //!
 //! A section that keeps row values (`keep = "values"`) is deflate-compressed as a whole
 //! (`compressed`); its length and SHA-256 are those of the compressed bytes in the file.
@@ -17,16 +25,16 @@
 //! the end: a section cut short or edited is refused even if the file changed after its
 //! checksum was verified.
 
+use std::collections::VecDeque;
 use std::fs;
-use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest, Sha256};
 
 use crate::integrity::hex;
-use crate::model::{Column, Section, Table, Value};
+use crate::model::{Column, Comparison, GroupStats, Section, Table, Value};
 
 /// Buffer size of section writers and readers.
 const BUF: usize = 1 << 20;
@@ -54,46 +62,196 @@ pub enum SectionError {
     },
 }
 
-/// Where a section's bytes are: a file (a spill file or the snapshot file) and an offset.
+/// Where a section's bytes are: one or more segments of files (the snapshot file at the
+/// section's offset, or the spill files of its parts, in order).
 #[derive(Debug, Clone, Default)]
 pub struct Source {
-    inner: Option<(Arc<Backing>, u64)>,
+    segments: Vec<Segment>,
+    /// A post-state compared against its baseline while it arrived from the server: no bytes
+    /// of its own unless it was also kept (`--save-after`).
+    compared: Option<Arc<Compared>>,
+}
+
+/// What a rows check's merge found: counts, how many differences `allow_changes` allows, and
+/// every differing key in key order.
+#[derive(Debug, Clone, Default)]
+pub struct Merged {
+    pub stats: GroupStats,
+    pub allowed: usize,
+    pub changes: Vec<Comparison>,
+}
+
+impl Merged {
+    /// The merge of the next key range.
+    pub fn append(&mut self, next: Merged) {
+        let (s, n) = (&mut self.stats, next.stats);
+        s.baseline_groups += n.baseline_groups;
+        s.after_groups += n.after_groups;
+        s.changed += n.changed;
+        s.appeared += n.appeared;
+        s.disappeared += n.disappeared;
+        s.failing += n.failing;
+        self.allowed += next.allowed;
+        self.changes.extend(next.changes);
+    }
+}
+
+/// A merge done as the post-state arrived, and the baseline section it was done against (its
+/// SHA-256).
+#[derive(Debug)]
+pub struct Compared {
+    pub against: String,
+    pub outcome: Result<Merged, String>,
+}
+
+#[derive(Debug, Clone)]
+struct Segment {
+    backing: Arc<Backing>,
+    offset: u64,
+    len: u64,
 }
 
 impl Source {
-    pub fn in_file(path: &Path, offset: u64) -> Source {
+    /// `len` bytes of the file at `path`, from `offset`.
+    pub fn in_file(path: &Path, offset: u64, len: u64) -> Source {
         Source {
-            inner: Some((
-                Arc::new(Backing {
-                    path: path.to_path_buf(),
-                    remove: false,
-                }),
+            segments: vec![Segment {
+                backing: Arc::new(Backing::Named(path.to_path_buf())),
                 offset,
-            )),
+                len,
+            }],
+            compared: None,
         }
     }
 
+    /// The file the section is read from, for a section of a snapshot file (`None` for a spill).
     pub fn path(&self) -> Option<&Path> {
-        self.inner.as_ref().map(|(b, _)| b.path.as_path())
+        match self.segments.first().map(|s| s.backing.as_ref()) {
+            Some(Backing::Named(p)) => Some(p),
+            _ => None,
+        }
+    }
+
+    fn label(&self) -> PathBuf {
+        match self.segments.first().map(|s| s.backing.as_ref()) {
+            Some(Backing::Named(p)) => p.clone(),
+            _ => spill_label(),
+        }
+    }
+
+    /// A section that was compared against its baseline as it arrived (see [`Compared`]).
+    pub fn compared_as(mut self, compared: Compared) -> Source {
+        self.compared = Some(Arc::new(compared));
+        self
+    }
+
+    pub fn compared(&self) -> Option<&Compared> {
+        self.compared.as_deref()
+    }
+
+    fn attached(&self) -> bool {
+        !self.segments.is_empty()
+    }
+
+    /// A reader of the bytes `[start, start + len)` of the section.
+    fn span(&self, start: u64, len: u64) -> io::Result<Span> {
+        let mut pieces = VecDeque::new();
+        let (mut at, mut want) = (0u64, len);
+        for seg in &self.segments {
+            let seg_end = at + seg.len;
+            if want > 0 && start < seg_end {
+                let skip = start.saturating_sub(at);
+                let n = (seg.len - skip).min(want);
+                let handle = match seg.backing.as_ref() {
+                    Backing::Named(p) => Handle::Own(fs::File::open(p)?),
+                    Backing::Spill(_) => Handle::Shared(seg.backing.clone()),
+                };
+                pieces.push_back((handle, seg.offset + skip, seg.offset + skip + n));
+                want -= n;
+            }
+            at = seg_end;
+        }
+        Ok(Span { pieces })
     }
 }
 
-/// The file behind a source; a spill file is removed when the last section using it goes.
+/// The file behind a segment: a named file (the snapshot file), or an anonymous spill file
+/// that has no name in the directory and goes when the last section using it does (or the
+/// process ends, however it ends).
 #[derive(Debug)]
-struct Backing {
-    path: PathBuf,
-    remove: bool,
+enum Backing {
+    Named(PathBuf),
+    Spill(fs::File),
 }
 
-impl Drop for Backing {
-    fn drop(&mut self) {
-        if self.remove {
-            let _ = fs::remove_file(&self.path);
+fn spill_label() -> PathBuf {
+    std::env::temp_dir().join("(temporary section file)")
+}
+
+/// An open file of a span: its own (a named file), or a spill file shared by its readers
+/// (positional reads, so each reader keeps its own position).
+enum Handle {
+    Own(fs::File),
+    Shared(Arc<Backing>),
+}
+
+impl Handle {
+    fn file(&self) -> Option<&fs::File> {
+        match self {
+            Handle::Own(f) => Some(f),
+            Handle::Shared(b) => match b.as_ref() {
+                Backing::Spill(f) => Some(f),
+                Backing::Named(_) => None,
+            },
         }
     }
 }
 
-static SPILLS: AtomicU64 = AtomicU64::new(0);
+/// Reads byte ranges of files one after another, by position.
+struct Span {
+    pieces: VecDeque<(Handle, u64, u64)>,
+}
+
+impl Read for Span {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let Some((handle, pos, end)) = self.pieces.front_mut() else {
+                return Ok(0);
+            };
+            if *pos >= *end || buf.is_empty() {
+                if buf.is_empty() {
+                    return Ok(0);
+                }
+                self.pieces.pop_front();
+                continue;
+            }
+            let want = usize::try_from(*end - *pos)
+                .unwrap_or(usize::MAX)
+                .min(buf.len());
+            let Some(file) = handle.file() else {
+                return Err(io::Error::other("a section file is not open"));
+            };
+            let n = read_at(file, &mut buf[..want], *pos)?;
+            if n == 0 {
+                // The file is shorter than the section says: the reader reports it cut short.
+                self.pieces.clear();
+                return Ok(0);
+            }
+            *pos += n as u64;
+            return Ok(n);
+        }
+    }
+}
+
+#[cfg(unix)]
+fn read_at(f: &fs::File, buf: &mut [u8], pos: u64) -> io::Result<usize> {
+    std::os::unix::fs::FileExt::read_at(f, buf, pos)
+}
+
+#[cfg(windows)]
+fn read_at(f: &fs::File, buf: &mut [u8], pos: u64) -> io::Result<usize> {
+    std::os::windows::fs::FileExt::seek_read(f, buf, pos)
+}
 
 /// Hashes and counts what goes through it to the file.
 struct Hashing<W> {
@@ -135,7 +293,7 @@ enum Sink {
     Deflate(flate2::write::DeflateEncoder<FileOut>),
 }
 
-type FileIn = HashingRead<io::Take<BufReader<fs::File>>>;
+type FileIn = HashingRead<BufReader<Span>>;
 
 enum Tap {
     Plain(FileIn),
@@ -166,9 +324,10 @@ impl Tap {
     }
 }
 
-/// Writes one section to its own spill file in the temporary directory.
+/// Writes one section to its own spill file in the temporary directory: an anonymous file
+/// (`O_TMPFILE`, or created and unlinked at once where that is missing), so that nothing is
+/// left behind when migval ends, normally, by Ctrl-C or by `kill -9`.
 pub struct SectionWriter {
-    backing: Arc<Backing>,
     out: Sink,
     row: Vec<u8>,
     rows: u64,
@@ -177,23 +336,16 @@ pub struct SectionWriter {
 impl SectionWriter {
     /// `compress`: deflate the section (worth it for row values, not for fingerprints).
     pub fn new(compress: bool) -> Result<SectionWriter, SectionError> {
-        let n = SPILLS.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!("migval-{}-{n}.section", std::process::id()));
-        let file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(|source| SectionError::Io {
-                path: path.clone(),
-                source,
-            })?;
+        let file = tempfile::tempfile().map_err(|source| SectionError::Io {
+            path: spill_label(),
+            source,
+        })?;
         let file = Hashing {
             inner: BufWriter::with_capacity(BUF, file),
             sha: Sha256::new(),
             bytes: 0,
         };
         Ok(SectionWriter {
-            backing: Arc::new(Backing { path, remove: true }),
             out: if compress {
                 Sink::Deflate(flate2::write::DeflateEncoder::new(
                     file,
@@ -207,9 +359,9 @@ impl SectionWriter {
         })
     }
 
-    fn io(&self, source: io::Error) -> SectionError {
+    fn io(source: io::Error) -> SectionError {
         SectionError::Io {
-            path: self.backing.path.clone(),
+            path: spill_label(),
             source,
         }
     }
@@ -228,7 +380,7 @@ impl SectionWriter {
             Sink::Plain(f) => f.write_all(&self.row),
             Sink::Deflate(f) => f.write_all(&self.row),
         };
-        r.map_err(|e| self.io(e))
+        r.map_err(Self::io)
     }
 
     pub fn rows(&self) -> u64 {
@@ -241,25 +393,105 @@ impl SectionWriter {
             Sink::Plain(f) => (false, Ok(f)),
             Sink::Deflate(f) => (true, f.finish()),
         };
-        let path = self.backing.path.clone();
-        let io_err = |source| SectionError::Io {
-            path: path.clone(),
-            source,
-        };
-        let mut f = ended.map_err(&io_err)?;
-        f.flush().map_err(io_err)?;
+        let mut f = ended.map_err(Self::io)?;
+        f.flush().map_err(Self::io)?;
+        let (bytes, sha256) = (f.bytes, hex(&f.sha.finalize()));
+        let file = f.inner.into_inner().map_err(|e| Self::io(e.into_error()))?;
         Ok(Section {
             columns,
             key_len,
             rows: self.rows,
-            bytes: f.bytes,
-            sha256: hex(&f.sha.finalize()),
+            bytes,
+            sha256,
             compressed,
+            parts: Vec::new(),
             source: Source {
-                inner: Some((self.backing, 0)),
+                segments: vec![Segment {
+                    backing: Arc::new(Backing::Spill(file)),
+                    offset: 0,
+                    len: bytes,
+                }],
+                compared: None,
             },
         })
     }
+}
+
+/// One section from the sections of its key ranges, in key order (`parts[i].1`: the first key
+/// column's lower bound of part `i`, `None` for the first). The bytes stay where they are; the
+/// section's SHA-256 is computed over all of them, in order (one sequential read, from the page
+/// cache as a rule). Sections of one part come back as they are.
+pub fn concat(parts: Vec<(Section, Option<String>)>, check: &str) -> Result<Section, SectionError> {
+    let mut parts = parts;
+    if parts.len() == 1 {
+        return Ok(parts.remove(0).0);
+    }
+    let Some((first, _)) = parts.first() else {
+        return Err(SectionError::Damaged {
+            path: spill_label(),
+            check: check.into(),
+            what: "a capture in key ranges came back without any range".into(),
+        });
+    };
+    if parts
+        .iter()
+        .any(|(p, _)| p.compressed || !p.parts.is_empty())
+    {
+        return Err(SectionError::Damaged {
+            path: spill_label(),
+            check: check.into(),
+            what: "compressed or already split sections cannot be put together".into(),
+        });
+    }
+    let (columns, key_len) = (first.columns.clone(), first.key_len);
+    let mut whole = Section {
+        columns,
+        key_len,
+        rows: 0,
+        bytes: 0,
+        sha256: String::new(),
+        compressed: false,
+        parts: Vec::new(),
+        source: Source::default(),
+    };
+    for (p, from) in parts {
+        whole.rows += p.rows;
+        whole.bytes += p.bytes;
+        whole.parts.push(crate::model::SectionPart {
+            rows: p.rows,
+            bytes: p.bytes,
+            sha256: p.sha256,
+            from,
+        });
+        whole.source.segments.extend(p.source.segments);
+    }
+    let io_err = |source| SectionError::Io {
+        path: spill_label(),
+        source,
+    };
+    let mut sha = Sha256::new();
+    let mut span =
+        BufReader::with_capacity(BUF, whole.source.span(0, whole.bytes).map_err(io_err)?);
+    let mut hashed = 0u64;
+    loop {
+        let buf = span.fill_buf().map_err(io_err)?;
+        if buf.is_empty() {
+            break;
+        }
+        sha.update(buf);
+        let n = buf.len();
+        hashed += n as u64;
+        span.consume(n);
+    }
+    if hashed != whole.bytes {
+        return Err(SectionError::Damaged {
+            path: spill_label(),
+            check: check.into(),
+            what: format!("{hashed} bytes where {} were written", whole.bytes),
+        });
+    }
+    whole.sha256 = hex(&sha.finalize());
+    Ok(whole)
 }
 
 fn encode(v: &Value, out: &mut Vec<u8>) {
@@ -343,22 +575,48 @@ pub struct SectionReader {
 impl SectionReader {
     /// Open `s` (of check `check`, named in errors).
     pub fn open(s: &Section, check: &str) -> Result<SectionReader, SectionError> {
-        let Some((backing, offset)) = &s.source.inner else {
+        SectionReader::open_span(s, check, 0, s.bytes, s.rows, &s.sha256)
+    }
+
+    /// Open part `i` of a section captured in key ranges (its own row count and SHA-256 are
+    /// checked at its end).
+    pub fn open_part(s: &Section, i: usize, check: &str) -> Result<SectionReader, SectionError> {
+        let Some(part) = s.parts.get(i) else {
             return Err(SectionError::Damaged {
-                path: PathBuf::new(),
+                path: s.source.label(),
+                check: check.into(),
+                what: format!("it has no key range {i}"),
+            });
+        };
+        let start: u64 = s.parts[..i].iter().map(|p| p.bytes).sum();
+        SectionReader::open_span(s, check, start, part.bytes, part.rows, &part.sha256)
+    }
+
+    fn open_span(
+        s: &Section,
+        check: &str,
+        start: u64,
+        len: u64,
+        rows: u64,
+        sha: &str,
+    ) -> Result<SectionReader, SectionError> {
+        let path = s.source.label();
+        if !s.source.attached() {
+            return Err(SectionError::Damaged {
+                path,
                 check: check.into(),
                 what: "the section has no data attached".into(),
             });
-        };
-        let path = backing.path.clone();
-        let io_err = |source| SectionError::Io {
-            path: path.clone(),
-            source,
-        };
-        let mut f = fs::File::open(&path).map_err(io_err)?;
-        f.seek(SeekFrom::Start(*offset)).map_err(io_err)?;
+        }
+        let span = s
+            .source
+            .span(start, len)
+            .map_err(|source| SectionError::Io {
+                path: path.clone(),
+                source,
+            })?;
         let raw = HashingRead {
-            inner: BufReader::with_capacity(BUF, f).take(s.bytes),
+            inner: BufReader::with_capacity(BUF, span),
             sha: Sha256::new(),
         };
         let tap = if s.compressed {
@@ -370,12 +628,12 @@ impl SectionReader {
             Tap::Plain(raw)
         };
         Ok(SectionReader {
-            path: path.clone(),
+            path,
             check: check.into(),
             file: Some(tap),
             width: s.columns.len(),
-            expect_rows: s.rows,
-            expect_sha: s.sha256.clone(),
+            expect_rows: rows,
+            expect_sha: sha.to_string(),
             rows: 0,
             buf: Vec::new(),
             cells: Vec::new(),
@@ -499,24 +757,23 @@ pub fn to_table(s: &Section, check: &str) -> Result<Table, SectionError> {
 
 /// Copy a section's bytes to `out` (writing a snapshot file).
 pub fn copy_to(s: &Section, check: &str, out: &mut impl Write) -> Result<(), SectionError> {
-    let Some((backing, offset)) = &s.source.inner else {
+    let path = s.source.label();
+    if !s.source.attached() {
         return Err(SectionError::Damaged {
-            path: PathBuf::new(),
+            path,
             check: check.into(),
             what: "the section has no data attached".into(),
         });
-    };
+    }
     let io_err = |source| SectionError::Io {
-        path: backing.path.clone(),
+        path: path.clone(),
         source,
     };
-    let mut f = fs::File::open(&backing.path).map_err(io_err)?;
-    f.seek(SeekFrom::Start(*offset)).map_err(io_err)?;
-    let copied =
-        io::copy(&mut BufReader::with_capacity(BUF, f).take(s.bytes), out).map_err(io_err)?;
+    let span = s.source.span(0, s.bytes).map_err(io_err)?;
+    let copied = io::copy(&mut BufReader::with_capacity(BUF, span), out).map_err(io_err)?;
     if copied != s.bytes {
         return Err(SectionError::Damaged {
-            path: backing.path.clone(),
+            path: path.clone(),
             check: check.into(),
             what: format!("{copied} bytes where {} were written", s.bytes),
         });
@@ -564,14 +821,74 @@ mod tests {
         for (i, r) in rows.iter().enumerate() {
             assert_eq!(t.row(i), r.as_slice());
         }
-        let spill = s.source.path().unwrap().to_path_buf();
-        assert!(spill.exists());
-        drop(t);
-        drop(s);
         assert!(
-            !spill.exists(),
-            "the spill file is removed with its section"
+            s.source.path().is_none(),
+            "a spill file has no name: nothing to leave behind"
         );
+    }
+
+    #[test]
+    fn sections_of_key_ranges_read_as_one_and_part_by_part() {
+        let mut parts = Vec::new();
+        for (i, range) in [0..3i64, 3..3, 3..10].into_iter().enumerate() {
+            let mut w = SectionWriter::new(false).unwrap();
+            for k in range {
+                w.push(&[Value::Int(k), Value::Int(k * 3), Value::Null])
+                    .unwrap();
+            }
+            let from = (i > 0).then(|| (i * 3).to_string());
+            parts.push((w.finish(cols(), 1).unwrap(), from));
+        }
+        let shas: Vec<String> = parts.iter().map(|(p, _)| p.sha256.clone()).collect();
+        let whole = concat(parts, "c").unwrap();
+        assert_eq!((whole.rows, whole.parts.len()), (10, 3));
+        let t = to_table(&whole, "c").unwrap();
+        let ids: Vec<Value> = (0..t.len()).map(|r| t.row(r)[0].clone()).collect();
+        assert_eq!(ids, (0..10).map(Value::Int).collect::<Vec<_>>());
+        // The same bytes written as one section hash the same.
+        let mut one = SectionWriter::new(false).unwrap();
+        for k in 0..10i64 {
+            one.push(&[Value::Int(k), Value::Int(k * 3), Value::Null])
+                .unwrap();
+        }
+        assert_eq!(one.finish(cols(), 1).unwrap().sha256, whole.sha256);
+        // Part by part: each checks its own rows and SHA-256.
+        let mut r = SectionReader::open_part(&whole, 2, "c").unwrap();
+        let mut got = Vec::new();
+        while let Some(row) = r.next_row().unwrap() {
+            got.push(row[0].clone());
+        }
+        assert_eq!(got, (3..10).map(Value::Int).collect::<Vec<_>>());
+        assert_eq!(whole.parts[2].sha256, shas[2]);
+        let mut bad = whole.clone();
+        bad.parts[0].sha256 = "0".repeat(64);
+        let mut r = SectionReader::open_part(&bad, 0, "c").unwrap();
+        let e = loop {
+            match r.next_row() {
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("a part with a wrong SHA-256 read to its end"),
+                Err(e) => break e.to_string(),
+            }
+        };
+        assert!(e.contains("does not match its SHA-256"), "{e}");
+        // Written to a file and read back from it, part by part too.
+        let dir = std::env::temp_dir().join(format!("migval-section-test-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("parts");
+        let mut f = fs::File::create(&path).unwrap();
+        f.write_all(b"header").unwrap();
+        copy_to(&whole, "c", &mut f).unwrap();
+        drop(f);
+        let mut stored = whole.clone();
+        stored.source = Source::in_file(&path, 6, whole.bytes);
+        let mut r = SectionReader::open_part(&stored, 0, "c").unwrap();
+        let mut n = 0;
+        while r.next_row().unwrap().is_some() {
+            n += 1;
+        }
+        assert_eq!(n, 3);
+        assert_eq!(to_table(&stored, "c").unwrap().len(), 10);
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -609,12 +926,16 @@ mod tests {
             Value::Text("{\"id\":4999,\"status\":\"active\"}".into())
         );
         // Flip a byte in the middle of the compressed stream: refused, never a panic.
-        let path = s.source.path().unwrap().to_path_buf();
-        let mut bytes = fs::read(&path).unwrap();
+        let mut bytes = Vec::new();
+        copy_to(&s, "c", &mut bytes).unwrap();
         let mid = bytes.len() / 2;
         bytes[mid] ^= 0x55;
+        let path = std::env::temp_dir().join(format!("migval-deflate-test-{}", std::process::id()));
         fs::write(&path, &bytes).unwrap();
+        let mut s = s;
+        s.source = Source::in_file(&path, 0, s.bytes);
         let e = to_table(&s, "c").unwrap_err().to_string();
+        fs::remove_file(&path).unwrap();
         assert!(e.contains("cut short or damaged"), "{e}");
     }
 }

@@ -511,7 +511,7 @@ impl Verified {
                             c.name
                         )));
                     }
-                    s.source = crate::section::Source::in_file(&path, offset);
+                    s.source = crate::section::Source::in_file(&path, offset, s.bytes);
                     offset += s.bytes;
                 }
                 _ => {}

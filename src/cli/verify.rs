@@ -63,13 +63,16 @@ pub async fn run(a: VerifyArgs) -> anyhow::Result<u8> {
             .context("reading the baseline")?;
         return super::watch::run(&a, &schedule, &info, &spec, &baseline, limits).await;
     }
-    let (captured, baseline) = if engine::needs_baseline_catalog(&spec) {
-        // A rows check fingerprints the columns the baseline had: read it first.
+    let (captured, baseline) = if engine::has_rows_checks(&spec) {
+        // Rows checks are merged against the baseline's sections as the post-state arrives
+        // (and fingerprint the columns the baseline had): read it first. Their post-state is
+        // written nowhere unless it is to be saved.
         let baseline = parsing
             .await
             .context("reading the baseline")?
             .context("reading the baseline")?;
-        let captured = engine::capture_after(&info, &spec, limits, Some(&baseline.catalog)).await;
+        let keep = a.save_after.is_some();
+        let captured = engine::capture_after_against(&info, &spec, limits, &baseline, keep).await;
         (captured, baseline)
     } else {
         let captured = engine::capture_after(&info, &spec, limits, None).await;

@@ -29,7 +29,7 @@ use crate::db::txn::{Savepoint, SetLocal};
 use crate::db::{self, ConnectError};
 use crate::model::{
     Absence, CheckCapture, Column, DbFailure, Kind, Origin, Outcome, SchemaCapture, SchemaCatalog,
-    SchemaObject, Section, Snapshot, SpecCopy, Table, Value,
+    SchemaObject, Snapshot, SpecCopy, Table, Value,
 };
 use crate::spec::{SizePart, Spec};
 use crate::sql::{self, ident};
@@ -37,6 +37,7 @@ use crate::sql::{self, ident};
 use super::plan::{self, FactParam, Naming, Output, Probe, ProbeKind};
 use super::preflight::{self, Catalog, Preflight, PreflightError};
 use super::progress::{self, Event};
+use super::rowstream::{self, Baselines};
 
 /// Why a capture produced no snapshot at all (a failing check is not one of these: it is
 /// recorded in the snapshot and the other checks still run).
@@ -171,6 +172,18 @@ pub async fn capture(
     naming: &Naming,
     limits: Limits,
 ) -> Result<Snapshot, CaptureError> {
+    capture_against(info, spec, naming, limits, &Baselines::default()).await
+}
+
+/// [`capture`], with the rows checks of `baselines` merged against their baseline sections
+/// as the post-state arrives (see `rowstream`).
+pub async fn capture_against(
+    info: &ConnInfo,
+    spec: &Spec,
+    naming: &Naming,
+    limits: Limits,
+    baselines: &Baselines,
+) -> Result<Snapshot, CaptureError> {
     let started = Instant::now();
     let mut attempt = 0;
     let mut lost: Option<DbFailure> = None;
@@ -194,7 +207,10 @@ pub async fn capture(
         let Preflight { catalog, absent } = preflight::run(&exporter, spec, naming).await?;
         let probes = plan::plan(spec, naming, &catalog, &absent);
         crate::trace!("preflight and plan done: {} probes", probes.len());
-        match attempt_capture(info, exporter, spec, &catalog, probes, &absent, limits).await {
+        let run = attempt_capture(
+            info, exporter, spec, &catalog, probes, &absent, limits, baselines,
+        );
+        match run.await {
             Ok((origin, captures, connections, schema)) => {
                 let mut snap = snapshot_of(
                     info,
@@ -261,7 +277,8 @@ type ProbeResult = (
 /// (a rows check).
 enum Got {
     Table(Table),
-    Section(Section),
+    /// A rows check, or one key range of it.
+    Rows(Option<rowstream::Range>, Box<rowstream::Streamed>),
 }
 
 /// The schemas whose catalog the schema diff compares: those in scope, never migval's own.
@@ -343,6 +360,7 @@ fn parse_attrs(json: &str) -> Result<BTreeMap<String, String>, String> {
         .collect())
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn attempt_capture(
     info: &ConnInfo,
     exporter: Client,
@@ -351,6 +369,7 @@ async fn attempt_capture(
     probes: Vec<Probe>,
     absent: &BTreeMap<usize, Absence>,
     limits: Limits,
+    baselines: &Baselines,
 ) -> Result<(OriginParts, Vec<CheckCapture>, usize, Option<SchemaCapture>), Attempt> {
     let fatal =
         |e: tokio_postgres::Error, what: &str| Attempt::Fatal(db::failure(&e, Some(what.into())));
@@ -409,7 +428,20 @@ async fn attempt_capture(
     }
 
     crate::trace!("snapshot {snapshot_id} exported");
+    // Big rows checks in key ranges, one probe each: more probes may use more connections.
+    let probes = rowstream::split(&exporter, probes, baselines, limits.parallel).await;
+    let more = limits.parallel.min(probes.len()).max(1);
+    if more != workers {
+        exporter
+            .batch_execute(
+                &limits.set_local(more, db::idle_bound_ms(info, limits.statement_timeout_ms)),
+            )
+            .await
+            .map_err(|e| fatal(e, "setting up the snapshot transaction"))?;
+    }
+    let workers = more;
     let probes = Arc::new(probes);
+    let baselines = Arc::new(baselines.clone());
     let spec = Arc::new(spec.clone());
     let order = order_by_estimate(&exporter, &probes, &spec).await;
     crate::trace!("probe order by estimated cost: {order:?}");
@@ -426,8 +458,13 @@ async fn attempt_capture(
     let mut handles = Vec::new();
     for w in 1..workers {
         let Some(pool) = pool.clone() else { break };
-        let (probes, spec, queue, info) =
-            (probes.clone(), spec.clone(), queue.clone(), info.clone());
+        let (probes, spec, queue, info, baselines) = (
+            probes.clone(),
+            spec.clone(),
+            queue.clone(),
+            info.clone(),
+            baselines.clone(),
+        );
         let snapshot_id = snapshot_id.clone();
         handles.push(tokio::spawn(async move {
             let client = db::pooled(&pool, &info).await.map_err(Attempt::Connect)?;
@@ -452,7 +489,16 @@ async fn attempt_capture(
                     Attempt::Fatal(f)
                 });
             }
-            let out = work((&info, limits), &client, &probes, &spec, &queue, w).await;
+            let out = work(
+                (&info, limits),
+                &client,
+                &probes,
+                &spec,
+                &queue,
+                w,
+                &baselines,
+            )
+            .await;
             if client.is_closed() {
                 return Err(Attempt::Retry(lost_mid_capture(&format!("connection {w}"))));
             }
@@ -460,8 +506,16 @@ async fn attempt_capture(
             Ok(out)
         }));
     }
-    let mut results: Vec<ProbeResult> =
-        work((info, limits), &exporter, &probes, &spec, &queue, 0).await;
+    let mut results: Vec<ProbeResult> = work(
+        (info, limits),
+        &exporter,
+        &probes,
+        &spec,
+        &queue,
+        0,
+        &baselines,
+    )
+    .await;
     // The catalog read is small: done last, so that the big probes start at once.
     let schema = match schema_scope(&spec, catalog) {
         Some(scope) => Some(read_schema(&exporter, scope).await),
@@ -499,7 +553,7 @@ async fn attempt_capture(
         return Err(e);
     }
 
-    let captures = assemble(&spec, &probes, results, absent);
+    let captures = assemble(&spec, &probes, results, absent, &baselines);
     Ok((origin, captures, workers, schema))
 }
 
@@ -799,7 +853,8 @@ pub async fn capture_in_transaction(
     });
     progress::emit(Event::Phase("probes"));
     let queue = Mutex::new((0..probes.len()).collect::<VecDeque<usize>>());
-    let results = work((info, limits), client, &probes, spec, &queue, 0).await;
+    let none = Baselines::default();
+    let results = work((info, limits), client, &probes, spec, &queue, 0, &none).await;
     client
         .batch_execute(&CAPTURE.discard())
         .await
@@ -816,7 +871,7 @@ pub async fn capture_in_transaction(
              (transaction_read_only = {mode}); nothing is committed"
         ))));
     }
-    let captures = assemble(spec, &probes, results, &absent);
+    let captures = assemble(spec, &probes, results, &absent, &none);
     let mut snap = snapshot_of(info, spec, naming, &catalog, origin, captures, 1, started);
     snap.schema = schema;
     Ok(snap)
@@ -828,11 +883,13 @@ fn assemble(
     probes: &[Probe],
     results: Vec<ProbeResult>,
     absent: &BTreeMap<usize, Absence>,
+    baselines: &Baselines,
 ) -> Vec<CheckCapture> {
     // Per check: its parts (a check split over several fused scans has one per scan, see
     // `plan::MAX_SELECT`), or the first failure of a probe it reads from.
     let mut parts: Vec<Vec<(usize, Table)>> = vec![Vec::new(); spec.checks.len()];
-    let mut sections: Vec<Option<Section>> = vec![None; spec.checks.len()];
+    let mut ranges: Vec<Vec<(Option<rowstream::Range>, rowstream::Streamed)>> =
+        (0..spec.checks.len()).map(|_| Vec::new()).collect();
     let mut failed: Vec<Option<DbFailure>> = vec![None; spec.checks.len()];
     let mut sql_of: Vec<Vec<String>> = vec![Vec::new(); spec.checks.len()];
     for p in probes.iter() {
@@ -852,8 +909,8 @@ fn assemble(
                 for (j, (c, got)) in list.into_iter().enumerate() {
                     let t = match got {
                         Got::Table(t) => t,
-                        Got::Section(sec) => {
-                            sections[c] = Some(sec);
+                        Got::Rows(range, got) => {
+                            ranges[c].push((range, *got));
                             continue;
                         }
                     };
@@ -882,7 +939,15 @@ fn assemble(
             None => join_parts(p),
         })
         .collect();
-    let mut sections = sections.into_iter();
+    let mut sections = ranges
+        .into_iter()
+        .enumerate()
+        .map(|(c, parts)| {
+            let name = spec.checks.get(c).map_or("", |c| c.name.as_str());
+            (!parts.is_empty()).then(|| rowstream::assemble(parts, name, baselines.get(c)))
+        })
+        .collect::<Vec<_>>()
+        .into_iter();
     spec
         .checks
         .iter()
@@ -897,7 +962,8 @@ fn assemble(
                 }
                 // Checked for NULL and duplicate keys while it streamed (`rowstream`).
                 None if section.is_some() => match section {
-                    Some(sec) => Outcome::Streamed(sec),
+                    Some(Ok(sec)) => Outcome::Streamed(sec),
+                    Some(Err(f)) => Outcome::Failed(f),
                     None => unreachable!("matched on is_some"),
                 },
                 Some(Ok(table))
@@ -1017,6 +1083,7 @@ async fn work(
     spec: &Spec,
     queue: &Mutex<VecDeque<usize>>,
     worker: usize,
+    baselines: &Baselines,
 ) -> Vec<ProbeResult> {
     let mut out = Vec::new();
     let mut sorting = Vec::new();
@@ -1057,7 +1124,7 @@ async fn work(
         // Bounded client-side: see db::within.
         let bound = db::answer_bound(limits.statement_timeout_ms);
         let idle = db::idle_bound(info, limits.statement_timeout_ms);
-        let r = db::within(bound, idle, run_probe(client, probe))
+        let r = db::within(bound, idle, run_probe(client, probe, spec, baselines))
             .await
             .unwrap_or_else(|no_answer| Err(no_answer.failure(None)));
         crate::trace!(
@@ -1216,7 +1283,12 @@ fn ordered_merge_only(nodes: &[String]) -> bool {
         && nodes.iter().all(|n| allowed(n))
 }
 
-async fn run_probe(client: &Client, probe: &Probe) -> Result<Vec<(usize, Got)>, DbFailure> {
+async fn run_probe(
+    client: &Client,
+    probe: &Probe,
+    spec: &Spec,
+    baselines: &Baselines,
+) -> Result<Vec<(usize, Got)>, DbFailure> {
     let tables = |list: Vec<(usize, Table)>| {
         list.into_iter()
             .map(|(c, t)| (c, Got::Table(t)))
@@ -1224,9 +1296,17 @@ async fn run_probe(client: &Client, probe: &Probe) -> Result<Vec<(usize, Got)>, 
     };
     match &probe.kind {
         ProbeKind::Query { sql, outputs, .. } => run_query(client, sql, outputs).await.map(tables),
-        ProbeKind::Rows { check, sql, keys } => {
-            let section = super::rowstream::capture(client, sql, keys).await?;
-            Ok(vec![(*check, Got::Section(section))])
+        ProbeKind::Rows {
+            check,
+            sql,
+            keys,
+            range,
+            ..
+        } => {
+            let name = spec.checks.get(*check).map_or("", |c| c.name.as_str());
+            let against = baselines.get(*check);
+            let got = rowstream::capture(client, sql, keys, name, range.as_ref(), against).await?;
+            Ok(vec![(*check, Got::Rows(range.clone(), Box::new(got)))])
         }
         other => run_small_probe(client, other).await.map(tables),
     }

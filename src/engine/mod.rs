@@ -56,7 +56,8 @@ pub async fn verify_as(
     baseline: &Snapshot,
     limits: Limits,
 ) -> Result<(Report, Snapshot), CaptureError> {
-    let after = capture_after(info, spec, limits, Some(&baseline.catalog)).await?;
+    // The caller may save the post-state: its rows checks are kept, and merged as they arrive.
+    let after = capture_after_against(info, spec, limits, baseline, true).await?;
     let report = judge(command, info, spec, baseline, &after).await;
     Ok((report, after))
 }
@@ -92,6 +93,32 @@ pub async fn capture_after(
         naming = naming.with_baseline(b);
     }
     capture::capture(info, spec, &naming, limits).await
+}
+
+/// [`capture_after`], with every rows check that the baseline holds as a section merged
+/// against it while the post-state arrives from the server, range by range where the baseline
+/// was captured in key ranges (`rowstream`). `keep`: the post-state of the rows checks is
+/// also written to temporary sections (it will be saved: `--save-after`, `migrate`
+/// artifacts); without it nothing of it is written anywhere, and the returned snapshot holds
+/// the comparison instead of the rows (it cannot be saved).
+pub async fn capture_after_against(
+    info: &ConnInfo,
+    spec: &Spec,
+    limits: Limits,
+    baseline: &Snapshot,
+    keep: bool,
+) -> Result<Snapshot, CaptureError> {
+    let naming = Naming::after(&spec.renames).with_baseline(&baseline.catalog);
+    let baselines = rowstream::Baselines::of(spec, baseline, keep);
+    capture::capture_against(info, spec, &naming, limits, &baselines).await
+}
+
+/// Whether a spec has rows checks (the post-state capture then merges them against the
+/// baseline as they arrive: the baseline is read first).
+pub fn has_rows_checks(spec: &Spec) -> bool {
+    spec.checks
+        .iter()
+        .any(|c| matches!(c.kind, crate::spec::CheckKind::Rows(_)))
 }
 
 /// Whether the post-state capture needs the baseline's catalog first (a rows check that

@@ -234,6 +234,12 @@ pub enum ProbeKind {
         sql: String,
         /// The key columns as the spec names them (the labels of the section's key columns).
         keys: Vec<String>,
+        /// Where a big table may be cut into key ranges (see `rowstream`): its schema, name,
+        /// first key column (names on this side) and estimated rows; `None` when it must be
+        /// read in one piece (`keep = "values"`: one compressed stream).
+        split: Option<RowsSplit>,
+        /// The key range this probe reads (set by the capture), `None`: every row.
+        range: Option<super::rowstream::Range>,
     },
     /// A catalog fact from `queries/`, bound parameters, result row becomes the check's table.
     Fact {
@@ -255,6 +261,15 @@ pub enum ProbeKind {
         check: usize,
         views: Vec<(String, Option<String>)>,
     },
+}
+
+/// What the capture needs to cut a rows check into key ranges.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowsSplit {
+    pub schema: String,
+    pub table: String,
+    pub column: String,
+    pub est_rows: f64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -279,12 +294,24 @@ impl Probe {
     pub fn sql_text(&self) -> Vec<String> {
         match &self.kind {
             ProbeKind::Query { sql, .. } => vec![sql.clone()],
-            ProbeKind::Rows { sql, keys, .. } => vec![format!(
-                "{sql}\nORDER BY {} -- text keys COLLATE \"C\"",
+            // Once per check: the ranges of one all read the same SQL.
+            ProbeKind::Rows { range: Some(r), .. } if r.part > 0 => Vec::new(),
+            ProbeKind::Rows {
+                sql, keys, range, ..
+            } => vec![format!(
+                "{sql}\nORDER BY {} -- text keys COLLATE \"C\"{}",
                 (1..=keys.len())
                     .map(|i| i.to_string())
                     .collect::<Vec<_>>()
-                    .join(", ")
+                    .join(", "),
+                match range {
+                    Some(r) => format!(
+                        "\n-- read in {} key ranges of the first key column, on several \
+                         connections of the one snapshot",
+                        r.parts
+                    ),
+                    None => String::new(),
+                }
             )],
             ProbeKind::Fact { query, params, .. } => {
                 let binds: Vec<String> = params
@@ -756,10 +783,21 @@ fn rows_probe(
         ));
         from.push_str(" AS migval_row");
     }
+    let split = match (resolved, r.key.first()) {
+        (Some(rel), Some(k)) if !r.keep_values || naming.after => Some(RowsSplit {
+            schema: rel.schema.clone(),
+            table: rel.name.clone(),
+            column: naming.col(&r.table, k),
+            est_rows: rel.est_rows,
+        }),
+        _ => None,
+    };
     ProbeKind::Rows {
         check: ci,
         sql: format!("SELECT {}\nFROM {from}", select.join(",\n       ")),
         keys: r.key.clone(),
+        split,
+        range: None,
     }
 }
 

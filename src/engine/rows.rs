@@ -16,7 +16,7 @@ use crate::model::{
     CheckResult, Column, Comparison, GroupStats, Section, Status, Table, Value, cmp_keys,
     grouped_count,
 };
-use crate::section::SectionReader;
+use crate::section::{Merged, SectionReader};
 
 /// What happened to one key.
 const CHANGED: &str = "changed";
@@ -47,7 +47,7 @@ impl Cursor for TableCursor<'_> {
 }
 
 /// A section read from its file as the merge goes.
-struct SectionCursor {
+pub(super) struct SectionCursor {
     reader: SectionReader,
     at_row: bool,
 }
@@ -114,7 +114,14 @@ pub(super) fn compare_streamed(
 ) -> CheckResult {
     use crate::model::Outcome::{Captured, Streamed};
     match (b, a) {
-        (Streamed(b), Streamed(a)) => compare_sections(b, a, check, worst_n),
+        (Streamed(b), Streamed(a)) => match a.source.compared() {
+            // Compared while the post-state arrived, against this very baseline section.
+            Some(c) if c.against == b.sha256 => match &c.outcome {
+                Ok(m) => judge(m.stats.clone(), m.allowed, m.changes.clone(), worst_n),
+                Err(e) => CheckResult::bare(Status::Error, e.clone()),
+            },
+            _ => compare_sections(b, a, check, worst_n),
+        },
         (Captured(bt), Streamed(a)) => match crate::section::to_table(a, check) {
             Ok(at) => compare(bt, &at, worst_n),
             Err(e) => CheckResult::bare(Status::Error, e.to_string()),
@@ -159,86 +166,188 @@ impl Shape {
 }
 
 fn merge(b: &mut dyn Cursor, a: &mut dyn Cursor, shape: &Shape, worst_n: usize) -> CheckResult {
-    match merge_all(b, a, shape) {
-        Ok((stats, allowed, all)) => judge(stats, allowed, all, worst_n),
+    let mut m = Merge {
+        b,
+        shape,
+        acc: Merged::default(),
+    };
+    let merged = (|| {
+        while let Some(row) = a.current() {
+            m.push(row)?;
+            a.advance()?;
+        }
+        m.finish()
+    })();
+    match merged {
+        Ok(m) => judge(m.stats, m.allowed, m.changes, worst_n),
         Err(e) => CheckResult::bare(Status::Error, e),
     }
 }
 
-fn merge_all(
-    b: &mut dyn Cursor,
-    a: &mut dyn Cursor,
-    shape: &Shape,
-) -> Result<(GroupStats, usize, Vec<Comparison>), String> {
-    let k = shape.key_len;
-    let mut stats = GroupStats::default();
-    let mut allowed = 0usize;
-    let mut all: Vec<Comparison> = Vec::new();
-    let key_text = |row: &[Value]| row[..k].iter().map(ToString::to_string).collect();
-    loop {
-        let (brow, arow) = (b.current(), a.current());
-        let ord = match (brow, arow) {
-            (None, None) => break,
-            (Some(x), Some(y)) => cmp_keys(&x[..k], &y[..k]),
-            (Some(_), None) => Ordering::Less,
-            (None, Some(_)) => Ordering::Greater,
-        };
-        let (what, brow, arow) = match ord {
-            Ordering::Less => (Some(DISAPPEARED), brow, None),
-            Ordering::Greater => (Some(APPEARED), None, arow),
-            Ordering::Equal => {
-                let (x, y) = (brow.unwrap_or_default(), arow.unwrap_or_default());
-                let same = x[shape.bf].same(&y[shape.af]);
-                ((!same).then_some(CHANGED), brow, arow)
-            }
-        };
-        if let Some(what) = what {
-            let ok = match (arow, shape.allowed) {
-                (Some(r), Some(c)) if what != DISAPPEARED => r[c] == Value::Bool(true),
-                _ => false,
+/// The merge, with the post-state pushed into it row by row (as it arrives from the server,
+/// or read from a capture) and the baseline pulled from its cursor as far as each post-state
+/// key needs:
+///
+/// ```text
+///   push(after k)   baseline keys < k: disappeared     baseline key = k: changed if the
+///                   fingerprints differ                no baseline key = k: appeared
+///   finish()        the baseline keys left: disappeared
+/// ```
+struct Merge<'a, C: Cursor + ?Sized> {
+    b: &'a mut C,
+    shape: &'a Shape,
+    acc: Merged,
+}
+
+impl<C: Cursor + ?Sized> Merge<'_, C> {
+    fn push(&mut self, arow: &[Value]) -> Result<(), String> {
+        let k = self.shape.key_len;
+        loop {
+            let ord = match self.b.current() {
+                Some(brow) => cmp_keys(&brow[..k], &arow[..k]),
+                None => Ordering::Greater,
             };
-            match what {
-                CHANGED => stats.changed += 1,
-                APPEARED => stats.appeared += 1,
-                _ => stats.disappeared += 1,
+            match ord {
+                Ordering::Less => {
+                    record(
+                        &mut self.acc,
+                        self.shape,
+                        DISAPPEARED,
+                        self.b.current(),
+                        None,
+                    );
+                    self.acc.stats.baseline_groups += 1;
+                    self.b.advance()?;
+                }
+                Ordering::Equal => {
+                    let brow = self.b.current().unwrap_or_default();
+                    if !brow[self.shape.bf].same(&arow[self.shape.af]) {
+                        record(&mut self.acc, self.shape, CHANGED, Some(brow), Some(arow));
+                    }
+                    self.acc.stats.baseline_groups += 1;
+                    self.acc.stats.after_groups += 1;
+                    return self.b.advance();
+                }
+                Ordering::Greater => {
+                    record(&mut self.acc, self.shape, APPEARED, None, Some(arow));
+                    self.acc.stats.after_groups += 1;
+                    return Ok(());
+                }
             }
-            if ok {
-                allowed += 1;
-            } else {
-                stats.failing += 1;
-            }
-            all.push(Comparison {
-                key: match (brow, arow) {
-                    (Some(r), _) | (None, Some(r)) => key_text(r),
-                    _ => Vec::new(),
-                },
-                metric: "row".into(),
-                scope: what.into(),
-                baseline: brow.map(|r| r[shape.bf].clone()),
-                after: arow.map(|r| r[shape.af].clone()),
-                difference: None,
-                rule: if ok {
-                    "allowed to change (allow_changes)".into()
-                } else {
-                    "unchanged".into()
-                },
-                ok,
-                note: match (brow, shape.before) {
-                    (Some(r), Some(c)) => Some(format!("before: {}", r[c])),
-                    _ => None,
-                },
-            });
-        }
-        if ord != Ordering::Greater {
-            b.advance()?;
-            stats.baseline_groups += 1;
-        }
-        if ord != Ordering::Less {
-            a.advance()?;
-            stats.after_groups += 1;
         }
     }
-    Ok((stats, allowed, all))
+
+    fn finish(mut self) -> Result<Merged, String> {
+        while let Some(brow) = self.b.current() {
+            record(&mut self.acc, self.shape, DISAPPEARED, Some(brow), None);
+            self.acc.stats.baseline_groups += 1;
+            self.b.advance()?;
+        }
+        Ok(self.acc)
+    }
+}
+
+/// Count one differing key, and keep it for the report and `--changes-out`.
+fn record(
+    acc: &mut Merged,
+    shape: &Shape,
+    what: &str,
+    brow: Option<&[Value]>,
+    arow: Option<&[Value]>,
+) {
+    let k = shape.key_len;
+    let ok = match (arow, shape.allowed) {
+        (Some(r), Some(c)) if what != DISAPPEARED => r[c] == Value::Bool(true),
+        _ => false,
+    };
+    match what {
+        CHANGED => acc.stats.changed += 1,
+        APPEARED => acc.stats.appeared += 1,
+        _ => acc.stats.disappeared += 1,
+    }
+    if ok {
+        acc.allowed += 1;
+    } else {
+        acc.stats.failing += 1;
+    }
+    acc.changes.push(Comparison {
+        key: match (brow, arow) {
+            (Some(r), _) | (None, Some(r)) => r[..k].iter().map(ToString::to_string).collect(),
+            _ => Vec::new(),
+        },
+        metric: "row".into(),
+        scope: what.into(),
+        baseline: brow.map(|r| r[shape.bf].clone()),
+        after: arow.map(|r| r[shape.af].clone()),
+        difference: None,
+        rule: if ok {
+            "allowed to change (allow_changes)".into()
+        } else {
+            "unchanged".into()
+        },
+        ok,
+        note: match (brow, shape.before) {
+            (Some(r), Some(c)) => Some(format!("before: {}", r[c])),
+            _ => None,
+        },
+    });
+}
+
+/// A post-state merged against a baseline section as it arrives from the server (see
+/// `rowstream`): one per key range, or one for the whole table.
+pub(super) struct Arriving {
+    cursor: SectionCursor,
+    shape: Shape,
+    acc: Merged,
+}
+
+impl Arriving {
+    /// Against the whole of `baseline`, or its part `part` (a baseline captured in key ranges;
+    /// the post-state range has the same bounds). `columns`, `key_len`: the post-state's.
+    pub(super) fn open(
+        baseline: &Section,
+        part: Option<usize>,
+        check: &str,
+        columns: &[Column],
+        key_len: usize,
+    ) -> Result<Arriving, String> {
+        let shape = Shape::of(&baseline.columns, baseline.key_len, columns, key_len)?;
+        let reader = match part {
+            Some(i) => SectionReader::open_part(baseline, i, check),
+            None => SectionReader::open(baseline, check),
+        };
+        let mut cursor = SectionCursor {
+            reader: reader.map_err(|e| e.to_string())?,
+            at_row: false,
+        };
+        cursor.advance()?;
+        Ok(Arriving {
+            cursor,
+            shape,
+            acc: Merged::default(),
+        })
+    }
+
+    pub(super) fn push(&mut self, row: &[Value]) -> Result<(), String> {
+        let mut m = Merge {
+            b: &mut self.cursor,
+            shape: &self.shape,
+            acc: std::mem::take(&mut self.acc),
+        };
+        let r = m.push(row);
+        self.acc = m.acc;
+        r
+    }
+
+    pub(super) fn finish(self) -> Result<Merged, String> {
+        let mut cursor = self.cursor;
+        Merge {
+            b: &mut cursor,
+            shape: &self.shape,
+            acc: self.acc,
+        }
+        .finish()
+    }
 }
 
 fn judge(stats: GroupStats, allowed: usize, all: Vec<Comparison>, worst_n: usize) -> CheckResult {

@@ -30,6 +30,7 @@ queries! {
     RELATIONS => "relations.sql",
     RELATION_ALL_VISIBLE => "relation_all_visible.sql",
     RELATION_SIZES => "relation_sizes.sql",
+    ROWS_BOUNDS => "rows_bounds.sql",
     FACT_TABLE => "fact_table.sql",
     FACT_VIEW => "fact_view.sql",
     FACT_COLUMN => "fact_column.sql",

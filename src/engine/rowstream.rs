@@ -161,7 +161,7 @@ impl Baselines {
             let found = baseline
                 .checks
                 .iter()
-                .find(|b| b.name == c.name && b.fingerprint == c.fingerprint);
+                .find(|b| b.name == c.name && c.same_definition(&b.fingerprint));
             if let Some(CheckCapture {
                 outcome: Outcome::Streamed(section),
                 ..
@@ -537,6 +537,19 @@ pub(super) async fn capture(
         ),
         None => None,
     };
+    crate::trace!(
+        "rows check `{check}`{}: {rows} rows {}",
+        range.map_or(String::new(), |r| format!(
+            ", key range {} of {}",
+            r.part + 1,
+            r.parts
+        )),
+        match (&section, &merge) {
+            (None, Some(_)) => "merged as they arrived, nothing written",
+            (Some(_), Some(_)) => "merged as they arrived, and kept",
+            _ => "written to a section",
+        }
+    );
     Ok(Streamed {
         section,
         merged: merge.map(|m| m.and_then(Arriving::finish)),

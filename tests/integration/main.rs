@@ -58,6 +58,8 @@ mod renames;
 mod report_width;
 /// Row proof: a fingerprint per row, compared key by key.
 mod rows;
+/// Row proof streamed: merged as the post-state arrives, key ranges, no temporary file left.
+mod rows_stream;
 /// Tolerance (per group, total, both), every intent, group keys, exact numerics.
 mod rules;
 /// The catalog-wide schema diff: dropped indexes, disabled RLS, lost grants, hazards.

@@ -392,8 +392,9 @@ pub(super) async fn capture(
     if let Some(r) = range {
         if !splits_on(&types[0]) {
             return Err(plain(format!(
-                "internal: a key range on a key of type {}",
-                types[0]
+                "the baseline was read in key ranges of `{}`, which is now of type {}: key \
+                 ranges need an integer, numeric, text or uuid key; take a new baseline",
+                keys[0], types[0]
             )));
         }
         let cast = if is_text(&types[0]) {
@@ -589,5 +590,36 @@ fn plain(message: String) -> DbFailure {
         hint: None,
         server_context: None,
         context: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| (*s).to_string()).collect()
+    }
+
+    #[test]
+    fn bounds_are_picked_in_migvals_key_order_without_repeats() {
+        // Integers by value, not as text ("10" after "9").
+        let ints: Vec<String> = (1..=100).rev().map(|i| i.to_string()).collect();
+        assert_eq!(pick_bounds(Kind::Int, ints, 4), ["26", "51", "76"]);
+        // Texts byte by byte (upper case first: A B C a b c d), repeats dropped.
+        let t = texts(&["b", "B", "a", "A", "a", "c", "C", "d"]);
+        assert_eq!(pick_bounds(Kind::Text, t, 3), ["C", "b"]);
+        // Numerics by value.
+        let d = texts(&["10.5", "2", "2.00", "3.25", "-1"]);
+        assert_eq!(pick_bounds(Kind::Decimal, d, 2), ["3.25"]);
+        // Fewer distinct values than ranges: fewer bounds; one value or one range: none.
+        assert_eq!(pick_bounds(Kind::Int, texts(&["1", "2"]), 8), ["1", "2"]);
+        assert!(pick_bounds(Kind::Int, texts(&["7", "7"]), 4).is_empty());
+        assert!(pick_bounds(Kind::Int, texts(&["1", "2", "3"]), 1).is_empty());
+        // A value that is not of the key's kind is left out.
+        assert_eq!(
+            pick_bounds(Kind::Int, texts(&["x", "1", "5", "9"]), 2),
+            ["5"]
+        );
     }
 }

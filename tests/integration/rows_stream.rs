@@ -313,6 +313,18 @@ fn a_table_read_in_key_ranges_gives_the_one_connection_result_at_every_boundary(
         assert_eq!(g, groups, "{r}");
         assert_eq!(l, lines, "{r}");
     }
+    // The saved post-state was read in the baseline's ranges; two sections of three parts each
+    // compare the same way read whole, from their files.
+    let after = db.path("after.json");
+    assert_eq!(part_bounds(&after, "big"), bounds);
+    let d = migval_env(
+        &["diff", p(&base3), p(&after), "--format", "json"],
+        &[("TMPDIR", p(&tmp))],
+    );
+    assert_eq!(d.code, 1, "{d}");
+    let diffed: serde_json::Value = serde_json::from_str(&d.stdout).unwrap();
+    assert_eq!(check(&diffed, "big")["groups"], groups[0], "{d}");
+    assert_eq!(check(&diffed, "coded")["groups"], groups[1], "{d}");
     assert_eq!(files_in(&tmp), Vec::<String>::new());
 }
 

@@ -336,6 +336,8 @@ pub struct SectionWriter {
 impl SectionWriter {
     /// `compress`: deflate the section (worth it for row values, not for fingerprints).
     pub fn new(compress: bool) -> Result<SectionWriter, SectionError> {
+        static SWEPT: std::sync::Once = std::sync::Once::new();
+        SWEPT.call_once(|| remove_stale_spills(&std::env::temp_dir()));
         let file = tempfile::tempfile().map_err(|source| SectionError::Io {
             path: spill_label(),
             source,
@@ -414,6 +416,34 @@ impl SectionWriter {
                 compared: None,
             },
         })
+    }
+}
+
+/// Remove the named spill files (`migval-<pid>-<n>.section`) that migval versions before the
+/// anonymous ones left in `dir` when they were killed, where process `<pid>` is gone (Linux:
+/// no `/proc/<pid>`). Best effort: a file that cannot be removed stays.
+fn remove_stale_spills(dir: &Path) {
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("migval-"))
+            .and_then(|n| n.strip_suffix(".section"))
+            .and_then(|n| n.split_once('-'))
+            .filter(|(_, seq)| seq.bytes().all(|b| b.is_ascii_digit()) && !seq.is_empty())
+            .and_then(|(pid, _)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new("/proc").join(pid.to_string()).exists() {
+            let _ = fs::remove_file(e.path());
+        }
     }
 }
 

@@ -394,4 +394,28 @@ INSERT INTO wide SELECT g, repeat(md5(g::text), 4), md5((g * 7)::text) FROM gene
         "left behind after kill -9"
     );
     assert!(!out.exists(), "no baseline from a killed snapshot");
+
+    // Named spill files left by a killed migval of an earlier version are removed by the next
+    // run when their process is gone; a live process's, and other files, stay.
+    let dead = tmp.join("migval-4294967295-0.section");
+    let alive = tmp.join(format!("migval-{}-3.section", std::process::id()));
+    let other = tmp.join("migval-12-notes.txt");
+    for f in [&dead, &alive, &other] {
+        std::fs::write(f, b"x").unwrap();
+    }
+    let r = migval_env(
+        &[
+            "snapshot",
+            "--spec",
+            p(&spec),
+            "--out",
+            p(&out),
+            "--db",
+            &db.url,
+        ],
+        &[("TMPDIR", p(&tmp))],
+    );
+    assert_eq!(r.code, 0, "{r}");
+    assert!(!dead.exists(), "{r}");
+    assert!(alive.exists() && other.exists(), "{r}");
 }

@@ -4,6 +4,7 @@
 //!   exporter conn:  BEGIN REPEATABLE READ READ ONLY; SET LOCAL timeouts, TimeZone=UTC
 //!                   LOCK TABLE <relations read> IN ACCESS SHARE MODE   (waits <= lock_timeout)
 //!                   SELECT pg_export_snapshot(), lsn, ...              -> snapshot id S
+//!                   a big rows check -> one probe per key range (`rowstream::split`)
 //!   worker 1..n:    BEGIN REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT 'S'
 //!   all (exporter included) pull probes from one queue, biggest first:
 //!                   SAVEPOINT p; <probe>; RELEASE p   (on error: ROLLBACK TO p, check = ERROR)

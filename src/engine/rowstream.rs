@@ -1,6 +1,6 @@
 //! Capturing a `rows` check as a stream: the server sends `(key..., fingerprint[, allowed])`
-//! in key order, each row goes straight into a section ([`crate::section`]), nothing of the
-//! table is held in memory.
+//! in key order, each row goes straight into a section ([`crate::section`]) or into the merge
+//! against the baseline, nothing of the table is held in memory.
 //!
 //! ```text
 //!   prepare  SELECT k1, k2, fp[, allowed] FROM t           -> the key columns' types
@@ -13,8 +13,10 @@
 //!
 //! At verify the post-state is compared as it arrives: the baseline section is read alongside
 //! (a [`super::rows::Arriving`] merge) and nothing is spilled, unless the post-state must be
-//! kept as well (`--save-after`, `migrate` artifacts, a watch): then it is written to a spill
-//! file too. A big table is read in key ranges (`WHERE k1 >= from AND k1 < to`, the bounds
+//! kept as well (`verify --save-after`, and every verify run through `engine::verify`:
+//! `migrate --no-transaction`, backfill, watch, demo): then it is written to a spill file too.
+//! A migrate rehearsal (captured inside the migration's transaction, on one connection) spills
+//! the post-state and compares it afterwards, in one piece. A big table is read in key ranges (`WHERE k1 >= from AND k1 < to`, the bounds
 //! from `pg_stats`, or from the baseline's parts at verify), one probe per range, run on the
 //! capture's connections at once; each range streams in key order and the parts are put
 //! together in order ([`crate::section::concat`]).

@@ -37,6 +37,7 @@ use super::spec::BackfillSpec;
 use super::statements::{Statements, Target};
 use crate::db::conninfo::ConnInfo;
 use crate::db::txn::SetLocal;
+use crate::db::unnamed::{self, Bind, Typed};
 use crate::db::{self, ConnectError};
 use crate::model::DbFailure;
 use crate::sql;
@@ -254,17 +255,17 @@ async fn open(info: &ConnInfo) -> Result<Session, ConnectError> {
     })
 }
 
-/// One query in a transaction of its own (`begin` .. COMMIT). A pooler in transaction mode
-/// (PgBouncer) keeps a transaction on one server connection, so the statement's prepare,
-/// execute and close all reach the same one; outside a transaction they could reach three.
+/// One query in a transaction of its own (`begin` .. COMMIT), sent unnamed
+/// ([`crate::db::unnamed`]): every statement of a backfill is, so that nothing of it stays on
+/// a server connection a pooler in transaction mode hands to the next client.
 pub(super) async fn query_alone(
     c: &Client,
     begin: &str,
     sql: &str,
-    params: &[&(dyn ToSql + Sync)],
+    params: &[&dyn Bind],
 ) -> Result<Option<tokio_postgres::Row>, tokio_postgres::Error> {
     c.batch_execute(begin).await?;
-    match c.query_opt(sql, params).await {
+    match unnamed::query_opt(c, sql, params).await {
         Ok(r) => {
             c.batch_execute("COMMIT").await?;
             Ok(r)
@@ -878,8 +879,7 @@ impl Backfill {
         self.guarded(c).await?;
         let limit = i64_of(size);
         let (sql, params) = self.bound(&limit, last, ceiling);
-        let row = c
-            .query_opt(sql, &params)
+        let row = unnamed::query_opt(c, sql, &params)
             .await
             .map_err(|e| Fail::of(&e, "finding the batch's key range (key + pending)", false))?;
         let Some(row) = row else {
@@ -927,16 +927,16 @@ impl Backfill {
         limit: &'a i64,
         last: Option<&'a [String]>,
         ceiling: &'a [String],
-    ) -> (&'a str, Vec<&'a (dyn ToSql + Sync)>) {
-        let mut params: Vec<&(dyn ToSql + Sync)> = vec![limit];
+    ) -> (&'a str, Vec<&'a dyn Bind>) {
+        let mut params: Vec<&dyn Bind> = vec![limit];
         let sql = match last {
             None => &self.stmts.bound_first,
             Some(k) => {
-                params.extend(k.iter().map(|v| v as &(dyn ToSql + Sync)));
+                params.extend(k.iter().map(|v| v as &dyn Bind));
                 &self.stmts.bound_next
             }
         };
-        params.extend(ceiling.iter().map(|v| v as &(dyn ToSql + Sync)));
+        params.extend(ceiling.iter().map(|v| v as &dyn Bind));
         (sql, params)
     }
 
@@ -946,8 +946,7 @@ impl Backfill {
         let c = &self.session.client;
         let row = match &self.ceiling {
             Some(ceiling) => {
-                let p: Vec<&(dyn ToSql + Sync)> =
-                    ceiling.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+                let p: Vec<&dyn Bind> = ceiling.iter().map(|v| v as &dyn Bind).collect();
                 query_alone(c, &self.set_local(), &self.stmts.new_since, &p).await
             }
             None => {
@@ -1014,15 +1013,14 @@ impl Backfill {
     ) -> Result<Done, Fail> {
         let c = &self.session.client;
         let n = self.target.key.len();
-        let mut range: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(2 * n);
-        range.extend(first.iter().map(|v| v as &(dyn ToSql + Sync)));
-        range.extend(last.iter().map(|v| v as &(dyn ToSql + Sync)));
+        let mut range: Vec<&dyn Bind> = Vec::with_capacity(2 * n);
+        range.extend(first.iter().map(|v| v as &dyn Bind));
+        range.extend(last.iter().map(|v| v as &dyn Bind));
 
         let pending = match pending {
             Some(p) => p,
             None => {
-                let rows = c
-                    .query(&self.stmts.left, &range)
+                let rows = unnamed::query(c, &self.stmts.left, &range)
                     .await
                     .map_err(|e| Fail::of(&e, "counting pending rows", false))?;
                 u64::try_from(rows.len()).unwrap_or(u64::MAX)
@@ -1032,7 +1030,7 @@ impl Backfill {
         let mut logged = Vec::new();
         let mut ambiguous_keys: HashSet<Vec<String>> = HashSet::new();
         if let Some(sql) = &self.stmts.ambiguous {
-            let rows = c.query(sql, &range).await.map_err(|e| {
+            let rows = unnamed::query(c, sql, &range).await.map_err(|e| {
                 Fail::of(&e, "running the ambiguity query ([ambiguity] sql)", false)
             })?;
             for r in rows {
@@ -1071,20 +1069,23 @@ impl Backfill {
                 }
             }
             let mut params = range.clone();
-            params.extend(skip.iter().map(|v| v as &(dyn ToSql + Sync)));
+            params.extend(skip.iter().map(|v| v as &dyn Bind));
             self.change(c, &params, explain)
                 .await
                 .map_err(|e| Fail::of(&e, "running the change (set)", true))?
         } else {
             let a = typed(&self.update_types[0], &first[0]).map_err(Fail::Fatal)?;
             let b = typed(&self.update_types[1], &last[0]).map_err(Fail::Fatal)?;
-            self.change(c, &[a.as_ref(), b.as_ref()], explain)
+            let (a, b) = (
+                Typed(a.as_ref(), self.update_types[0].clone()),
+                Typed(b.as_ref(), self.update_types[1].clone()),
+            );
+            self.change(c, &[&a, &b], explain)
                 .await
                 .map_err(|e| Fail::of(&e, "running the change (update)", true))?
         };
 
-        let left_rows = c
-            .query(&self.stmts.left, &range)
+        let left_rows = unnamed::query(c, &self.stmts.left, &range)
             .await
             .map_err(|e| Fail::of(&e, "reading the rows still pending", false))?;
         let mut left = HashSet::new();
@@ -1152,19 +1153,19 @@ impl Backfill {
     async fn change(
         &self,
         c: &Client,
-        params: &[&(dyn ToSql + Sync)],
+        params: &[&dyn Bind],
         explain: bool,
     ) -> Result<Option<Vec<String>>, tokio_postgres::Error> {
         if !explain {
-            c.execute(&self.stmts.change, params).await?;
+            unnamed::execute(c, &self.stmts.change, params).await?;
             return Ok(None);
         }
-        let rows = c
-            .query(
-                &format!("EXPLAIN (ANALYZE, COSTS OFF) {}", self.stmts.change),
-                params,
-            )
-            .await?;
+        let rows = unnamed::query(
+            c,
+            &format!("EXPLAIN (ANALYZE, COSTS OFF) {}", self.stmts.change),
+            params,
+        )
+        .await?;
         rows.iter()
             .map(|r| r.try_get::<_, String>(0))
             .collect::<Result<Vec<_>, _>>()
@@ -1186,24 +1187,23 @@ impl Backfill {
             i64_of(k.ambiguous),
             i64_of(k.errors),
         ];
-        self.session
-            .client
-            .execute(
-                sql::BACKFILL_RUN_PROGRESS.sql,
-                &[
-                    &start.run_id,
-                    &last,
-                    &v[0],
-                    &v[1],
-                    &v[2],
-                    &v[3],
-                    &v[4],
-                    &v[5],
-                    &v[6],
-                ],
-            )
-            .await
-            .map_err(|e| Fail::of(&e, "recording progress in migval.backfill_runs", false))?;
+        unnamed::execute(
+            &self.session.client,
+            sql::BACKFILL_RUN_PROGRESS.sql,
+            &[
+                &start.run_id,
+                &last,
+                &v[0],
+                &v[1],
+                &v[2],
+                &v[3],
+                &v[4],
+                &v[5],
+                &v[6],
+            ],
+        )
+        .await
+        .map_err(|e| Fail::of(&e, "recording progress in migval.backfill_runs", false))?;
         Ok(())
     }
 
@@ -1231,7 +1231,7 @@ impl Backfill {
             c.batch_execute(&self.set_local()).await?;
             let limit = i64_of(size);
             let (sql, params) = self.bound(&limit, prog.last.as_deref(), &ceiling);
-            let bound = c.query_opt(sql, &params).await?;
+            let bound = unnamed::query_opt(c, sql, &params).await?;
             let Some(bound) = bound else {
                 return Ok(Vec::new());
             };
@@ -1240,9 +1240,8 @@ impl Backfill {
             for i in 0..2 * n {
                 range.push(bound.try_get(i)?);
             }
-            let p: Vec<&(dyn ToSql + Sync)> =
-                range.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
-            let rows = c.query(&self.stmts.keys_in_range, &p).await?;
+            let p: Vec<&dyn Bind> = range.iter().map(|v| v as &dyn Bind).collect();
+            let rows = unnamed::query(c, &self.stmts.keys_in_range, &p).await?;
             let _ = c.batch_execute("ROLLBACK").await;
             rows.iter()
                 .map(|r| (0..n).map(|i| r.try_get::<_, String>(i)).collect())

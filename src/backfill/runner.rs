@@ -190,6 +190,8 @@ pub(super) struct Session {
     pub(super) cancel: CancelToken,
     /// The backend's pid (0 if it could not be read): whom to ask pg_blocking_pids() about.
     pub(super) pid: i32,
+    /// PostgreSQL 14+: `client_connection_check_interval` exists (set in every transaction).
+    pub(super) check_interval: bool,
 }
 
 /// A prepared backfill: connected, target resolved, statements checked, lock held (--commit).
@@ -230,28 +232,29 @@ pub(super) fn millis(d: Duration) -> u64 {
 /// bound the application's statements there too.
 async fn open(info: &ConnInfo) -> Result<Session, ConnectError> {
     let client = db::connect(info).await?;
-    // PostgreSQL 14+: notice a vanished client within a second even mid-statement, so a killed
-    // run's backend does not keep its row locks. Older servers do not know it: ignored.
-    let _ = client
-        .batch_execute("SET client_connection_check_interval = '1s'")
-        .await;
     let cancel = client.cancel_token();
     // The simple protocol: no prepared statement to leave behind on a pooled server connection.
-    let pid = client
-        .simple_query("SELECT pg_backend_pid()")
+    let (pid, check_interval) = client
+        .simple_query(
+            "SELECT pg_backend_pid(), current_setting('server_version_num')::int >= 140000",
+        )
         .await
         .ok()
         .and_then(|m| {
             m.into_iter().find_map(|m| match m {
-                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).and_then(|v| v.parse().ok()),
+                tokio_postgres::SimpleQueryMessage::Row(r) => Some((
+                    r.get(0).and_then(|v| v.parse().ok()).unwrap_or(0),
+                    r.get(1) == Some("t"),
+                )),
                 _ => None,
             })
         })
-        .unwrap_or(0);
+        .unwrap_or((0, false));
     Ok(Session {
         client,
         cancel,
         pid,
+        check_interval,
     })
 }
 
@@ -419,10 +422,15 @@ impl Backfill {
     /// (a pooler that refuses the startup `options` never got it; a frozen client must not
     /// keep a batch's row locks on the server).
     pub(super) fn set_local(&self) -> String {
-        let set = SetLocal::new()
+        let mut set = SetLocal::new()
             .lock_timeout_ms(self.spec.batching.lock_timeout_ms)
             .statement_timeout_ms(self.spec.batching.statement_timeout_ms)
             .idle_in_transaction_ms(millis(self.info.idle_in_transaction).into());
+        // A killed run's backend notices within a second, even mid-statement, and ends the
+        // batch, so its row locks do not outlive it.
+        if self.session.check_interval {
+            set = set.client_connection_check_interval_ms(1000);
+        }
         format!("BEGIN; {}", set.sql())
     }
 

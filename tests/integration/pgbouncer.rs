@@ -337,7 +337,7 @@ fn through_pgbouncer_in_transaction_mode_the_backfill_runs_once_at_a_time() {
     assert!(later.stderr.contains("resuming run 1"), "{later}");
     rt().block_on(assert_filled_exactly_once(&db));
     // No session setting of migval's stays behind on the pooled server connections (the
-    // application would inherit the backfill's lock_timeout and statement_timeout): four
+    // application would inherit the backfill's timeouts and its connection check): four
     // transactions held open at once use four server connections, every one of the pool.
     rt().block_on(async {
         let mut clients = Vec::new();
@@ -349,7 +349,11 @@ fn through_pgbouncer_in_transaction_mode_the_backfill_runs_once_at_a_time() {
             clients.push(c);
         }
         for c in &clients {
-            for (setting, default) in [("lock_timeout", "0"), ("statement_timeout", "0")] {
+            for (setting, default) in [
+                ("lock_timeout", "0"),
+                ("statement_timeout", "0"),
+                ("client_connection_check_interval", "0"),
+            ] {
                 let shown = c
                     .simple_query(&format!("SHOW {setting}"))
                     .await

@@ -661,11 +661,9 @@ impl Backfill {
                     }
                 }
             }
-            if b.pause_ms > 0 {
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(b.pause_ms)) => {}
-                    _ = stop.changed() => { interrupted = true; break; }
-                }
+            if b.pause_ms > 0 && self.pause(Duration::from_millis(b.pause_ms), stop).await {
+                interrupted = true;
+                break;
             }
         }
         let elapsed = started.elapsed();
@@ -800,6 +798,27 @@ impl Backfill {
 
     /// Wait `wait_ms`, then reconnect. A server still down is not an error here: the next
     /// attempt fails as lost again and comes back.
+    /// `[batch] pause` between batches; true when Ctrl-C came meanwhile. A pause longer than a
+    /// third of `--lease` is slept in slices, the lease renewed after each, so that a long pause
+    /// does not let another run take the lease over.
+    async fn pause(&self, pause: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+        let slice = (self.opts.lease / 3).max(Duration::from_millis(100));
+        let end = Instant::now() + pause;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(left.min(slice)) => {}
+                _ = stop.changed() => return true,
+            }
+            if left > slice {
+                self.renew_lease().await;
+            }
+        }
+    }
+
     async fn pause_and_reconnect(
         &mut self,
         prog: &mut Progress,

@@ -32,7 +32,8 @@ pub struct Change {
     pub check: String,
     /// "value", "total", "group", "changed", "appeared", "disappeared".
     pub scope: String,
-    /// The key's columns joined by ", " (empty for ungrouped values and totals).
+    /// The key: its value for a one-column key, a JSON array of the values for a composite key
+    /// (a value holding ", " cannot pass for two), empty for ungrouped values and totals.
     pub key: String,
     pub metric: String,
     /// `None`: this side has no value (not the same as NULL, which is `Some("NULL")`).
@@ -160,6 +161,15 @@ fn differs(v: &Comparison) -> bool {
         }
 }
 
+/// The key in one cell: see [`Change::key`].
+fn key_cell(key: &[String]) -> String {
+    match key {
+        [] => String::new(),
+        [one] => one.clone(),
+        many => serde_json::to_string(many).unwrap_or_else(|_| many.join(", ")),
+    }
+}
+
 fn line(c: &CheckResult, v: &Comparison) -> Change {
     let text = |x: &Option<Value>| x.as_ref().map(ToString::to_string);
     // A rows check's report carries the post-migration values of the keys it lists.
@@ -172,7 +182,7 @@ fn line(c: &CheckResult, v: &Comparison) -> Change {
     Change {
         check: c.name.clone(),
         scope: v.scope.clone(),
-        key: v.key.join(", "),
+        key: key_cell(&v.key),
         metric: v.metric.clone(),
         baseline: text(&v.baseline),
         after: text(&v.after),

@@ -350,9 +350,20 @@ async fn run_statements_of(
                 .await
                 .map_err(|e| db::failure(&e, Some(format!("before the {place}"))))?;
             let t0 = Instant::now();
+            super::progress::emit(super::progress::Event::StatementStarted {
+                place: match file {
+                    Some(f) => format!("{f}: statement {} of {total}, line {}", i + 1, s.line),
+                    None => format!("statement {} of {total}, line {}", i + 1, s.line),
+                },
+                sql: abbreviate(&s.sql),
+            });
             let (result, blockers) =
                 run_watched(client, monitor, &s.sql, pid, limits.lock_timeout_ms).await;
             let elapsed = t0.elapsed();
+            super::progress::emit(super::progress::Event::StatementFinished {
+                elapsed,
+                ok: result.is_ok(),
+            });
             match result {
                 Ok(messages) => {
                     client

@@ -877,6 +877,13 @@ pub async fn run_external(
     let Some((program, args)) = argv.split_first() else {
         return Err(MigrateError::Script("no command given after `--`".into()));
     };
+    if info.sslpassword.is_some() {
+        return Err(MigrateError::Script(format!(
+            "cannot run `{}`: {}",
+            crate::redact::command_line(argv),
+            super::backup::SSLPASSWORD_FOR_CHILDREN
+        )));
+    }
     // Shown, reported and saved: a password in the command line is masked.
     let name = crate::redact::command_line(argv);
     let started = Instant::now();

@@ -45,6 +45,7 @@ pub(super) const SUPPORTED_KEYS: &[&str] = &[
     "sslcertmode",
     "service",
     "servicefile",
+    "sslpassword",
     "client_encoding",
     "min_protocol_version",
     "max_protocol_version",
@@ -52,9 +53,6 @@ pub(super) const SUPPORTED_KEYS: &[&str] = &[
 
 pub(super) const HINT_CLIENT_CERT: &str = "sslcertmode=require is not supported; remove it (a client \
      certificate given with sslcert/sslkey is sent whenever the server asks for one)";
-pub(super) const HINT_KEY_PASSWORD: &str = "password-protected client keys are not supported; give sslkey a \
-     key file without a passphrase (e.g. `openssl pkey -in client.key -out client-plain.key`, \
-     then chmod 0600 it)";
 pub(super) const HINT_CRL: &str =
     "certificate revocation lists are not supported; remove the option";
 pub(super) const HINT_GSS: &str = "GSSAPI/Kerberos authentication is not supported; authenticate with a \
@@ -89,7 +87,6 @@ pub(super) fn classify(key: &str) -> Option<KeyKind> {
             "writing TLS key logs is not supported; remove the option (debug with psql instead)",
         ),
         "tty" => KeyKind::Unsupported("tty is obsolete (PostgreSQL 14 removed it); remove it"),
-        "sslpassword" => KeyKind::Unsupported(HINT_KEY_PASSWORD),
         "sslcrl" | "sslcrldir" => KeyKind::Unsupported(HINT_CRL),
         "requirepeer" | "require_auth" => KeyKind::Unsupported(HINT_AUTH_RESTRICTION),
         "replication" => {
@@ -194,17 +191,11 @@ mod tests {
 
     #[test]
     fn unsupported_libpq_options_are_errors() {
-        for key in ["sslpassword", "sslcrl", "require_auth"] {
+        for key in ["sslcrl", "require_auth"] {
             let message = err(&format!("postgres://h/db?{key}=x"), &[]);
             assert!(message.contains(&format!("\"{key}\"")), "{message}");
             assert!(message.contains("not supported"), "{message}");
         }
-        let message = err("host=h sslpassword=secret", &[]);
-        assert!(
-            message.contains("password-protected client keys"),
-            "{message}"
-        );
-        assert!(!message.contains("secret"), "{message}");
         let message = err(
             "host=h",
             &[

@@ -325,6 +325,9 @@ pub struct ConnInfo {
     /// Its private key (PEM: PKCS#8, PKCS#1/RSA or SEC1/EC; libpq `sslkey` / `PGSSLKEY`);
     /// default `~/.postgresql/postgresql.key`. Checked for permissions as libpq does.
     pub sslkey: Option<PathBuf>,
+    /// The passphrase of an encrypted `sslkey` (libpq `sslpassword`; connection string or
+    /// service file only, as libpq has no variable for it). Never shown.
+    pub sslpassword: Option<String>,
     /// libpq `options` / `PGOPTIONS` (command-line options sent to the server, e.g. `-c x=y`).
     pub options: Option<String>,
     /// TCP keepalives, libpq `keepalives` (default on) and `keepalives_idle`,
@@ -455,6 +458,7 @@ impl fmt::Debug for ConnInfo {
             .field("sslrootcert", &self.sslrootcert)
             .field("sslcert", &self.sslcert)
             .field("sslkey", &self.sslkey)
+            .field("sslpassword", &self.sslpassword.as_ref().map(|_| "***"))
             .field("options", &self.options)
             .field("keepalives", &self.keepalives)
             .field("tcp_user_timeout", &self.tcp_user_timeout)
@@ -624,6 +628,8 @@ impl ConnInfo {
                     .and_then(|_| default_client_file(&src, "postgresql.key"))
             });
 
+        let sslpassword = src.given("sslpassword").map(|(p, _)| p);
+
         let application_name = src
             .get("application_name", "PGAPPNAME")
             .or_else(|| src.given("fallback_application_name"))
@@ -659,6 +665,7 @@ impl ConnInfo {
             sslrootcert,
             sslcert,
             sslkey,
+            sslpassword,
             options,
             keepalives: network.keepalives,
             tcp_user_timeout: network.tcp_user_timeout,

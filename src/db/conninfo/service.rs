@@ -255,12 +255,9 @@ dbname=shop_staging
         );
         assert!(message.contains("did you mean \"sslmode\""), "{message}");
 
-        let d = Dir::new("refused", "[prod]\nhost=h\nsslpassword=x\n");
+        let d = Dir::new("refused", "[prod]\nhost=h\nsslcrl=x\n");
         let message = err("service=prod", &[("PGSERVICEFILE", &d.file())]);
-        assert!(
-            message.contains("\"sslpassword\" is not supported"),
-            "{message}"
-        );
+        assert!(message.contains("\"sslcrl\" is not supported"), "{message}");
         assert!(
             !message.contains("=x"),
             "the value is never echoed: {message}"

@@ -44,6 +44,21 @@ fn headless(dir: &std::path::Path) -> Command {
     cmd
 }
 
+/// The page as Chromium renders it (its DOM after layout and any script: there is none).
+fn dump_dom(dir: &std::path::Path, html: &std::path::Path) -> String {
+    let dom = headless(dir)
+        .arg("--dump-dom")
+        .arg(format!("file://{}", html.display()))
+        .output()
+        .expect("run chromium");
+    assert!(
+        dom.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dom.stderr)
+    );
+    String::from_utf8_lossy(&dom.stdout).to_string()
+}
+
 #[test]
 fn the_html_report_of_a_broken_migration_shows_the_fail_banner_the_check_and_its_chart() {
     let db = rt().block_on(async {
@@ -106,17 +121,7 @@ fn the_html_report_of_a_broken_migration_shows_the_fail_banner_the_check_and_its
         "the only URL is the SVG namespace"
     );
 
-    let dom = headless(&db.dir)
-        .arg("--dump-dom")
-        .arg(format!("file://{}", html.display()))
-        .output()
-        .expect("run chromium");
-    assert!(
-        dom.status.success(),
-        "{}",
-        String::from_utf8_lossy(&dom.stderr)
-    );
-    let dom = String::from_utf8_lossy(&dom.stdout).to_string();
+    let dom = dump_dom(&db.dir, &html);
     assert!(
         dom.contains("class=\"verdict fail\"") && dom.contains("VALIDATION FAILED"),
         "the FAIL banner: {dom}"
@@ -172,17 +177,7 @@ expect = { grows_at_most = "20%" }
     let html = db.path("report.html");
     let r = crate::common::verify_again(&db, &["--format", "html", "-o", p(&html)]);
     assert_eq!(r.code, 1, "{r}");
-    let dom = headless(&db.dir)
-        .arg("--dump-dom")
-        .arg(format!("file://{}", html.display()))
-        .output()
-        .expect("run chromium");
-    assert!(
-        dom.status.success(),
-        "{}",
-        String::from_utf8_lossy(&dom.stderr)
-    );
-    let dom = String::from_utf8_lossy(&dom.stdout).to_string();
+    let dom = dump_dom(&db.dir, &html);
     let section = dom
         .split("<table class=\"sizes\"")
         .nth(1)

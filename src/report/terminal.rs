@@ -111,8 +111,8 @@ pub fn render(r: &Report, color: bool, width: Option<usize>) -> String {
     header.push_str(&format!(
         "  baseline: {} db {}{} at {} (snapshot {}, lsn {})\n",
         r.baseline.target,
-        super::standby_note(&r.baseline),
         r.baseline.database,
+        super::standby_note(&r.baseline),
         r.baseline.captured_at,
         r.baseline.snapshot_id,
         r.baseline.lsn

@@ -578,7 +578,7 @@ fn failed_report(
 fn script_failure(name: &str, summary: String, f: DbFailure) -> CheckResult {
     CheckResult {
         name: name.to_string(),
-        kind: "migration".into(),
+        kind: crate::model::ResultKind::Migration,
         error: Some(f),
         ..CheckResult::bare(Status::Error, summary)
     }

@@ -15,7 +15,7 @@ use rust_decimal::Decimal;
 use super::{Format, changes, render, render_text};
 use crate::model::{
     Backup, Blocker, CheckResult, Comparison, DbFailure, GroupStats, LockHeld, MigrationSummary,
-    Origin, Report, StatementRun, Status, Value, Verdict,
+    Origin, Report, ResultKind, StatementRun, Status, Value, ValueScope, Verdict,
 };
 
 fn dec(s: &str) -> Value {
@@ -44,7 +44,7 @@ fn origin(standby: bool, at: &str, snapshot: &str, lsn: &str) -> Origin {
 fn cmp(
     key: &[&str],
     metric: &str,
-    scope: &str,
+    scope: ValueScope,
     baseline: Option<Value>,
     after: Option<Value>,
     difference: Option<&str>,
@@ -55,7 +55,7 @@ fn cmp(
     Comparison {
         key: key.iter().map(ToString::to_string).collect(),
         metric: metric.into(),
-        scope: scope.into(),
+        scope,
         baseline,
         after,
         difference: difference.map(Into::into),
@@ -65,10 +65,10 @@ fn cmp(
     }
 }
 
-fn result(name: &str, kind: &str, status: Status, summary: &str) -> CheckResult {
+fn result(name: &str, kind: ResultKind, status: Status, summary: &str) -> CheckResult {
     CheckResult {
         name: name.into(),
-        kind: kind.into(),
+        kind,
         tolerance: "exact".into(),
         expect: "unchanged".into(),
         baseline_sql: vec![format!("SELECT count(*) FROM products -- {name}")],
@@ -83,7 +83,7 @@ fn failing() -> Report {
         values: vec![cmp(
             &[],
             "count",
-            "value",
+            ValueScope::Value,
             Some(Value::Int(100_000)),
             Some(Value::Int(100_000)),
             Some("0"),
@@ -91,14 +91,19 @@ fn failing() -> Report {
             true,
             None,
         )],
-        ..result("products row count", "metrics", Status::Pass, "unchanged")
+        ..result(
+            "products row count",
+            ResultKind::Metrics,
+            Status::Pass,
+            "unchanged",
+        )
     };
     let revenue = CheckResult {
         tolerance: "|diff| <= 0.01 per group and on the total".into(),
         values: vec![cmp(
             &[],
             "sum(revenue)",
-            "total",
+            ValueScope::Total,
             Some(dec("1234567.8900")),
             Some(dec("1234689.2300")),
             Some("121.3400"),
@@ -118,7 +123,7 @@ fn failing() -> Report {
             cmp(
                 &["acme"],
                 "sum(revenue)",
-                "group",
+                ValueScope::Group,
                 Some(dec("1000.00")),
                 Some(dec("2000.00")),
                 Some("1000.00"),
@@ -129,7 +134,7 @@ fn failing() -> Report {
             cmp(
                 &["globex"],
                 "sum(revenue)",
-                "appeared",
+                ValueScope::Appeared,
                 None,
                 Some(dec("12.50")),
                 None,
@@ -140,7 +145,7 @@ fn failing() -> Report {
             cmp(
                 &["initech"],
                 "sum(revenue)",
-                "disappeared",
+                ValueScope::Disappeared,
                 Some(dec("-90.00")),
                 None,
                 None,
@@ -151,7 +156,7 @@ fn failing() -> Report {
         ],
         ..result(
             "revenue per company",
-            "metrics",
+            ResultKind::Metrics,
             Status::Fail,
             "3 of 1,200 groups differ beyond the tolerance; the total moved by 121.3400",
         )
@@ -162,7 +167,7 @@ fn failing() -> Report {
         values: vec![cmp(
             &[],
             "count",
-            "value",
+            ValueScope::Value,
             Some(Value::Int(10)),
             Some(Value::Int(12)),
             Some("2"),
@@ -170,7 +175,12 @@ fn failing() -> Report {
             true,
             None,
         )],
-        ..result("audit rows", "metrics", Status::Warn, "changed, as allowed")
+        ..result(
+            "audit rows",
+            ResultKind::Metrics,
+            Status::Warn,
+            "changed, as allowed",
+        )
     };
     let new_column = CheckResult {
         after_only: true,
@@ -178,7 +188,7 @@ fn failing() -> Report {
         values: vec![cmp(
             &[],
             "nulls(fixed_fee_facilitated)",
-            "value",
+            ValueScope::Value,
             None,
             Some(Value::Int(0)),
             None,
@@ -188,7 +198,7 @@ fn failing() -> Report {
         )],
         ..result(
             "fee column has no NULLs",
-            "null count",
+            ResultKind::NullCount,
             Status::Pass,
             "0 NULLs, as expected",
         )
@@ -204,7 +214,7 @@ fn failing() -> Report {
         }),
         ..result(
             "margin",
-            "custom sql",
+            ResultKind::CustomSql,
             Status::Error,
             "the query failed on the post-state",
         )
@@ -216,7 +226,7 @@ fn failing() -> Report {
             cmp(
                 &["index", "public.products_sku_idx"],
                 "dropped",
-                "drop",
+                ValueScope::Drop,
                 Some(text("btree (sku)")),
                 None,
                 None,
@@ -227,7 +237,7 @@ fn failing() -> Report {
             cmp(
                 &["column", "public.client_products.fixed_fee_facilitated"],
                 "added",
-                "add",
+                ValueScope::Add,
                 None,
                 Some(text("type: numeric(12,2)")),
                 None,
@@ -238,7 +248,7 @@ fn failing() -> Report {
             cmp(
                 &["view", "public.company_revenue"],
                 "definition",
-                "alter",
+                ValueScope::Alter,
                 Some(text("SELECT sum(fixed_cost) ...")),
                 Some(text("SELECT sum(fixed_fee_facilitated) ...")),
                 None,
@@ -249,7 +259,7 @@ fn failing() -> Report {
             cmp(
                 &["expected", "drop policy tenant_isolation"],
                 "did not happen",
-                "missing",
+                ValueScope::Missing,
                 None,
                 None,
                 None,
@@ -262,7 +272,7 @@ fn failing() -> Report {
         after_sql: vec!["schema_catalog".into()],
         ..result(
             "schema",
-            crate::model::SCHEMA_DIFF_KIND,
+            ResultKind::SchemaDiff,
             Status::Fail,
             "1 undeclared change, 1 expected change missing",
         )
@@ -277,7 +287,7 @@ fn failing() -> Report {
         size_values.push(cmp(
             &["public", "client_products"],
             part,
-            "value",
+            ValueScope::Value,
             Some(Value::Int(b)),
             Some(Value::Int(a)),
             Some(&(a - b).to_string()),
@@ -289,7 +299,7 @@ fn failing() -> Report {
     size_values.push(cmp(
         &["public", "fees"],
         "total",
-        "appeared",
+        ValueScope::Appeared,
         None,
         Some(Value::Int(16_384)),
         None,
@@ -303,7 +313,7 @@ fn failing() -> Report {
         values: size_values,
         ..result(
             "table sizes",
-            super::sizes::KIND,
+            ResultKind::Sizes,
             Status::Fail,
             "`public.client_products` table grew 7.8 MB -> 9.4 MB (+20%)",
         )
@@ -311,7 +321,7 @@ fn failing() -> Report {
     let changed_row = cmp(
         &["42"],
         "row",
-        "changed",
+        ValueScope::Changed,
         Some(text("9f2c")),
         Some(text("77a1")),
         None,
@@ -332,7 +342,7 @@ fn failing() -> Report {
         all_changes: vec![changed_row],
         ..result(
             "products rows",
-            "rows",
+            ResultKind::Rows,
             Status::Fail,
             "1 of 100,000 rows changed",
         )
@@ -344,7 +354,7 @@ fn failing() -> Report {
         values: vec![cmp(
             &[],
             "max(label)",
-            "value",
+            ValueScope::Value,
             Some(text("plain")),
             Some(text(hostile_value)),
             None,
@@ -354,7 +364,7 @@ fn failing() -> Report {
         )],
         ..result(
             "labels \x07unchanged",
-            "metrics",
+            ResultKind::Metrics,
             Status::Fail,
             "changed: \x1b[31mred\x1b[0m",
         )
@@ -445,7 +455,7 @@ fn passing() -> Report {
             values: vec![cmp(
                 &[],
                 "sum(fixed_fee_facilitated)",
-                "value",
+                ValueScope::Value,
                 Some(dec("98765.43")),
                 Some(dec("98765.43")),
                 Some("0.00"),
@@ -453,14 +463,14 @@ fn passing() -> Report {
                 true,
                 None,
             )],
-            ..result("total fees", "metrics", Status::Pass, "unchanged")
+            ..result("total fees", ResultKind::Metrics, Status::Pass, "unchanged")
         },
         CheckResult {
             expect: "may_change".into(),
             values: vec![cmp(
                 &[],
                 "count",
-                "value",
+                ValueScope::Value,
                 Some(Value::Int(5)),
                 Some(Value::Int(6)),
                 Some("1"),
@@ -468,7 +478,12 @@ fn passing() -> Report {
                 true,
                 None,
             )],
-            ..result("sessions", "metrics", Status::Warn, "changed, as allowed")
+            ..result(
+                "sessions",
+                ResultKind::Metrics,
+                Status::Warn,
+                "changed, as allowed",
+            )
         },
     ];
     Report {

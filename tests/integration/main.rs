@@ -30,6 +30,8 @@ mod cli;
 mod consistency;
 /// The seed-000 story end to end, and `migval demo`.
 mod fee_rename;
+/// Golden files of a real run (the broken fee_rename migration) in JSON, text, Markdown, JUnit.
+mod golden;
 /// Hostile data (terminal escapes, bidi overrides) shown escaped, kept exact in JSON.
 mod hostile;
 /// `--format html` rendered in headless Chromium.

@@ -10,7 +10,7 @@
 
 use std::path::Path;
 
-use crate::model::{CheckResult, Comparison, Report, Value};
+use crate::model::{CheckResult, Comparison, Report, Value, ValueScope};
 
 /// The columns, in file order.
 pub const COLUMNS: [&str; 10] = [
@@ -30,8 +30,8 @@ pub const COLUMNS: [&str; 10] = [
 #[derive(Debug, Clone, PartialEq)]
 pub struct Change {
     pub check: String,
-    /// "value", "total", "group", "changed", "appeared", "disappeared".
-    pub scope: String,
+    /// "value", "total", "group", "changed", "appeared", "disappeared", or a schema change.
+    pub scope: ValueScope,
     /// The key: its value for a one-column key, a JSON array of the values for a composite key
     /// (a value holding ", " cannot pass for two), empty for ungrouped values and totals.
     pub key: String,
@@ -103,7 +103,7 @@ fn write_csv(changes: &[Change], path: &Path) -> Result<(), ChangesError> {
         let o = |v: &Option<String>| v.clone().unwrap_or_default();
         w.write_record([
             c.check.as_str(),
-            &c.scope,
+            c.scope.as_str(),
             &c.key,
             &c.metric,
             &o(&c.baseline),
@@ -181,7 +181,7 @@ fn line(c: &CheckResult, v: &Comparison) -> Change {
         .or_else(|| v.note.clone());
     Change {
         check: c.name.clone(),
-        scope: v.scope.clone(),
+        scope: v.scope,
         key: key_cell(&v.key),
         metric: v.metric.clone(),
         baseline: text(&v.baseline),

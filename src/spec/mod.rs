@@ -487,15 +487,17 @@ pub enum CheckKind {
 }
 
 impl CheckKind {
-    pub fn label(&self) -> &'static str {
+    /// The kind of result this check gives, as reports name it.
+    pub fn label(&self) -> crate::model::ResultKind {
+        use crate::model::ResultKind;
         match self {
-            CheckKind::Metrics(_) => "metrics",
-            CheckKind::NullCount(_) => "null count",
-            CheckKind::Orphans(_) => "orphans",
-            CheckKind::Custom(_) => "custom sql",
-            CheckKind::Schema(_) => "schema",
-            CheckKind::Rows(_) => "rows",
-            CheckKind::Sizes(_) => "sizes",
+            CheckKind::Metrics(_) => ResultKind::Metrics,
+            CheckKind::NullCount(_) => ResultKind::NullCount,
+            CheckKind::Orphans(_) => ResultKind::Orphans,
+            CheckKind::Custom(_) => ResultKind::CustomSql,
+            CheckKind::Schema(_) => ResultKind::Schema,
+            CheckKind::Rows(_) => ResultKind::Rows,
+            CheckKind::Sizes(_) => ResultKind::Sizes,
         }
     }
 }

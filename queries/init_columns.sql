@@ -13,9 +13,10 @@ WITH wanted AS (
       AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
     ORDER BY c.relname, array_position($1::text[], n.nspname::text)
 )
-SELECT w.nspname::text, w.relname::text, w.relkind::text, w.reltuples::float8,
-       a.attname::text, format_type(a.atttypid, a.atttypmod),
-       coalesce(b.typcategory, t.typcategory)::text, a.attnotnull
+SELECT w.nspname::text AS schema, w.relname::text AS "table", w.relkind::text AS kind,
+       w.reltuples::float8 AS est_rows, a.attname::text AS "column",
+       format_type(a.atttypid, a.atttypmod) AS type,
+       coalesce(b.typcategory, t.typcategory)::text AS category, a.attnotnull AS not_null
 FROM wanted w
 JOIN pg_attribute a ON a.attrelid = w.oid AND a.attnum > 0 AND NOT a.attisdropped
 JOIN pg_type t ON t.oid = a.atttypid

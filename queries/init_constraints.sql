@@ -14,14 +14,16 @@ WITH wanted AS (
       AND c.relkind IN ('r', 'p')
     ORDER BY c.relname, array_position($1::text[], n.nspname::text)
 )
-SELECT w.nspname::text, w.relname::text, con.contype::text, con.conname::text, con.convalidated,
+SELECT w.nspname::text AS schema, w.relname::text AS "table", con.contype::text AS what,
+       con.conname::text AS name, con.convalidated AS valid,
        ARRAY(SELECT a.attname::text FROM unnest(con.conkey) WITH ORDINALITY k(n, i)
-             JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n ORDER BY k.i),
-       pn.nspname::text, p.relname::text,
+             JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n ORDER BY k.i)
+           AS columns,
+       pn.nspname::text AS parent_schema, p.relname::text AS parent,
        CASE WHEN con.contype = 'f' THEN
            ARRAY(SELECT a.attname::text FROM unnest(con.confkey) WITH ORDINALITY k(n, i)
                  JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.n ORDER BY k.i)
-       END
+       END AS parent_columns
 FROM wanted w
 JOIN pg_constraint con ON con.conrelid = w.oid AND con.contype IN ('p', 'u', 'f', 'c')
                       AND con.conparentid = 0

@@ -18,8 +18,8 @@ views AS (
     JOIN pg_class v ON v.oid = r.ev_class AND v.relkind IN ('v', 'm') AND v.oid <> w.oid
     JOIN pg_namespace vn ON vn.oid = v.relnamespace
 )
-SELECT v.nspname::text, v.relname::text, a.attname::text,
-       coalesce(b.typcategory, t.typcategory)::text
+SELECT v.nspname::text AS schema, v.relname::text AS view, a.attname::text AS "column",
+       coalesce(b.typcategory, t.typcategory)::text AS category
 FROM views v
 JOIN pg_attribute a ON a.attrelid = v.oid AND a.attnum > 0 AND NOT a.attisdropped
 JOIN pg_type t ON t.oid = a.atttypid

@@ -751,8 +751,7 @@ pub struct Comparison {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub key: Vec<String>,
     pub metric: String,
-    /// "value", "total", "group", "appeared" or "disappeared".
-    pub scope: String,
+    pub scope: ValueScope,
     pub baseline: Option<Value>,
     pub after: Option<Value>,
     /// after - baseline when both are numbers.
@@ -763,6 +762,109 @@ pub struct Comparison {
     /// Why it failed or could not be compared.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+}
+
+/// What a [`Comparison`] compares, written in reports (and the JSON) as its snake_case name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ValueScope {
+    /// A metric of an ungrouped check (or a part of a table's size).
+    Value,
+    /// A metric summed over every group.
+    Total,
+    /// A group present on both sides.
+    Group,
+    /// A row of a rows check whose fingerprint changed.
+    Changed,
+    /// A group, row or table on the post-state side only.
+    Appeared,
+    /// A group, row or table on the baseline side only.
+    Disappeared,
+    /// Schema diff: an object the migration added.
+    Add,
+    /// Schema diff: an object the migration dropped.
+    Drop,
+    /// Schema diff: an object whose attributes changed.
+    Alter,
+    /// Schema diff: an object renamed (through [rename] or the script).
+    Rename,
+    /// Schema diff: a change the spec expects and the migration did not make.
+    Missing,
+}
+
+impl ValueScope {
+    /// The name reports show (and the JSON holds).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ValueScope::Value => "value",
+            ValueScope::Total => "total",
+            ValueScope::Group => "group",
+            ValueScope::Changed => "changed",
+            ValueScope::Appeared => "appeared",
+            ValueScope::Disappeared => "disappeared",
+            ValueScope::Add => "add",
+            ValueScope::Drop => "drop",
+            ValueScope::Alter => "alter",
+            ValueScope::Rename => "rename",
+            ValueScope::Missing => "missing",
+        }
+    }
+}
+
+impl fmt::Display for ValueScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What kind of check a [`CheckResult`] is, as reports show it ("null count", "schema diff";
+/// the JSON holds the same words).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ResultKind {
+    #[serde(rename = "metrics")]
+    Metrics,
+    #[serde(rename = "null count")]
+    NullCount,
+    #[serde(rename = "orphans")]
+    Orphans,
+    #[serde(rename = "custom sql")]
+    CustomSql,
+    /// Schema facts the spec states (`kind = "schema"`).
+    #[serde(rename = "schema")]
+    Schema,
+    #[serde(rename = "rows")]
+    Rows,
+    #[serde(rename = "sizes")]
+    Sizes,
+    /// The catalog-wide schema diff (renderers lay it out apart).
+    #[serde(rename = "schema diff")]
+    SchemaDiff,
+    /// A migration script that failed before anything could be verified.
+    #[serde(rename = "migration")]
+    Migration,
+}
+
+impl ResultKind {
+    /// The words reports show (and the JSON holds).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResultKind::Metrics => "metrics",
+            ResultKind::NullCount => "null count",
+            ResultKind::Orphans => "orphans",
+            ResultKind::CustomSql => "custom sql",
+            ResultKind::Schema => "schema",
+            ResultKind::Rows => "rows",
+            ResultKind::Sizes => "sizes",
+            ResultKind::SchemaDiff => "schema diff",
+            ResultKind::Migration => "migration",
+        }
+    }
+}
+
+impl fmt::Display for ResultKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Counts for grouped checks.
@@ -777,13 +879,10 @@ pub struct GroupStats {
     pub failing: usize,
 }
 
-/// Kind of the schema-diff check, as reports show it (renderers lay it out apart).
-pub const SCHEMA_DIFF_KIND: &str = "schema diff";
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CheckResult {
     pub name: String,
-    pub kind: String,
+    pub kind: ResultKind,
     pub status: Status,
     /// An after-only check: no baseline value, the post-state judged by the intent alone
     /// (reports show the baseline as "(new)").
@@ -813,11 +912,12 @@ pub struct CheckResult {
 }
 
 impl CheckResult {
-    /// A result with a status and a summary only (name, kind and SQL filled in by the caller).
+    /// A result with a status and a summary only (name, kind and SQL filled in by the caller:
+    /// the kind is [`ResultKind::Metrics`] until then).
     pub fn bare(status: Status, summary: String) -> CheckResult {
         CheckResult {
             name: String::new(),
-            kind: String::new(),
+            kind: ResultKind::Metrics,
             status,
             after_only: false,
             summary,
@@ -1086,6 +1186,57 @@ pub fn readable_value(v: Option<&Value>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scopes_and_kinds_are_written_as_reports_always_wrote_them() {
+        // The JSON report and the text formats show the same words, the ones the strings of
+        // earlier versions held: a JSON consumer sees no change.
+        use ValueScope as S;
+        let scopes = [
+            (S::Value, "value"),
+            (S::Total, "total"),
+            (S::Group, "group"),
+            (S::Changed, "changed"),
+            (S::Appeared, "appeared"),
+            (S::Disappeared, "disappeared"),
+            (S::Add, "add"),
+            (S::Drop, "drop"),
+            (S::Alter, "alter"),
+            (S::Rename, "rename"),
+            (S::Missing, "missing"),
+        ];
+        for (scope, word) in scopes {
+            assert_eq!(scope.to_string(), word);
+            assert_eq!(
+                serde_json::to_string(&scope).unwrap(),
+                format!("\"{word}\"")
+            );
+            assert_eq!(
+                serde_json::from_str::<S>(&format!("\"{word}\"")).unwrap(),
+                scope
+            );
+        }
+        use ResultKind as K;
+        let kinds = [
+            (K::Metrics, "metrics"),
+            (K::NullCount, "null count"),
+            (K::Orphans, "orphans"),
+            (K::CustomSql, "custom sql"),
+            (K::Schema, "schema"),
+            (K::Rows, "rows"),
+            (K::Sizes, "sizes"),
+            (K::SchemaDiff, "schema diff"),
+            (K::Migration, "migration"),
+        ];
+        for (kind, word) in kinds {
+            assert_eq!(kind.to_string(), word);
+            assert_eq!(serde_json::to_string(&kind).unwrap(), format!("\"{word}\""));
+            assert_eq!(
+                serde_json::from_str::<K>(&format!("\"{word}\"")).unwrap(),
+                kind
+            );
+        }
+    }
 
     #[test]
     fn byte_counts_read_in_binary_units() {

@@ -23,6 +23,7 @@ use tokio_postgres::error::SqlState;
 use super::runner::{
     Backfill, BackfillError, Counters, Event, fail, i64_of, millis, query_alone, u64_of,
 };
+use crate::db::unnamed;
 use crate::sql;
 
 /// The holder of a backfill's lease, as the server sees it (ages in seconds, server clock).
@@ -161,8 +162,7 @@ impl Backfill {
         };
         c.batch_execute(&self.set_local()).await.map_err(db_err)?;
         let attempt = async {
-            let holder = c
-                .query_opt(sql::BACKFILL_LEASE_HOLDER.sql, &[&self.spec.name])
+            let holder = unnamed::query_opt(c, sql::BACKFILL_LEASE_HOLDER.sql, &[&self.spec.name])
                 .await?
                 .map(|r| Holder::of(&r))
                 .transpose()?;
@@ -175,12 +175,12 @@ impl Backfill {
                 .filter(|h| h.token != self.token && dead_here(&h.client))
                 .map(|h| h.token.clone())
                 .unwrap_or_default();
-            let taken = c
-                .query_opt(
-                    sql::BACKFILL_LEASE_TAKE.sql,
-                    &[&self.spec.name, &self.token, &client_id(), &lease_ms, &dead],
-                )
-                .await;
+            let taken = unnamed::query_opt(
+                c,
+                sql::BACKFILL_LEASE_TAKE.sql,
+                &[&self.spec.name, &self.token, &client_id(), &lease_ms, &dead],
+            )
+            .await;
             match taken {
                 Ok(row) => Ok((holder, row.is_some())),
                 Err(e) if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => Ok((holder, false)),
@@ -220,16 +220,17 @@ impl Backfill {
             };
             // Taken and released at once (ROLLBACK): only asking whether it is free.
             c.batch_execute(&self.set_local()).await.map_err(db_err)?;
-            let locked: Result<bool, _> = c
-                .query_one(sql::BACKFILL_LOCK.sql, &[&self.spec.name])
-                .await
-                .and_then(|r| r.try_get(0));
-            let holder = match locked {
-                Ok(false) => c
-                    .query_opt(sql::BACKFILL_LOCK_HOLDER.sql, &[&self.spec.name])
+            let locked: Result<bool, _> =
+                unnamed::query_one(c, sql::BACKFILL_LOCK.sql, &[&self.spec.name])
                     .await
-                    .ok()
-                    .flatten(),
+                    .and_then(|r| r.try_get(0));
+            let holder = match locked {
+                Ok(false) => {
+                    unnamed::query_opt(c, sql::BACKFILL_LOCK_HOLDER.sql, &[&self.spec.name])
+                        .await
+                        .ok()
+                        .flatten()
+                }
                 _ => None,
             };
             let _ = c.batch_execute("ROLLBACK").await;
@@ -310,12 +311,12 @@ impl Backfill {
         if c.batch_execute(&self.set_local()).await.is_err() {
             return;
         }
-        let released = c
-            .execute(
-                sql::BACKFILL_LEASE_RELEASE.sql,
-                &[&self.spec.name, &self.token],
-            )
-            .await;
+        let released = unnamed::execute(
+            c,
+            sql::BACKFILL_LEASE_RELEASE.sql,
+            &[&self.spec.name, &self.token],
+        )
+        .await;
         let _ = c
             .batch_execute(if released.is_ok() {
                 "COMMIT"
@@ -336,12 +337,12 @@ impl Backfill {
             return;
         }
         let lease_ms = i64_of(millis(self.opts.lease));
-        let renewed = c
-            .execute(
-                sql::BACKFILL_LEASE_RENEW.sql,
-                &[&self.spec.name, &self.token, &lease_ms],
-            )
-            .await;
+        let renewed = unnamed::execute(
+            c,
+            sql::BACKFILL_LEASE_RENEW.sql,
+            &[&self.spec.name, &self.token, &lease_ms],
+        )
+        .await;
         let _ = c
             .batch_execute(if renewed.is_ok() {
                 "COMMIT"
@@ -358,17 +359,17 @@ impl Backfill {
         if !self.opts.commit {
             return Ok(());
         }
-        c.execute(sql::BACKFILL_BATCH_LOCK.sql, &[&self.spec.name])
+        unnamed::execute(c, sql::BACKFILL_BATCH_LOCK.sql, &[&self.spec.name])
             .await
             .map_err(GuardFail::Db)?;
         let lease_ms = i64_of(millis(self.opts.lease));
-        let renewed = c
-            .execute(
-                sql::BACKFILL_LEASE_RENEW.sql,
-                &[&self.spec.name, &self.token, &lease_ms],
-            )
-            .await
-            .map_err(GuardFail::Db)?;
+        let renewed = unnamed::execute(
+            c,
+            sql::BACKFILL_LEASE_RENEW.sql,
+            &[&self.spec.name, &self.token, &lease_ms],
+        )
+        .await
+        .map_err(GuardFail::Db)?;
         if renewed == 0 {
             return Err(GuardFail::LeaseLost(format!(
                 "the lease of backfill `{}` was taken over by another run: this run's lease had \
@@ -435,8 +436,7 @@ impl Backfill {
                 failure: fail(&e, sql::BACKFILL_STATE_DDL.name),
             }
         };
-        let open = c
-            .query_opt(sql::BACKFILL_RUN_OPEN.sql, &[&self.spec.name])
+        let open = unnamed::query_opt(c, sql::BACKFILL_RUN_OPEN.sql, &[&self.spec.name])
             .await
             .map_err(state_err("reading migval.backfill_runs"))?;
         let me = client_id();
@@ -445,7 +445,8 @@ impl Backfill {
             let (run_id, fingerprint, last_key, counters) =
                 run_row(&row).map_err(state_err("reading migval.backfill_runs"))?;
             if self.spec.same_definition(&fingerprint) {
-                c.execute(
+                unnamed::execute(
+                    c,
                     sql::BACKFILL_RUN_STATUS.sql,
                     &[&run_id, &"running", &None::<String>, &me],
                 )
@@ -475,7 +476,8 @@ impl Backfill {
                         .unwrap_or_else(|| "none".into())
                 )));
             }
-            c.execute(
+            unnamed::execute(
+                c,
                 sql::BACKFILL_RUN_STATUS.sql,
                 &[
                     &run_id,
@@ -488,19 +490,19 @@ impl Backfill {
             .map_err(state_err("updating migval.backfill_runs"))?;
             abandoned = Some(run_id);
         }
-        let run_id: i64 = c
-            .query_one(
-                sql::BACKFILL_RUN_START.sql,
-                &[
-                    &self.spec.name,
-                    &self.target.display(),
-                    &self.spec.fingerprint,
-                    &me,
-                ],
-            )
-            .await
-            .and_then(|r| r.try_get(0))
-            .map_err(state_err("starting a run in migval.backfill_runs"))?;
+        let run_id: i64 = unnamed::query_one(
+            c,
+            sql::BACKFILL_RUN_START.sql,
+            &[
+                &self.spec.name,
+                &self.target.display(),
+                &self.spec.fingerprint,
+                &me,
+            ],
+        )
+        .await
+        .and_then(|r| r.try_get(0))
+        .map_err(state_err("starting a run in migval.backfill_runs"))?;
         Ok(RunStart {
             run_id,
             resumed: false,
@@ -517,12 +519,14 @@ impl Backfill {
         for _ in 0..3 {
             let marked = async {
                 c.batch_execute(&self.set_local()).await?;
-                c.execute(
+                unnamed::execute(
+                    c,
                     sql::BACKFILL_RUN_STATUS.sql,
                     &[&id, &status, &message.map(str::to_string), &client_id()],
                 )
                 .await?;
-                c.execute(
+                unnamed::execute(
+                    c,
                     sql::BACKFILL_LEASE_RELEASE.sql,
                     &[&self.spec.name, &self.token],
                 )

@@ -9,6 +9,7 @@ use super::runner::{Backfill, BackfillError, fail, u64_of};
 use super::spec::BackfillSpec;
 use super::statements::{Statements, Target};
 use crate::db::txn::Savepoint;
+use crate::db::unnamed;
 use crate::sql;
 
 /// Where the first form of the bound statements is tried (see [`check_statements`]).
@@ -44,12 +45,10 @@ impl Backfill {
             self.pending_rows = 0;
             return Ok(());
         };
-        let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = ceiling
-            .iter()
-            .map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync))
-            .collect();
+        let params: Vec<&dyn unnamed::Bind> =
+            ceiling.iter().map(|v| v as &dyn unnamed::Bind).collect();
         c.batch_execute(&self.set_local()).await.map_err(db_err)?;
-        let row = c.query_one(&self.stmts.count, &params).await;
+        let row = unnamed::query_one(c, &self.stmts.count, &params).await;
         let _ = c.batch_execute("ROLLBACK").await;
         match row {
             Ok(row) => {
@@ -86,8 +85,7 @@ pub(super) async fn resolve(c: &Client, spec: &BackfillSpec) -> Result<Target, B
         Some(s) => crate::sql::ident::quote_qualified(s, &spec.table.name),
         None => crate::sql::ident::quote(&spec.table.name),
     };
-    let rows = c
-        .query(sql::BACKFILL_TARGET.sql, &[&quoted, &spec.key])
+    let rows = unnamed::query(c, sql::BACKFILL_TARGET.sql, &[&quoted, &spec.key])
         .await
         .map_err(|e| BackfillError::Db {
             what: format!("{}: resolving table `{}`", spec.path.display(), spec.table),

@@ -37,6 +37,7 @@ use super::spec::BackfillSpec;
 use super::statements::{Statements, Target};
 use crate::db::conninfo::ConnInfo;
 use crate::db::txn::SetLocal;
+use crate::db::unnamed::{self, Bind, Typed};
 use crate::db::{self, ConnectError};
 use crate::model::DbFailure;
 use crate::sql;
@@ -189,6 +190,8 @@ pub(super) struct Session {
     pub(super) cancel: CancelToken,
     /// The backend's pid (0 if it could not be read): whom to ask pg_blocking_pids() about.
     pub(super) pid: i32,
+    /// PostgreSQL 14+: `client_connection_check_interval` exists (set in every transaction).
+    pub(super) check_interval: bool,
 }
 
 /// A prepared backfill: connected, target resolved, statements checked, lock held (--commit).
@@ -229,42 +232,43 @@ pub(super) fn millis(d: Duration) -> u64 {
 /// bound the application's statements there too.
 async fn open(info: &ConnInfo) -> Result<Session, ConnectError> {
     let client = db::connect(info).await?;
-    // PostgreSQL 14+: notice a vanished client within a second even mid-statement, so a killed
-    // run's backend does not keep its row locks. Older servers do not know it: ignored.
-    let _ = client
-        .batch_execute("SET client_connection_check_interval = '1s'")
-        .await;
     let cancel = client.cancel_token();
     // The simple protocol: no prepared statement to leave behind on a pooled server connection.
-    let pid = client
-        .simple_query("SELECT pg_backend_pid()")
+    let (pid, check_interval) = client
+        .simple_query(
+            "SELECT pg_backend_pid(), current_setting('server_version_num')::int >= 140000",
+        )
         .await
         .ok()
         .and_then(|m| {
             m.into_iter().find_map(|m| match m {
-                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).and_then(|v| v.parse().ok()),
+                tokio_postgres::SimpleQueryMessage::Row(r) => Some((
+                    r.get(0).and_then(|v| v.parse().ok()).unwrap_or(0),
+                    r.get(1) == Some("t"),
+                )),
                 _ => None,
             })
         })
-        .unwrap_or(0);
+        .unwrap_or((0, false));
     Ok(Session {
         client,
         cancel,
         pid,
+        check_interval,
     })
 }
 
-/// One query in a transaction of its own (`begin` .. COMMIT). A pooler in transaction mode
-/// (PgBouncer) keeps a transaction on one server connection, so the statement's prepare,
-/// execute and close all reach the same one; outside a transaction they could reach three.
+/// One query in a transaction of its own (`begin` .. COMMIT), sent unnamed
+/// ([`crate::db::unnamed`]): every statement of a backfill is, so that nothing of it stays on
+/// a server connection a pooler in transaction mode hands to the next client.
 pub(super) async fn query_alone(
     c: &Client,
     begin: &str,
     sql: &str,
-    params: &[&(dyn ToSql + Sync)],
+    params: &[&dyn Bind],
 ) -> Result<Option<tokio_postgres::Row>, tokio_postgres::Error> {
     c.batch_execute(begin).await?;
-    match c.query_opt(sql, params).await {
+    match unnamed::query_opt(c, sql, params).await {
         Ok(r) => {
             c.batch_execute("COMMIT").await?;
             Ok(r)
@@ -418,10 +422,15 @@ impl Backfill {
     /// (a pooler that refuses the startup `options` never got it; a frozen client must not
     /// keep a batch's row locks on the server).
     pub(super) fn set_local(&self) -> String {
-        let set = SetLocal::new()
+        let mut set = SetLocal::new()
             .lock_timeout_ms(self.spec.batching.lock_timeout_ms)
             .statement_timeout_ms(self.spec.batching.statement_timeout_ms)
             .idle_in_transaction_ms(millis(self.info.idle_in_transaction).into());
+        // A killed run's backend notices within a second, even mid-statement, and ends the
+        // batch, so its row locks do not outlive it.
+        if self.session.check_interval {
+            set = set.client_connection_check_interval_ms(1000);
+        }
         format!("BEGIN; {}", set.sql())
     }
 
@@ -652,11 +661,9 @@ impl Backfill {
                     }
                 }
             }
-            if b.pause_ms > 0 {
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(b.pause_ms)) => {}
-                    _ = stop.changed() => { interrupted = true; break; }
-                }
+            if b.pause_ms > 0 && self.pause(Duration::from_millis(b.pause_ms), stop).await {
+                interrupted = true;
+                break;
             }
         }
         let elapsed = started.elapsed();
@@ -791,6 +798,27 @@ impl Backfill {
 
     /// Wait `wait_ms`, then reconnect. A server still down is not an error here: the next
     /// attempt fails as lost again and comes back.
+    /// `[batch] pause` between batches; true when Ctrl-C came meanwhile. A pause longer than a
+    /// third of `--lease` is slept in slices, the lease renewed after each, so that a long pause
+    /// does not let another run take the lease over.
+    async fn pause(&self, pause: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+        let slice = (self.opts.lease / 3).max(Duration::from_millis(100));
+        let end = Instant::now() + pause;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(left.min(slice)) => {}
+                _ = stop.changed() => return true,
+            }
+            if left > slice {
+                self.renew_lease().await;
+            }
+        }
+    }
+
     async fn pause_and_reconnect(
         &mut self,
         prog: &mut Progress,
@@ -878,8 +906,7 @@ impl Backfill {
         self.guarded(c).await?;
         let limit = i64_of(size);
         let (sql, params) = self.bound(&limit, last, ceiling);
-        let row = c
-            .query_opt(sql, &params)
+        let row = unnamed::query_opt(c, sql, &params)
             .await
             .map_err(|e| Fail::of(&e, "finding the batch's key range (key + pending)", false))?;
         let Some(row) = row else {
@@ -927,16 +954,16 @@ impl Backfill {
         limit: &'a i64,
         last: Option<&'a [String]>,
         ceiling: &'a [String],
-    ) -> (&'a str, Vec<&'a (dyn ToSql + Sync)>) {
-        let mut params: Vec<&(dyn ToSql + Sync)> = vec![limit];
+    ) -> (&'a str, Vec<&'a dyn Bind>) {
+        let mut params: Vec<&dyn Bind> = vec![limit];
         let sql = match last {
             None => &self.stmts.bound_first,
             Some(k) => {
-                params.extend(k.iter().map(|v| v as &(dyn ToSql + Sync)));
+                params.extend(k.iter().map(|v| v as &dyn Bind));
                 &self.stmts.bound_next
             }
         };
-        params.extend(ceiling.iter().map(|v| v as &(dyn ToSql + Sync)));
+        params.extend(ceiling.iter().map(|v| v as &dyn Bind));
         (sql, params)
     }
 
@@ -946,8 +973,7 @@ impl Backfill {
         let c = &self.session.client;
         let row = match &self.ceiling {
             Some(ceiling) => {
-                let p: Vec<&(dyn ToSql + Sync)> =
-                    ceiling.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+                let p: Vec<&dyn Bind> = ceiling.iter().map(|v| v as &dyn Bind).collect();
                 query_alone(c, &self.set_local(), &self.stmts.new_since, &p).await
             }
             None => {
@@ -1014,15 +1040,14 @@ impl Backfill {
     ) -> Result<Done, Fail> {
         let c = &self.session.client;
         let n = self.target.key.len();
-        let mut range: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(2 * n);
-        range.extend(first.iter().map(|v| v as &(dyn ToSql + Sync)));
-        range.extend(last.iter().map(|v| v as &(dyn ToSql + Sync)));
+        let mut range: Vec<&dyn Bind> = Vec::with_capacity(2 * n);
+        range.extend(first.iter().map(|v| v as &dyn Bind));
+        range.extend(last.iter().map(|v| v as &dyn Bind));
 
         let pending = match pending {
             Some(p) => p,
             None => {
-                let rows = c
-                    .query(&self.stmts.left, &range)
+                let rows = unnamed::query(c, &self.stmts.left, &range)
                     .await
                     .map_err(|e| Fail::of(&e, "counting pending rows", false))?;
                 u64::try_from(rows.len()).unwrap_or(u64::MAX)
@@ -1032,7 +1057,7 @@ impl Backfill {
         let mut logged = Vec::new();
         let mut ambiguous_keys: HashSet<Vec<String>> = HashSet::new();
         if let Some(sql) = &self.stmts.ambiguous {
-            let rows = c.query(sql, &range).await.map_err(|e| {
+            let rows = unnamed::query(c, sql, &range).await.map_err(|e| {
                 Fail::of(&e, "running the ambiguity query ([ambiguity] sql)", false)
             })?;
             for r in rows {
@@ -1071,20 +1096,23 @@ impl Backfill {
                 }
             }
             let mut params = range.clone();
-            params.extend(skip.iter().map(|v| v as &(dyn ToSql + Sync)));
+            params.extend(skip.iter().map(|v| v as &dyn Bind));
             self.change(c, &params, explain)
                 .await
                 .map_err(|e| Fail::of(&e, "running the change (set)", true))?
         } else {
             let a = typed(&self.update_types[0], &first[0]).map_err(Fail::Fatal)?;
             let b = typed(&self.update_types[1], &last[0]).map_err(Fail::Fatal)?;
-            self.change(c, &[a.as_ref(), b.as_ref()], explain)
+            let (a, b) = (
+                Typed(a.as_ref(), self.update_types[0].clone()),
+                Typed(b.as_ref(), self.update_types[1].clone()),
+            );
+            self.change(c, &[&a, &b], explain)
                 .await
                 .map_err(|e| Fail::of(&e, "running the change (update)", true))?
         };
 
-        let left_rows = c
-            .query(&self.stmts.left, &range)
+        let left_rows = unnamed::query(c, &self.stmts.left, &range)
             .await
             .map_err(|e| Fail::of(&e, "reading the rows still pending", false))?;
         let mut left = HashSet::new();
@@ -1152,19 +1180,19 @@ impl Backfill {
     async fn change(
         &self,
         c: &Client,
-        params: &[&(dyn ToSql + Sync)],
+        params: &[&dyn Bind],
         explain: bool,
     ) -> Result<Option<Vec<String>>, tokio_postgres::Error> {
         if !explain {
-            c.execute(&self.stmts.change, params).await?;
+            unnamed::execute(c, &self.stmts.change, params).await?;
             return Ok(None);
         }
-        let rows = c
-            .query(
-                &format!("EXPLAIN (ANALYZE, COSTS OFF) {}", self.stmts.change),
-                params,
-            )
-            .await?;
+        let rows = unnamed::query(
+            c,
+            &format!("EXPLAIN (ANALYZE, COSTS OFF) {}", self.stmts.change),
+            params,
+        )
+        .await?;
         rows.iter()
             .map(|r| r.try_get::<_, String>(0))
             .collect::<Result<Vec<_>, _>>()
@@ -1186,24 +1214,23 @@ impl Backfill {
             i64_of(k.ambiguous),
             i64_of(k.errors),
         ];
-        self.session
-            .client
-            .execute(
-                sql::BACKFILL_RUN_PROGRESS.sql,
-                &[
-                    &start.run_id,
-                    &last,
-                    &v[0],
-                    &v[1],
-                    &v[2],
-                    &v[3],
-                    &v[4],
-                    &v[5],
-                    &v[6],
-                ],
-            )
-            .await
-            .map_err(|e| Fail::of(&e, "recording progress in migval.backfill_runs", false))?;
+        unnamed::execute(
+            &self.session.client,
+            sql::BACKFILL_RUN_PROGRESS.sql,
+            &[
+                &start.run_id,
+                &last,
+                &v[0],
+                &v[1],
+                &v[2],
+                &v[3],
+                &v[4],
+                &v[5],
+                &v[6],
+            ],
+        )
+        .await
+        .map_err(|e| Fail::of(&e, "recording progress in migval.backfill_runs", false))?;
         Ok(())
     }
 
@@ -1231,7 +1258,7 @@ impl Backfill {
             c.batch_execute(&self.set_local()).await?;
             let limit = i64_of(size);
             let (sql, params) = self.bound(&limit, prog.last.as_deref(), &ceiling);
-            let bound = c.query_opt(sql, &params).await?;
+            let bound = unnamed::query_opt(c, sql, &params).await?;
             let Some(bound) = bound else {
                 return Ok(Vec::new());
             };
@@ -1240,9 +1267,8 @@ impl Backfill {
             for i in 0..2 * n {
                 range.push(bound.try_get(i)?);
             }
-            let p: Vec<&(dyn ToSql + Sync)> =
-                range.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
-            let rows = c.query(&self.stmts.keys_in_range, &p).await?;
+            let p: Vec<&dyn Bind> = range.iter().map(|v| v as &dyn Bind).collect();
+            let rows = unnamed::query(c, &self.stmts.keys_in_range, &p).await?;
             let _ = c.batch_execute("ROLLBACK").await;
             rows.iter()
                 .map(|r| (0..n).map(|i| r.try_get::<_, String>(i)).collect())

@@ -77,7 +77,7 @@ pub async fn run(a: InitArgs) -> anyhow::Result<u8> {
                 .query_one(crate::sql::SEARCH_PATH.sql, &[])
                 .await
                 .map_err(|e| anyhow::anyhow!("{}", crate::db::failure(&e, None)))?;
-            row.try_get::<_, Vec<String>>(0)?
+            row.try_get::<_, Vec<String>>("schemas")?
         }
     };
     let mut source = info.redacted();

@@ -88,6 +88,18 @@ pub async fn run(a: MigrateArgs) -> anyhow::Result<u8> {
         // Said before the baseline is taken: the dump would refuse it anyway.
         return Err(engine::backup::BackupError::Exists(file.display().to_string()).into());
     }
+    if info.sslpassword.is_some() && (a.backup.is_some() || external) {
+        // Said before the baseline is taken too: neither child could connect.
+        anyhow::bail!(
+            "{}: {}",
+            if external {
+                "the external command"
+            } else {
+                "--backup"
+            },
+            engine::backup::SSLPASSWORD_FOR_CHILDREN
+        );
+    }
     // Read and check the scripts before touching the database.
     let plan = if a.file.is_empty() {
         None

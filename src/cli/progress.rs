@@ -7,6 +7,8 @@
 //!   estimate, with an ETA. Every line is fitted to the terminal's width.
 //! - Otherwise (CI, `| tee`, cron): plain lines, one per phase and per finished probe with its
 //!   duration, and one every 10 s for each probe still running.
+//! - `migrate`: each statement as it starts (file, index, line, text), then its duration; on a
+//!   terminal a line with its elapsed time, otherwise a line every 10 s while it runs.
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -89,6 +91,10 @@ struct State {
     running: BTreeMap<(usize, usize), Running>,
     bar: Option<ProgressBar>,
     phase: Option<ProgressBar>,
+    /// The migration statement running, if any.
+    statement: Option<Running>,
+    /// Its place and text.
+    statement_label: String,
 }
 
 struct Running {
@@ -136,6 +142,49 @@ impl Observer for Renderer {
             Event::Finished => {
                 drop(s);
                 self.clear();
+            }
+            Event::StatementStarted { place, sql } => {
+                let now = Instant::now();
+                let label = format!("{}: {}", escape::line(place), escape::line(sql));
+                let line = match &self.bars {
+                    Some(m) => {
+                        let line = m.add(ProgressBar::new_spinner());
+                        line.set_style(
+                            ProgressStyle::with_template("  {elapsed:>4} {wide_msg}")
+                                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                        );
+                        line.set_message(label.clone());
+                        line.enable_steady_tick(Duration::from_millis(250));
+                        Some(line)
+                    }
+                    None => {
+                        eprintln!("{label}");
+                        None
+                    }
+                };
+                if let Some(old) = s.statement.replace(Running {
+                    started: now,
+                    mentioned: now,
+                    line,
+                }) && let Some(l) = old.line
+                {
+                    l.finish_and_clear();
+                }
+                s.statement_label = label;
+            }
+            Event::StatementFinished { elapsed, ok } => {
+                if let Some(r) = s.statement.take()
+                    && let Some(l) = r.line
+                {
+                    l.finish_and_clear();
+                }
+                if self.bars.is_none() {
+                    eprintln!(
+                        "  {} in {:.3} s",
+                        if *ok { "done" } else { "failed" },
+                        elapsed.as_secs_f64()
+                    );
+                }
             }
             Event::Planned { probes } => {
                 s.total_weight = probes.iter().map(|(_, w)| w.max(1.0)).sum();
@@ -248,6 +297,13 @@ impl Renderer {
                 lines.push((probe, connection, now.duration_since(r.started)));
             }
         }
+        if let Some(r) = &mut s.statement
+            && now.duration_since(r.mentioned) >= PLAIN_EVERY
+        {
+            r.mentioned = now;
+            let secs = now.duration_since(r.started).as_secs();
+            eprintln!("  still running after {secs} s: {}", s.statement_label);
+        }
         for (probe, connection, elapsed) in lines {
             eprintln!(
                 "probe still running after {} s: {} on connection {connection}",
@@ -272,6 +328,9 @@ impl Renderer {
             }
             if let Some(p) = s.phase.take() {
                 p.finish_and_clear();
+            }
+            if let Some(line) = s.statement.take().and_then(|r| r.line) {
+                line.finish_and_clear();
             }
         }
         if let Some(m) = &self.bars {

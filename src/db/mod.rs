@@ -20,6 +20,7 @@ pub mod conninfo;
 pub mod decode;
 pub mod tls;
 pub mod txn;
+pub mod unnamed;
 
 use std::future::Future;
 use std::sync::LazyLock;

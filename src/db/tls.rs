@@ -143,13 +143,18 @@ fn client_identity(info: &ConnInfo) -> Result<Option<Identity>, ConnInfoError> {
     }
     let pem = std::fs::read(&key_path).map_err(|e| key_err(format!("cannot read it ({e})")))?;
     let text = String::from_utf8_lossy(&pem);
-    if text.contains("ENCRYPTED PRIVATE KEY") || text.contains("Proc-Type: 4,ENCRYPTED") {
+    if text.contains("Proc-Type: 4,ENCRYPTED") {
         return Err(key_err(
-            "the key is protected by a passphrase, and password-protected client keys \
-             (sslpassword) are not supported; give sslkey a key file without a passphrase (e.g. \
-             `openssl pkey -in client.key -out client-plain.key`, then chmod 0600 it)"
+            "the key is encrypted in OpenSSL's legacy PEM format, which migval does not read; \
+             convert it to encrypted PKCS#8, keeping its passphrase (`openssl pkcs8 -topk8 -v2 \
+             aes-256-cbc -in client.key -out client-p8.key`, then chmod 0600 it) and give that \
+             file with sslpassword"
                 .to_owned(),
         ));
+    }
+    if text.contains("BEGIN ENCRYPTED PRIVATE KEY") {
+        let key = decrypt_pkcs8(&text, info.sslpassword.as_deref()).map_err(key_err)?;
+        return Ok(Some((chain, key, key_path)));
     }
     let key = PrivateKeyDer::from_pem_slice(&pem).map_err(|e| {
         key_err(format!(
@@ -158,6 +163,42 @@ fn client_identity(info: &ConnInfo) -> Result<Option<Identity>, ConnInfoError> {
         ))
     })?;
     Ok(Some((chain, key, key_path)))
+}
+
+/// An encrypted PKCS#8 key (`BEGIN ENCRYPTED PRIVATE KEY`: PBES2 with PBKDF2 or scrypt and
+/// AES-CBC, what `openssl pkcs8 -topk8` writes), decrypted with `sslpassword`. The messages
+/// never contain the passphrase.
+fn decrypt_pkcs8(pem: &str, password: Option<&str>) -> Result<PrivateKeyDer<'static>, String> {
+    use pkcs8::EncryptedPrivateKeyInfo;
+    let Some(password) = password.filter(|p| !p.is_empty()) else {
+        return Err(
+            "the key is protected by a passphrase: give it with sslpassword (in the \
+                    connection string or the service file; libpq has no environment variable \
+                    for it)"
+                .to_owned(),
+        );
+    };
+    let (label, der) = pkcs8::der::pem::decode_vec(pem.trim().as_bytes())
+        .map_err(|e| format!("it is not a valid PEM file ({e})"))?;
+    if label != "ENCRYPTED PRIVATE KEY" {
+        return Err(format!(
+            "expected one ENCRYPTED PRIVATE KEY block, found `{label}`"
+        ));
+    }
+    let info = EncryptedPrivateKeyInfo::try_from(der.as_slice())
+        .map_err(|e| format!("it is not an encrypted PKCS#8 key ({e})"))?;
+    // A wrong passphrase shows as bad padding (pkcs5 0.7 reports it as EncryptFailed) or,
+    // rarely, as padding that happens to fit around bytes that are not DER.
+    let plain = info.decrypt(password).map_err(|e| match e {
+        pkcs8::Error::EncryptedPrivateKey(
+            pkcs8::pkcs5::Error::DecryptFailed | pkcs8::pkcs5::Error::EncryptFailed,
+        )
+        | pkcs8::Error::Asn1(_) => "sslpassword does not decrypt it (wrong passphrase?)".to_owned(),
+        e => format!(
+            "it cannot be decrypted ({e}); supported: PBES2 with PBKDF2 or scrypt and AES-CBC"
+        ),
+    })?;
+    Ok(PrivateKeyDer::Pkcs8(plain.as_bytes().to_vec().into()))
 }
 
 /// libpq's rule for the client key file, with its wording: no group or world access when the

@@ -66,6 +66,11 @@ impl SetLocal {
         self.int("idle_in_transaction_session_timeout", ms)
     }
 
+    /// PostgreSQL 14+: the backend notices a vanished client while a statement runs.
+    pub fn client_connection_check_interval_ms(self, ms: u64) -> SetLocal {
+        self.int("client_connection_check_interval", ms.into())
+    }
+
     pub fn max_parallel_workers_per_gather(self, workers: u32) -> SetLocal {
         self.int("max_parallel_workers_per_gather", workers.into())
     }

@@ -24,6 +24,8 @@ use crate::model::Backup;
 /// Why no backup was made (and so nothing may be written).
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
+    #[error("--backup {0}: {SSLPASSWORD_FOR_CHILDREN}")]
+    SslPassword(String),
     #[error(
         "--backup {0}: the file exists; give a new file name (an existing backup is never overwritten)"
     )]
@@ -58,6 +60,13 @@ pub enum BackupError {
 fn program() -> String {
     std::env::var("MIGVAL_PG_DUMP").unwrap_or_else(|_| "pg_dump".into())
 }
+
+/// Why pg_dump or an external command cannot connect as migval does with an encrypted client
+/// key: libpq reads `sslpassword` from the connection string only.
+pub const SSLPASSWORD_FOR_CHILDREN: &str = "the client key is encrypted (sslpassword), and libpq \
+    takes sslpassword only from a connection string, which would put the passphrase on the \
+    child's command line (visible in ps); give this run a client key without a passphrase, or \
+    run pg_dump / the command yourself";
 
 /// The libpq environment that makes pg_dump (or an external migration command run by
 /// `migrate -- ...`) connect where migval connects. The password is only ever here
@@ -103,6 +112,12 @@ pub fn child_env(info: &ConnInfo) -> Vec<(&'static str, String)> {
     if info.load_balance_random {
         env.push(("PGLOADBALANCEHOSTS", "random".into()));
     }
+    if let Some(c) = &info.sslcert {
+        env.push(("PGSSLCERT", c.display().to_string()));
+    }
+    if let Some(k) = &info.sslkey {
+        env.push(("PGSSLKEY", k.display().to_string()));
+    }
     if let Some(pw) = &info.password {
         env.push(("PGPASSWORD", pw.clone()));
     }
@@ -138,6 +153,9 @@ pub async fn dump(
     lock_timeout_ms: u64,
 ) -> Result<Backup, BackupError> {
     let shown = file.display().to_string();
+    if info.sslpassword.is_some() {
+        return Err(BackupError::SslPassword(shown));
+    }
     if file.exists() {
         return Err(BackupError::Exists(shown));
     }
@@ -224,6 +242,27 @@ mod tests {
         assert!(!argv.contains("s3cr"), "{argv}");
         assert!(!argv.contains("db.example"), "{argv}");
         assert!(argv.contains("--format=custom") && argv.contains("--no-password"));
+    }
+
+    #[test]
+    fn a_client_certificate_reaches_the_child_and_an_encrypted_key_is_refused() {
+        let i = info("host=db sslmode=verify-full sslcert=/c/client.crt sslkey=/c/client.key");
+        let env = child_env(&i);
+        let get = |k: &str| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("PGSSLCERT"), Some("/c/client.crt"));
+        assert_eq!(get("PGSSLKEY"), Some("/c/client.key"));
+        let i = info("host=db sslcert=/c/client.crt sslkey=/c/client.key sslpassword=pp-9x");
+        let err = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(dump(&i, Path::new("/nonexistent/x.dump"), 1000))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("the client key is encrypted (sslpassword)"),
+            "{err}"
+        );
+        assert!(!err.contains("pp-9x"), "{err}");
     }
 
     #[test]

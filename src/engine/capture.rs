@@ -256,15 +256,15 @@ enum Attempt {
 
 type OriginParts = (String, String, bool, String, String, String);
 
-/// Read a row of `snapshot_export.sql` or `transaction_origin.sql` (same columns).
+/// Read a row of `snapshot_export.sql` or `transaction_origin.sql` (same columns), by name.
 fn origin_from_row(row: &tokio_postgres::Row) -> Result<OriginParts, tokio_postgres::Error> {
     Ok((
-        row.try_get(0)?,
-        row.try_get(1)?,
-        row.try_get(2)?,
-        row.try_get(3)?,
-        row.try_get(4)?,
-        row.try_get(5)?,
+        row.try_get("snapshot_id")?,
+        row.try_get("lsn")?,
+        row.try_get("in_recovery")?,
+        row.try_get("server_version")?,
+        row.try_get("database")?,
+        row.try_get("captured_at")?,
     ))
 }
 /// A probe's index, its tables or failure, and the planner setting it ran under (if any).
@@ -314,8 +314,8 @@ async fn read_schema(client: &Client, schemas: Vec<String>) -> SchemaCapture {
         let rows = client.query(sql::SCHEMA_CATALOG.sql, &[&schemas]).await?;
         let mut objects = Vec::with_capacity(rows.len());
         for row in rows {
-            let attrs: String = row.try_get(2)?;
-            objects.push((row.try_get(0)?, row.try_get(1)?, attrs));
+            let attrs: String = row.try_get("attrs")?;
+            objects.push((row.try_get("kind")?, row.try_get("name")?, attrs));
         }
         Ok::<_, tokio_postgres::Error>(objects)
     };
@@ -1230,10 +1230,10 @@ async fn orphan_plan(client: &Client, sql: &str, rels: &(String, String)) -> Opt
                 .query_opt(sql::RELATION_ALL_VISIBLE.sql, &[rel])
                 .await
                 .ok()??;
-            let pages: i32 = row.try_get(0).ok()?;
-            let visible: i32 = row.try_get(1).ok()?;
-            let rows: f64 = row.try_get(2).ok()?;
-            let changed: i64 = row.try_get(3).ok()?;
+            let pages: i32 = row.try_get("pages").ok()?;
+            let visible: i32 = row.try_get("all_visible").ok()?;
+            let rows: f64 = row.try_get("rows").ok()?;
+            let changed: i64 = row.try_get("changed").ok()?;
             if !mostly_all_visible(pages, visible, rows, changed) {
                 return None;
             }
@@ -1352,17 +1352,18 @@ async fn run_small_probe(
                     .collect(),
                 0,
             );
-            for (i, (_, kind)) in attributes.iter().enumerate() {
+            // Each attribute read by its name in the query's `-- Returns:` header.
+            for (i, (name, kind)) in attributes.iter().enumerate() {
                 let v = match rows.first() {
                     None if i == 0 => Value::Bool(false),
                     None => Value::Null,
                     Some(row) => match kind {
                         Kind::Bool => row
-                            .try_get::<_, Option<bool>>(i)
+                            .try_get::<_, Option<bool>>(*name)
                             .map_err(fail)?
                             .map_or(Value::Null, Value::Bool),
                         _ => row
-                            .try_get::<_, Option<String>>(i)
+                            .try_get::<_, Option<String>>(*name)
                             .map_err(fail)?
                             .map_or(Value::Null, |t| Value::Text(t.into())),
                     },
@@ -1391,10 +1392,16 @@ async fn run_small_probe(
             }));
             let mut t = Table::new(columns, 1);
             for row in &rows {
-                let label: String = row.try_get(0).map_err(fail)?;
+                let label: String = row.try_get("table").map_err(fail)?;
                 t.cells.push(Value::Text(label.into()));
-                for i in 1..=SizePart::ALL.len() {
-                    let bytes: Option<i64> = row.try_get(i).map_err(fail)?;
+                for part in SizePart::ALL {
+                    let column = match part {
+                        SizePart::Table => "table_bytes",
+                        SizePart::Indexes => "index_bytes",
+                        SizePart::Toast => "toast_bytes",
+                        SizePart::Total => "total_bytes",
+                    };
+                    let bytes: Option<i64> = row.try_get(column).map_err(fail)?;
                     t.cells.push(bytes.map_or(Value::Null, Value::Int));
                 }
             }
@@ -1495,7 +1502,8 @@ async fn run_query(
         (stmt, decoders)
     };
 
-    // Resolve outputs to (check, key positions, value positions, table).
+    // Resolve outputs to (check, key positions, value positions, table). Positions, not names:
+    // the select list is generated (fused probes), and its positions are what `Output` records.
     let mut plans: Vec<(usize, Vec<usize>, Vec<usize>, Table)> = Vec::new();
     for o in outputs {
         match o {

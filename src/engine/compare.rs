@@ -18,8 +18,9 @@ use std::sync::atomic::{AtomicBool, Ordering as Atomic};
 use rust_decimal::Decimal;
 
 use crate::model::{
-    CheckCapture, CheckResult, Comparison, DbFailure, GroupStats, Outcome, Report, Snapshot,
-    Status, Table, Value, Verdict, cmp_keys, grouped_count, grouped_digits, readable_value,
+    CheckCapture, CheckResult, Comparison, DbFailure, GroupStats, Outcome, Report, ResultKind,
+    Snapshot, Status, Table, Value, ValueScope, Verdict, cmp_keys, grouped_count, grouped_digits,
+    readable_value,
 };
 use crate::spec::{Check, CheckKind, Expect, FactExpect, FactObject, Rule, Scope, Spec, Tolerance};
 
@@ -126,7 +127,7 @@ fn error_result(
 ) -> CheckResult {
     CheckResult {
         name: check.name.clone(),
-        kind: check.kind.label().to_string(),
+        kind: check.kind.label(),
         baseline_sql: b.map(|c| c.sql.clone()).unwrap_or_default(),
         after_sql: a.map(|c| c.sql.clone()).unwrap_or_default(),
         error,
@@ -214,7 +215,7 @@ fn compare_check(
             let after = streamed_after.as_ref().unwrap_or(&ac.outcome);
             let mut r = super::after_only::compare(check, &bc.outcome, after, sides);
             r.name = check.name.clone();
-            r.kind = check.kind.label().to_string();
+            r.kind = check.kind.label();
             r.baseline_sql = bc.sql.clone();
             r.after_sql = ac.sql.clone();
             return r;
@@ -223,7 +224,7 @@ fn compare_check(
             let mut result =
                 super::rows::compare_streamed(&check.name, &bc.outcome, &ac.outcome, worst_n);
             result.name = check.name.clone();
-            result.kind = check.kind.label().to_string();
+            result.kind = check.kind.label();
             result.baseline_sql = bc.sql.clone();
             result.after_sql = ac.sql.clone();
             return result;
@@ -241,7 +242,7 @@ fn compare_check(
         }
     };
     result.name = check.name.clone();
-    result.kind = check.kind.label().to_string();
+    result.kind = check.kind.label();
     result.baseline_sql = bc.sql.clone();
     result.after_sql = ac.sql.clone();
     result
@@ -483,7 +484,7 @@ pub(super) fn compare_keyed(
             values.push(Comparison {
                 key: Vec::new(),
                 metric: rules[*i].label.clone(),
-                scope: "value".into(),
+                scope: ValueScope::Value,
                 baseline: None,
                 after: None,
                 difference: None,
@@ -508,7 +509,7 @@ pub(super) fn compare_keyed(
         values.push(Comparison {
             key: Vec::new(),
             metric: extra.name.clone(),
-            scope: "value".into(),
+            scope: ValueScope::Value,
             baseline: None,
             after: None,
             difference: None,
@@ -533,7 +534,7 @@ pub(super) fn compare_keyed(
             values.push(Comparison {
                 key: Vec::new(),
                 metric: r.label.clone(),
-                scope: "value".into(),
+                scope: ValueScope::Value,
                 baseline: bv.cloned(),
                 after: av.cloned(),
                 difference: j.difference.map(|d| d.to_string()),
@@ -546,7 +547,7 @@ pub(super) fn compare_keyed(
         let summary = ungrouped_summary(&values, status);
         return CheckResult {
             name: String::new(),
-            kind: String::new(),
+            kind: ResultKind::Metrics,
             status,
             after_only: false,
             summary,
@@ -577,9 +578,9 @@ pub(super) fn compare_keyed(
     let key_text =
         |t: &Table, i: usize| t.key(i).iter().map(ToString::to_string).collect::<Vec<_>>();
     let scope_of = |b: Option<usize>, a: Option<usize>| match (b, a) {
-        (Some(_), None) => "disappeared",
-        (None, Some(_)) => "appeared",
-        _ => "group",
+        (Some(_), None) => ValueScope::Disappeared,
+        (None, Some(_)) => ValueScope::Appeared,
+        _ => ValueScope::Group,
     };
     let (mut bi, mut ai) = (0usize, 0usize);
     while bi < bt.len() || ai < at.len() {
@@ -628,7 +629,7 @@ pub(super) fn compare_keyed(
                     all_changes.push(Comparison {
                         key: key(),
                         metric: r.label.clone(),
-                        scope: scope_of(bidx, aidx).into(),
+                        scope: scope_of(bidx, aidx),
                         baseline: bv.cloned(),
                         after: av.cloned(),
                         difference: bv
@@ -650,7 +651,7 @@ pub(super) fn compare_keyed(
                     all_changes.push(Comparison {
                         key: key(),
                         metric: r.label.clone(),
-                        scope: scope_of(bidx, aidx).into(),
+                        scope: scope_of(bidx, aidx),
                         baseline: bv.cloned(),
                         after: av.cloned(),
                         difference: j.difference.map(|d| d.to_string()),
@@ -713,7 +714,7 @@ pub(super) fn compare_keyed(
                     _ => Vec::new(),
                 },
                 metric: r.label.clone(),
-                scope: scope.into(),
+                scope,
                 baseline: c.bi.map(|b| bt.row(b)[bc].clone()),
                 after: c.ai.map(|a| at.row(a)[ac].clone()),
                 difference: c.difference.map(|d| d.to_string()),
@@ -739,7 +740,7 @@ pub(super) fn compare_keyed(
         values.push(Comparison {
             key: Vec::new(),
             metric: r.label.clone(),
-            scope: "total".into(),
+            scope: ValueScope::Total,
             baseline: tb.clone(),
             after: ta.clone(),
             difference: j.difference.map(|d| d.to_string()),
@@ -752,7 +753,7 @@ pub(super) fn compare_keyed(
     let summary = grouped_summary(&stats, &values, status, !missing_cols.is_empty());
     CheckResult {
         name: String::new(),
-        kind: String::new(),
+        kind: ResultKind::Metrics,
         status,
         after_only: false,
         summary,
@@ -936,7 +937,7 @@ fn grouped_summary(
     }
     let bad_totals: Vec<&str> = totals
         .iter()
-        .filter(|t| !t.ok && t.scope == "total")
+        .filter(|t| !t.ok && t.scope == ValueScope::Total)
         .map(|t| t.metric.as_str())
         .collect();
     if !bad_totals.is_empty() {
@@ -979,7 +980,7 @@ pub(super) fn compare_fact(
             values.push(Comparison {
                 key: vec![row[0].to_string()],
                 metric: format!("{} queryable", row[0]),
-                scope: "value".into(),
+                scope: ValueScope::Value,
                 baseline: before,
                 after: Some(row[1].clone()),
                 difference: None,
@@ -1103,7 +1104,7 @@ pub(super) fn compare_fact(
             values.push(Comparison {
                 key: Vec::new(),
                 metric: name.to_string(),
-                scope: "value".into(),
+                scope: ValueScope::Value,
                 baseline: before,
                 after,
                 difference: None,
@@ -1155,7 +1156,7 @@ pub(super) fn compare_fact(
     };
     CheckResult {
         name: String::new(),
-        kind: String::new(),
+        kind: ResultKind::Schema,
         status,
         after_only: false,
         summary,
@@ -1293,7 +1294,7 @@ mod tests {
         assert!(
             r.worst
                 .iter()
-                .any(|w| w.scope == "appeared" && w.key == vec!["3"])
+                .any(|w| w.scope == ValueScope::Appeared && w.key == vec!["3"])
         );
     }
 

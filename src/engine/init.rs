@@ -141,8 +141,10 @@ pub async fn generate(client: &Client, input: &InitInput) -> Result<String, DbFa
     let mut tables: Vec<Table> = Vec::new();
     for r in rows {
         let get = |e| failure(e, "reading the columns");
-        let (schema, name): (String, String) =
-            (r.try_get(0).map_err(get)?, r.try_get(1).map_err(get)?);
+        let (schema, name): (String, String) = (
+            r.try_get("schema").map_err(get)?,
+            r.try_get("table").map_err(get)?,
+        );
         if tables
             .last()
             .is_none_or(|t| t.name != name || t.schema != schema)
@@ -150,16 +152,16 @@ pub async fn generate(client: &Client, input: &InitInput) -> Result<String, DbFa
             tables.push(Table {
                 schema,
                 name,
-                kind: r.try_get(2).map_err(get)?,
-                rows: r.try_get(3).map_err(get)?,
+                kind: r.try_get("kind").map_err(get)?,
+                rows: r.try_get("est_rows").map_err(get)?,
                 columns: Vec::new(),
             });
         }
         if let Some(t) = tables.last_mut() {
             t.columns.push(Column {
-                name: r.try_get(4).map_err(get)?,
-                category: r.try_get(6).map_err(get)?,
-                not_null: r.try_get(7).map_err(get)?,
+                name: r.try_get("column").map_err(get)?,
+                category: r.try_get("category").map_err(get)?,
+                not_null: r.try_get("not_null").map_err(get)?,
             });
         }
     }
@@ -171,20 +173,21 @@ pub async fn generate(client: &Client, input: &InitInput) -> Result<String, DbFa
     for r in rows {
         let get = |e| failure(e, "reading the constraints");
         let parent = match (
-            r.try_get::<_, Option<String>>(6).map_err(get)?,
-            r.try_get::<_, Option<String>>(7).map_err(get)?,
+            r.try_get::<_, Option<String>>("parent_schema")
+                .map_err(get)?,
+            r.try_get::<_, Option<String>>("parent").map_err(get)?,
         ) {
             (Some(s), Some(t)) => Some((s, t)),
             _ => None,
         };
         constraints.push(Constraint {
-            table: r.try_get(1).map_err(get)?,
-            what: r.try_get(2).map_err(get)?,
-            name: r.try_get(3).map_err(get)?,
-            columns: r.try_get(5).map_err(get)?,
+            table: r.try_get("table").map_err(get)?,
+            what: r.try_get("what").map_err(get)?,
+            name: r.try_get("name").map_err(get)?,
+            columns: r.try_get("columns").map_err(get)?,
             parent,
             parent_columns: r
-                .try_get::<_, Option<Vec<String>>>(8)
+                .try_get::<_, Option<Vec<String>>>("parent_columns")
                 .map_err(get)?
                 .unwrap_or_default(),
         });
@@ -197,11 +200,14 @@ pub async fn generate(client: &Client, input: &InitInput) -> Result<String, DbFa
     for r in rows {
         let get = |e| failure(e, "reading the views");
         views
-            .entry((r.try_get(0).map_err(get)?, r.try_get(1).map_err(get)?))
+            .entry((
+                r.try_get("schema").map_err(get)?,
+                r.try_get("view").map_err(get)?,
+            ))
             .or_default()
             .push(Column {
-                name: r.try_get(2).map_err(get)?,
-                category: r.try_get(3).map_err(get)?,
+                name: r.try_get("column").map_err(get)?,
+                category: r.try_get("category").map_err(get)?,
                 not_null: false,
             });
     }

@@ -350,9 +350,20 @@ async fn run_statements_of(
                 .await
                 .map_err(|e| db::failure(&e, Some(format!("before the {place}"))))?;
             let t0 = Instant::now();
+            super::progress::emit(super::progress::Event::StatementStarted {
+                place: match file {
+                    Some(f) => format!("{f}: statement {} of {total}, line {}", i + 1, s.line),
+                    None => format!("statement {} of {total}, line {}", i + 1, s.line),
+                },
+                sql: abbreviate(&s.sql),
+            });
             let (result, blockers) =
                 run_watched(client, monitor, &s.sql, pid, limits.lock_timeout_ms).await;
             let elapsed = t0.elapsed();
+            super::progress::emit(super::progress::Event::StatementFinished {
+                elapsed,
+                ok: result.is_ok(),
+            });
             match result {
                 Ok(messages) => {
                     client
@@ -463,12 +474,12 @@ pub async fn who_blocks(monitor: &Client, pid: i32) -> Vec<Blocker> {
     rows.iter()
         .filter_map(|r| {
             Some(Blocker {
-                pid: r.try_get(0).ok()?,
-                user: r.try_get(1).ok()?,
-                application_name: r.try_get(2).ok()?,
-                state: r.try_get(3).ok()?,
-                transaction_seconds: r.try_get(4).ok()?,
-                query: r.try_get(5).ok()?,
+                pid: r.try_get("pid").ok()?,
+                user: r.try_get("usename").ok()?,
+                application_name: r.try_get("application_name").ok()?,
+                state: r.try_get("state").ok()?,
+                transaction_seconds: r.try_get("xact_seconds").ok()?,
+                query: r.try_get("query").ok()?,
             })
         })
         .collect()
@@ -480,7 +491,7 @@ async fn locks_held(client: &Client) -> Result<Vec<(String, String)>, DbFailure>
         .await
         .map_err(|e| db::failure(&e, Some("reading the locks held".into())))?;
     rows.iter()
-        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .map(|r| Ok((r.try_get("relation")?, r.try_get("mode")?)))
         .collect::<Result<_, tokio_postgres::Error>>()
         .map_err(|e| db::failure(&e, None))
 }
@@ -578,7 +589,7 @@ fn failed_report(
 fn script_failure(name: &str, summary: String, f: DbFailure) -> CheckResult {
     CheckResult {
         name: name.to_string(),
-        kind: "migration".into(),
+        kind: crate::model::ResultKind::Migration,
         error: Some(f),
         ..CheckResult::bare(Status::Error, summary)
     }
@@ -866,6 +877,13 @@ pub async fn run_external(
     let Some((program, args)) = argv.split_first() else {
         return Err(MigrateError::Script("no command given after `--`".into()));
     };
+    if info.sslpassword.is_some() {
+        return Err(MigrateError::Script(format!(
+            "cannot run `{}`: {}",
+            crate::redact::command_line(argv),
+            super::backup::SSLPASSWORD_FOR_CHILDREN
+        )));
+    }
     // Shown, reported and saved: a password in the command line is masked.
     let name = crate::redact::command_line(argv);
     let started = Instant::now();

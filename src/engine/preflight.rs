@@ -147,7 +147,7 @@ pub async fn run(
                 .map_err(|e| {
                     PreflightError::Db(db::failure(&e, Some("reading search_path".into())))
                 })?;
-            row.try_get::<_, Vec<String>>(0)
+            row.try_get::<_, Vec<String>>("schemas")
                 .map_err(|e| PreflightError::Db(db::failure(&e, None)))?
         }
     };
@@ -170,12 +170,12 @@ pub async fn run(
     for r in rows {
         let get = |e: tokio_postgres::Error| PreflightError::Db(db::failure(&e, None));
         relations.push(Relation {
-            schema: r.try_get(0).map_err(get)?,
-            name: r.try_get(1).map_err(get)?,
-            kind: r.try_get(2).map_err(get)?,
-            est_rows: r.try_get(3).map_err(get)?,
-            columns: r.try_get(4).map_err(get)?,
-            hashable: r.try_get(5).map_err(get)?,
+            schema: r.try_get("schema").map_err(get)?,
+            name: r.try_get("name").map_err(get)?,
+            kind: r.try_get("kind").map_err(get)?,
+            est_rows: r.try_get("est_rows").map_err(get)?,
+            columns: r.try_get("columns").map_err(get)?,
+            hashable: r.try_get("hashable").map_err(get)?,
         });
     }
     let catalog = Catalog { schemas, relations };

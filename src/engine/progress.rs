@@ -5,6 +5,7 @@
 //!
 //! ```text
 //!   engine:   emit(Phase) ... emit(Planned{weights}) ... emit(ProbeStarted) .. emit(ProbeFinished)
+//!             migrate: emit(StatementStarted) .. emit(StatementFinished), one statement at a time
 //!                 |
 //!   observer: installed by the CLI for the life of the command (none under --quiet)
 //! ```
@@ -30,6 +31,12 @@ pub enum Event {
         elapsed: Duration,
         ok: bool,
     },
+    /// A migration statement started: `place` says which ("02_data.sql: statement 3 of 5,
+    /// line 12" or "statement 3 of 5, line 12"), `sql` is its text on one line, abbreviated.
+    StatementStarted { place: String, sql: String },
+    /// The statement started last ended (`ok`: it ran; a lock timeout that is retried ends it
+    /// too, and it starts again).
+    StatementFinished { elapsed: Duration, ok: bool },
     /// The long work is over (the report or summary follows on stdout): clear the lines.
     Finished,
 }

@@ -13,15 +13,15 @@
 use std::cmp::Ordering;
 
 use crate::model::{
-    CheckResult, Column, Comparison, GroupStats, Section, Status, Table, Value, cmp_keys,
-    grouped_count,
+    CheckResult, Column, Comparison, GroupStats, ResultKind, Section, Status, Table, Value,
+    ValueScope, cmp_keys, grouped_count,
 };
 use crate::section::{Merged, SectionReader};
 
 /// What happened to one key.
-const CHANGED: &str = "changed";
-const APPEARED: &str = "appeared";
-const DISAPPEARED: &str = "disappeared";
+const CHANGED: ValueScope = ValueScope::Changed;
+const APPEARED: ValueScope = ValueScope::Appeared;
+const DISAPPEARED: ValueScope = ValueScope::Disappeared;
 
 /// One side of the merge: rows in key order, looked at one at a time.
 trait Cursor {
@@ -251,7 +251,7 @@ impl<C: Cursor + ?Sized> Merge<'_, C> {
 fn record(
     acc: &mut Merged,
     shape: &Shape,
-    what: &str,
+    what: ValueScope,
     brow: Option<&[Value]>,
     arow: Option<&[Value]>,
 ) {
@@ -276,7 +276,7 @@ fn record(
             _ => Vec::new(),
         },
         metric: "row".into(),
-        scope: what.into(),
+        scope: what,
         baseline: brow.map(|r| r[shape.bf].clone()),
         after: arow.map(|r| r[shape.af].clone()),
         difference: None,
@@ -393,7 +393,7 @@ fn judge(stats: GroupStats, allowed: usize, all: Vec<Comparison>, worst_n: usize
     }
     CheckResult {
         name: String::new(),
-        kind: String::new(),
+        kind: ResultKind::Rows,
         status,
         after_only: false,
         summary,
@@ -428,7 +428,9 @@ pub async fn describe(
         .checks
         .iter()
         .enumerate()
-        .filter(|(_, c)| c.kind == "rows" && c.worst.iter().any(|w| w.scope != DISAPPEARED))
+        .filter(|(_, c)| {
+            c.kind == ResultKind::Rows && c.worst.iter().any(|w| w.scope != DISAPPEARED)
+        })
         .map(|(i, _)| i)
         .collect();
     if wanted.is_empty() {

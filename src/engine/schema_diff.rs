@@ -15,15 +15,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::model::{
-    CheckResult, Comparison, SchemaCapture, SchemaCatalog, SchemaObject, Status, Value,
+    CheckResult, Comparison, ResultKind, SchemaCapture, SchemaCatalog, SchemaObject, Status, Value,
+    ValueScope,
 };
 use crate::spec::{Renames, SchemaDiff, Verb};
 use crate::sql::ident;
 
 /// Name of the check the schema diff adds to a report.
 pub const CHECK_NAME: &str = "schema diff";
-/// Its kind, as reports show it (defined in the model, which the renderers read).
-pub use crate::model::SCHEMA_DIFF_KIND as KIND;
 
 /// One change to one object.
 #[derive(Debug, Clone, PartialEq)]
@@ -243,7 +242,7 @@ fn result(
 ) -> CheckResult {
     CheckResult {
         name: CHECK_NAME.to_string(),
-        kind: KIND.to_string(),
+        kind: ResultKind::SchemaDiff,
         status,
         after_only: false,
         summary,
@@ -544,7 +543,7 @@ fn judge(
         values.push(Comparison {
             key: vec!["expected".into(), (*m).to_string()],
             metric: "did not happen".into(),
-            scope: "missing".into(),
+            scope: ValueScope::Missing,
             baseline: None,
             after: None,
             difference: None,
@@ -670,7 +669,12 @@ fn rows(c: &Change, rule: &str, ok: bool) -> Vec<Comparison> {
     let row = |metric: String, baseline: Option<Value>, after: Option<Value>| Comparison {
         key: vec![c.kind.clone(), c.name.clone()],
         metric,
-        scope: c.verb.to_string(),
+        scope: match c.verb {
+            Verb::Add => ValueScope::Add,
+            Verb::Drop => ValueScope::Drop,
+            Verb::Alter => ValueScope::Alter,
+            Verb::Rename => ValueScope::Rename,
+        },
         baseline,
         after,
         difference: None,
@@ -983,8 +987,8 @@ mod tests {
             .find(|v| v.key == ["column", "public.events_p2.occurred_at"])
             .expect("the partition's column is a rename");
         assert_eq!(
-            (p2.scope.as_str(), p2.rule.as_str()),
-            ("rename", "the rename map")
+            (p2.scope, p2.rule.as_str()),
+            (ValueScope::Rename, "the rename map")
         );
 
         // Without the rename, every partition shows a drop and an add.

@@ -12,7 +12,9 @@
 
 use rust_decimal::Decimal;
 
-use crate::model::{CheckResult, Comparison, Status, Table, Value, growth_text, pretty_bytes};
+use crate::model::{
+    CheckResult, Comparison, Status, Table, Value, ValueScope, growth_text, pretty_bytes,
+};
 use crate::spec::{Growth, SizePart, SizesCheck};
 
 /// Compare the sizes captured on both sides (`bt` is empty for a check on new tables).
@@ -72,9 +74,9 @@ pub(super) fn compare(s: &SizesCheck, bt: &Table, at: &Table) -> CheckResult {
                 key: vec![label.clone()],
                 metric: part.label().to_string(),
                 scope: match (b, a) {
-                    (None, Some(_)) => "appeared".into(),
-                    (Some(_), None) => "disappeared".into(),
-                    _ => "value".into(),
+                    (None, Some(_)) => ValueScope::Appeared,
+                    (Some(_), None) => ValueScope::Disappeared,
+                    _ => ValueScope::Value,
                 },
                 baseline: b.map(Value::Int),
                 after: a.map(Value::Int),

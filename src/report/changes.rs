@@ -10,7 +10,7 @@
 
 use std::path::Path;
 
-use crate::model::{CheckResult, Comparison, Report, Value};
+use crate::model::{CheckResult, Comparison, Report, Value, ValueScope};
 
 /// The columns, in file order.
 pub const COLUMNS: [&str; 10] = [
@@ -30,9 +30,10 @@ pub const COLUMNS: [&str; 10] = [
 #[derive(Debug, Clone, PartialEq)]
 pub struct Change {
     pub check: String,
-    /// "value", "total", "group", "changed", "appeared", "disappeared".
-    pub scope: String,
-    /// The key's columns joined by ", " (empty for ungrouped values and totals).
+    /// "value", "total", "group", "changed", "appeared", "disappeared", or a schema change.
+    pub scope: ValueScope,
+    /// The key: its value for a one-column key, a JSON array of the values for a composite key
+    /// (a value holding ", " cannot pass for two), empty for ungrouped values and totals.
     pub key: String,
     pub metric: String,
     /// `None`: this side has no value (not the same as NULL, which is `Some("NULL")`).
@@ -102,7 +103,7 @@ fn write_csv(changes: &[Change], path: &Path) -> Result<(), ChangesError> {
         let o = |v: &Option<String>| v.clone().unwrap_or_default();
         w.write_record([
             c.check.as_str(),
-            &c.scope,
+            c.scope.as_str(),
             &c.key,
             &c.metric,
             &o(&c.baseline),
@@ -160,6 +161,15 @@ fn differs(v: &Comparison) -> bool {
         }
 }
 
+/// The key in one cell: see [`Change::key`].
+fn key_cell(key: &[String]) -> String {
+    match key {
+        [] => String::new(),
+        [one] => one.clone(),
+        many => serde_json::to_string(many).unwrap_or_else(|_| many.join(", ")),
+    }
+}
+
 fn line(c: &CheckResult, v: &Comparison) -> Change {
     let text = |x: &Option<Value>| x.as_ref().map(ToString::to_string);
     // A rows check's report carries the post-migration values of the keys it lists.
@@ -171,8 +181,8 @@ fn line(c: &CheckResult, v: &Comparison) -> Change {
         .or_else(|| v.note.clone());
     Change {
         check: c.name.clone(),
-        scope: v.scope.clone(),
-        key: v.key.join(", "),
+        scope: v.scope,
+        key: key_cell(&v.key),
         metric: v.metric.clone(),
         baseline: text(&v.baseline),
         after: text(&v.after),

@@ -9,8 +9,9 @@ use std::fmt::Write as _;
 use rust_decimal::Decimal;
 
 use super::{show, verdict_line};
-use crate::model::SCHEMA_DIFF_KIND as SCHEMA_DIFF;
-use crate::model::{CheckResult, Comparison, Origin, Report, Status, Value};
+use crate::model::{
+    CheckResult, Comparison, Origin, Report, ResultKind, Status, Value, ValueScope,
+};
 
 /// Text for an HTML text node or a quoted attribute.
 fn esc(s: &str) -> String {
@@ -100,7 +101,7 @@ pub fn render(r: &Report) -> String {
             "<tr class=\"{}\"><td class=\"status\">{}</td><td class=\"name\">{name}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             status_class(c.status),
             c.status,
-            esc(&c.kind),
+            esc(c.kind.as_str()),
             esc(&c.tolerance),
             esc(&summary)
         );
@@ -109,7 +110,7 @@ pub fn render(r: &Report) -> String {
     for c in r
         .checks
         .iter()
-        .filter(|c| c.kind == SCHEMA_DIFF && !c.values.is_empty())
+        .filter(|c| c.kind == ResultKind::SchemaDiff && !c.values.is_empty())
     {
         schema_changes(&mut out, c);
     }
@@ -117,12 +118,12 @@ pub fn render(r: &Report) -> String {
         .checks
         .iter()
         .enumerate()
-        .filter(|(_, c)| c.kind == super::sizes::KIND)
+        .filter(|(_, c)| c.kind == ResultKind::Sizes)
     {
         table_sizes(&mut out, i, c);
     }
     for (i, c) in r.checks.iter().enumerate() {
-        if c.status != Status::Pass && c.kind != SCHEMA_DIFF {
+        if c.status != Status::Pass && c.kind != ResultKind::SchemaDiff {
             detail(&mut out, i, c);
         }
     }
@@ -222,7 +223,7 @@ fn schema_changes(out: &mut String, c: &CheckResult) {
             "<tr class=\"{}\"><td class=\"status\">{}</td><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             if v.ok { "pass" } else { "fail" },
             if v.ok { "yes" } else { "no" },
-            esc(&v.scope),
+            esc(v.scope.as_str()),
             esc(&v.key.join(" ")),
             esc(&v.metric),
             esc(&show(&v.baseline)),
@@ -277,7 +278,7 @@ fn detail(out: &mut String, i: usize, c: &CheckResult) {
     let rows: Vec<&Comparison> = c
         .values
         .iter()
-        .filter(|v| !v.ok || v.scope == "total")
+        .filter(|v| !v.ok || v.scope == ValueScope::Total)
         .collect();
     if !rows.is_empty() {
         out.push_str("<table class=\"values\"><tr><th>value</th><th>scope</th><th>baseline</th><th>after</th><th>difference</th><th>rule</th><th>ok</th></tr>\n");
@@ -287,7 +288,7 @@ fn detail(out: &mut String, i: usize, c: &CheckResult) {
                 "<tr class=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 if v.ok { "pass" } else { "fail" },
                 esc(&v.metric),
-                esc(&v.scope),
+                esc(v.scope.as_str()),
                 esc(&show(&v.baseline)),
                 esc(&show(&v.after)),
                 esc(v.difference.as_deref().unwrap_or("")),
@@ -310,7 +311,7 @@ fn detail(out: &mut String, i: usize, c: &CheckResult) {
                 esc(&show(&w.baseline)),
                 esc(&show(&w.after)),
                 esc(w.difference.as_deref().unwrap_or("")),
-                esc(&w.scope),
+                esc(w.scope.as_str()),
                 esc(w.note.as_deref().unwrap_or(""))
             );
         }
@@ -373,7 +374,7 @@ fn chart(out: &mut String, c: &CheckResult) {
             None => (bar_w / 4, "other"),
         };
         let label = format!("{} {}", w.key.join(", "), w.metric);
-        let value = w.difference.clone().unwrap_or_else(|| w.scope.clone());
+        let value = w.difference.clone().unwrap_or_else(|| w.scope.to_string());
         let _ = writeln!(
             out,
             "<g class=\"bar\" data-key=\"{}\"><text x=\"0\" y=\"{}\">{}</text><rect class=\"{class}\" x=\"{label_w}\" y=\"{y}\" width=\"{len}\" height=\"{}\"/><text x=\"{}\" y=\"{}\">{}</text></g>",

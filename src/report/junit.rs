@@ -41,7 +41,7 @@ pub fn render(r: &Report) -> String {
     for c in &r.checks {
         out.push_str(&format!(
             "    <testcase classname=\"migval.{}\" name=\"{}\">\n",
-            xml(&c.kind.replace(' ', "_")),
+            xml(&c.kind.as_str().replace(' ', "_")),
             xml(&c.name)
         ));
         // Which reading was applied (per group / on the total / both), for every check.

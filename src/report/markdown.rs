@@ -2,8 +2,7 @@
 //! what did not pass.
 
 use super::{grouped, readable, show, verdict_line};
-use crate::model::SCHEMA_DIFF_KIND as SCHEMA_DIFF;
-use crate::model::{Report, Status};
+use crate::model::{Report, ResultKind, Status, ValueScope};
 
 fn esc(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', " ")
@@ -98,7 +97,7 @@ pub fn render(r: &Report) -> String {
     for c in r
         .checks
         .iter()
-        .filter(|c| c.kind == SCHEMA_DIFF && !c.values.is_empty())
+        .filter(|c| c.kind == ResultKind::SchemaDiff && !c.values.is_empty())
     {
         out.push_str(&format!(
             "\n### Schema changes\n\n{}\n\n| ok | change | object | what | before | after | declared by |\n|---|---|---|---|---|---|---|\n",
@@ -117,7 +116,7 @@ pub fn render(r: &Report) -> String {
             ));
         }
     }
-    for c in r.checks.iter().filter(|c| c.kind == super::sizes::KIND) {
+    for c in r.checks.iter().filter(|c| c.kind == ResultKind::Sizes) {
         out.push_str(&format!(
             "\n### Table sizes — {}\n\n{} ({})\n\n| ok | table | {} |\n|---|---|---|---|---|---|\n",
             esc(&c.name),
@@ -141,7 +140,7 @@ pub fn render(r: &Report) -> String {
     for c in r
         .checks
         .iter()
-        .filter(|c| c.status != Status::Pass && c.kind != SCHEMA_DIFF)
+        .filter(|c| c.status != Status::Pass && c.kind != ResultKind::SchemaDiff)
     {
         out.push_str(&format!(
             "\n### {} — {}\n\n{}\n",
@@ -155,7 +154,7 @@ pub fn render(r: &Report) -> String {
         let rows: Vec<_> = c
             .values
             .iter()
-            .filter(|v| !v.ok || v.scope == "total")
+            .filter(|v| !v.ok || v.scope == ValueScope::Total)
             .collect();
         if !rows.is_empty() {
             out.push_str("\n| value | scope | baseline | after | difference | rule | ok |\n|---|---|---|---|---|---|---|\n");

@@ -4,6 +4,8 @@
 pub mod changes;
 pub mod escape;
 mod fit;
+#[cfg(test)]
+mod golden;
 mod html;
 mod json;
 mod junit;

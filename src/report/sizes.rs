@@ -5,9 +5,6 @@
 
 use crate::model::{CheckResult, Value, growth_text, pretty_bytes};
 
-/// `CheckResult::kind` of a sizes check.
-pub const KIND: &str = "sizes";
-
 /// The parts in the order the section shows them (the values' `metric`).
 pub const PARTS: [&str; 4] = ["table", "indexes", "toast", "total"];
 

@@ -4,8 +4,7 @@
 
 use super::fit;
 use super::{count, grouped, readable, show, verdict_line};
-use crate::model::SCHEMA_DIFF_KIND as SCHEMA_DIFF;
-use crate::model::{CheckResult, Report, Status};
+use crate::model::{CheckResult, Report, ResultKind, Status, ValueScope};
 
 fn paint(text: &str, status: Status, color: bool) -> String {
     if !color {
@@ -41,15 +40,19 @@ fn overview(c: &CheckResult) -> (String, String, String) {
 }
 
 fn overview_values(c: &CheckResult) -> (String, String, String) {
-    if c.kind == SCHEMA_DIFF {
-        let n = c.values.iter().filter(|v| v.scope != "missing").count();
+    if c.kind == ResultKind::SchemaDiff {
+        let n = c
+            .values
+            .iter()
+            .filter(|v| v.scope != ValueScope::Missing)
+            .count();
         return (
             String::new(),
             String::new(),
             format!("{n} change{}", if n == 1 { "" } else { "s" }),
         );
     }
-    if c.kind == super::sizes::KIND {
+    if c.kind == ResultKind::Sizes {
         return super::sizes::totals(c);
     }
     if let Some(g) = &c.groups {
@@ -111,8 +114,8 @@ pub fn render(r: &Report, color: bool, width: Option<usize>) -> String {
     header.push_str(&format!(
         "  baseline: {} db {}{} at {} (snapshot {}, lsn {})\n",
         r.baseline.target,
-        super::standby_note(&r.baseline),
         r.baseline.database,
+        super::standby_note(&r.baseline),
         r.baseline.captured_at,
         r.baseline.snapshot_id,
         r.baseline.lsn
@@ -171,10 +174,10 @@ pub fn render(r: &Report, color: bool, width: Option<usize>) -> String {
     }
     // Status and check name keep their width: a name is never cut.
     out.push_str(&fit::table(t, width, 0, &[0, 1]));
-    for c in r.checks.iter().filter(|c| c.kind == SCHEMA_DIFF) {
+    for c in r.checks.iter().filter(|c| c.kind == ResultKind::SchemaDiff) {
         out.push_str(&schema_changes(c, color, width));
     }
-    for c in r.checks.iter().filter(|c| c.kind == super::sizes::KIND) {
+    for c in r.checks.iter().filter(|c| c.kind == ResultKind::Sizes) {
         out.push_str(&table_sizes(c, color, width));
     }
 
@@ -203,7 +206,7 @@ pub fn render(r: &Report, color: bool, width: Option<usize>) -> String {
         let details: Vec<_> = c
             .values
             .iter()
-            .filter(|v| c.kind != SCHEMA_DIFF && (!v.ok || v.scope == "total"))
+            .filter(|v| c.kind != ResultKind::SchemaDiff && (!v.ok || v.scope == ValueScope::Total))
             .collect();
         if !details.is_empty() {
             let mut t = rows([
@@ -225,7 +228,7 @@ pub fn render(r: &Report, color: bool, width: Option<usize>) -> String {
                 };
                 t.push(vec![
                     cell(&what, 40),
-                    v.scope.clone(),
+                    v.scope.to_string(),
                     cell(&readable(&v.baseline), 30),
                     cell(&readable(&v.after), 30),
                     v.difference.as_deref().map(grouped).unwrap_or_default(),
@@ -257,7 +260,7 @@ pub fn render(r: &Report, color: bool, width: Option<usize>) -> String {
                     cell(&readable(&w.baseline), 30),
                     cell(&readable(&w.after), 30),
                     w.difference.as_deref().map(grouped).unwrap_or_default(),
-                    w.scope.clone(),
+                    w.scope.to_string(),
                     if w.ok { "yes".into() } else { "NO".into() },
                 ]);
             }
@@ -292,7 +295,7 @@ fn schema_changes(c: &CheckResult, color: bool, width: Option<usize>) -> String 
         let status = if v.ok { Status::Pass } else { c.status };
         t.push(vec![
             paint(if v.ok { "yes" } else { "NO" }, status, color),
-            v.scope.clone(),
+            v.scope.to_string(),
             cell(&v.key.join(" "), 60),
             cell(&v.metric, 20),
             cell(&show(&v.baseline), 40),

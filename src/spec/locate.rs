@@ -177,6 +177,57 @@ fn key_path(prefix: &str) -> String {
     parts.join(".")
 }
 
+/// The line of every key of a spec, so that a validation error points at the key it is about
+/// (`checks.toml:9: check `revenue`, key `tolerance`: ...`), not at its `[[check]]` header.
+/// Keys of a `[[check]]` entry are found by the entry's header line, the top-level tables'
+/// (`settings.parallel`, `schema.expect`) under 0. Built from toml's spanned document in one
+/// pass; a key not found (a computed path) leaves the error on the line it was given.
+pub(super) struct KeyLines(std::collections::HashMap<(usize, String), usize>);
+
+impl KeyLines {
+    pub(super) fn new(text: &str, lines: &LineIndex) -> KeyLines {
+        use toml::de::{DeTable, DeValue};
+        fn walk(
+            table: &DeTable<'_>,
+            prefix: &str,
+            entry: usize,
+            lines: &LineIndex,
+            out: &mut std::collections::HashMap<(usize, String), usize>,
+        ) {
+            for (k, v) in table {
+                let key = format!("{prefix}{}", k.get_ref());
+                if let DeValue::Table(t) = v.get_ref() {
+                    walk(t, &format!("{key}."), entry, lines, out);
+                }
+                out.insert((entry, key), lines.line(k.span().start));
+            }
+        }
+        let mut out = std::collections::HashMap::new();
+        let Ok(doc) = DeTable::parse(text) else {
+            return KeyLines(out);
+        };
+        for (k, v) in doc.get_ref() {
+            match (k.get_ref().as_ref(), v.get_ref()) {
+                ("check", DeValue::Array(checks)) => {
+                    for c in checks {
+                        if let DeValue::Table(t) = c.get_ref() {
+                            walk(t, "", lines.line(c.span().start), lines, &mut out);
+                        }
+                    }
+                }
+                (name, DeValue::Table(t)) => walk(t, &format!("{name}."), 0, lines, &mut out),
+                _ => {}
+            }
+        }
+        KeyLines(out)
+    }
+
+    /// The line of `key` in the `[[check]]` whose header is on `entry` (0: top level).
+    pub(super) fn line(&self, entry: usize, key: &str) -> Option<usize> {
+        self.0.get(&(entry, key.to_string())).copied()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

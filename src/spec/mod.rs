@@ -487,15 +487,17 @@ pub enum CheckKind {
 }
 
 impl CheckKind {
-    pub fn label(&self) -> &'static str {
+    /// The kind of result this check gives, as reports name it.
+    pub fn label(&self) -> crate::model::ResultKind {
+        use crate::model::ResultKind;
         match self {
-            CheckKind::Metrics(_) => "metrics",
-            CheckKind::NullCount(_) => "null count",
-            CheckKind::Orphans(_) => "orphans",
-            CheckKind::Custom(_) => "custom sql",
-            CheckKind::Schema(_) => "schema",
-            CheckKind::Rows(_) => "rows",
-            CheckKind::Sizes(_) => "sizes",
+            CheckKind::Metrics(_) => ResultKind::Metrics,
+            CheckKind::NullCount(_) => ResultKind::NullCount,
+            CheckKind::Orphans(_) => ResultKind::Orphans,
+            CheckKind::Custom(_) => ResultKind::CustomSql,
+            CheckKind::Schema(_) => ResultKind::Schema,
+            CheckKind::Rows(_) => ResultKind::Rows,
+            CheckKind::Sizes(_) => ResultKind::Sizes,
         }
     }
 }
@@ -549,7 +551,7 @@ impl Spec {
         let lines = LineIndex::new(text);
         let raw: RawSpec = toml::from_str(text)
             .map_err(|e| SpecErrors(vec![locate::toml_error(file, text, &lines, &e)]))?;
-        let mut v = Validator::new(file);
+        let mut v = Validator::new(file, locate::KeyLines::new(text, &lines));
         let settings = v.settings(raw.settings);
         let renames = v.renames(&raw.rename, lines.line_of_key(text, "[rename]"));
         let schema = match raw.schema {
@@ -727,6 +729,40 @@ tolerance = { abs = "0.01", scope = "group" }
     }
 
     #[test]
+    fn a_validation_error_names_the_line_of_its_key() {
+        let err = parse(
+            r#"[settings]
+worst_groups = 5
+parallel = 99
+
+[[check]]
+name = "revenue"
+table = "t"
+metrics = ["sum(x)"]
+# a comment that mentions tolerance = "exact"
+tolerance = "abc"
+
+[[check]]
+name = "moves"
+table = "t"
+metrics = ["count(*)"]
+
+[check.expect]
+changes_by = "oops"
+"#,
+        )
+        .unwrap_err()
+        .to_string();
+        for want in [
+            "checks.toml:3: key `settings.parallel`",
+            "checks.toml:10: check `revenue`, key `tolerance`",
+            "checks.toml:18: check `moves`, key `expect.changes_by`",
+        ] {
+            assert!(err.contains(want), "wants `{want}` in:\n{err}");
+        }
+    }
+
+    #[test]
     fn errors_name_file_line_check_and_key() {
         let err = parse(
             r#"
@@ -744,7 +780,7 @@ metrics = ["median(x)"]
         let text = err.to_string();
         assert!(
             text.contains(
-                "checks.toml:6: check `bad metric`, key `metrics`: unknown aggregate `median`"
+                "checks.toml:9: check `bad metric`, key `metrics`: unknown aggregate `median`"
             ),
             "{text}"
         );
@@ -851,13 +887,13 @@ mod large_specs {
         fingerprints.dedup();
         assert_eq!(fingerprints.len(), n, "one fingerprint per check");
 
-        // An error after 20,000 checks still names its line.
+        // An error after 20,000 checks still names its key's line.
         let bad = "[[check]]\nname = \"last\"\ntable = \"t\"\ntolerance = { abs = \"x\" }\n";
         let e = Spec::parse("big.toml", &spec_of(n, bad))
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains(&format!("big.toml:{}: check `last`", 6 * n + 1)),
+            e.contains(&format!("big.toml:{}: check `last`", 6 * n + 4)),
             "{e}"
         );
     }

@@ -2,6 +2,7 @@
 //! `[rename]`, `[schema]`, and the name helpers every check kind uses. Errors are collected,
 //! not returned at the first, so a DBA sees every problem of the file at once.
 
+use super::locate::KeyLines;
 use super::raw::{RawSchemaDiff, RawSettings};
 use super::{
     ExpectedChange, LineIndex, Renames, SchemaDiff, Settings, SpecError, parse_duration_ms,
@@ -10,18 +11,27 @@ use crate::sql::ident::{self, Name};
 
 pub(super) struct Validator<'a> {
     file: &'a str,
+    /// Where each key is: an error names the line of its key when it can.
+    keys: KeyLines,
     pub(super) errors: Vec<SpecError>,
 }
 
 impl<'a> Validator<'a> {
-    pub(super) fn new(file: &'a str) -> Validator<'a> {
+    pub(super) fn new(file: &'a str, keys: KeyLines) -> Validator<'a> {
         Validator {
             file,
+            keys,
             errors: Vec::new(),
         }
     }
 
+    /// An error about `key` of `check` (whose `[[check]]` header is on `line`; "" and the
+    /// line of the table for keys outside the checks).
     pub(super) fn err(&mut self, line: usize, check: &str, key: &str, message: impl Into<String>) {
+        let line = self
+            .keys
+            .line(if check.is_empty() { 0 } else { line }, key)
+            .unwrap_or(line);
         let place = match (check.is_empty(), key.is_empty()) {
             (true, true) => String::new(),
             (true, false) => format!("key `{key}`: "),

@@ -224,6 +224,49 @@ fn every_differing_group_and_value_is_written_exactly_not_only_the_worst() {
 }
 
 #[cfg(not(feature = "parquet"))]
+/// A composite key goes in one cell as a JSON array of its values, so keys whose values hold
+/// ", " stay apart: ("North, East", "x") and ("North", "East, x") would both read
+/// "North, East, x" joined.
+#[test]
+fn a_composite_key_is_one_unambiguous_cell() {
+    let db = rt().block_on(async {
+        let db = TestDb::new("changes_composite").await;
+        db.exec(
+            "CREATE TABLE sales (region text, account text, amount numeric(12,2));
+             INSERT INTO sales VALUES ('North, East', 'x', 10.00), ('North', 'East, x', 20.00),
+                                      ('South', 'y', 30.00);",
+        )
+        .await;
+        db
+    });
+    let spec = r#"
+[[check]]
+name = "per region and account"
+table = "sales"
+group_by = ["region", "account"]
+metrics = ["sum(amount)"]
+"#;
+    let (run, _) = snapshot_then(&db, spec, || {
+        rt().block_on(db.exec("UPDATE sales SET amount = amount + 1 WHERE region LIKE 'North%'"))
+    });
+    assert_eq!(run.code, 1, "{run}");
+    let out = db.path("changes.csv");
+    let run = verify_again(&db, &["--changes-out", p(&out)]);
+    assert_eq!(run.code, 1, "{run}");
+    let mut keys: Vec<Vec<String>> = read_csv(&out)
+        .iter()
+        .filter(|l| l["check"] == "per region and account" && l["scope"] == "group")
+        .map(|l| serde_json::from_str(&l["key"]).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [["North", "East, x"], ["North, East", "x"]],
+        "{}",
+        std::fs::read_to_string(&out).unwrap()
+    );
+}
+
 #[test]
 fn a_parquet_file_is_refused_before_any_work_without_the_feature() {
     let run = crate::common::migval(&[

@@ -45,7 +45,7 @@ null_count = "orders.amount"
     let file = p(&spec);
     assert!(
         r.stderr.contains(&format!(
-            "{file}:5: check `typo in tolerance`, key `tolerance.abs`"
+            "{file}:9: check `typo in tolerance`, key `tolerance.abs`"
         )),
         "{r}"
     );

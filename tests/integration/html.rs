@@ -1,6 +1,7 @@
 //! `--format html` as a reader sees it: the report of the broken fee_rename migration opened in
 //! headless Chromium (Debian's `chromium`; .ci/run installs it), its rendered DOM read back and
-//! a screenshot written under the test's directory.
+//! a screenshot written under the test's directory; and a sizes check's table, read back from
+//! the rendered DOM.
 
 use std::process::Command;
 
@@ -41,6 +42,21 @@ fn headless(dir: &std::path::Path) -> Command {
         dir.join("chromium-profile").display()
     ));
     cmd
+}
+
+/// The page as Chromium renders it (its DOM after layout and any script: there is none).
+fn dump_dom(dir: &std::path::Path, html: &std::path::Path) -> String {
+    let dom = headless(dir)
+        .arg("--dump-dom")
+        .arg(format!("file://{}", html.display()))
+        .output()
+        .expect("run chromium");
+    assert!(
+        dom.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dom.stderr)
+    );
+    String::from_utf8_lossy(&dom.stdout).to_string()
 }
 
 #[test]
@@ -105,17 +121,7 @@ fn the_html_report_of_a_broken_migration_shows_the_fail_banner_the_check_and_its
         "the only URL is the SVG namespace"
     );
 
-    let dom = headless(&db.dir)
-        .arg("--dump-dom")
-        .arg(format!("file://{}", html.display()))
-        .output()
-        .expect("run chromium");
-    assert!(
-        dom.status.success(),
-        "{}",
-        String::from_utf8_lossy(&dom.stderr)
-    );
-    let dom = String::from_utf8_lossy(&dom.stdout).to_string();
+    let dom = dump_dom(&db.dir, &html);
     assert!(
         dom.contains("class=\"verdict fail\"") && dom.contains("VALIDATION FAILED"),
         "the FAIL banner: {dom}"
@@ -150,4 +156,44 @@ fn the_html_report_of_a_broken_migration_shows_the_fail_banner_the_check_and_its
         png.starts_with(b"\x89PNG") && png.len() > 10_000,
         "a real picture of the page"
     );
+}
+
+/// The sizes section as Chromium renders it: one row per table, the failing one marked, each
+/// part "before → after" in the units pg_size_pretty prints.
+#[test]
+fn the_html_sizes_section_shows_each_table_in_human_units_and_marks_the_one_that_grew() {
+    use crate::sizes::{DOUBLING, WORLD, pretty, server_sizes};
+    let db = crate::common::world("html_sizes", WORLD);
+    let spec = r#"
+[[check]]
+name = "table growth"
+sizes = { tables = ["products", "customers"] }
+expect = { grows_at_most = "20%" }
+"#;
+    let before = server_sizes(&db, "products");
+    let (r, _) = crate::common::snapshot_then(&db, spec, || rt().block_on(db.exec(DOUBLING)));
+    assert_eq!(r.code, 1, "{r}");
+    let after = server_sizes(&db, "products");
+    let html = db.path("report.html");
+    let r = crate::common::verify_again(&db, &["--format", "html", "-o", p(&html)]);
+    assert_eq!(r.code, 1, "{r}");
+    let dom = dump_dom(&db.dir, &html);
+    let section = dom
+        .split("<table class=\"sizes\"")
+        .nth(1)
+        .and_then(|t| t.split("</table>").next())
+        .unwrap_or_else(|| panic!("no sizes table in the page: {dom}"));
+    let row = |table: &str| {
+        section
+            .split("<tr")
+            .find(|r| r.contains(&format!("<code>{table}</code>")))
+            .unwrap_or_else(|| panic!("no row for {table}: {section}"))
+            .to_string()
+    };
+    let products = row("products");
+    assert!(products.starts_with(" class=\"fail\""), "{products}");
+    let total = format!("{} → {}", pretty(&db, before.3), pretty(&db, after.3));
+    assert!(products.contains(&total), "wants `{total}`: {products}");
+    let customers = row("customers");
+    assert!(customers.starts_with(" class=\"pass\""), "{customers}");
 }

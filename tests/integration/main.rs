@@ -18,7 +18,7 @@ mod backup;
 /// Capture under hostile input and interruptions: thousands of metrics, comments in
 /// fragments, Ctrl-C / SIGTERM of snapshot and verify cancelling the server-side work.
 mod capture_faults;
-/// Every query of the catalogue in queries/ prepares against a real server.
+/// Every query of the catalogue in queries/ prepares against a real server, its header naming its columns.
 mod catalogue;
 /// `--changes-out`: every differing value of every check, exact, as CSV (and Parquet).
 mod changes_out;
@@ -30,6 +30,8 @@ mod cli;
 mod consistency;
 /// The seed-000 story end to end, and `migval demo`.
 mod fee_rename;
+/// Golden files of a real run (the broken fee_rename migration) in JSON, text, Markdown, JUnit.
+mod golden;
 /// Hostile data (terminal escapes, bidi overrides) shown escaped, kept exact in JSON.
 mod hostile;
 /// `--format html` rendered in headless Chromium.

@@ -87,6 +87,11 @@ fn server_host_port() -> (String, u16) {
 
 impl Bouncer {
     pub fn start(name: &str, pool_mode: &str) -> Bouncer {
+        Bouncer::start_with(name, pool_mode, "")
+    }
+
+    /// `start`, with more `[pgbouncer]` settings (lines ending in a newline).
+    pub fn start_with(name: &str, pool_mode: &str, more: &str) -> Bouncer {
         let (host, pg_port) = server_host_port();
         let port = free_port();
         let dir =
@@ -106,7 +111,8 @@ impl Bouncer {
              default_pool_size = 4\n\
              max_client_conn = 200\n\
              logfile = {dir}/pgbouncer.log\n\
-             pidfile = {dir}/pgbouncer.pid\n",
+             pidfile = {dir}/pgbouncer.pid\n\
+             {more}",
             dir = dir.display()
         );
         std::fs::write(dir.join("pgbouncer.ini"), ini).unwrap();
@@ -291,23 +297,11 @@ fn through_pgbouncer_in_transaction_mode_a_run_is_right_or_refused_naming_the_po
 /// finishes; no row is applied twice.
 #[test]
 fn through_pgbouncer_in_transaction_mode_the_backfill_runs_once_at_a_time() {
-    use crate::backfill::{
-        assert_filled_exactly_once, finish, spawn_at, spec_with, wait_for_batches, world,
-    };
+    use crate::backfill::{assert_filled_exactly_once, finish, spawn_at, wait_for_batches, world};
     let db = rt().block_on(world("pgbouncer_backfill", 3000));
     let bouncer = Bouncer::start("backfill", "transaction");
     let url = bouncer.url(&db.url);
-    // No `checks`: the guard is under test here, not the capture through the pooler.
-    let spec = spec_with(&db, "bf.toml", "size = 50\npause = \"50ms\"");
-    let text = std::fs::read_to_string(&spec).unwrap();
-    let spec = db.file(
-        "bf.toml",
-        &text
-            .lines()
-            .filter(|l| !l.starts_with("checks ="))
-            .collect::<Vec<_>>()
-            .join("\n"),
-    );
+    let spec = spec_without_checks(&db, "size = 50\npause = \"50ms\"");
     let args = ["--commit", "--yes", "--lease", "3s"];
     let backfill = |extra: &[&str]| {
         let log = db.path("rows-2.csv");
@@ -343,7 +337,7 @@ fn through_pgbouncer_in_transaction_mode_the_backfill_runs_once_at_a_time() {
     assert!(later.stderr.contains("resuming run 1"), "{later}");
     rt().block_on(assert_filled_exactly_once(&db));
     // No session setting of migval's stays behind on the pooled server connections (the
-    // application would inherit the backfill's lock_timeout and statement_timeout): four
+    // application would inherit the backfill's timeouts and its connection check): four
     // transactions held open at once use four server connections, every one of the pool.
     rt().block_on(async {
         let mut clients = Vec::new();
@@ -355,7 +349,11 @@ fn through_pgbouncer_in_transaction_mode_the_backfill_runs_once_at_a_time() {
             clients.push(c);
         }
         for c in &clients {
-            for (setting, default) in [("lock_timeout", "0"), ("statement_timeout", "0")] {
+            for (setting, default) in [
+                ("lock_timeout", "0"),
+                ("statement_timeout", "0"),
+                ("client_connection_check_interval", "0"),
+            ] {
                 let shown = c
                     .simple_query(&format!("SHOW {setting}"))
                     .await
@@ -373,4 +371,107 @@ fn through_pgbouncer_in_transaction_mode_the_backfill_runs_once_at_a_time() {
             }
         }
     });
+}
+
+/// The fixture's backfill spec with `batch` as its [batch] section and no `checks`: the
+/// statements and the guard are under test through the pooler, not the capture.
+fn spec_without_checks(db: &TestDb, batch: &str) -> std::path::PathBuf {
+    let spec = crate::backfill::spec_with(db, "bf.toml", batch);
+    let text = std::fs::read_to_string(&spec).unwrap();
+    db.file(
+        "bf.toml",
+        &text
+            .lines()
+            .filter(|l| !l.starts_with("checks ="))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
+}
+
+/// The names and texts of the prepared statements on every server connection of the pool:
+/// `pool_size` transactions held open at once through the pooler occupy all of them.
+fn prepared_statements_in_the_pool(url: &str, pool_size: usize) -> Vec<String> {
+    rt().block_on(async {
+        let mut clients = Vec::new();
+        for _ in 0..pool_size {
+            let c = crate::common::connect(url).await;
+            c.batch_execute("BEGIN")
+                .await
+                .expect("BEGIN through the pooler");
+            clients.push(c);
+        }
+        let mut found = Vec::new();
+        for c in &clients {
+            // The simple protocol: the probe itself prepares nothing.
+            let rows = c
+                .simple_query("SELECT name || ': ' || statement FROM pg_prepared_statements")
+                .await
+                .expect("pg_prepared_statements");
+            found.extend(rows.into_iter().filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+                _ => None,
+            }));
+        }
+        // Ended, so the server connections go back to the pool (a client leaving in the middle
+        // of a transaction makes the pooler close its server connection).
+        for c in &clients {
+            c.batch_execute("ROLLBACK")
+                .await
+                .expect("ROLLBACK through the pooler");
+        }
+        found
+    })
+}
+
+/// Transaction pooling hands each transaction whichever server connection is next. A named
+/// prepared statement whose Close is sent after its transaction ends stays behind on that
+/// server connection, and the next client to use the same statement name there fails with
+/// 42P05 "prepared statement \"s57\" already exists" (a later run of the same backfill did,
+/// at its 13th batch). With `server_round_robin` every transaction moves on to the next
+/// server connection of the four in the pool, so a statement left behind cannot hide: after a
+/// dry run, a --commit run stopped by Ctrl-C and the run that resumes it, no server connection
+/// of the pool holds one.
+#[test]
+fn through_pgbouncer_the_backfill_leaves_no_prepared_statement_behind() {
+    use crate::backfill::{assert_filled_exactly_once, finish, spawn_at, wait_for_batches, world};
+    let db = rt().block_on(world("pgbouncer_unnamed", 1500));
+    let bouncer = Bouncer::start_with("unnamed", "transaction", "server_round_robin = 1\n");
+    let url = bouncer.url(&db.url);
+    let spec = spec_without_checks(&db, "size = 50\npause = \"50ms\"");
+    let in_pool = || prepared_statements_in_the_pool(&url, 4);
+    // Four server connections in the pool first (one client alone would only ever use one),
+    // none holding a statement.
+    assert_eq!(in_pool(), Vec::<String>::new());
+    let dry = migval(&["backfill", p(&spec), "--db", &url]);
+    assert_eq!(dry.code, 0, "{dry}\npgbouncer log:\n{}", bouncer.log());
+    assert_eq!(in_pool(), Vec::<String>::new(), "after the dry run");
+    let first = spawn_at(&url, &db, &spec, &["--commit", "--yes"], &[]);
+    wait_for_batches(&db, 3);
+    let status = Command::new("kill")
+        .args(["-INT", &first.id().to_string()])
+        .status()
+        .expect("kill -INT");
+    assert!(status.success());
+    let first = finish(first);
+    assert_eq!(
+        first.code,
+        130,
+        "{first}\npgbouncer log:\n{}",
+        bouncer.log()
+    );
+    let resumed = migval(&["backfill", p(&spec), "--db", &url, "--commit", "--yes"]);
+    assert_eq!(
+        resumed.code,
+        0,
+        "{resumed}\npgbouncer log:\n{}",
+        bouncer.log()
+    );
+    assert!(resumed.stderr.contains("resuming run 1"), "{resumed}");
+    rt().block_on(assert_filled_exactly_once(&db));
+    let left = in_pool();
+    assert!(
+        left.is_empty(),
+        "prepared statements left on pooled server connections:\n{}",
+        left.join("\n")
+    );
 }

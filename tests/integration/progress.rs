@@ -128,6 +128,57 @@ fn a_probe_still_running_is_mentioned_every_10_seconds() {
     assert_eq!(still.len(), 1, "{r}");
 }
 
+/// `migrate` names each statement as it starts (index, line, text) and says how long it took;
+/// a statement still running is mentioned every 10 s, so a DBA watching a long ALTER TABLE
+/// through a CI log knows what migval is waiting for.
+#[test]
+fn migrate_names_each_statement_as_it_runs() {
+    let db = orders("progress_migrate");
+    let spec = db.file(
+        "checks.toml",
+        "[schema]\nexpect = [\"add column orders.note\"]\n\n\
+         [[check]]\nname = \"orders\"\ntable = \"orders\"\nmetrics = [\"count(*)\"]\n",
+    );
+    let migration = db.file(
+        "m.sql",
+        "ALTER TABLE orders ADD COLUMN note text;\n\nSELECT pg_sleep(10.5);\n",
+    );
+    let r = migval(&[
+        "migrate",
+        p(&migration),
+        "--spec",
+        p(&spec),
+        "--db",
+        &db.url,
+    ]);
+    assert_eq!(r.code, 0, "{r}");
+    let lines: Vec<&str> = r.stderr.lines().collect();
+    let at = |prefix: &str| {
+        lines
+            .iter()
+            .position(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no line `{prefix}`{r}"))
+    };
+    let first = at("statement 1 of 2, line 1: ALTER TABLE orders ADD COLUMN note text");
+    let second = at("statement 2 of 2, line 3: SELECT pg_sleep(10.5)");
+    assert!(first < second, "{r}");
+    assert!(lines[first + 1].starts_with("  done in "), "{r}");
+    assert!(
+        lines[second + 1].starts_with("  still running after 10 s: statement 2 of 2"),
+        "{r}"
+    );
+    let took: f64 = lines[second + 2]
+        .strip_prefix("  done in ")
+        .and_then(|t| t.strip_suffix(" s"))
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("no duration after the statement{r}"));
+    assert!(took >= 10.5, "{took}{r}");
+    assert!(
+        !r.stdout.contains("still running"),
+        "progress stays off stdout{r}"
+    );
+}
+
 /// Run `migval args...` on a pseudo-terminal of 80x24 (util-linux `script`); returns what
 /// the terminal received.
 fn on_a_terminal(db: &TestDb, args: &[&str]) -> String {

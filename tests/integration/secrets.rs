@@ -409,3 +409,78 @@ fn a_password_with_special_characters_never_leaks_through_any_path() {
     // Every file migval wrote: baselines, after-snapshots, reports, artifacts, log, summary.
     assert_not_in_files(&out);
 }
+
+/// `--db service=NAME` connects where the service file's entry says, with the password kept
+/// there (as `psql service=NAME` does); `PGSERVICE` names it too. The password is on no
+/// output and in no file; a name the file lacks stops with exit 2 naming the file.
+#[test]
+fn a_service_file_entry_connects_and_its_password_stays_secret() {
+    let db = rt().block_on(async {
+        let db = TestDb::new("secrets_service").await;
+        db.exec(ITEMS).await;
+        require_password_for_role(&db).await;
+        db
+    });
+    let (_, tail) = db.url.split_once('@').unwrap();
+    let (hostport, rest) = tail.split_once('/').unwrap();
+    let (host, port) = hostport.rsplit_once(':').unwrap();
+    let dbname = rest.split('?').next().unwrap();
+    let services = db.file(
+        "pg_service.conf",
+        &format!(
+            "# the test server\n[audit]\nhost={host}\nport={port}\ndbname={dbname}\n\
+             user={ROLE}\npassword={SECRET}\nsslmode=disable\n\n[other]\nhost=nowhere.invalid\n"
+        ),
+    );
+    let out = db.path("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let spec = db.file("checks.toml", ITEM_CHECKS);
+    let base = out.join("base.json");
+    let env = [("PGSERVICEFILE", p(&services))];
+    let snapshot = migval_env(
+        &[
+            "snapshot",
+            "--spec",
+            p(&spec),
+            "--out",
+            p(&base),
+            "--db",
+            "service=audit",
+        ],
+        &env,
+    );
+    assert_eq!(snapshot.code, 0, "{snapshot}");
+    let baseline = std::fs::read_to_string(&base).unwrap();
+    assert!(baseline.contains(dbname), "the baseline names the database");
+    let verify = migval_env(
+        &["verify", "--spec", p(&spec), "--baseline", p(&base)],
+        &[env[0], ("PGSERVICE", "audit")],
+    );
+    assert_eq!(verify.code, 0, "{verify}");
+    assert!(
+        verify.stdout.contains(ROLE),
+        "connected as the entry's user{verify}"
+    );
+    let missing = migval_env(
+        &[
+            "verify",
+            "--spec",
+            p(&spec),
+            "--baseline",
+            p(&base),
+            "--db",
+            "service=nope",
+        ],
+        &env,
+    );
+    assert_eq!(missing.code, 2, "{missing}");
+    assert!(
+        missing
+            .stderr
+            .contains("definition of service \"nope\" not found")
+            && missing.stderr.contains(p(&services)),
+        "{missing}"
+    );
+    assert_not_in_output(&[snapshot, verify, missing]);
+    assert_not_in_files(&out);
+}

@@ -676,6 +676,9 @@ fn verify_full_without_sslrootcert_uses_home_postgresql_root_crt() {
 // ---------------------------------------------------------------------------------------------
 // Client certificates (sslcert / sslkey)
 
+/// The passphrase of the encrypted client keys: distinctive, so no output may contain it.
+const KEY_PASSPHRASE: &str = "Kp7-UNIQUE-passphrase";
+
 /// The role the client certificates are issued to (CN = the user name, for clientcert=verify-full).
 const CERT_USER: &str = "cert_user";
 
@@ -774,9 +777,23 @@ fn client_pki() -> &'static ClientPki {
                 "-in",
                 "ec-sec1.key",
                 "-passout",
-                "pass:secret",
+                &format!("pass:{KEY_PASSPHRASE}"),
                 "-out",
                 "ec-encrypted.key",
+            ],
+        )?;
+        // The same key encrypted in OpenSSL's legacy PEM format (Proc-Type: 4,ENCRYPTED).
+        openssl(
+            d,
+            &[
+                "ec",
+                "-in",
+                "ec-sec1.key",
+                "-aes256",
+                "-passout",
+                &format!("pass:{KEY_PASSPHRASE}"),
+                "-out",
+                "ec-legacy.key",
             ],
         )?;
         for key in [
@@ -784,6 +801,7 @@ fn client_pki() -> &'static ClientPki {
             "ec-pkcs8.key",
             "rsa-pkcs1.key",
             "ec-encrypted.key",
+            "ec-legacy.key",
         ] {
             set_mode(&d.join(key), 0o600);
         }
@@ -913,7 +931,7 @@ fn a_client_certificate_is_sent_and_accepted_by_a_server_requiring_verify_full()
 }
 
 #[test]
-fn client_key_problems_are_refused_before_connecting_naming_the_option_and_path() {
+fn client_key_problems_are_refused_naming_the_option_and_path_and_sslpassword_decrypts() {
     let port = client_cert_server().port();
     let d = &client_pki().dir.0;
     rt().block_on(async {
@@ -945,44 +963,94 @@ fn client_key_problems_are_refused_before_connecting_naming_the_option_and_path(
                 && err.contains("u=rw (0600)"),
             "{err}"
         );
-        // A passphrase-protected key (sslpassword is not supported).
-        let err = cert_session(&cert_url(port, &with_cert("ec.crt", "ec-encrypted.key")))
+        // A passphrase-protected key: sslpassword decrypts it; without it, or with a wrong
+        // one, the error says so; the legacy OpenSSL format is named with how to convert it.
+        let encrypted = with_cert("ec.crt", "ec-encrypted.key");
+        let (user, _) = cert_session(&cert_url(
+            port,
+            &format!("{encrypted}&sslpassword={KEY_PASSPHRASE}"),
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("the encrypted key with its passphrase: {e}"));
+        assert_eq!(user, CERT_USER);
+        let err = cert_session(&cert_url(port, &encrypted))
             .await
-            .expect_err("encrypted key");
+            .expect_err("encrypted key without sslpassword");
         assert!(
-            err.contains("passphrase") && err.contains("sslpassword"),
+            err.contains("protected by a passphrase: give it with sslpassword"),
+            "{err}"
+        );
+        let err = cert_session(&cert_url(port, &format!("{encrypted}&sslpassword=wrong")))
+            .await
+            .expect_err("a wrong passphrase");
+        assert!(err.contains("sslpassword does not decrypt it"), "{err}");
+        let err = cert_session(&cert_url(
+            port,
+            &format!(
+                "{}&sslpassword={KEY_PASSPHRASE}",
+                with_cert("ec.crt", "ec-legacy.key")
+            ),
+        ))
+        .await
+        .expect_err("legacy encrypted PEM");
+        assert!(
+            err.contains("legacy PEM format") && err.contains("openssl pkcs8 -topk8"),
             "{err}"
         );
     });
-    // sslpassword itself: refused by name through the binary, the passphrase never shown.
+    // Through the binary: the snapshot connects with the encrypted key; the passphrase is on
+    // no output and in no file; --backup is refused before any work (pg_dump could only get
+    // sslpassword on its command line).
     let url = cert_url(
         port,
         &format!(
-            "{}&sslpassword=secret",
+            "{}&sslpassword={KEY_PASSPHRASE}",
             with_cert("ec.crt", "ec-encrypted.key")
         ),
     );
     let dir = Scratch::new("client-key-password");
-    let spec = dir.file("checks.toml", PROBE_SPEC);
+    let spec = cert_probe_spec(&dir);
+    let base = dir.0.join("b.json");
     let r = migval(&[
         "snapshot",
         "--spec",
         p(&spec),
         "--out",
-        p(&dir.0.join("b.json")),
+        p(&base),
         "--db",
         &url,
     ]);
+    assert_eq!(r.code, 0, "{r}");
+    assert!(!r.all().contains(KEY_PASSPHRASE), "{r}");
+    let saved = std::fs::read_to_string(&base).unwrap();
+    assert!(
+        !saved.contains(KEY_PASSPHRASE),
+        "the passphrase is in the baseline"
+    );
+    let migration = dir.file("m.sql", "SELECT 1;\n");
+    let r = migval(&[
+        "migrate",
+        p(&migration),
+        "--spec",
+        p(&spec),
+        "--db",
+        &url,
+        "--commit",
+        "--backup",
+        p(&dir.0.join("backup.dump")),
+    ]);
     assert_eq!(r.code, 2, "{r}");
     assert!(
-        r.stderr.contains("sslpassword") && r.stderr.contains("password-protected client keys"),
+        r.stderr.contains("--backup")
+            && r.stderr
+                .contains("the client key is encrypted (sslpassword)"),
         "{r}"
     );
-    assert!(!r.all().contains("secret"), "{r}");
+    assert!(!r.all().contains(KEY_PASSPHRASE), "{r}");
 }
 
-#[test]
-fn snapshot_with_a_client_certificate_through_the_binary() {
+/// A table `CERT_USER` may read on the client-certificate cluster, and a spec counting it.
+fn cert_probe_spec(dir: &Scratch) -> PathBuf {
     let cluster = client_cert_server();
     rt().block_on(async {
         let c = migval::db::connect(&info(&cluster.url("postgres"))).await.expect("connect");
@@ -992,11 +1060,17 @@ fn snapshot_with_a_client_certificate_through_the_binary() {
         .await
         .expect("create cert_probe");
     });
-    let dir = Scratch::new("client-cert-snapshot");
-    let spec = dir.file(
+    dir.file(
         "checks.toml",
         "[[check]]\nname = \"rows\"\ntable = \"cert_probe\"\nmetrics = [\"count(*)\"]\n",
-    );
+    )
+}
+
+#[test]
+fn snapshot_with_a_client_certificate_through_the_binary() {
+    let cluster = client_cert_server();
+    let dir = Scratch::new("client-cert-snapshot");
+    let spec = cert_probe_spec(&dir);
     let out = dir.0.join("base.json");
     let db = cert_url(cluster.port(), &with_cert("ec.crt", "ec-pkcs8.key"));
     let r = migval(&[

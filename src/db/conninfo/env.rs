@@ -7,16 +7,20 @@ use super::*;
 
 pub(super) struct Sources<'a> {
     pub(super) given: HashMap<&'static str, String>,
+    /// The settings of the service entry the connection names (empty without one).
+    pub(super) service: HashMap<&'static str, String>,
     pub(super) env: &'a dyn Fn(&str) -> Option<String>,
 }
 
 impl Sources<'_> {
-    /// A non-empty value from the connection string.
+    /// A non-empty value from the connection string, else from the service entry.
     pub(super) fn given(&self, key: &str) -> Option<(String, Origin)> {
-        self.given
-            .get(key)
-            .filter(|v| !v.is_empty())
-            .map(|v| (v.clone(), Origin::ConnectionString))
+        let from = |map: &HashMap<&'static str, String>, origin: Origin| {
+            map.get(key)
+                .filter(|v| !v.is_empty())
+                .map(|v| (v.clone(), origin))
+        };
+        from(&self.given, Origin::ConnectionString).or_else(|| from(&self.service, Origin::Service))
     }
 
     /// A non-empty `PG*` environment variable.

@@ -43,6 +43,9 @@ pub(super) const SUPPORTED_KEYS: &[&str] = &[
     "gssencmode",
     "sslcompression",
     "sslcertmode",
+    "service",
+    "servicefile",
+    "sslpassword",
     "client_encoding",
     "min_protocol_version",
     "max_protocol_version",
@@ -50,14 +53,8 @@ pub(super) const SUPPORTED_KEYS: &[&str] = &[
 
 pub(super) const HINT_CLIENT_CERT: &str = "sslcertmode=require is not supported; remove it (a client \
      certificate given with sslcert/sslkey is sent whenever the server asks for one)";
-pub(super) const HINT_KEY_PASSWORD: &str = "password-protected client keys are not supported; give sslkey a \
-     key file without a passphrase (e.g. `openssl pkey -in client.key -out client-plain.key`, \
-     then chmod 0600 it)";
 pub(super) const HINT_CRL: &str =
     "certificate revocation lists are not supported; remove the option";
-pub(super) const HINT_SERVICE: &str = "connection service files (pg_service.conf) are not supported; put \
-     the host, port, dbname and user of the service entry into --db / DATABASE_URL or PG* \
-     variables instead";
 pub(super) const HINT_GSS: &str = "GSSAPI/Kerberos authentication is not supported; authenticate with a \
      password (in the URL, PGPASSWORD or ~/.pgpass) instead";
 pub(super) const HINT_AUTH_RESTRICTION: &str =
@@ -66,12 +63,10 @@ pub(super) const HINT_AUTH_RESTRICTION: &str =
 /// Environment variables of options in the "unsupported" class: libpq would act on them, so
 /// silently ignoring them could connect somewhere else or fail confusingly.
 pub(super) const UNSUPPORTED_ENV: &[(&str, &str, &str)] = &[
-    ("PGSERVICE", "service", HINT_SERVICE),
     ("PGSSLCRL", "sslcrl", HINT_CRL),
     ("PGSSLCRLDIR", "sslcrldir", HINT_CRL),
     ("PGREQUIREPEER", "requirepeer", HINT_AUTH_RESTRICTION),
     ("PGREQUIREAUTH", "require_auth", HINT_AUTH_RESTRICTION),
-    ("PGSERVICEFILE", "servicefile", HINT_SERVICE),
     ("PGKRBSRVNAME", "krbsrvname", HINT_GSS),
     ("PGGSSLIB", "gsslib", HINT_GSS),
     ("PGGSSDELEGATION", "gssdelegation", HINT_GSS),
@@ -88,14 +83,11 @@ pub(super) fn classify(key: &str) -> Option<KeyKind> {
     }
     let kind = match key {
         "gsslib" | "gssdelegation" | "krbsrvname" => KeyKind::Unsupported(HINT_GSS),
-        "servicefile" => KeyKind::Unsupported(HINT_SERVICE),
         "sslkeylogfile" => KeyKind::Unsupported(
             "writing TLS key logs is not supported; remove the option (debug with psql instead)",
         ),
         "tty" => KeyKind::Unsupported("tty is obsolete (PostgreSQL 14 removed it); remove it"),
-        "sslpassword" => KeyKind::Unsupported(HINT_KEY_PASSWORD),
         "sslcrl" | "sslcrldir" => KeyKind::Unsupported(HINT_CRL),
-        "service" => KeyKind::Unsupported(HINT_SERVICE),
         "requirepeer" | "require_auth" => KeyKind::Unsupported(HINT_AUTH_RESTRICTION),
         "replication" => {
             KeyKind::Unsupported("replication connections are not supported; remove the option")
@@ -199,20 +191,19 @@ mod tests {
 
     #[test]
     fn unsupported_libpq_options_are_errors() {
-        for key in ["sslpassword", "service", "sslcrl", "require_auth"] {
+        for key in ["sslcrl", "require_auth"] {
             let message = err(&format!("postgres://h/db?{key}=x"), &[]);
             assert!(message.contains(&format!("\"{key}\"")), "{message}");
             assert!(message.contains("not supported"), "{message}");
         }
-        let message = err("host=h sslpassword=secret", &[]);
-        assert!(
-            message.contains("password-protected client keys"),
-            "{message}"
+        let message = err(
+            "host=h",
+            &[
+                ("PGSERVICE", "prod"),
+                ("PGSERVICEFILE", "/nonexistent/pg_service.conf"),
+            ],
         );
-        assert!(!message.contains("secret"), "{message}");
-        let message = err("host=h", &[("PGSERVICE", "prod")]);
-        assert!(message.contains("PGSERVICE"), "{message}");
-        assert!(message.contains("pg_service.conf"), "{message}");
+        assert!(message.contains("service \"prod\" not found"), "{message}");
     }
 
     #[test]
@@ -236,7 +227,6 @@ mod tests {
             ("host=h krbsrvname=postgres", "\"krbsrvname\""),
             ("host=h gsslib=gssapi", "\"gsslib\""),
             ("host=h gssdelegation=1", "\"gssdelegation\""),
-            ("host=h servicefile=/x", "\"servicefile\""),
             ("host=h sslkeylogfile=/tmp/k", "\"sslkeylogfile\""),
             ("host=h tty=/dev/tty", "\"tty\""),
             ("host=h sslcompression=1", "sslcompression=1"),

@@ -26,6 +26,7 @@ mod env;
 mod keys;
 mod parse;
 mod pgpass;
+mod service;
 
 use env::*;
 use keys::*;
@@ -113,6 +114,8 @@ pub enum Origin {
     ConnectionString,
     /// An environment variable such as `PGPORT`.
     Env(&'static str),
+    /// The entry of the service named by `service=` / `PGSERVICE` in a pg_service.conf.
+    Service,
 }
 
 impl fmt::Display for Origin {
@@ -120,6 +123,7 @@ impl fmt::Display for Origin {
         match self {
             Origin::ConnectionString => f.write_str("in the connection string"),
             Origin::Env(var) => write!(f, "in environment variable {var}"),
+            Origin::Service => f.write_str("in the service file's entry"),
         }
     }
 }
@@ -135,6 +139,25 @@ pub enum ConnInfoError {
     )]
     Syntax {
         /// What is wrong (never contains a value from the string).
+        reason: String,
+    },
+    /// `service=NAME` / `PGSERVICE` names a service no service file has.
+    #[error(
+        "definition of service \"{name}\" not found (looked in: {searched}); add a [{name}] \
+         entry to ~/.pg_service.conf (or the file PGSERVICEFILE names), or fix the name"
+    )]
+    ServiceNotFound {
+        name: String,
+        /// The files read, in order.
+        searched: String,
+    },
+    /// A service file that cannot be read or has a line migval cannot take.
+    #[error("service file {file}, line {line}: {reason}")]
+    ServiceFile {
+        file: String,
+        /// 1-based; 0 when the file as a whole is the problem.
+        line: usize,
+        /// What is wrong (never a value from the file).
         reason: String,
     },
     /// A `%XX` escape in a URL is malformed or decodes to something unusable.
@@ -302,6 +325,9 @@ pub struct ConnInfo {
     /// Its private key (PEM: PKCS#8, PKCS#1/RSA or SEC1/EC; libpq `sslkey` / `PGSSLKEY`);
     /// default `~/.postgresql/postgresql.key`. Checked for permissions as libpq does.
     pub sslkey: Option<PathBuf>,
+    /// The passphrase of an encrypted `sslkey` (libpq `sslpassword`; connection string or
+    /// service file only, as libpq has no variable for it). Never shown.
+    pub sslpassword: Option<String>,
     /// libpq `options` / `PGOPTIONS` (command-line options sent to the server, e.g. `-c x=y`).
     pub options: Option<String>,
     /// TCP keepalives, libpq `keepalives` (default on) and `keepalives_idle`,
@@ -432,6 +458,7 @@ impl fmt::Debug for ConnInfo {
             .field("sslrootcert", &self.sslrootcert)
             .field("sslcert", &self.sslcert)
             .field("sslkey", &self.sslkey)
+            .field("sslpassword", &self.sslpassword.as_ref().map(|_| "***"))
             .field("options", &self.options)
             .field("keepalives", &self.keepalives)
             .field("tcp_user_timeout", &self.tcp_user_timeout)
@@ -480,7 +507,12 @@ impl ConnInfo {
                 });
             }
         }
-        let src = Sources { given, env };
+        let service = service::lookup(&given, env)?;
+        let src = Sources {
+            given,
+            service,
+            env,
+        };
 
         // libpq: hostaddr is where to connect; host, when also given, is the name the
         // certificate is checked against (and the name .pgpass matches).
@@ -596,6 +628,8 @@ impl ConnInfo {
                     .and_then(|_| default_client_file(&src, "postgresql.key"))
             });
 
+        let sslpassword = src.given("sslpassword").map(|(p, _)| p);
+
         let application_name = src
             .get("application_name", "PGAPPNAME")
             .or_else(|| src.given("fallback_application_name"))
@@ -631,6 +665,7 @@ impl ConnInfo {
             sslrootcert,
             sslcert,
             sslkey,
+            sslpassword,
             options,
             keepalives: network.keepalives,
             tcp_user_timeout: network.tcp_user_timeout,

@@ -268,12 +268,13 @@ fn a_killed_runs_lease_is_taken_over_once_it_expires() {
     rt().block_on(assert_filled_exactly_once(&db));
 }
 
-/// A run whose lease lapsed (a pause longer than the lease) and was taken over stops at its
-/// next batch, before changing anything: the two runs never both apply batches.
+/// A run whose lease lapsed (its process stalled longer than the lease: SIGSTOP between
+/// batches) and was taken over stops at its next batch, before changing anything: the two runs
+/// never both apply batches.
 #[test]
 fn a_run_whose_lease_was_taken_over_stops_before_its_next_batch() {
     let db = rt().block_on(world("backfill_lease_lost", 3000));
-    let slow = spec_with(&db, "slow.toml", "size = 50\npause = \"4s\"");
+    let slow = spec_with(&db, "slow.toml", "size = 50\npause = \"2s\"");
     let fast = spec_with(&db, "fast.toml", "size = 50");
     let first = spawn_at(
         &db.url,
@@ -283,11 +284,13 @@ fn a_run_whose_lease_was_taken_over_stops_before_its_next_batch() {
         &[("HOSTNAME", "elsewhere")],
     );
     wait_for_batches(&db, 1);
+    signal(&first, "-STOP");
     let second = run(
         &db,
         &fast,
         &["--commit", "--yes", "--lease", "1s", "--wait", "10s"],
     );
+    signal(&first, "-CONT");
     assert_eq!(second.code, 0, "{second}");
     assert!(second.stderr.contains("took over the lease"), "{second}");
     let first = finish(first);
@@ -297,6 +300,49 @@ fn a_run_whose_lease_was_taken_over_stops_before_its_next_batch() {
         "{first}"
     );
     rt().block_on(assert_filled_exactly_once(&db));
+}
+
+/// A `[batch] pause` longer than the lease does not let the lease lapse: the run renews it
+/// while it pauses, so another run keeps being refused.
+#[test]
+fn a_pause_longer_than_the_lease_keeps_the_lease() {
+    let db = rt().block_on(world("backfill_lease_pause", 3000));
+    let slow = spec_with(&db, "slow.toml", "size = 50\npause = \"3s\"");
+    let first = spawn_at(
+        &db.url,
+        &db,
+        &slow,
+        &["--commit", "--yes", "--lease", "1s"],
+        &[("HOSTNAME", "elsewhere")],
+    );
+    wait_for_batches(&db, 1);
+    let pid = first.id();
+    let second = run(
+        &db,
+        &slow,
+        &["--commit", "--yes", "--lease", "1s", "--wait", "2500ms"],
+    );
+    signal(&first, "-INT");
+    let first = finish(first);
+    assert_eq!(
+        second.code, 2,
+        "the paused run's lease lapsed and was taken over{second}"
+    );
+    assert!(
+        second
+            .stderr
+            .contains(&format!("elsewhere:{pid} holds its lease")),
+        "{second}"
+    );
+    assert_eq!(first.code, 130, "{first}");
+}
+
+fn signal(child: &Child, sig: &str) {
+    let status = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill {sig}");
 }
 
 #[test]

@@ -322,6 +322,10 @@ CREATE INDEX ON events (id);
 INSERT INTO events SELECT g, date '2025-06-01' + (g % 400) FROM generate_series(1, 3000) g;
 CREATE TABLE clients (id int PRIMARY KEY, name text);
 INSERT INTO clients SELECT g, 'c' || g FROM generate_series(1, 500) g;
+-- No autovacuum: it would add free-space and visibility-map pages between readings.
+ALTER TABLE events_2025 SET (autovacuum_enabled = off);
+ALTER TABLE events_2026 SET (autovacuum_enabled = off);
+ALTER TABLE clients SET (autovacuum_enabled = off);
 "#,
     );
     let spec = r#"

@@ -361,6 +361,16 @@ fn parse_attrs(json: &str) -> Result<BTreeMap<String, String>, String> {
         .collect())
 }
 
+/// One attempt at a capture: the snapshot opened and exported, the probes run on the
+/// exporter and on workers that import its snapshot, the results assembled. A connection lost
+/// on the way is an [`Attempt::Retry`]: the caller starts over with a new snapshot.
+///
+/// ```text
+///   open_snapshot   BEGIN ... SET LOCAL; LOCK TABLE ... IN ACCESS SHARE MODE; export
+///   rowstream::split   big rows checks into key ranges (more probes, maybe more workers)
+///   spawn_worker x (workers - 1)   SET TRANSACTION SNAPSHOT; take probes from the queue
+///   work on the exporter too; then the schema catalog; join_workers; ROLLBACK everywhere
+/// ```
 #[allow(clippy::too_many_arguments)]
 async fn attempt_capture(
     info: &ConnInfo,
@@ -375,6 +385,107 @@ async fn attempt_capture(
     let fatal =
         |e: tokio_postgres::Error, what: &str| Attempt::Fatal(db::failure(&e, Some(what.into())));
     let workers = limits.parallel.min(probes.len()).max(1);
+    let origin = open_snapshot(info, &exporter, catalog, limits, workers).await?;
+    let snapshot_id = origin.0.clone();
+
+    // Big rows checks in key ranges, one probe each: more probes may use more connections.
+    let probes = rowstream::split(&exporter, probes, baselines, limits.parallel).await;
+    let more = limits.parallel.min(probes.len()).max(1);
+    if more != workers {
+        exporter
+            .batch_execute(
+                &limits.set_local(more, db::idle_bound_ms(info, limits.statement_timeout_ms)),
+            )
+            .await
+            .map_err(|e| fatal(e, "setting up the snapshot transaction"))?;
+    }
+    let workers = more;
+    let shared = Shared {
+        queue: Arc::new(Mutex::new(VecDeque::new())),
+        probes: Arc::new(probes),
+        spec: Arc::new(spec.clone()),
+        baselines: Arc::new(baselines.clone()),
+    };
+    let order = order_by_estimate(&exporter, &shared.probes, &shared.spec).await;
+    crate::trace!("probe order by estimated cost: {order:?}");
+    if let Ok(mut q) = shared.queue.lock() {
+        q.extend(order);
+    }
+    progress::emit(Event::Phase("probes"));
+
+    // Extra connections import the exporter's snapshot.
+    let pool = if workers > 1 {
+        Some(db::pool(info, workers - 1).map_err(Attempt::Connect)?)
+    } else {
+        None
+    };
+    let handles: Vec<_> = match &pool {
+        Some(pool) => (1..workers)
+            .map(|w| spawn_worker(w, workers, pool, info, &snapshot_id, limits, &shared))
+            .collect(),
+        None => Vec::new(),
+    };
+    let mut results: Vec<ProbeResult> = work(
+        (info, limits),
+        &exporter,
+        &shared.probes,
+        &shared.spec,
+        &shared.queue,
+        0,
+        &shared.baselines,
+    )
+    .await;
+    // The catalog read is small: done last, so that the big probes start at once.
+    let schema = match schema_scope(&shared.spec, catalog) {
+        Some(scope) => Some(read_schema(&exporter, scope).await),
+        None => None,
+    };
+    crate::trace!("schema catalog read");
+    let mut first_err = join_workers(handles, &mut results).await;
+    // A connection lost mid-capture (the exporter or a worker terminated, a restart) lost
+    // the probes it was running: start over with a new snapshot rather than record them as
+    // errors. What the other connections read stays theirs: nothing of it is kept, so no
+    // snapshot ever mixes two states.
+    if exporter.is_closed() {
+        first_err = Some(Attempt::Retry(lost_mid_capture("the exporting connection")));
+    }
+    let _ = exporter.batch_execute("ROLLBACK").await;
+    if let Some(e) = first_err {
+        return Err(e);
+    }
+
+    let captures = assemble(
+        &shared.spec,
+        &shared.probes,
+        results,
+        absent,
+        &shared.baselines,
+    );
+    Ok((origin, captures, workers, schema))
+}
+
+/// What the capture's connections share: the probes, the queue of those not yet taken (in
+/// the order of their estimated cost), the spec and the baselines they compare against.
+#[derive(Clone)]
+struct Shared {
+    probes: Arc<Vec<Probe>>,
+    queue: Arc<Mutex<VecDeque<usize>>>,
+    spec: Arc<Spec>,
+    baselines: Arc<Baselines>,
+}
+
+/// On the exporter: the snapshot transaction (timeouts for `workers` connections), ACCESS
+/// SHARE locks on every relation read (so no DDL changes them mid-capture), and the exported
+/// snapshot's id and origin.
+async fn open_snapshot(
+    info: &ConnInfo,
+    exporter: &Client,
+    catalog: &Catalog,
+    limits: Limits,
+    workers: usize,
+) -> Result<OriginParts, Attempt> {
+    let fatal =
+        |e: tokio_postgres::Error, what: &str| Attempt::Fatal(db::failure(&e, Some(what.into())));
     exporter
         .batch_execute(&format!(
             "{BEGIN}; {}",
@@ -413,116 +524,79 @@ async fn attempt_capture(
         .await
         .map_err(|e| fatal(e, "exporting the snapshot"))?;
     let origin = origin_from_row(&row).map_err(|e| fatal(e, "reading the snapshot id"))?;
-    let snapshot_id = origin.0.clone();
+    let snapshot_id = &origin.0;
     if !snapshot_id
         .chars()
         .all(|c| c.is_ascii_hexdigit() || c == '-')
     {
-        return Err(Attempt::Fatal(DbFailure {
-            message: format!("unexpected snapshot id `{snapshot_id}`"),
-            sqlstate: None,
-            detail: None,
-            hint: None,
-            server_context: None,
-            context: None,
-        }));
+        return Err(Attempt::Fatal(plain_failure(format!(
+            "unexpected snapshot id `{snapshot_id}`"
+        ))));
     }
-
     crate::trace!("snapshot {snapshot_id} exported");
-    // Big rows checks in key ranges, one probe each: more probes may use more connections.
-    let probes = rowstream::split(&exporter, probes, baselines, limits.parallel).await;
-    let more = limits.parallel.min(probes.len()).max(1);
-    if more != workers {
-        exporter
-            .batch_execute(
-                &limits.set_local(more, db::idle_bound_ms(info, limits.statement_timeout_ms)),
-            )
-            .await
-            .map_err(|e| fatal(e, "setting up the snapshot transaction"))?;
-    }
-    let workers = more;
-    let probes = Arc::new(probes);
-    let baselines = Arc::new(baselines.clone());
-    let spec = Arc::new(spec.clone());
-    let order = order_by_estimate(&exporter, &probes, &spec).await;
-    crate::trace!("probe order by estimated cost: {order:?}");
-    progress::emit(Event::Phase("probes"));
-    let queue: Arc<Mutex<VecDeque<usize>>> = Arc::new(Mutex::new(order.into()));
-    let exporter = Arc::new(exporter);
+    Ok(origin)
+}
 
-    // Extra connections import the exporter's snapshot.
-    let pool = if workers > 1 {
-        Some(db::pool(info, workers - 1).map_err(Attempt::Connect)?)
-    } else {
-        None
-    };
-    let mut handles = Vec::new();
-    for w in 1..workers {
-        let Some(pool) = pool.clone() else { break };
-        let (probes, spec, queue, info, baselines) = (
-            probes.clone(),
-            spec.clone(),
-            queue.clone(),
-            info.clone(),
-            baselines.clone(),
-        );
-        let snapshot_id = snapshot_id.clone();
-        handles.push(tokio::spawn(async move {
-            let client = db::pooled(&pool, &info).await.map_err(Attempt::Connect)?;
-            let _cancel = Registered::new(&client);
-            let import = format!(
-                "{BEGIN}; SET TRANSACTION SNAPSHOT {}; {}",
-                ident::quote_literal(&snapshot_id),
-                limits.set_local(
-                    workers,
-                    db::idle_bound_ms(&info, limits.statement_timeout_ms)
-                )
-            );
-            if let Err(e) = client.batch_execute(&import).await {
-                let f = db::failure(
-                    &e,
-                    Some(format!("connection {w} importing snapshot {snapshot_id}")),
-                );
-                let lost = db::is_connection_lost(&e) || f.sqlstate.as_deref() == Some("22023");
-                return Err(if lost {
-                    Attempt::Retry(f)
-                } else {
-                    Attempt::Fatal(f)
-                });
-            }
-            let out = work(
-                (&info, limits),
-                &client,
-                &probes,
-                &spec,
-                &queue,
-                w,
-                &baselines,
+/// Worker `w` of `workers`: a pooled connection that imports the exported snapshot and runs
+/// probes from the shared queue until it is empty. A lost connection (or a snapshot that is
+/// gone, 22023) is a retry of the whole capture.
+fn spawn_worker(
+    w: usize,
+    workers: usize,
+    pool: &deadpool_postgres::Pool,
+    info: &ConnInfo,
+    snapshot_id: &str,
+    limits: Limits,
+    shared: &Shared,
+) -> tokio::task::JoinHandle<Result<Vec<ProbeResult>, Attempt>> {
+    let (pool, info, shared) = (pool.clone(), info.clone(), shared.clone());
+    let snapshot_id = snapshot_id.to_string();
+    tokio::spawn(async move {
+        let client = db::pooled(&pool, &info).await.map_err(Attempt::Connect)?;
+        let _cancel = Registered::new(&client);
+        let import = format!(
+            "{BEGIN}; SET TRANSACTION SNAPSHOT {}; {}",
+            ident::quote_literal(&snapshot_id),
+            limits.set_local(
+                workers,
+                db::idle_bound_ms(&info, limits.statement_timeout_ms)
             )
-            .await;
-            if client.is_closed() {
-                return Err(Attempt::Retry(lost_mid_capture(&format!("connection {w}"))));
-            }
-            let _ = client.batch_execute("ROLLBACK").await;
-            Ok(out)
-        }));
-    }
-    let mut results: Vec<ProbeResult> = work(
-        (info, limits),
-        &exporter,
-        &probes,
-        &spec,
-        &queue,
-        0,
-        &baselines,
-    )
-    .await;
-    // The catalog read is small: done last, so that the big probes start at once.
-    let schema = match schema_scope(&spec, catalog) {
-        Some(scope) => Some(read_schema(&exporter, scope).await),
-        None => None,
-    };
-    crate::trace!("schema catalog read");
+        );
+        if let Err(e) = client.batch_execute(&import).await {
+            let f = db::failure(
+                &e,
+                Some(format!("connection {w} importing snapshot {snapshot_id}")),
+            );
+            let lost = db::is_connection_lost(&e) || f.sqlstate.as_deref() == Some("22023");
+            return Err(if lost {
+                Attempt::Retry(f)
+            } else {
+                Attempt::Fatal(f)
+            });
+        }
+        let out = work(
+            (&info, limits),
+            &client,
+            &shared.probes,
+            &shared.spec,
+            &shared.queue,
+            w,
+            &shared.baselines,
+        )
+        .await;
+        if client.is_closed() {
+            return Err(Attempt::Retry(lost_mid_capture(&format!("connection {w}"))));
+        }
+        let _ = client.batch_execute("ROLLBACK").await;
+        Ok(out)
+    })
+}
+
+/// Wait for every worker, adding their results to `results`; the first failure, if any.
+async fn join_workers(
+    handles: Vec<tokio::task::JoinHandle<Result<Vec<ProbeResult>, Attempt>>>,
+    results: &mut Vec<ProbeResult>,
+) -> Option<Attempt> {
     let mut first_err = None;
     for h in handles {
         match h.await {
@@ -531,31 +605,13 @@ async fn attempt_capture(
                 first_err.get_or_insert(e);
             }
             Err(join) => {
-                first_err.get_or_insert(Attempt::Fatal(DbFailure {
-                    message: format!("a capture worker stopped unexpectedly: {join}"),
-                    sqlstate: None,
-                    detail: None,
-                    hint: None,
-                    server_context: None,
-                    context: None,
-                }));
+                first_err.get_or_insert(Attempt::Fatal(plain_failure(format!(
+                    "a capture worker stopped unexpectedly: {join}"
+                ))));
             }
         }
     }
-    // A connection lost mid-capture (the exporter or a worker terminated, a restart) lost
-    // the probes it was running: start over with a new snapshot rather than record them as
-    // errors. What the other connections read stays theirs: nothing of it is kept, so no
-    // snapshot ever mixes two states.
-    if exporter.is_closed() {
-        first_err = Some(Attempt::Retry(lost_mid_capture("the exporting connection")));
-    }
-    let _ = exporter.batch_execute("ROLLBACK").await;
-    if let Some(e) = first_err {
-        return Err(e);
-    }
-
-    let captures = assemble(&spec, &probes, results, absent, &baselines);
-    Ok((origin, captures, workers, schema))
+    first_err
 }
 
 fn lost_mid_capture(which: &str) -> DbFailure {

@@ -8,12 +8,15 @@
 //!   guard       lease row + per-batch advisory xact lock (one run at a time, pooler-safe),
 //!               progress table, open / resume / abandon a run
 //!   runner      the batch loop: one transaction per batch, retries, bisection, reconnects
+//!   policy      pure: failure class -> retry / shrink / reconnect / bisect / stop, the
+//!               bisection's work list, the adaptive batch size (unit tested)
 //!   log         CSV of the rows left alone: ambiguous, no match, errors
 //! ```
 //! The engine returns data and reports progress through [`runner::Event`]s; the CLI prints.
 
 mod guard;
 pub mod log;
+mod policy;
 mod prepare;
 pub mod runner;
 pub mod spec;

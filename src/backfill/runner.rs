@@ -10,7 +10,8 @@
 //!             bound (keyset, LIMIT size) -> [first, last]; ambiguous rows; change; rows left
 //!             log ambiguous / no-match rows; progress row += counters, last_key = last
 //!             COMMIT (dry-run: ROLLBACK)
-//!   failure   deadlock, serialization, lock timeout -> back off, same batch again
+//!   failure   (the decision is `policy::decide`, the bisection's slices `policy::Bisect`)
+//!             deadlock, serialization, lock timeout -> back off, same batch again
 //!             statement timeout                     -> halve the batch, again
 //!             connection lost                       -> reconnect, re-lock, re-read last_key
 //!             data/constraint error in the change   -> bisect the batch's keys:
@@ -32,6 +33,7 @@ use tokio_postgres::{CancelToken, Client};
 
 use super::guard::{GuardFail, RunStart, run_row};
 use super::log::{LoggedRow, RowLog};
+use super::policy::{self, Action, Bisect, Fail, next_size};
 use super::prepare::{check_statements, resolve};
 use super::spec::BackfillSpec;
 use super::statements::{Statements, Target};
@@ -488,7 +490,7 @@ impl Backfill {
                             break 'batches;
                         }
                         // Lost while waiting: reconnect as a batch would, then wait again.
-                        Wait::Lost(failure) if attempt < b.retries.max(10) => {
+                        Wait::Lost(failure) if attempt < policy::reconnects(b.retries) => {
                             attempt += 1;
                             let wait_ms = db::backoff_ms(attempt);
                             observer(Event::Waiting(format!(
@@ -581,8 +583,8 @@ impl Backfill {
                     }
                     Err(f) => {
                         let _ = self.session.client.batch_execute("ROLLBACK").await;
-                        match f {
-                            Fail::Poison(_) => {
+                        match policy::decide(&f, attempt, size, b.retries) {
+                            Action::Isolate => {
                                 self.isolate(
                                     &mut prog, size, batch_no, &run_label, &mut log, observer,
                                 )
@@ -590,69 +592,38 @@ impl Backfill {
                                 durations.push(millis(t0.elapsed()));
                                 break;
                             }
-                            Fail::Retry(failure) if attempt <= b.retries => {
-                                if failure.sqlstate.as_deref() == Some("55P03") && monitor.is_none()
-                                {
+                            Action::Retry {
+                                wait_ms,
+                                watch_blockers,
+                            } => {
+                                if watch_blockers && monitor.is_none() {
                                     monitor = db::connect(&self.info).await.ok();
                                 }
-                                let wait_ms = db::backoff_ms(attempt);
-                                observer(Event::Retry {
-                                    batch: batch_no,
-                                    attempt,
-                                    wait_ms,
-                                    failure,
-                                });
+                                observer(retry_event(batch_no, attempt, wait_ms, f));
                                 tokio::time::sleep(Duration::from_millis(wait_ms)).await;
                             }
-                            Fail::Timeout(failure) if size > 1 && attempt <= b.retries + 8 => {
-                                let to = (size / 2).max(1);
+                            Action::Shrink { to } => {
                                 observer(Event::Shrunk { from: size, to });
-                                observer(Event::Retry {
-                                    batch: batch_no,
-                                    attempt,
-                                    wait_ms: 0,
-                                    failure,
-                                });
+                                observer(retry_event(batch_no, attempt, 0, f));
                                 size = to;
                             }
-                            // A server restart takes a while: at least 10 attempts (~30 s).
-                            Fail::Lost(failure) if attempt <= b.retries.max(10) => {
-                                let wait_ms = db::backoff_ms(attempt);
-                                observer(Event::Retry {
-                                    batch: batch_no,
-                                    attempt,
-                                    wait_ms,
-                                    failure,
-                                });
+                            Action::Reconnect { wait_ms } => {
+                                observer(retry_event(batch_no, attempt, wait_ms, f));
                                 self.pause_and_reconnect(&mut prog, attempt, wait_ms, observer)
                                     .await?;
                             }
-                            Fail::Retry(f) | Fail::Timeout(f) | Fail::Lost(f) | Fail::Fatal(f) => {
-                                let blocked = if f.sqlstate.as_deref() == Some("55P03") {
-                                    blocked_by(&blockers, b.lock_timeout_ms)
-                                } else {
-                                    String::new()
-                                };
-                                let message = format!(
-                                    "batch {batch_no} of backfill `{}` failed after {attempt} attempt{}: {f}{}{blocked}",
-                                    self.spec.name,
-                                    if attempt == 1 { "" } else { "s" },
-                                    f.context
-                                        .as_ref()
-                                        .map(|c| format!("\n  (while {c})"))
-                                        .unwrap_or_default()
+                            Action::Stop => {
+                                let message = policy::stop_message(
+                                    &self.spec.name,
+                                    batch_no,
+                                    attempt,
+                                    &f,
+                                    &blockers,
+                                    b.lock_timeout_ms,
                                 );
                                 self.mark(run_id, "failed", Some(&message)).await;
                                 return Err(BackfillError::Stopped {
                                     message,
-                                    counters: prog.run,
-                                    run_id,
-                                });
-                            }
-                            Fail::Log(m) => {
-                                self.mark(run_id, "failed", Some(&m)).await;
-                                return Err(BackfillError::Stopped {
-                                    message: m,
                                     counters: prog.run,
                                     run_id,
                                 });
@@ -1288,15 +1259,11 @@ impl Backfill {
                 ));
             }
         };
-        // Work stack of [lo, hi) slices, leftmost on top so keys commit in order.
-        let mut stack = vec![(0usize, keys.len())];
-        while let Some((lo, hi)) = stack.pop() {
-            if lo >= hi {
-                continue;
-            }
-            let first = &keys[lo];
-            let last = &keys[hi - 1];
-            let in_range = u64::try_from(hi - lo).unwrap_or(u64::MAX);
+        let mut bisect = Bisect::new(keys.len());
+        while let Some(slice) = bisect.next() {
+            let first = &keys[slice.start];
+            let last = &keys[slice.end - 1];
+            let in_range = u64::try_from(slice.len()).unwrap_or(u64::MAX);
             let c = &self.session.client;
             let attempt = async {
                 c.batch_execute(&self.set_local())
@@ -1314,7 +1281,7 @@ impl Backfill {
                 Ok(done) => prog.apply(&done),
                 Err(Fail::Poison(failure)) => {
                     let _ = c.batch_execute("ROLLBACK").await;
-                    if hi - lo == 1 {
+                    if bisect.failed(slice).is_some() {
                         observer(Event::Isolated {
                             key: first.clone(),
                             failure: failure.clone(),
@@ -1358,10 +1325,6 @@ impl Backfill {
                             counters,
                             plan: None,
                         });
-                    } else {
-                        let mid = lo + (hi - lo) / 2;
-                        stack.push((mid, hi));
-                        stack.push((lo, mid));
                     }
                 }
                 Err(f) => {
@@ -1408,83 +1371,14 @@ impl Progress {
     }
 }
 
-/// How a batch failed, and so what to do about it.
-enum Fail {
-    /// Deadlock, serialization failure, lock timeout: try the same batch again after a while.
-    Retry(DbFailure),
-    /// Statement timeout: the batch is too big.
-    Timeout(DbFailure),
-    /// The connection is gone.
-    Lost(DbFailure),
-    /// A data or constraint error in the change: one row (or a few) is bad.
-    Poison(DbFailure),
-    Fatal(DbFailure),
-    Log(String),
-}
-
-impl Fail {
-    fn of(e: &tokio_postgres::Error, context: &str, in_change: bool) -> Fail {
-        let f = fail(e, context);
-        if db::is_connection_lost(e) {
-            return Fail::Lost(f);
-        }
-        match f.sqlstate.as_deref() {
-            Some("40P01" | "40001" | "55P03") => Fail::Retry(f),
-            Some("57014") => Fail::Timeout(f),
-            Some(s) if in_change && (s.starts_with("23") || s.starts_with("22")) => Fail::Poison(f),
-            _ => Fail::Fatal(f),
-        }
+/// The event of a failed attempt that is tried again (after `wait_ms`).
+fn retry_event(batch: u64, attempt: u32, wait_ms: u64, f: Fail) -> Event {
+    Event::Retry {
+        batch,
+        attempt,
+        wait_ms,
+        failure: f.into_failure(),
     }
-
-    fn failure(&self) -> String {
-        match self {
-            Fail::Retry(f)
-            | Fail::Timeout(f)
-            | Fail::Lost(f)
-            | Fail::Poison(f)
-            | Fail::Fatal(f) => f.to_string(),
-            Fail::Log(m) => m.clone(),
-        }
-    }
-}
-
-/// The end of the error of a batch that gave up on a lock: who held it, and what to do.
-fn blocked_by(blockers: &[crate::model::Blocker], lock_timeout_ms: u64) -> String {
-    let mut out = String::new();
-    if blockers.is_empty() {
-        out.push_str(
-            "\n  the session holding the lock could not be identified (it released it between \
-             attempts?)",
-        );
-    }
-    for b in blockers {
-        out.push_str(&format!(
-            "\n  blocked by pid {} (user {}, application `{}`, {}, transaction open {} s): {}",
-            b.pid,
-            b.user,
-            b.application_name,
-            b.state,
-            b.transaction_seconds,
-            b.query.split_whitespace().collect::<Vec<_>>().join(" ")
-        ));
-    }
-    out.push_str(&format!(
-        "\n  hint: wait for that session to end its transaction, or end it \
-         (pg_terminate_backend) if it is safe to; then rerun: the backfill resumes after the last \
-         committed batch. Or raise [batch] lock_timeout ({lock_timeout_ms} ms) / retries"
-    ));
-    out
-}
-
-/// Adaptive size: halfway toward the size that would take `target_ms`, at most doubling.
-fn next_size(size: u64, rows: u64, ms: u64, target_ms: u64, min: u64, max: u64) -> u64 {
-    if rows == 0 {
-        return size.saturating_mul(2).clamp(min, max);
-    }
-    let ideal = u128::from(rows) * u128::from(target_ms) / u128::from(ms.max(1));
-    let ideal = u64::try_from(ideal).unwrap_or(u64::MAX);
-    let next = size / 2 + ideal / 2;
-    next.min(size.saturating_mul(2)).clamp(min, max)
 }
 
 /// A bind value of the type the user's UPDATE statement expects for $1/$2.
@@ -1503,28 +1397,4 @@ fn typed(ty: &Type, text: &str) -> Result<Box<dyn ToSql + Sync + Send>, DbFailur
         Type::INT8 => Box::new(text.parse::<i64>().map_err(|_| bad("bigint"))?),
         _ => Box::new(text.to_string()),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn adaptive_size_moves_toward_the_target_within_bounds() {
-        // 1000 rows in 100 ms, target 200 ms: ideal 2000, halfway 1500.
-        assert_eq!(next_size(1000, 1000, 100, 200, 100, 10_000), 1500);
-        // Very slow batch: shrinks, not below min.
-        assert_eq!(next_size(1000, 1000, 100_000, 200, 100, 10_000), 501);
-        assert_eq!(next_size(150, 150, 100_000, 200, 100, 10_000), 100);
-        // Very fast: at most doubles, never above max.
-        assert_eq!(next_size(1000, 1000, 1, 200, 100, 10_000), 2000);
-        assert_eq!(next_size(8000, 8000, 1, 200, 100, 10_000), 10_000);
-    }
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        assert_eq!(db::backoff_ms(1), 200);
-        assert_eq!(db::backoff_ms(2), 400);
-        assert_eq!(db::backoff_ms(10), 5_000);
-    }
 }

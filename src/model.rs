@@ -9,6 +9,9 @@ use serde::de::{self, SeqAccess, Visitor};
 use serde::ser::SerializeSeq;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+pub mod backfill;
+pub use backfill::BackfillOutcome;
+
 /// One captured cell. NULL is its own value, never zero.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
@@ -1000,6 +1003,9 @@ pub struct Report {
     /// The pg_dump taken by `--backup` before anything was written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<Backup>,
+    /// What `migval backfill` did before these checks ran, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backfill: Option<BackfillOutcome>,
 }
 
 /// A backup `--backup FILE` made with pg_dump before `migrate --commit` or `backfill --commit`

@@ -42,6 +42,7 @@ use crate::db::txn::SetLocal;
 use crate::db::unnamed::{self, Bind, Typed};
 use crate::db::{self, ConnectError};
 use crate::model::DbFailure;
+pub use crate::model::backfill::{BackfillOutcome as Outcome, BatchStat, Counters, Event};
 use crate::sql;
 
 /// Why a backfill could not start or had to stop. Carries the counters of what was committed.
@@ -62,31 +63,6 @@ pub enum BackfillError {
     },
 }
 
-/// What the loop has done so far (for a resumed run: since the run started).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct Counters {
-    /// Committed batch transactions (a bisected batch counts each committed part).
-    pub batches: u64,
-    pub checked: u64,
-    pub updated: u64,
-    pub already_done: u64,
-    pub no_match: u64,
-    pub ambiguous: u64,
-    pub errors: u64,
-}
-
-impl Counters {
-    pub(super) fn add(&mut self, o: &Counters) {
-        self.batches += o.batches;
-        self.checked += o.checked;
-        self.updated += o.updated;
-        self.already_done += o.already_done;
-        self.no_match += o.no_match;
-        self.ambiguous += o.ambiguous;
-        self.errors += o.errors;
-    }
-}
-
 /// How to run.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -103,88 +79,6 @@ pub struct Options {
     /// the time before another run may take over.
     pub lease: Duration,
     pub log_path: PathBuf,
-}
-
-/// Something the CLI may show while the loop runs.
-#[derive(Debug, Clone)]
-pub enum Event {
-    Batch(BatchStat),
-    Retry {
-        batch: u64,
-        attempt: u32,
-        wait_ms: u64,
-        failure: DbFailure,
-    },
-    Shrunk {
-        from: u64,
-        to: u64,
-    },
-    Reconnected {
-        attempt: u32,
-    },
-    Waiting(String),
-    Isolated {
-        key: Vec<String>,
-        failure: DbFailure,
-    },
-}
-
-#[derive(Debug, Clone)]
-pub struct BatchStat {
-    pub number: u64,
-    pub rows: u64,
-    pub duration_ms: u64,
-    pub size: u64,
-    /// Cumulative, this invocation (for the rate).
-    pub counters: Counters,
-    /// Rows checked by the whole run, earlier invocations included (for done / total).
-    pub run_checked: u64,
-    pub total_rows: u64,
-    pub elapsed: Duration,
-}
-
-/// The result of the loop.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Outcome {
-    pub backfill: String,
-    pub table: String,
-    pub committed: bool,
-    pub run_id: Option<i64>,
-    /// Counters of the whole run (a resumed run includes the earlier attempts).
-    pub counters: Counters,
-    /// Counters of this invocation only.
-    pub this_invocation: Counters,
-    pub finished: bool,
-    pub interrupted: bool,
-    pub elapsed_ms: u64,
-    /// Dry-run: how long --commit should take (with --sample: extrapolated to the whole table).
-    pub estimated_total_ms: Option<u64>,
-    pub total_rows: u64,
-    pub pending_rows: u64,
-    pub batch_ms: Vec<u64>,
-    pub log_path: String,
-    /// The largest key when the run started: no batch went above it.
-    pub ceiling: Option<Vec<String>>,
-    /// Pending rows above the ceiling at the end (inserted since the run began): not chased;
-    /// the next run takes them.
-    pub new_since_start: u64,
-    /// Dry-run: EXPLAIN ANALYZE of the first batch's change (rolled back).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub first_batch_plan: Option<Vec<String>>,
-}
-
-impl Outcome {
-    /// Percentile of batch durations (p in 0..=100).
-    pub fn batch_percentile(&self, p: u64) -> u64 {
-        if self.batch_ms.is_empty() {
-            return 0;
-        }
-        let mut v = self.batch_ms.clone();
-        v.sort_unstable();
-        let n = u64::try_from(v.len()).unwrap_or(u64::MAX);
-        let idx = (n.saturating_sub(1) * p.min(100) + 50) / 100;
-        v[usize::try_from(idx).unwrap_or(0).min(v.len() - 1)]
-    }
 }
 
 pub(super) struct Session {

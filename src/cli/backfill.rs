@@ -2,7 +2,6 @@
 //! applies it (after typing `yes`, or `--yes`), resumes exactly where a killed run stopped,
 //! logs the rows it leaves alone, then runs the spec's checks and prints the usual verdict.
 
-use std::fmt::Write as _;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,9 +12,10 @@ use anyhow::{Context, bail};
 use clap::Args;
 
 use super::{ConnArgs, OutputArgs, load_spec};
-use crate::backfill::{Backfill, BackfillError, BackfillSpec, Counters, Event, Options, Outcome};
+use crate::backfill::{Backfill, BackfillError, BackfillSpec, Event, Options};
 use crate::engine::{self, Limits};
-use crate::report::Format;
+use crate::report::backfill::group;
+use crate::report::{self, Format};
 use crate::spec::parse_duration_ms;
 
 /// Exit code after Ctrl-C (128 + SIGINT), as shells report it.
@@ -276,14 +276,7 @@ pub async fn run(a: BackfillArgs) -> anyhow::Result<u8> {
             run_id,
         }) => {
             eprintln!("error: {message}");
-            eprintln!(
-                "committed before the failure (run {}): {} batches, {} rows checked, {} updated; \
-                 fix the cause and rerun the same command: it resumes after the last committed batch",
-                run_id.map_or_else(|| "-".into(), |r| r.to_string()),
-                counters.batches,
-                group(counters.checked),
-                group(counters.updated)
-            );
+            eprintln!("{}", report::backfill::stopped_text(&counters, run_id));
             return Ok(2);
         }
         Err(e) => return Err(explain(e)),
@@ -298,7 +291,7 @@ pub async fn run(a: BackfillArgs) -> anyhow::Result<u8> {
             eprintln!("{text}");
         }
     };
-    say(summary_text(&outcome).trim_end());
+    say(report::backfill::summary_text(&outcome).trim_end());
     if let Some(b) = &backup {
         say(&format!("Backup: {}", b.describe()));
     }
@@ -328,6 +321,7 @@ pub async fn run(a: BackfillArgs) -> anyhow::Result<u8> {
                 .await
                 .context("running the checks after the last batch")?;
             report.backup = backup;
+            report.backfill = Some(outcome);
             say("");
             let code = a.output.emit(&report)?;
             Ok(code.max(row_errors))
@@ -348,122 +342,9 @@ fn resume_command(spec: &Path, commit: bool) -> String {
     )
 }
 
-/// 1234567 -> "1,234,567".
-fn group(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-fn seconds(ms: u64) -> String {
-    if ms < 10_000 {
-        format!("{ms} ms")
-    } else {
-        format!("{}.{:01} s", ms / 1000, (ms % 1000) / 100)
-    }
-}
-
-fn summary_text(o: &Outcome) -> String {
-    let mut out = String::new();
-    let c: &Counters = &o.counters;
-    let title = match (o.committed, o.run_id) {
-        (true, Some(r)) => format!(
-            "Backfill summary: `{}` on {} (run {r})",
-            o.backfill, o.table
-        ),
-        _ => format!(
-            "Backfill summary (DRY-RUN, rolled back): `{}` on {}",
-            o.backfill, o.table
-        ),
-    };
-    let _ = writeln!(out, "{title}");
-    let _ = writeln!(out, "{}", "=".repeat(title.chars().count()));
-    let rows = [
-        ("Total rows checked:", c.checked),
-        ("Updated successfully:", c.updated),
-        ("Skipped (already done):", c.already_done),
-        ("Skipped (no match):", c.no_match),
-        ("Ambiguous (logged, left untouched):", c.ambiguous),
-        ("Errors (logged, left untouched):", c.errors),
-    ];
-    for (label, n) in rows {
-        let _ = writeln!(out, "{label:<37}{:>12}", group(n));
-    }
-    let attempted = c.updated + c.no_match + c.ambiguous + c.errors;
-    let rate = if attempted == 0 {
-        "n/a".to_string()
-    } else {
-        let tenths =
-            (u128::from(c.updated) * 1000 + u128::from(attempted) / 2) / u128::from(attempted);
-        format!("{}.{}%", tenths / 10, tenths % 10)
-    };
-    let _ = writeln!(out, "{:<37}{rate:>12}", "Success rate:");
-    let _ = writeln!(
-        out,
-        "{:<37}{:>12}",
-        "Duration (this invocation):",
-        seconds(o.elapsed_ms)
-    );
-    if let Some(est) = o.estimated_total_ms {
-        let _ = writeln!(
-            out,
-            "{:<37}{:>12}",
-            "Estimated duration with --commit:",
-            seconds(est)
-        );
-    }
-    let _ = writeln!(
-        out,
-        "Batches: {} (this invocation {}), duration p50 {} ms, p95 {} ms, max {} ms",
-        c.batches,
-        o.batch_ms.len(),
-        o.batch_percentile(50),
-        o.batch_percentile(95),
-        o.batch_ms.iter().max().copied().unwrap_or(0)
-    );
-    if o.new_since_start > 0 {
-        let _ = writeln!(
-            out,
-            "{:<37}{:>12}",
-            "New since the run began (not chased):",
-            group(o.new_since_start)
-        );
-        let _ = writeln!(
-            out,
-            "  pending rows above key ({}), the largest when the run started; run the backfill \
-             again to include them",
-            o.ceiling.as_ref().map(|k| k.join(", ")).unwrap_or_default()
-        );
-    }
-    if let Some(plan) = &o.first_batch_plan {
-        let _ = writeln!(
-            out,
-            "Plan of batch 1's change (EXPLAIN ANALYZE, rolled back):"
-        );
-        for line in plan {
-            let _ = writeln!(out, "  {line}");
-        }
-    }
-    if c.no_match + c.ambiguous + c.errors > 0 {
-        let _ = writeln!(out, "Rows left alone are listed in {}", o.log_path);
-    }
-    if !o.finished && !o.interrupted && !o.committed {
-        let _ = writeln!(
-            out,
-            "(sampled: the dry-run stopped after the batches asked for with --sample)"
-        );
-    }
-    out
-}
-
 /// Progress on stderr: an indicatif bar on a terminal (fitted to its width), a plain line
 /// every few seconds otherwise; nothing under `--quiet` (the events worth a line still are).
+/// The words are `report::backfill`'s; this decides where and how often they go.
 struct Printer {
     terminal: bool,
     quiet: bool,
@@ -497,29 +378,12 @@ impl Printer {
     fn event(&mut self, e: &Event) {
         match e {
             Event::Batch(b) => {
-                let done = b.run_checked.max(b.counters.checked);
-                // Rows inserted below the ceiling after the count (a non-increasing key) are
-                // visited too: the total grows with them, it is never left behind.
-                let total = b.total_rows.max(done);
-                let secs = b.elapsed.as_millis().max(1);
-                let rate = u128::from(b.counters.checked) * 1000 / secs;
-                let left = total.saturating_sub(done);
-                let eta = u128::from(left)
-                    .checked_div(rate)
-                    .map_or_else(|| "?".to_string(), |s| format!("{s} s"));
-                let pct = if total > 0 {
-                    (u128::from(done) * 100 / u128::from(total)).min(100)
-                } else {
-                    100
-                };
-                let text = format!(
-                    "{} / {} rows  {rate} rows/s  ETA {eta}  batch {} ({} rows, {} ms)",
-                    group(done),
-                    group(total),
-                    b.number,
-                    b.rows,
-                    b.duration_ms
-                );
+                let report::backfill::Progress {
+                    done,
+                    total,
+                    percent: pct,
+                    text,
+                } = report::backfill::progress(b);
                 if self.quiet {
                 } else if self.terminal {
                     let bar = self.bar.get_or_insert_with(|| {
@@ -543,45 +407,11 @@ impl Printer {
                     eprintln!("progress: {pct}%  {text}");
                 }
             }
-            Event::Retry {
-                batch,
-                attempt,
-                wait_ms,
-                failure,
-            } => self.line(&format!(
-                "batch {batch}: attempt {attempt} failed ({}{}); retrying in {wait_ms} ms",
-                failure.message,
-                failure
-                    .sqlstate
-                    .as_ref()
-                    .map(|s| format!(", SQLSTATE {s}"))
-                    .unwrap_or_default()
-            )),
-            Event::Shrunk { from, to } => {
-                self.line(&format!("statement timeout: batch size {from} -> {to}"))
+            other => {
+                if let Some(line) = report::backfill::event_line(other) {
+                    self.line(&line);
+                }
             }
-            Event::Reconnected { attempt } => self.line(&format!(
-                "reconnected (attempt {attempt}); resuming after the last committed batch"
-            )),
-            Event::Waiting(what) => self.line(what),
-            Event::Isolated { key, failure } => self.line(&format!(
-                "row ({}) fails on its own and is left untouched (logged): {}",
-                key.join(", "),
-                failure.to_string().replace('\n', " ")
-            )),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::group;
-
-    #[test]
-    fn thousands_are_grouped() {
-        assert_eq!(group(0), "0");
-        assert_eq!(group(999), "999");
-        assert_eq!(group(1000), "1,000");
-        assert_eq!(group(1234567), "1,234,567");
     }
 }

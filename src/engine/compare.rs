@@ -115,6 +115,7 @@ pub fn compare(spec: &Spec, baseline: &Snapshot, after: &Snapshot, command: &str
         verdict,
         migration: None,
         backup: None,
+        backfill: None,
     }
 }
 

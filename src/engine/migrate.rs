@@ -582,6 +582,7 @@ fn failed_report(
         checks,
         migration: Some(summary),
         backup: None,
+        backfill: None,
     }
 }
 

@@ -11,8 +11,8 @@
 //! people; the exact value is in the JSON report.
 
 use crate::model::{
-    Blocker, CheckResult, Comparison, DbFailure, LockHeld, MigrationSummary, Origin, Report,
-    StatementRun, Value,
+    BackfillOutcome, Blocker, CheckResult, Comparison, DbFailure, LockHeld, MigrationSummary,
+    Origin, Report, StatementRun, Value,
 };
 
 /// Whether a string may keep its newlines and tabs: SQL, server DETAIL/HINT/CONTEXT, the output
@@ -104,6 +104,7 @@ pub fn report(r: &Report) -> Report {
         verdict: _,
         migration,
         backup,
+        backfill,
     } = &mut r;
     if let Some(b) = backup {
         one(&mut b.file);
@@ -123,6 +124,9 @@ pub fn report(r: &Report) -> Report {
     checks.iter_mut().for_each(check);
     if let Some(m) = migration {
         migration_summary(m);
+    }
+    if let Some(b) = backfill {
+        backfill_outcome(b);
     }
     r
 }
@@ -223,6 +227,33 @@ fn failure(e: &mut DbFailure) {
     hint.iter_mut().for_each(many);
     server_context.iter_mut().for_each(|c| many(c));
     context.iter_mut().for_each(many);
+}
+
+fn backfill_outcome(o: &mut BackfillOutcome) {
+    let BackfillOutcome {
+        backfill,
+        table,
+        committed: _,
+        run_id: _,
+        counters: _,
+        this_invocation: _,
+        finished: _,
+        interrupted: _,
+        elapsed_ms: _,
+        estimated_total_ms: _,
+        total_rows: _,
+        pending_rows: _,
+        batch_ms: _,
+        log_path,
+        ceiling,
+        new_since_start: _,
+        first_batch_plan,
+    } = o;
+    one(backfill);
+    one(table);
+    one(log_path);
+    ceiling.iter_mut().flatten().for_each(one);
+    first_batch_plan.iter_mut().flatten().for_each(one);
 }
 
 fn migration_summary(m: &mut MigrationSummary) {

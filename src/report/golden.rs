@@ -445,6 +445,7 @@ fn failing() -> Report {
             database: "shop".into(),
             duration_ms: 340,
         }),
+        backfill: None,
     }
 }
 
@@ -508,6 +509,7 @@ fn passing() -> Report {
         checks,
         migration: None,
         backup: None,
+        backfill: None,
     }
 }
 

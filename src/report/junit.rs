@@ -1,7 +1,7 @@
 //! JUnit XML: one test case per check; FAIL is a <failure>, ERROR an <error>, WARN passes with
 //! the change in <system-out>.
 
-use crate::model::{Report, Status};
+use crate::model::{BackfillOutcome, Report, Status};
 
 fn xml(s: &str) -> String {
     s.chars()
@@ -31,12 +31,23 @@ pub fn render(r: &Report) -> String {
         v.errored,
         seconds(r.after.duration_ms)
     ));
+    let mut properties: Vec<(&str, String)> = Vec::new();
     if let Some(b) = &r.backup {
-        out.push_str(&format!(
-            "    <properties><property name=\"backup\" value=\"{}\"/><property name=\"backup_bytes\" value=\"{}\"/></properties>\n",
-            xml(&b.file),
-            b.bytes
-        ));
+        properties.push(("backup", b.file.clone()));
+        properties.push(("backup_bytes", b.bytes.to_string()));
+    }
+    if let Some(b) = &r.backfill {
+        properties.extend(backfill(b));
+    }
+    if !properties.is_empty() {
+        out.push_str("    <properties>");
+        for (name, value) in &properties {
+            out.push_str(&format!(
+                "<property name=\"{name}\" value=\"{}\"/>",
+                xml(value)
+            ));
+        }
+        out.push_str("</properties>\n");
     }
     for c in &r.checks {
         out.push_str(&format!(
@@ -82,4 +93,29 @@ pub fn render(r: &Report) -> String {
     }
     out.push_str("  </testsuite>\n</testsuites>\n");
     out
+}
+
+/// What `migval backfill` did before the checks, as testsuite properties (`backfill_*`).
+fn backfill(b: &BackfillOutcome) -> Vec<(&'static str, String)> {
+    let c = &b.counters;
+    let mut p = vec![
+        ("backfill", b.backfill.clone()),
+        ("backfill_table", b.table.clone()),
+    ];
+    if let Some(run) = b.run_id {
+        p.push(("backfill_run_id", run.to_string()));
+    }
+    p.extend([
+        ("backfill_end", b.end().to_string()),
+        ("backfill_committed", b.committed.to_string()),
+        ("backfill_batches", c.batches.to_string()),
+        ("backfill_checked", c.checked.to_string()),
+        ("backfill_updated", c.updated.to_string()),
+        ("backfill_already_done", c.already_done.to_string()),
+        ("backfill_no_match", c.no_match.to_string()),
+        ("backfill_ambiguous", c.ambiguous.to_string()),
+        ("backfill_errors", c.errors.to_string()),
+        ("backfill_new_since_start", b.new_since_start.to_string()),
+    ]);
+    p
 }

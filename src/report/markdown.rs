@@ -2,7 +2,7 @@
 //! what did not pass.
 
 use super::{grouped, readable, show, verdict_line};
-use crate::model::{Report, ResultKind, Status, ValueScope};
+use crate::model::{BackfillOutcome, Report, ResultKind, Status, ValueScope};
 
 fn esc(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', " ")
@@ -79,6 +79,9 @@ pub fn render(r: &Report) -> String {
                 esc(&b.query)
             ));
         }
+    }
+    if let Some(b) = &r.backfill {
+        backfill(&mut out, b);
     }
     out.push_str("\n| status | check | tolerance | result |\n|---|---|---|---|\n");
     for c in &r.checks {
@@ -198,4 +201,50 @@ pub fn render(r: &Report) -> String {
         }
     }
     out
+}
+
+/// What `migval backfill` did before the checks: the run, how it ended, its counters.
+fn backfill(out: &mut String, b: &BackfillOutcome) {
+    let c = &b.counters;
+    let group = super::backfill::group;
+    out.push_str(&format!(
+        "\n**Backfill** `{}` on `{}`{}: {}{}\n",
+        b.backfill,
+        b.table,
+        b.run_id.map(|r| format!(" (run {r})")).unwrap_or_default(),
+        b.end(),
+        if b.committed {
+            ""
+        } else {
+            " (dry-run, rolled back)"
+        }
+    ));
+    out.push_str(
+        "\n| batches | rows checked | updated | already done | no match | ambiguous | errors | new since start |\n|---|---|---|---|---|---|---|---|\n",
+    );
+    out.push_str(&format!(
+        "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
+        group(c.batches),
+        group(c.checked),
+        group(c.updated),
+        group(c.already_done),
+        group(c.no_match),
+        group(c.ambiguous),
+        group(c.errors),
+        group(b.new_since_start)
+    ));
+    out.push_str(&format!(
+        "\n- success rate {}; {} ms, {} batches this invocation (p50 {} ms, p95 {} ms)\n",
+        super::backfill::success_rate(c),
+        b.elapsed_ms,
+        b.batch_ms.len(),
+        b.batch_percentile(50),
+        b.batch_percentile(95)
+    ));
+    if c.no_match + c.ambiguous + c.errors > 0 {
+        out.push_str(&format!(
+            "- rows left alone are listed in `{}`\n",
+            b.log_path
+        ));
+    }
 }

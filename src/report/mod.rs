@@ -1,6 +1,7 @@
 //! Renderers: one per format, each a pure function from [`Report`] to text. They depend on
 //! the model only.
 
+pub mod backfill;
 pub mod changes;
 pub mod escape;
 mod fit;

@@ -6,7 +6,8 @@
 //! This file holds the world and the helpers the parts share (spec files, run/spawn/finish,
 //! the wait_* helpers, the exactly-once assertion; pgbouncer.rs uses some of them); the tests
 //! are in `dry_run` (checks before any write), `commit`, `resume` (kill, signals, leases),
-//! `failures` (a misbehaving database) and `lag` (the replication-lag ceiling).
+//! `failures` (a misbehaving database), `lag` (the replication-lag ceiling) and
+//! `report_formats` (the outcome in --format json/markdown/junit).
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -17,6 +18,7 @@ mod commit;
 mod dry_run;
 mod failures;
 mod lag;
+mod report_formats;
 mod resume;
 
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/subscriber_fk");

@@ -12,7 +12,8 @@
 //!               bisection's work list, the adaptive batch size (unit tested)
 //!   log         CSV of the rows left alone: ambiguous, no match, errors
 //! ```
-//! The engine returns data and reports progress through [`runner::Event`]s; the CLI prints.
+//! The engine returns data and reports progress through [`Event`]s (`model::backfill`); the
+//! words are `report::backfill`'s, and the CLI prints them.
 
 mod guard;
 pub mod log;

@@ -67,15 +67,13 @@ impl Fail {
             | Fail::Lost(f)
             | Fail::Poison(f)
             | Fail::Fatal(f) => f,
-            Fail::Log(message) => DbFailure {
-                message,
-                sqlstate: None,
-                detail: None,
-                hint: None,
-                server_context: None,
-                context: None,
-            },
+            Fail::Log(message) => plain(message),
         }
+    }
+
+    /// A failure of migval's own making (no SQLSTATE) that no retry helps.
+    pub(super) fn fatal(message: String) -> Fail {
+        Fail::Fatal(plain(message))
     }
 
     pub(super) fn failure(&self) -> String {
@@ -87,6 +85,18 @@ impl Fail {
             | Fail::Fatal(f) => f.to_string(),
             Fail::Log(m) => m.clone(),
         }
+    }
+}
+
+/// A failure with a message only: no SQLSTATE, no server fields.
+fn plain(message: String) -> DbFailure {
+    DbFailure {
+        message,
+        sqlstate: None,
+        detail: None,
+        hint: None,
+        server_context: None,
+        context: None,
     }
 }
 

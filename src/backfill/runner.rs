@@ -869,14 +869,7 @@ impl Backfill {
                 "taking the batch lock and renewing the lease (single-run guard)",
                 false,
             ),
-            GuardFail::LeaseLost(message) => Fail::Fatal(DbFailure {
-                message,
-                sqlstate: None,
-                detail: None,
-                hint: None,
-                server_context: None,
-                context: None,
-            }),
+            GuardFail::LeaseLost(message) => Fail::fatal(message),
         })
     }
 

@@ -118,6 +118,33 @@ pub fn summary_text(o: &BackfillOutcome) -> String {
     out
 }
 
+/// The outcome in one line, for a report's facts: `name on table (run 3): finished; 3
+/// batches, 1,200 rows checked, 1,044 updated, ...`.
+pub fn describe(o: &BackfillOutcome) -> String {
+    let c = &o.counters;
+    format!(
+        "{} on {}{}: {}{}; {} batches, {} rows checked, {} updated, {} already done, {} no \
+         match, {} ambiguous, {} errors, {} new since the run began",
+        o.backfill,
+        o.table,
+        o.run_id.map(|r| format!(" (run {r})")).unwrap_or_default(),
+        o.end(),
+        if o.committed {
+            ""
+        } else {
+            " (dry-run, rolled back)"
+        },
+        group(c.batches),
+        group(c.checked),
+        group(c.updated),
+        group(c.already_done),
+        group(c.no_match),
+        group(c.ambiguous),
+        group(c.errors),
+        group(o.new_since_start)
+    )
+}
+
 /// What was committed before a run stopped on an error, and what to do next.
 pub fn stopped_text(counters: &Counters, run_id: Option<i64>) -> String {
     format!(

@@ -180,6 +180,13 @@ fn facts(out: &mut String, r: &Report) {
             esc(&b.describe())
         );
     }
+    if let Some(b) = &r.backfill {
+        let _ = writeln!(
+            out,
+            "<tr><th>backfill</th><td>{}</td></tr>",
+            esc(&super::backfill::describe(b))
+        );
+    }
     for (o, n) in &r.renames {
         let _ = writeln!(
             out,

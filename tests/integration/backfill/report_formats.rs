@@ -1,5 +1,5 @@
 //! The backfill's outcome in the report: after `migval backfill --commit` with checks,
-//! `--format json|markdown|junit` carry the run, how it ended and its exact counters (the text
+//! `--format json|markdown|junit|html` carry the run, how it ended and its exact counters (the text
 //! summary alone did before), checked against the progress table and the update counter.
 
 use super::*;
@@ -149,4 +149,26 @@ fn backfill_format_junit_carries_the_outcome_with_exact_counts() {
         .filter(|l| l.starts_with("    <properties>"))
         .count();
     assert_eq!(suite, 1, "{r}");
+}
+
+#[test]
+fn backfill_format_html_carries_the_outcome_with_exact_counts() {
+    let (_db, r, rec) = committed("backfill_report_html", "html");
+    let g = |n: i64| migval::report::backfill::group(u64::try_from(n).unwrap());
+    let line = format!(
+        "(run {}): finished; {} batches, {} rows checked, {} updated, {} already done, 0 no \
+         match, {} ambiguous, 0 errors, 0 new since the run began</td></tr>",
+        rec.run_id,
+        g(rec.batches),
+        g(rec.checked),
+        g(rec.updated),
+        g(rec.already_done),
+        g(rec.ambiguous)
+    );
+    assert!(
+        r.stdout
+            .contains("<tr><th>backfill</th><td>subscriber_fk on "),
+        "{r}"
+    );
+    assert!(r.stdout.contains(&line), "no `{line}`{r}");
 }

@@ -736,15 +736,7 @@ impl Backfill {
                     failure: fail(&e, "reading migval.backfill_runs"),
                 })?;
                 // What the server committed decides: the batch in flight may or may not have.
-                let mut delta = counters;
-                delta.batches = delta.batches.saturating_sub(prog.run.batches);
-                delta.checked = delta.checked.saturating_sub(prog.run.checked);
-                delta.updated = delta.updated.saturating_sub(prog.run.updated);
-                delta.already_done = delta.already_done.saturating_sub(prog.run.already_done);
-                delta.no_match = delta.no_match.saturating_sub(prog.run.no_match);
-                delta.ambiguous = delta.ambiguous.saturating_sub(prog.run.ambiguous);
-                delta.errors = delta.errors.saturating_sub(prog.run.errors);
-                prog.this.add(&delta);
+                prog.this.add(&counters.since(&prog.run));
                 prog.run = counters;
                 prog.last = last;
             }

@@ -31,6 +31,20 @@ impl Counters {
         self.ambiguous += o.ambiguous;
         self.errors += o.errors;
     }
+
+    /// What was added since `earlier` (each counter at least 0): after a reconnect, what the
+    /// server committed beyond what this invocation had counted.
+    pub fn since(&self, earlier: &Counters) -> Counters {
+        Counters {
+            batches: self.batches.saturating_sub(earlier.batches),
+            checked: self.checked.saturating_sub(earlier.checked),
+            updated: self.updated.saturating_sub(earlier.updated),
+            already_done: self.already_done.saturating_sub(earlier.already_done),
+            no_match: self.no_match.saturating_sub(earlier.no_match),
+            ambiguous: self.ambiguous.saturating_sub(earlier.ambiguous),
+            errors: self.errors.saturating_sub(earlier.errors),
+        }
+    }
 }
 
 /// Something the CLI may show while the loop runs.
@@ -124,5 +138,34 @@ impl BackfillOutcome {
         } else {
             "sampled"
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Counters;
+
+    #[test]
+    fn since_is_what_was_added_and_never_negative() {
+        let earlier = Counters {
+            batches: 2,
+            checked: 800,
+            updated: 700,
+            ambiguous: 100,
+            ..Counters::default()
+        };
+        let now = Counters {
+            batches: 3,
+            checked: 1200,
+            updated: 1044,
+            ambiguous: 48,
+            ..Counters::default()
+        };
+        let d = now.since(&earlier);
+        assert_eq!((d.batches, d.checked, d.updated), (1, 400, 344));
+        assert_eq!(d.ambiguous, 0, "saturates");
+        let mut back = earlier;
+        back.add(&now.since(&back));
+        assert_eq!((back.batches, back.checked, back.updated), (3, 1200, 1044));
     }
 }

@@ -12,7 +12,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 
 use super::{ConnArgs, OutputArgs, load_spec};
-use crate::backfill::{Backfill, BackfillError, BackfillSpec, Event, Options};
+use crate::backfill::{Backfill, BackfillError, BackfillSpec, Event, Options, Outcome};
 use crate::engine::{self, Limits};
 use crate::report::backfill::group;
 use crate::report::{self, Format};
@@ -305,6 +305,7 @@ pub async fn run(a: BackfillArgs) -> anyhow::Result<u8> {
              resume with: {}",
             resume_command(&a.spec, a.commit)
         ));
+        emit_outcome(&a.output, &outcome, say)?;
         return Ok(exit_code.load(Ordering::Relaxed));
     }
     let row_errors = u8::from(outcome.counters.errors > 0);
@@ -313,6 +314,7 @@ pub async fn run(a: BackfillArgs) -> anyhow::Result<u8> {
             "DRY-RUN: nothing was changed. Apply with: {}",
             resume_command(&a.spec, true)
         ));
+        emit_outcome(&a.output, &outcome, say)?;
         return Ok(0);
     }
     match (&checks, &baseline) {
@@ -326,8 +328,36 @@ pub async fn run(a: BackfillArgs) -> anyhow::Result<u8> {
             let code = a.output.emit(&report)?;
             Ok(code.max(row_errors))
         }
-        _ => Ok(row_errors),
+        _ => {
+            emit_outcome(&a.output, &outcome, say)?;
+            Ok(row_errors)
+        }
     }
+}
+
+/// With `--format json|markdown|junit` and no report of checks to carry the outcome (a
+/// dry-run, no `checks`, an interrupted run), the outcome alone, where the report would go.
+fn emit_outcome(output: &OutputArgs, outcome: &Outcome, say: impl Fn(&str)) -> anyhow::Result<()> {
+    let Some(text) = report::backfill::render(outcome, output.format) else {
+        return Ok(());
+    };
+    match &output.output {
+        Some(path) => {
+            std::fs::write(path, &text)
+                .with_context(|| format!("writing the backfill outcome to {}", path.display()))?;
+            say(&format!("backfill outcome written to {}", path.display()));
+        }
+        None => {
+            use std::io::Write as _;
+            let mut out = std::io::stdout().lock();
+            match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+                Err(e) => return Err(e).context("writing the backfill outcome to standard output"),
+                Ok(()) => {}
+            }
+        }
+    }
+    Ok(())
 }
 
 fn explain(e: BackfillError) -> anyhow::Error {

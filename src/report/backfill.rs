@@ -4,6 +4,7 @@
 
 use std::fmt::Write as _;
 
+use super::Format;
 use crate::model::backfill::{BackfillOutcome, BatchStat, Counters, Event};
 
 /// 1234567 -> "1,234,567".
@@ -116,6 +117,51 @@ pub fn summary_text(o: &BackfillOutcome) -> String {
         );
     }
     out
+}
+
+/// The outcome alone in `format`, for a backfill that has no report of checks (a dry-run, a
+/// spec without `checks`, an interrupted run): the same `backfill` object as in a report's
+/// JSON, the Markdown **Backfill** section, a JUnit suite of no test cases with the
+/// `backfill_*` properties. `None` for text (the summary is the text) and HTML.
+pub fn render(o: &BackfillOutcome, format: Format) -> Option<String> {
+    let mut o = o.clone();
+    match format {
+        Format::Text | Format::Html => None,
+        Format::Json => {
+            let doc = serde_json::json!({ "command": "backfill", "backfill": o });
+            Some(
+                serde_json::to_string_pretty(&doc).unwrap_or_else(|e| {
+                    format!("{{\"error\":\"cannot serialize the outcome: {e}\"}}")
+                }) + "\n",
+            )
+        }
+        Format::Markdown => {
+            super::escape::backfill_outcome(&mut o);
+            let mut out = format!("## migval backfill `{}`\n", o.backfill);
+            super::markdown::backfill(&mut out, &o);
+            Some(out)
+        }
+        Format::Junit => {
+            super::escape::backfill_outcome(&mut o);
+            let xml = super::junit::xml;
+            let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+            out.push_str("<testsuites name=\"migval\" tests=\"0\" failures=\"0\" errors=\"0\">\n");
+            out.push_str(&format!(
+                "  <testsuite name=\"migval backfill {}\" tests=\"0\" failures=\"0\" errors=\"0\" skipped=\"0\" time=\"{}.{:03}\">\n    <properties>",
+                xml(&o.backfill),
+                o.elapsed_ms / 1000,
+                o.elapsed_ms % 1000
+            ));
+            for (name, value) in super::junit::backfill(&o) {
+                out.push_str(&format!(
+                    "<property name=\"{name}\" value=\"{}\"/>",
+                    xml(&value)
+                ));
+            }
+            out.push_str("</properties>\n  </testsuite>\n</testsuites>\n");
+            Some(out)
+        }
+    }
 }
 
 /// The outcome in one line, for a report's facts: `name on table (run 3): finished; 3

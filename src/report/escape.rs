@@ -229,7 +229,7 @@ fn failure(e: &mut DbFailure) {
     context.iter_mut().for_each(many);
 }
 
-fn backfill_outcome(o: &mut BackfillOutcome) {
+pub(super) fn backfill_outcome(o: &mut BackfillOutcome) {
     let BackfillOutcome {
         backfill,
         table,

@@ -3,7 +3,7 @@
 
 use crate::model::{BackfillOutcome, Report, Status};
 
-fn xml(s: &str) -> String {
+pub(super) fn xml(s: &str) -> String {
     s.chars()
         .filter(|c| !c.is_control() || matches!(c, '\n' | '\t'))
         .collect::<String>()
@@ -96,7 +96,7 @@ pub fn render(r: &Report) -> String {
 }
 
 /// What `migval backfill` did before the checks, as testsuite properties (`backfill_*`).
-fn backfill(b: &BackfillOutcome) -> Vec<(&'static str, String)> {
+pub(super) fn backfill(b: &BackfillOutcome) -> Vec<(&'static str, String)> {
     let c = &b.counters;
     let mut p = vec![
         ("backfill", b.backfill.clone()),

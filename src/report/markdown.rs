@@ -204,7 +204,7 @@ pub fn render(r: &Report) -> String {
 }
 
 /// What `migval backfill` did before the checks: the run, how it ended, its counters.
-fn backfill(out: &mut String, b: &BackfillOutcome) {
+pub(super) fn backfill(out: &mut String, b: &BackfillOutcome) {
     let c = &b.counters;
     let group = super::backfill::group;
     out.push_str(&format!(

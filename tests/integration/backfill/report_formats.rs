@@ -1,6 +1,7 @@
 //! The backfill's outcome in the report: after `migval backfill --commit` with checks,
 //! `--format json|markdown|junit|html` carry the run, how it ended and its exact counters (the text
-//! summary alone did before), checked against the progress table and the update counter.
+//! summary alone did before), checked against the progress table and the update counter; a
+//! dry-run, with no report of checks, prints its outcome alone in the chosen format.
 
 use super::*;
 
@@ -171,4 +172,71 @@ fn backfill_format_html_carries_the_outcome_with_exact_counts() {
         "{r}"
     );
     assert!(r.stdout.contains(&line), "no `{line}`{r}");
+}
+
+/// A dry-run has no report of checks: `--format json|markdown|junit` print the outcome alone,
+/// with what --commit would do, and nothing is changed.
+#[test]
+fn a_dry_run_prints_its_outcome_alone_in_the_chosen_format() {
+    let db = rt().block_on(world("backfill_report_dry_run", 1200));
+    let before = rt().block_on(text(&db, STATE));
+    let spec = spec_with(&db, "bf.toml", "size = 400");
+    let would_update = rt().block_on(int(
+        &db,
+        "SELECT count(*) FROM plan_subscriptions WHERE customer_id % 50 > 1 AND id % 10 <> 0",
+    ));
+    let ambiguous = rt().block_on(int(&db, AMBIGUOUS));
+    let total = rt().block_on(int(&db, "SELECT count(*) FROM plan_subscriptions"));
+
+    let r = run(&db, &spec, &["--format", "json"]);
+    assert_eq!(r.code, 0, "{r}");
+    let doc: serde_json::Value =
+        serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}){r}"));
+    assert_eq!(doc["command"], "backfill", "{doc:#}");
+    let b = &doc["backfill"];
+    assert_eq!(b["committed"], false, "{doc:#}");
+    assert_eq!(b["run_id"], serde_json::Value::Null, "{doc:#}");
+    assert_eq!(b["finished"], true, "{doc:#}");
+    assert_eq!(b["counters"]["checked"], total, "{doc:#}");
+    assert_eq!(b["counters"]["updated"], would_update, "{doc:#}");
+    assert_eq!(b["counters"]["ambiguous"], ambiguous, "{doc:#}");
+    assert_eq!(
+        b["counters"]["batches"], 3,
+        "1,200 rows in batches of 400{doc:#}"
+    );
+    assert!(
+        r.stderr.contains("Backfill summary (DRY-RUN"),
+        "the summary moves to stderr{r}"
+    );
+
+    let r = run(&db, &spec, &["--format", "markdown", "--sample", "1"]);
+    assert_eq!(r.code, 0, "{r}");
+    assert!(
+        r.stdout
+            .contains("**Backfill** `subscriber_fk` on `public.plan_subscriptions`: sampled (dry-run, rolled back)"),
+        "{r}"
+    );
+    assert!(
+        r.stdout.contains("\n| 1 | 400 | "),
+        "one batch of 400 rows{r}"
+    );
+
+    let out = db.path("outcome.xml");
+    let r = run(&db, &spec, &["--format", "junit", "--output", p(&out)]);
+    assert_eq!(r.code, 0, "{r}");
+    let xml = std::fs::read_to_string(&out).expect("the JUnit file");
+    assert!(
+        xml.contains("<testsuites name=\"migval\" tests=\"0\""),
+        "{xml}"
+    );
+    for (name, value) in [
+        ("backfill_end", "finished".to_string()),
+        ("backfill_committed", "false".to_string()),
+        ("backfill_updated", would_update.to_string()),
+        ("backfill_ambiguous", ambiguous.to_string()),
+    ] {
+        let prop = format!("<property name=\"{name}\" value=\"{value}\"/>");
+        assert!(xml.contains(&prop), "no {prop}{xml}");
+    }
+    assert_eq!(before, rt().block_on(text(&db, STATE)), "data unchanged");
 }

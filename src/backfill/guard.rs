@@ -20,9 +20,8 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::error::SqlState;
 
-use super::runner::{
-    Backfill, BackfillError, Counters, Event, fail, i64_of, millis, query_alone, u64_of,
-};
+use super::runner::{Backfill, BackfillError, Counters, Event, fail, i64_of, millis, u64_of};
+use super::session::query_alone;
 use crate::db::unnamed;
 use crate::sql;
 
@@ -69,6 +68,24 @@ pub struct RunStart {
 }
 
 impl Backfill {
+    /// --commit, once confirmed: take the single-run guard and open (or resume) the run. The
+    /// only writes before the first batch: the progress table and the run's row.
+    pub async fn claim(
+        &mut self,
+        observer: &mut dyn FnMut(Event),
+    ) -> Result<&RunStart, BackfillError> {
+        self.ensure_state().await?;
+        self.lock(observer).await?;
+        let start = match self.open_run().await {
+            Ok(start) => start,
+            Err(e) => {
+                self.release().await;
+                return Err(e);
+            }
+        };
+        Ok(self.start.insert(start))
+    }
+
     /// Take the single-run guard: the lease (waiting for it, or refusing naming its holder),
     /// then make sure no batch of an earlier run is still running on the server (wait for, or
     /// with --cancel-orphans end, its backend).

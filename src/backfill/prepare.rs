@@ -5,10 +5,12 @@
 use tokio_postgres::Client;
 use tokio_postgres::types::Type;
 
-use super::runner::{Backfill, BackfillError, fail, u64_of};
+use super::runner::{Backfill, BackfillError, Options, fail, u64_of};
+use super::session::{open, query_alone};
 use super::spec::BackfillSpec;
 use super::statements::{Statements, Target};
-use crate::db::txn::Savepoint;
+use crate::db::conninfo::ConnInfo;
+use crate::db::txn::{Savepoint, SetLocal};
 use crate::db::unnamed;
 use crate::sql;
 
@@ -16,6 +18,62 @@ use crate::sql;
 const BOUND_FORM: Savepoint = Savepoint::new("bound_form");
 
 impl Backfill {
+    /// Connect, resolve the table and key, check every statement, count the rows. Writes nothing.
+    pub async fn prepare(
+        spec: BackfillSpec,
+        info: &ConnInfo,
+        opts: Options,
+    ) -> Result<Backfill, BackfillError> {
+        let tag = format!("migval-backfill:{}", spec.name);
+        let mut info = info.clone();
+        info.application_name = tag.clone();
+        let session = open(&info).await?;
+        // In one read-only transaction, rolled back (see `query_alone` for why a transaction).
+        session
+            .client
+            .batch_execute(&format!(
+                "BEGIN READ ONLY; {}",
+                SetLocal::new()
+                    .lock_timeout_ms(spec.batching.lock_timeout_ms)
+                    .statement_timeout_ms(spec.batching.statement_timeout_ms)
+                    .sql()
+            ))
+            .await
+            .map_err(|e| BackfillError::Db {
+                what: "starting the checks of the backfill's statements".into(),
+                failure: fail(&e, "BEGIN READ ONLY"),
+            })?;
+        let checked = async {
+            let target = resolve(&session.client, &spec).await?;
+            let mut stmts = Statements::new(&spec, &target);
+            let update_types =
+                check_statements(&session.client, &spec, &target, &mut stmts).await?;
+            Ok::<_, BackfillError>((target, stmts, update_types))
+        }
+        .await;
+        let _ = session.client.batch_execute("ROLLBACK").await;
+        let (target, stmts, update_types) = checked?;
+        let mut b = Backfill {
+            spec,
+            info,
+            tag,
+            opts,
+            session,
+            target,
+            stmts,
+            update_types,
+            total_rows: 0,
+            pending_rows: 0,
+            counts_estimated: false,
+            start: None,
+            token: super::guard::new_token(),
+            ceiling: None,
+        };
+        b.count().await?;
+        b.check_lag_visible().await?;
+        Ok(b)
+    }
+
     /// The run's ceiling (its largest key now), then the rows at or below it and those pending,
     /// for the plan line and the progress bar. On a table too big to count within the batch
     /// statement_timeout, PostgreSQL's estimate instead.
@@ -28,7 +86,7 @@ impl Backfill {
         // The run's ceiling first: the counts are of the rows at or below it, which are all
         // the batches will visit.
         let n = self.target.key.len();
-        let top = super::runner::query_alone(c, &self.set_local(), &self.stmts.ceiling, &[])
+        let top = query_alone(c, &self.set_local(), &self.stmts.ceiling, &[])
             .await
             .map_err(db_err)?;
         self.ceiling = match top {
@@ -56,7 +114,7 @@ impl Backfill {
                 self.pending_rows = u64_of(row.try_get(1).map_err(db_err)?);
             }
             Err(e) if e.code().map(|c| c.code()) == Some("57014") => {
-                let est: f32 = super::runner::query_alone(
+                let est: f32 = query_alone(
                     c,
                     &self.set_local(),
                     sql::BACKFILL_ESTIMATE.sql,

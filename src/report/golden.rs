@@ -1,9 +1,10 @@
 //! Golden files of every report format (insta snapshots in `src/report/snapshots/`), rendered
-//! from two reports built here: one that fails with every kind of line a renderer lays out
+//! from reports built here: one that fails with every kind of line a renderer lays out
 //! (a failing total, worst groups that appeared and disappeared, a WARN, an after-only check,
 //! an ERROR with the server's fields, a schema diff with an expected change that did not
 //! happen, table sizes, a rows check, a migration with a lock and a blocker, a standby, a
-//! backup, a hostile value with control characters), and one that passes. A renderer change
+//! backup, a hostile value with control characters), one that passes, and a backfill's outcome
+//! (in a report, alone, as the text summary). A renderer change
 //! shows as a diff of these files to review (`cargo insta review`, or `INSTA_UPDATE=always
 //! cargo test` and `git diff`); CI (`CI=true`) never writes them, it fails on a difference.
 //!
@@ -13,6 +14,7 @@
 use rust_decimal::Decimal;
 
 use super::{Format, changes, render, render_text};
+use crate::model::backfill::{BackfillOutcome, Counters};
 use crate::model::{
     Backup, Blocker, CheckResult, Comparison, DbFailure, GroupStats, LockHeld, MigrationSummary,
     Origin, Report, ResultKind, StatementRun, Status, Value, ValueScope, Verdict,
@@ -513,6 +515,44 @@ fn passing() -> Report {
     }
 }
 
+/// A backfill's outcome: 3,000 rows in 8 batches, ambiguous rows logged, some inserted since
+/// the run began; committed (run 42) or a dry-run (with the first batch's plan).
+fn backfill(committed: bool) -> BackfillOutcome {
+    let counters = Counters {
+        batches: 8,
+        checked: 3_000,
+        updated: 2_640,
+        already_done: 240,
+        no_match: 0,
+        ambiguous: 120,
+        errors: 0,
+    };
+    BackfillOutcome {
+        backfill: "subscriber_fk".into(),
+        table: "public.plan_subscriptions".into(),
+        committed,
+        run_id: committed.then_some(42),
+        counters,
+        this_invocation: counters,
+        finished: true,
+        interrupted: false,
+        elapsed_ms: 1_234,
+        estimated_total_ms: (!committed).then_some(1_234),
+        total_rows: 3_000,
+        pending_rows: 2_760,
+        batch_ms: vec![90, 120, 150, 110, 100, 130, 140, 95],
+        log_path: "subscriber_fk-rows.csv".into(),
+        ceiling: Some(vec!["3000".into()]),
+        new_since_start: 17,
+        first_batch_plan: (!committed).then(|| {
+            vec![
+                "Update on plan_subscriptions (actual rows=0 loops=1)".into(),
+                "  ->  Index Scan using plan_subscriptions_pkey on plan_subscriptions".into(),
+            ]
+        }),
+    }
+}
+
 /// The JSON report with what differs between runs redacted, as a real run's report has to be.
 /// The rendered text is also checked to be the plain pretty printing of that value (keys
 /// sorted, two-space indent), so the golden value pins the bytes too.
@@ -581,4 +621,28 @@ fn the_text_report_paints_statuses_only_when_asked() {
     assert!(painted.contains("\x1b[1;32mPASS\x1b[0m"), "{painted}");
     assert!(painted.contains("\x1b[1;33mWARN\x1b[0m"), "{painted}");
     assert!(!render(&r, Format::Text, false).contains('\x1b'));
+}
+
+#[test]
+fn a_backfill_outcome_in_every_format() {
+    // In the report of `migval backfill --commit` with checks.
+    let mut r = passing();
+    r.command = "backfill".into();
+    r.backfill = Some(backfill(true));
+    insta::assert_snapshot!("backfill.md", render(&r, Format::Markdown, false));
+    insta::assert_snapshot!("backfill.junit.xml", render(&r, Format::Junit, false));
+    insta::assert_snapshot!("backfill.html", render(&r, Format::Html, false));
+    json_snapshot("backfill.json", &r);
+    // Alone (a dry-run has no report of checks), and the text summary.
+    let dry = backfill(false);
+    insta::assert_snapshot!("backfill_summary.txt", super::backfill::summary_text(&dry));
+    for (name, format) in [
+        ("backfill_alone.md", Format::Markdown),
+        ("backfill_alone.junit.xml", Format::Junit),
+        ("backfill_alone.json", Format::Json),
+    ] {
+        let text = super::backfill::render(&dry, format).unwrap_or_default();
+        insta::assert_snapshot!(name, text);
+    }
+    assert_eq!(super::backfill::render(&dry, Format::Text), None);
 }

@@ -164,13 +164,25 @@ pub fn render(o: &BackfillOutcome, format: Format) -> Option<String> {
     }
 }
 
-/// The outcome in one line, for a report's facts: `name on table (run 3): finished; 3
-/// batches, 1,200 rows checked, 1,044 updated, ...`.
-pub fn describe(o: &BackfillOutcome) -> String {
+/// The outcome's counts, labelled, in the order every format shows them.
+pub fn counts(o: &BackfillOutcome) -> [(&'static str, u64); 8] {
     let c = &o.counters;
+    [
+        ("batches", c.batches),
+        ("rows checked", c.checked),
+        ("updated", c.updated),
+        ("already done", c.already_done),
+        ("no match", c.no_match),
+        ("ambiguous", c.ambiguous),
+        ("errors", c.errors),
+        ("new since the run began", o.new_since_start),
+    ]
+}
+
+/// `name on table (run 3): finished` (a dry-run says so).
+pub fn title(o: &BackfillOutcome, quote: &str) -> String {
     format!(
-        "{} on {}{}: {}{}; {} batches, {} rows checked, {} updated, {} already done, {} no \
-         match, {} ambiguous, {} errors, {} new since the run began",
+        "{quote}{}{quote} on {quote}{}{quote}{}: {}{}",
         o.backfill,
         o.table,
         o.run_id.map(|r| format!(" (run {r})")).unwrap_or_default(),
@@ -179,16 +191,18 @@ pub fn describe(o: &BackfillOutcome) -> String {
             ""
         } else {
             " (dry-run, rolled back)"
-        },
-        group(c.batches),
-        group(c.checked),
-        group(c.updated),
-        group(c.already_done),
-        group(c.no_match),
-        group(c.ambiguous),
-        group(c.errors),
-        group(o.new_since_start)
+        }
     )
+}
+
+/// The outcome in one line, for a report's facts: `name on table (run 3): finished; 3
+/// batches, 1,200 rows checked, 1,044 updated, ...`.
+pub fn describe(o: &BackfillOutcome) -> String {
+    let counts: Vec<String> = counts(o)
+        .iter()
+        .map(|(label, n)| format!("{} {label}", group(*n)))
+        .collect();
+    format!("{}; {}", title(o, ""), counts.join(", "))
 }
 
 /// What was committed before a run stopped on an error, and what to do next.

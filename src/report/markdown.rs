@@ -206,32 +206,21 @@ pub fn render(r: &Report) -> String {
 /// What `migval backfill` did before the checks: the run, how it ended, its counters.
 pub(super) fn backfill(out: &mut String, b: &BackfillOutcome) {
     let c = &b.counters;
-    let group = super::backfill::group;
+    let counts = super::backfill::counts(b);
     out.push_str(&format!(
-        "\n**Backfill** `{}` on `{}`{}: {}{}\n",
-        b.backfill,
-        b.table,
-        b.run_id.map(|r| format!(" (run {r})")).unwrap_or_default(),
-        b.end(),
-        if b.committed {
-            ""
-        } else {
-            " (dry-run, rolled back)"
-        }
+        "\n**Backfill** {}\n\n",
+        super::backfill::title(b, "`")
     ));
-    out.push_str(
-        "\n| batches | rows checked | updated | already done | no match | ambiguous | errors | new since start |\n|---|---|---|---|---|---|---|---|\n",
-    );
+    let cells =
+        |f: &dyn Fn(&(&str, u64)) -> String| counts.iter().map(f).collect::<Vec<_>>().join(" | ");
     out.push_str(&format!(
-        "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
-        group(c.batches),
-        group(c.checked),
-        group(c.updated),
-        group(c.already_done),
-        group(c.no_match),
-        group(c.ambiguous),
-        group(c.errors),
-        group(b.new_since_start)
+        "| {} |\n",
+        cells(&|(label, _)| (*label).to_string())
+    ));
+    out.push_str(&format!("|{}\n", "---|".repeat(counts.len())));
+    out.push_str(&format!(
+        "| {} |\n",
+        cells(&|(_, n)| super::backfill::group(*n))
     ));
     out.push_str(&format!(
         "\n- success rate {}; {} ms, {} batches this invocation (p50 {} ms, p95 {} ms)\n",

@@ -39,12 +39,12 @@ pub(super) struct Holder {
 impl Holder {
     fn of(r: &tokio_postgres::Row) -> Result<Holder, tokio_postgres::Error> {
         Ok(Holder {
-            token: r.try_get(0)?,
-            client: r.try_get(1)?,
-            taken_ago: r.try_get(2)?,
-            renewed_ago: r.try_get(3)?,
-            expires_in: r.try_get(4)?,
-            expired: r.try_get(5)?,
+            token: r.try_get("token")?,
+            client: r.try_get("client")?,
+            taken_ago: r.try_get("taken_ago")?,
+            renewed_ago: r.try_get("renewed_ago")?,
+            expires_in: r.try_get("expires_in")?,
+            expired: r.try_get("expired")?,
         })
     }
 }
@@ -240,7 +240,7 @@ impl Backfill {
             let locked: Result<bool, _> =
                 unnamed::query_one(c, sql::BACKFILL_LOCK.sql, &[&self.spec.name])
                     .await
-                    .and_then(|r| r.try_get(0));
+                    .and_then(|r| r.try_get("locked"));
             let holder = match locked {
                 Ok(false) => {
                     unnamed::query_opt(c, sql::BACKFILL_LOCK_HOLDER.sql, &[&self.spec.name])
@@ -256,11 +256,12 @@ impl Backfill {
             }
             let (pid, app, state, secs, query) = match &holder {
                 Some(r) => (
-                    r.try_get::<_, i32>(0).unwrap_or(0),
-                    r.try_get::<_, String>(1).unwrap_or_default(),
-                    r.try_get::<_, String>(2).unwrap_or_default(),
-                    r.try_get::<_, String>(3).unwrap_or_default(),
-                    r.try_get::<_, String>(4).unwrap_or_default(),
+                    r.try_get::<_, i32>("pid").unwrap_or(0),
+                    r.try_get::<_, String>("application_name")
+                        .unwrap_or_default(),
+                    r.try_get::<_, String>("state").unwrap_or_default(),
+                    r.try_get::<_, String>("seconds").unwrap_or_default(),
+                    r.try_get::<_, String>("query").unwrap_or_default(),
                 ),
                 None => (
                     0,
@@ -280,7 +281,7 @@ impl Backfill {
                 .await
                 .ok()
                 .flatten()
-                .and_then(|r| r.try_get(0).ok())
+                .and_then(|r| r.try_get("terminated").ok())
                 .unwrap_or(false);
                 terminated = done;
                 observer(Event::Waiting(format!(
@@ -518,7 +519,7 @@ impl Backfill {
             ],
         )
         .await
-        .and_then(|r| r.try_get(0))
+        .and_then(|r| r.try_get("run_id"))
         .map_err(state_err("starting a run in migval.backfill_runs"))?;
         Ok(RunStart {
             run_id,
@@ -617,19 +618,19 @@ pub(super) fn is_running(pid: u32) -> bool {
 }
 
 pub(super) fn run_row(row: &tokio_postgres::Row) -> Result<RunRow, tokio_postgres::Error> {
-    let g = |i: usize| row.try_get::<_, i64>(i).map(u64_of);
+    let g = |name: &str| row.try_get::<_, i64>(name).map(u64_of);
     Ok((
-        row.try_get(0)?,
-        row.try_get(1)?,
-        row.try_get(3)?,
+        row.try_get("run_id")?,
+        row.try_get("fingerprint")?,
+        row.try_get("last_key")?,
         Counters {
-            batches: g(4)?,
-            checked: g(5)?,
-            updated: g(6)?,
-            already_done: g(7)?,
-            no_match: g(8)?,
-            ambiguous: g(9)?,
-            errors: g(10)?,
+            batches: g("batches")?,
+            checked: g("rows_checked")?,
+            updated: g("rows_updated")?,
+            already_done: g("rows_already_done")?,
+            no_match: g("rows_no_match")?,
+            ambiguous: g("rows_ambiguous")?,
+            errors: g("rows_errors")?,
         },
     ))
 }

@@ -50,7 +50,7 @@ impl Backfill {
         .await
         .map_err(db_err)?;
         let Some(row) = row else { return Ok(()) };
-        let hidden: i64 = row.try_get(3).map_err(db_err)?;
+        let hidden: i64 = row.try_get("hidden").map_err(db_err)?;
         if hidden > 0 {
             let role = self.info.user.clone();
             return Err(BackfillError::Refused(format!(
@@ -107,7 +107,7 @@ impl Backfill {
                 }
                 Err(e) => return Err(db_err(e)),
             };
-            let lag: i64 = row.try_get(1).map_err(db_err)?;
+            let lag: i64 = row.try_get("lag_ms").map_err(db_err)?;
             if u64_of(lag) <= max_ms {
                 if target.is_some() {
                     observer(Event::Waiting(format!(
@@ -118,7 +118,7 @@ impl Backfill {
                 return Ok(Wait::Go);
             }
             if target.is_none() {
-                target = Some(row.try_get(2).map_err(db_err)?);
+                target = Some(row.try_get("target").map_err(db_err)?);
                 observer(Event::Waiting(format!(
                     "replication lag {lag} ms is above max_replication_lag {max_ms} ms: waiting"
                 )));

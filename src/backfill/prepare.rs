@@ -110,6 +110,8 @@ impl Backfill {
         let _ = c.batch_execute("ROLLBACK").await;
         match row {
             Ok(row) => {
+                // Generated in statements.rs (total, pending): read by position, as every
+                // generated statement is; the queries/*.sql rows are read by name.
                 self.total_rows = u64_of(row.try_get(0).map_err(db_err)?);
                 self.pending_rows = u64_of(row.try_get(1).map_err(db_err)?);
             }
@@ -122,7 +124,7 @@ impl Backfill {
                 )
                 .await
                 .map_err(db_err)?
-                .map(|r| r.try_get(0))
+                .map(|r| r.try_get("reltuples"))
                 .transpose()
                 .map_err(db_err)?
                 .unwrap_or(0.0);
@@ -167,13 +169,13 @@ pub(super) async fn resolve(c: &Client, spec: &BackfillSpec) -> Result<Target, B
             what: "reading the key columns".into(),
             failure: fail(&e, sql::BACKFILL_TARGET.name),
         };
-        schema = r.try_get(0).map_err(get)?;
-        table = r.try_get(1).map_err(get)?;
-        let col: String = r.try_get(2).map_err(get)?;
-        let ty: Option<String> = r.try_get(3).map_err(get)?;
-        let not_null: bool = r.try_get(4).map_err(get)?;
-        unique = r.try_get(5).map_err(get)?;
-        invalid = r.try_get(6).map_err(get)?;
+        schema = r.try_get("schema").map_err(get)?;
+        table = r.try_get("table").map_err(get)?;
+        let col: String = r.try_get("column").map_err(get)?;
+        let ty: Option<String> = r.try_get("type").map_err(get)?;
+        let not_null: bool = r.try_get("not_null").map_err(get)?;
+        unique = r.try_get("unique_key").map_err(get)?;
+        invalid = r.try_get("invalid_index").map_err(get)?;
         let Some(ty) = ty else {
             return Err(BackfillError::Refused(format!(
                 "{}: key `key`: column `{col}` does not exist in {schema}.{table}",

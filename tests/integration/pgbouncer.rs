@@ -279,14 +279,52 @@ fn through_pgbouncer_in_transaction_mode_a_run_is_right_or_refused_naming_the_po
         }
     }
     // PgBouncer before 1.21 (Debian 12 ships 1.18) reuses server connections across
-    // processes: a later process finds an earlier one's prepared statements, so the refusal
-    // path is exercised. Later versions track prepared statements themselves.
+    // processes: a statement another client left there (named as the driver names its own,
+    // s0, s1, ...) clashes with migval's. Planted on every server connection of the pool, it
+    // makes the refusal path certain: every run stops naming the pooler, none gives a verdict.
+    // Later versions track prepared statements themselves.
     if pgbouncer_version() < (1, 21) {
-        assert!(
-            refused > 0,
-            "expected the prepared-statement clash at least once"
-        );
+        plant_prepared_statements(&url, 4, 400);
+        let [snap, ok, failed] = round_trip(&db, &url);
+        for run in [&snap, &ok, &failed] {
+            assert_eq!(run.code, 2, "a clash, and still a verdict{run}");
+            assert!(
+                run.stderr.contains("pooler in transaction mode")
+                    && run.stderr.contains("pool_mode = session"),
+                "an error, but not the pooler's reason{run}"
+            );
+            refused += 1;
+        }
     }
+    assert!(refused > 0 || pgbouncer_version() >= (1, 21));
+}
+
+/// `PREPARE s0 ... s{n-1}` left on each of the `pool_size` server connections of the pool, as
+/// another client of the pooler might leave them (the transactions end, the statements stay).
+fn plant_prepared_statements(url: &str, pool_size: usize, n: usize) {
+    rt().block_on(async {
+        let mut clients = Vec::new();
+        for _ in 0..pool_size {
+            let c = crate::common::connect(url).await;
+            c.batch_execute("BEGIN")
+                .await
+                .expect("BEGIN through the pooler");
+            clients.push(c);
+        }
+        let prepare: String = (0..n)
+            .map(|i| format!("PREPARE s{i} AS SELECT {i};"))
+            .collect();
+        for c in &clients {
+            c.batch_execute(&prepare)
+                .await
+                .expect("PREPARE through the pooler");
+        }
+        for c in &clients {
+            c.batch_execute("COMMIT")
+                .await
+                .expect("COMMIT through the pooler");
+        }
+    });
 }
 
 /// The backfill's single-run guard through transaction pooling: a lease row and a

@@ -44,7 +44,7 @@ pub(super) fn compare(check: &Check, b: &Outcome, a: &Outcome, sides: &Sides) ->
             r.after_only = true;
             r
         }
-        (Outcome::Captured(_), Outcome::Absent(y)) if y.reason == Missing => {
+        (Outcome::Captured(_) | Outcome::Streamed(_), Outcome::Absent(y)) if y.reason == Missing => {
             plain(Status::Fail, gone(y, sides))
         }
         _ => plain(

@@ -258,8 +258,8 @@ type ProbeResult = (
 );
 
 /// What a probe captured for one check: a table in memory, or a section streamed to disk
-/// (a rows check).
-enum Got {
+/// (a rows check, a large keyed result: see `keystream`).
+pub(super) enum Got {
     Table(Table),
     Section(Section),
 }
@@ -852,6 +852,16 @@ fn assemble(
                 for (j, (c, got)) in list.into_iter().enumerate() {
                     let t = match got {
                         Got::Table(t) => t,
+                        // A check split over several scans is joined in memory.
+                        Got::Section(sec) if outputs_of(probes, c) > 1 => {
+                            match crate::section::to_table(&sec, &spec.checks[c].name) {
+                                Ok(t) => t,
+                                Err(e) => {
+                                    failed[c].get_or_insert_with(|| plain_failure(e.to_string()));
+                                    continue;
+                                }
+                            }
+                        }
                         Got::Section(sec) => {
                             sections[c] = Some(sec);
                             continue;
@@ -895,7 +905,8 @@ fn assemble(
                 _ if absent.contains_key(&i) => {
                     Outcome::Absent(absent[&i].clone())
                 }
-                // Checked for NULL and duplicate keys while it streamed (`rowstream`).
+                // Checked for duplicate keys (and a rows key for NULLs) while it streamed
+                // (`rowstream`, `keystream`).
                 None if section.is_some() => match section {
                     Some(sec) => Outcome::Streamed(sec),
                     None => unreachable!("matched on is_some"),
@@ -932,6 +943,21 @@ fn assemble(
             }
         })
         .collect()
+}
+
+/// How many outputs of all probes feed check `c` (more than one: a check split over scans).
+fn outputs_of(probes: &[Probe], c: usize) -> usize {
+    probes
+        .iter()
+        .filter_map(|p| match &p.kind {
+            ProbeKind::Query { outputs, .. } => Some(outputs),
+            _ => None,
+        })
+        .flatten()
+        .filter(|o| match o {
+            Output::Columns { check, .. } | Output::Custom { check, .. } => *check == c,
+        })
+        .count()
 }
 
 /// A check's table from its parts, in part order: one part is the table; several (a check
@@ -1223,6 +1249,13 @@ async fn run_probe(client: &Client, probe: &Probe) -> Result<Vec<(usize, Got)>, 
             .collect::<Vec<_>>()
     };
     match &probe.kind {
+        ProbeKind::Query {
+            sql,
+            outputs,
+            orphans: None,
+        } if super::keystream::streams(outputs) => {
+            super::keystream::capture(client, sql, outputs).await
+        }
         ProbeKind::Query { sql, outputs, .. } => run_query(client, sql, outputs).await.map(tables),
         ProbeKind::Rows { check, sql, keys } => {
             let section = super::rowstream::capture(client, sql, keys).await?;
@@ -1414,8 +1447,45 @@ async fn run_query(
         (stmt, decoders)
     };
 
-    // Resolve outputs to (check, key positions, value positions, table).
-    let mut plans: Vec<(usize, Vec<usize>, Vec<usize>, Table)> = Vec::new();
+    let mut plans = resolve_outputs(&names, &decoders, outputs)?;
+
+    let params: Vec<&(dyn ToSql + Sync)> = Vec::new();
+    let stream = client.query_raw(&stmt, params).await.map_err(fail)?;
+    let mut stream = std::pin::pin!(stream);
+    while let Some(row) = stream.try_next().await.map_err(fail)? {
+        if let [(_, k, v, t)] = plans.as_mut_slice() {
+            // One output (the usual case): decode straight into its table.
+            for &p in k.iter().chain(v.iter()) {
+                t.cells
+                    .push(decode::decode(&row, p, decoders[p]).map_err(fail)?);
+            }
+        } else {
+            let mut cells = Vec::with_capacity(decoders.len());
+            for (i, d) in decoders.iter().enumerate() {
+                cells.push(decode::decode(&row, i, *d).map_err(fail)?);
+            }
+            for (_, k, v, t) in plans.iter_mut() {
+                for &p in k.iter().chain(v.iter()) {
+                    t.cells.push(cells[p].clone());
+                }
+            }
+        }
+    }
+    Ok(plans.into_iter().map(|(c, _, _, t)| (c, t)).collect())
+}
+
+/// Where each output of a query goes: (check, key positions, value positions, its empty table
+/// with the labels), the key columns first.
+pub(super) type OutputPlan = (usize, Vec<usize>, Vec<usize>, Table);
+
+/// Resolve a query's outputs against its result columns (`names`, as prepared, and their
+/// decoders): a custom query's key columns by name, renamed columns relabelled.
+pub(super) fn resolve_outputs(
+    names: &[String],
+    decoders: &[Decoder],
+    outputs: &[Output],
+) -> Result<Vec<OutputPlan>, DbFailure> {
+    let mut plans: Vec<OutputPlan> = Vec::new();
     for o in outputs {
         match o {
             Output::Columns {
@@ -1473,29 +1543,7 @@ async fn run_query(
         }
     }
 
-    let params: Vec<&(dyn ToSql + Sync)> = Vec::new();
-    let stream = client.query_raw(&stmt, params).await.map_err(fail)?;
-    let mut stream = std::pin::pin!(stream);
-    while let Some(row) = stream.try_next().await.map_err(fail)? {
-        if let [(_, k, v, t)] = plans.as_mut_slice() {
-            // One output (the usual case): decode straight into its table.
-            for &p in k.iter().chain(v.iter()) {
-                t.cells
-                    .push(decode::decode(&row, p, decoders[p]).map_err(fail)?);
-            }
-        } else {
-            let mut cells = Vec::with_capacity(decoders.len());
-            for (i, d) in decoders.iter().enumerate() {
-                cells.push(decode::decode(&row, i, *d).map_err(fail)?);
-            }
-            for (_, k, v, t) in plans.iter_mut() {
-                for &p in k.iter().chain(v.iter()) {
-                    t.cells.push(cells[p].clone());
-                }
-            }
-        }
-    }
-    Ok(plans.into_iter().map(|(c, _, _, t)| (c, t)).collect())
+    Ok(plans)
 }
 
 #[cfg(test)]

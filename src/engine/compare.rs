@@ -145,7 +145,7 @@ fn compare_check(
                 a,
             );
         }
-        (Outcome::Captured(_), Outcome::Failed(f))
+        (Outcome::Captured(_) | Outcome::Streamed(_), Outcome::Failed(f))
             if f.sqlstate.as_deref().is_some_and(|c| GONE.contains(&c)) =>
         {
             // The migration removed what the query reads: the check fails, the tool did its job.
@@ -190,8 +190,19 @@ fn compare_check(
             return r;
         }
         (Outcome::Streamed(_), _) | (_, Outcome::Streamed(_)) => {
-            let mut result =
-                super::rows::compare_streamed(&check.name, &bc.outcome, &ac.outcome, worst_n);
+            let mut result = match &check.kind {
+                CheckKind::Rows(_) => {
+                    super::rows::compare_streamed(&check.name, &bc.outcome, &ac.outcome, worst_n)
+                }
+                // A large grouped or keyed custom result, merged as its section is read.
+                kind => super::keyed::compare_outcomes(
+                    &check.name,
+                    &bc.outcome,
+                    &ac.outcome,
+                    |columns, key_len| column_rules(kind, columns, key_len),
+                    worst_n,
+                ),
+            };
             result.name = check.name.clone();
             result.kind = check.kind.label().to_string();
             result.baseline_sql = bc.sql.clone();

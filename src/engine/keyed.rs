@@ -18,7 +18,10 @@ use std::sync::atomic::{AtomicBool, Ordering as Atomic};
 
 use rust_decimal::Decimal;
 
-use crate::model::{CheckResult, Column, Comparison, GroupStats, Status, Table, Value, cmp_keys};
+use crate::model::{
+    CheckResult, Column, Comparison, GroupStats, Outcome, Section, Status, Table, Value, cmp_keys,
+};
+use crate::section::SectionReader;
 use crate::spec::Expect;
 
 use super::rules::{self, ColumnRule, Total};
@@ -73,6 +76,79 @@ impl Side for TableSide<'_> {
     fn advance(&mut self) -> Result<(), String> {
         self.i += 1;
         Ok(())
+    }
+}
+
+/// A section read from its file as the merge goes; its length, row count and SHA-256 are
+/// checked when the last row has been read, so a damaged section fails the check.
+pub(super) struct SectionSide {
+    columns: Vec<Column>,
+    key_len: usize,
+    rows: usize,
+    reader: SectionReader,
+    at_row: bool,
+}
+
+impl SectionSide {
+    /// Open `s` (of check `check`, named in errors) at its first row.
+    pub(super) fn open(s: &Section, check: &str) -> Result<SectionSide, String> {
+        let mut side = SectionSide {
+            columns: s.columns.clone(),
+            key_len: s.key_len,
+            rows: usize::try_from(s.rows).unwrap_or(usize::MAX),
+            reader: SectionReader::open(s, check).map_err(|e| e.to_string())?,
+            at_row: false,
+        };
+        side.advance()?;
+        Ok(side)
+    }
+}
+
+impl Side for SectionSide {
+    fn columns(&self) -> &[Column] {
+        &self.columns
+    }
+    fn key_len(&self) -> usize {
+        self.key_len
+    }
+    fn rows(&self) -> usize {
+        self.rows
+    }
+    fn current(&self) -> Option<&[Value]> {
+        self.at_row.then(|| self.reader.row())
+    }
+    fn advance(&mut self) -> Result<(), String> {
+        self.at_row = self.reader.next_row().map_err(|e| e.to_string())?.is_some();
+        Ok(())
+    }
+}
+
+/// A check's two outcomes, either of them streamed to a section (the other may be a table:
+/// a small result, or a baseline of an older format). `rules` gives the value columns'
+/// rules from the baseline's columns.
+pub(super) fn compare_outcomes(
+    check: &str,
+    b: &Outcome,
+    a: &Outcome,
+    rules: impl Fn(&[Column], usize) -> Vec<ColumnRule>,
+    worst_n: usize,
+) -> CheckResult {
+    fn open<'a>(o: &'a Outcome, check: &str) -> Result<Box<dyn Side + 'a>, String> {
+        match o {
+            Outcome::Captured(t) => Ok(Box::new(TableSide::new(t))),
+            Outcome::Streamed(s) => Ok(Box::new(SectionSide::open(s, check)?)),
+            Outcome::Failed(_) | Outcome::Absent(_) => {
+                Err("internal: a keyed comparison of a capture that has no rows".into())
+            }
+        }
+    }
+    let sides = open(b, check).and_then(|b| Ok((b, open(a, check)?)));
+    match sides {
+        Ok((mut b, mut a)) => {
+            let rules = rules(b.columns(), b.key_len());
+            compare_sides(b.as_mut(), a.as_mut(), &rules, worst_n)
+        }
+        Err(e) => CheckResult::bare(Status::Error, e),
     }
 }
 
@@ -571,5 +647,50 @@ mod tests {
         let keys: Vec<&str> = r.worst.iter().map(|w| w.key[0].as_str()).collect();
         assert_eq!(keys, vec!["2", "3"]);
         assert_eq!(r.worst[0].difference.as_deref(), Some("-50"));
+    }
+
+    fn section_of(t: &Table) -> Section {
+        let mut w = crate::section::SectionWriter::new(false).unwrap();
+        for i in 0..t.len() {
+            w.push(t.row(i)).unwrap();
+        }
+        w.finish(t.columns.clone(), t.key_len).unwrap()
+    }
+
+    #[test]
+    fn a_section_side_merges_like_a_table_and_a_damaged_one_is_an_error() {
+        let b = grouped(&[(1, d("10")), (2, d("10")), (4, Value::Null), (5, d("1"))]);
+        let a = grouped(&[(1, d("10.5")), (3, d("7")), (4, d("0")), (5, d("1"))]);
+        let r = rule(Tolerance::Exact, Expect::Unchanged, Scope::Both);
+        let rules = sum_rule(r);
+        let json = |c: &CheckResult| serde_json::to_string(c).unwrap();
+        let in_memory = compare_keyed(&b, &a, &rules, 10);
+        assert_eq!(in_memory.groups.as_ref().unwrap().changed, 4);
+        let (bs, as_) = (section_of(&b), section_of(&a));
+        let rule_of = |_: &[Column], _: usize| sum_rule(r);
+        for (x, y) in [
+            (
+                Outcome::Streamed(bs.clone()),
+                Outcome::Streamed(as_.clone()),
+            ),
+            (Outcome::Captured(b.clone()), Outcome::Streamed(as_.clone())),
+            (Outcome::Streamed(bs.clone()), Outcome::Captured(a.clone())),
+        ] {
+            assert_eq!(
+                json(&compare_outcomes("c", &x, &y, rule_of, 10)),
+                json(&in_memory)
+            );
+        }
+        let mut cut = bs.clone();
+        cut.rows += 1;
+        let e = compare_outcomes(
+            "c",
+            &Outcome::Streamed(cut),
+            &Outcome::Streamed(as_),
+            rule_of,
+            10,
+        );
+        assert_eq!(e.status, Status::Error);
+        assert!(e.summary.contains("cut short or damaged"), "{}", e.summary);
     }
 }

@@ -9,6 +9,7 @@ pub mod ddl;
 mod facts;
 pub mod init;
 mod keyed;
+pub mod keystream;
 pub mod migrate;
 pub mod plan;
 pub mod preflight;

@@ -265,8 +265,10 @@ mib() { awk -v b="$1" 'BEGIN {if (b !~ /^[0-9]+$/) printf "?"; else if (b < 1048
 fmt_n() { awk -v n="$1" 'BEGIN {if (n % 1000000 == 0) printf "%dM", n / 1000000; else printf "%d", n}'; }
 
 MD=$REPO/BENCHMARKS.md
-# benches/backfill.sh owns the block between its markers: keep it across this rewrite.
-BACKFILL_BLOCK=$(sed -n '/<!-- backfill:begin/,/<!-- backfill:end -->/p' "$MD" 2>/dev/null || true)
+# The other benches/*.sh own the blocks between their markers (backfill, rows, rows-big,
+# sizes, ...), with the notes around them: keep everything from the first marker to the end
+# across this rewrite (only the backfill block was kept before, dropping the others).
+OTHER_BLOCKS=$(sed -n '/^<!-- [a-z-]*:begin/,$p' "$MD" 2>/dev/null || true)
 {
     echo "# migval benchmarks"
     echo
@@ -414,9 +416,9 @@ EOF
         vr=$(ratio "$(med "$F" verify migval wall)" "$(med "$F" verify psql wall)")
         echo "| \`$(basename "$F")\` | $fd | $(fmt_n "$fn") | $sr | $vr | $(med "$F" groups_diff migval wall) / $(med "$F" groups_diff migval rss) |"
     done
-    if [ -n "$BACKFILL_BLOCK" ]; then
+    if [ -n "$OTHER_BLOCKS" ]; then
         echo
-        printf '%s\n' "$BACKFILL_BLOCK"
+        printf '%s\n' "$OTHER_BLOCKS"
     fi
 } >"$MD"
 log "wrote $MD"

@@ -15,8 +15,11 @@ use crate::model::{
 };
 use crate::spec::{Check, CheckKind};
 
-use super::compare::{Sides, column_rules, compare_fact, compare_keyed};
+use super::compare::Sides;
+use super::facts::compare_fact;
+use super::keyed::compare_keyed;
 use super::preflight::explain_after;
+use super::rules::column_rules;
 
 pub(super) fn compare(check: &Check, b: &Outcome, a: &Outcome, sides: &Sides) -> CheckResult {
     use AbsenceReason::{Missing, New};
@@ -41,7 +44,7 @@ pub(super) fn compare(check: &Check, b: &Outcome, a: &Outcome, sides: &Sides) ->
             r.after_only = true;
             r
         }
-        (Outcome::Captured(_), Outcome::Absent(y)) if y.reason == Missing => {
+        (Outcome::Captured(_) | Outcome::Streamed(_), Outcome::Absent(y)) if y.reason == Missing => {
             plain(Status::Fail, gone(y, sides))
         }
         _ => plain(
@@ -65,7 +68,7 @@ fn judge_new(check: &Check, at: &Table, sides: &Sides) -> CheckResult {
         ),
         CheckKind::Sizes(s) => super::sizes::compare(s, &empty, at),
         kind => {
-            let rules = column_rules(kind, at);
+            let rules = column_rules(kind, &at.columns, at.key_len);
             let mut r = compare_keyed(&empty, at, &rules, sides.spec.settings.worst_groups);
             r.summary = new_summary(&r);
             r

@@ -30,7 +30,7 @@ use crate::db::txn::{Savepoint, SetLocal};
 use crate::db::{self, ConnectError};
 use crate::model::{
     Absence, CheckCapture, Column, DbFailure, Kind, Origin, Outcome, SchemaCapture, SchemaCatalog,
-    SchemaObject, Snapshot, SpecCopy, Table, Value,
+    SchemaObject, Section, Snapshot, SpecCopy, Table, Value,
 };
 use crate::spec::{SizePart, Spec};
 use crate::sql::{self, ident};
@@ -275,11 +275,13 @@ type ProbeResult = (
 );
 
 /// What a probe captured for one check: a table in memory, or a section streamed to disk
-/// (a rows check).
-enum Got {
+/// (a rows check, a large keyed result: see `keystream`).
+pub(super) enum Got {
     Table(Table),
     /// A rows check, or one key range of it.
     Rows(Option<rowstream::Range>, Box<rowstream::Streamed>),
+    /// A large grouped or keyed custom result (`keystream`).
+    Section(Section),
 }
 
 /// The schemas whose catalog the schema diff compares: those in scope, never migval's own.
@@ -947,6 +949,8 @@ fn assemble(
     let mut parts: Vec<Vec<(usize, Table)>> = vec![Vec::new(); spec.checks.len()];
     let mut ranges: Vec<Vec<(Option<rowstream::Range>, rowstream::Streamed)>> =
         (0..spec.checks.len()).map(|_| Vec::new()).collect();
+    // Large grouped and keyed custom results, streamed to a section (`keystream`).
+    let mut keyed: Vec<Option<Section>> = vec![None; spec.checks.len()];
     let mut failed: Vec<Option<DbFailure>> = vec![None; spec.checks.len()];
     let mut sql_of: Vec<Vec<String>> = vec![Vec::new(); spec.checks.len()];
     for p in probes.iter() {
@@ -968,6 +972,20 @@ fn assemble(
                         Got::Table(t) => t,
                         Got::Rows(range, got) => {
                             ranges[c].push((range, *got));
+                            continue;
+                        }
+                        // A check split over several scans is joined in memory.
+                        Got::Section(sec) if outputs_of(probes, c) > 1 => {
+                            match crate::section::to_table(&sec, &spec.checks[c].name) {
+                                Ok(t) => t,
+                                Err(e) => {
+                                    failed[c].get_or_insert_with(|| plain_failure(e.to_string()));
+                                    continue;
+                                }
+                            }
+                        }
+                        Got::Section(sec) => {
+                            keyed[c] = Some(sec);
                             continue;
                         }
                     };
@@ -998,10 +1016,16 @@ fn assemble(
         .collect();
     let mut sections = ranges
         .into_iter()
+        .zip(keyed)
         .enumerate()
-        .map(|(c, parts)| {
+        .map(|(c, (parts, keyed))| {
             let name = spec.checks.get(c).map_or("", |c| c.name.as_str());
-            (!parts.is_empty()).then(|| rowstream::assemble(parts, name, baselines.get(c)))
+            match keyed {
+                Some(sec) => Some(Ok(sec)),
+                None => {
+                    (!parts.is_empty()).then(|| rowstream::assemble(parts, name, baselines.get(c)))
+                }
+            }
         })
         .collect::<Vec<_>>()
         .into_iter();
@@ -1017,7 +1041,8 @@ fn assemble(
                 _ if absent.contains_key(&i) => {
                     Outcome::Absent(absent[&i].clone())
                 }
-                // Checked for NULL and duplicate keys while it streamed (`rowstream`).
+                // Checked for duplicate keys (and a rows key for NULLs) while it streamed
+                // (`rowstream`, `keystream`).
                 None if section.is_some() => match section {
                     Some(Ok(sec)) => Outcome::Streamed(sec),
                     Some(Err(f)) => Outcome::Failed(f),
@@ -1055,6 +1080,21 @@ fn assemble(
             }
         })
         .collect()
+}
+
+/// How many outputs of all probes feed check `c` (more than one: a check split over scans).
+fn outputs_of(probes: &[Probe], c: usize) -> usize {
+    probes
+        .iter()
+        .filter_map(|p| match &p.kind {
+            ProbeKind::Query { outputs, .. } => Some(outputs),
+            _ => None,
+        })
+        .flatten()
+        .filter(|o| match o {
+            Output::Columns { check, .. } | Output::Custom { check, .. } => *check == c,
+        })
+        .count()
 }
 
 /// A check's table from its parts, in part order: one part is the table; several (a check
@@ -1352,6 +1392,13 @@ async fn run_probe(
             .collect::<Vec<_>>()
     };
     match &probe.kind {
+        ProbeKind::Query {
+            sql,
+            outputs,
+            orphans: None,
+        } if super::keystream::streams(outputs) => {
+            super::keystream::capture(client, sql, outputs).await
+        }
         ProbeKind::Query { sql, outputs, .. } => run_query(client, sql, outputs).await.map(tables),
         ProbeKind::Rows {
             check,
@@ -1558,9 +1605,47 @@ async fn run_query(
         (stmt, decoders)
     };
 
-    // Resolve outputs to (check, key positions, value positions, table). Positions, not names:
-    // the select list is generated (fused probes), and its positions are what `Output` records.
-    let mut plans: Vec<(usize, Vec<usize>, Vec<usize>, Table)> = Vec::new();
+    let mut plans = resolve_outputs(&names, &decoders, outputs)?;
+
+    let params: Vec<&(dyn ToSql + Sync)> = Vec::new();
+    let stream = client.query_raw(&stmt, params).await.map_err(fail)?;
+    let mut stream = std::pin::pin!(stream);
+    while let Some(row) = stream.try_next().await.map_err(fail)? {
+        if let [(_, k, v, t)] = plans.as_mut_slice() {
+            // One output (the usual case): decode straight into its table.
+            for &p in k.iter().chain(v.iter()) {
+                t.cells
+                    .push(decode::decode(&row, p, decoders[p]).map_err(fail)?);
+            }
+        } else {
+            let mut cells = Vec::with_capacity(decoders.len());
+            for (i, d) in decoders.iter().enumerate() {
+                cells.push(decode::decode(&row, i, *d).map_err(fail)?);
+            }
+            for (_, k, v, t) in plans.iter_mut() {
+                for &p in k.iter().chain(v.iter()) {
+                    t.cells.push(cells[p].clone());
+                }
+            }
+        }
+    }
+    Ok(plans.into_iter().map(|(c, _, _, t)| (c, t)).collect())
+}
+
+/// Where each output of a query goes: (check, key positions, value positions, its empty table
+/// with the labels), the key columns first.
+pub(super) type OutputPlan = (usize, Vec<usize>, Vec<usize>, Table);
+
+/// Resolve a query's outputs against its result columns (`names`, as prepared, and their
+/// decoders): a custom query's key columns by name, renamed columns relabelled.
+pub(super) fn resolve_outputs(
+    names: &[String],
+    decoders: &[Decoder],
+    outputs: &[Output],
+) -> Result<Vec<OutputPlan>, DbFailure> {
+    // Positions, not names: the select list is generated (fused probes), and its positions
+    // are what `Output` records.
+    let mut plans: Vec<OutputPlan> = Vec::new();
     for o in outputs {
         match o {
             Output::Columns {
@@ -1618,29 +1703,7 @@ async fn run_query(
         }
     }
 
-    let params: Vec<&(dyn ToSql + Sync)> = Vec::new();
-    let stream = client.query_raw(&stmt, params).await.map_err(fail)?;
-    let mut stream = std::pin::pin!(stream);
-    while let Some(row) = stream.try_next().await.map_err(fail)? {
-        if let [(_, k, v, t)] = plans.as_mut_slice() {
-            // One output (the usual case): decode straight into its table.
-            for &p in k.iter().chain(v.iter()) {
-                t.cells
-                    .push(decode::decode(&row, p, decoders[p]).map_err(fail)?);
-            }
-        } else {
-            let mut cells = Vec::with_capacity(decoders.len());
-            for (i, d) in decoders.iter().enumerate() {
-                cells.push(decode::decode(&row, i, *d).map_err(fail)?);
-            }
-            for (_, k, v, t) in plans.iter_mut() {
-                for &p in k.iter().chain(v.iter()) {
-                    t.cells.push(cells[p].clone());
-                }
-            }
-        }
-    }
-    Ok(plans.into_iter().map(|(c, _, _, t)| (c, t)).collect())
+    Ok(plans)
 }
 
 #[cfg(test)]

@@ -72,6 +72,8 @@ mod secrets;
 mod seeds;
 /// The sizes check kind: heap, indexes, TOAST, total before and after, in pg_size_pretty units.
 mod sizes;
+/// Large grouped and keyed custom results streamed through sections: exact changes, same report as in memory.
+mod streamed_groups;
 /// TLS against a real server with ssl=on: sslmode require / verify-ca / verify-full.
 mod tls;
 /// `verify --every/--until`: the watch after go-live, a writer, Ctrl-C, a lost connection.

@@ -512,6 +512,20 @@ pub struct DbFailure {
     pub context: Option<String>,
 }
 
+impl DbFailure {
+    /// A failure of migval's own, with a message only: no SQLSTATE and no server fields.
+    pub fn message_only(message: impl Into<String>) -> DbFailure {
+        DbFailure {
+            message: message.into(),
+            sqlstate: None,
+            detail: None,
+            hint: None,
+            server_context: None,
+            context: None,
+        }
+    }
+}
+
 impl fmt::Display for DbFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)?;

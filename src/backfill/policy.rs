@@ -67,13 +67,13 @@ impl Fail {
             | Fail::Lost(f)
             | Fail::Poison(f)
             | Fail::Fatal(f) => f,
-            Fail::Log(message) => plain(message),
+            Fail::Log(message) => DbFailure::message_only(message),
         }
     }
 
     /// A failure of migval's own making (no SQLSTATE) that no retry helps.
     pub(super) fn fatal(message: String) -> Fail {
-        Fail::Fatal(plain(message))
+        Fail::Fatal(DbFailure::message_only(message))
     }
 
     pub(super) fn failure(&self) -> String {
@@ -85,18 +85,6 @@ impl Fail {
             | Fail::Fatal(f) => f.to_string(),
             Fail::Log(m) => m.clone(),
         }
-    }
-}
-
-/// A failure with a message only: no SQLSTATE, no server fields.
-fn plain(message: String) -> DbFailure {
-    DbFailure {
-        message,
-        sqlstate: None,
-        detail: None,
-        hint: None,
-        server_context: None,
-        context: None,
     }
 }
 

@@ -197,7 +197,7 @@ pub async fn capture_against(
             (Err(e), None) => return Err(e.into()),
             // Starting over after a lost connection, and the server cannot be reached again.
             (Err(e), Some(f)) => {
-                return Err(CaptureError::Snapshot(plain_failure(format!(
+                return Err(CaptureError::Snapshot(DbFailure::message_only(format!(
                     "the capture lost a connection ({}) and could not connect again to start over: {e}",
                     f.message
                 ))));
@@ -231,7 +231,7 @@ pub async fn capture_against(
             Err(Attempt::Retry(_)) if db::silence_since(epoch).is_some() => {
                 let silence = db::silence_since(epoch).map(|s| s.failure(None));
                 return Err(CaptureError::Snapshot(silence.unwrap_or_else(|| {
-                    plain_failure("no answer from the server".into())
+                    DbFailure::message_only("no answer from the server")
                 })));
             }
             Err(Attempt::Retry(f)) if attempt < MAX_ATTEMPTS => {
@@ -531,7 +531,7 @@ async fn open_snapshot(
         .chars()
         .all(|c| c.is_ascii_hexdigit() || c == '-')
     {
-        return Err(Attempt::Fatal(plain_failure(format!(
+        return Err(Attempt::Fatal(DbFailure::message_only(format!(
             "unexpected snapshot id `{snapshot_id}`"
         ))));
     }
@@ -607,7 +607,7 @@ async fn join_workers(
                 first_err.get_or_insert(e);
             }
             Err(join) => {
-                first_err.get_or_insert(Attempt::Fatal(plain_failure(format!(
+                first_err.get_or_insert(Attempt::Fatal(DbFailure::message_only(format!(
                     "a capture worker stopped unexpectedly: {join}"
                 ))));
             }
@@ -617,7 +617,7 @@ async fn join_workers(
 }
 
 fn lost_mid_capture(which: &str) -> DbFailure {
-    plain_failure(format!(
+    DbFailure::message_only(format!(
         "{which} was lost in the middle of the capture (terminated by an administrator, or the \
          server restarted); the capture was started over {} times with a new snapshot and lost \
          a connection each time: check the server's log, then retry",
@@ -925,7 +925,7 @@ pub async fn capture_in_transaction(
         .and_then(|r| r.try_get(0))
         .map_err(|e| fatal(e, "checking the transaction's mode after the capture"))?;
     if mode != "off" {
-        return Err(CaptureError::Snapshot(plain_failure(format!(
+        return Err(CaptureError::Snapshot(DbFailure::message_only(format!(
             "the migration's transaction stayed read-only after the capture \
              (transaction_read_only = {mode}); nothing is committed"
         ))));
@@ -979,7 +979,9 @@ fn assemble(
                             match crate::section::to_table(&sec, &spec.checks[c].name) {
                                 Ok(t) => t,
                                 Err(e) => {
-                                    failed[c].get_or_insert_with(|| plain_failure(e.to_string()));
+                                    failed[c].get_or_insert_with(|| {
+                                        DbFailure::message_only(e.to_string())
+                                    });
                                     continue;
                                 }
                             }
@@ -1052,25 +1054,25 @@ fn assemble(
                     if matches!(check.kind, crate::spec::CheckKind::Rows(_))
                         && (0..table.len()).any(|r| table.key(r).iter().any(Value::is_null)) =>
                 {
-                    Outcome::Failed(plain_failure(
-                        "a key column has NULLs: a rows key must identify every row (use the primary key or a unique NOT NULL column)".into(),
+                    Outcome::Failed(DbFailure::message_only(
+                        "a key column has NULLs: a rows key must identify every row (use the primary key or a unique NOT NULL column)",
                     ))
                 }
                 // Sorted by key already (in `work`).
                 Some(Ok(table)) => {
                     match duplicate_key(&table) {
-                        Some(k) if table.key_len == 0 => Outcome::Failed(plain_failure(format!(
+                        Some(k) if table.key_len == 0 => Outcome::Failed(DbFailure::message_only(format!(
                             "the query returned {} rows ({k}): without `key` a custom query must return one row; declare the key columns (key = [\"...\"])",
                             table.len()
                         ))),
-                        Some(k) => Outcome::Failed(plain_failure(format!(
+                        Some(k) => Outcome::Failed(DbFailure::message_only(format!(
                             "the key columns do not identify rows uniquely: key ({k}) appears more than once; declare more key columns"
                         ))),
                         None => Outcome::Captured(table),
                     }
                 }
                 Some(Err(f)) => Outcome::Failed(f),
-                None => Outcome::Failed(plain_failure("the check was not run (its connection was lost)".into())),
+                None => Outcome::Failed(DbFailure::message_only("the check was not run (its connection was lost)")),
             };
             CheckCapture {
                 name: check.name.clone(),
@@ -1119,7 +1121,7 @@ fn join_parts(mut parts: Vec<(usize, Table)>) -> Option<Result<Table, DbFailure>
             && t.len() == rows
             && (0..rows).all(|r| t.key(r).iter().zip(first.key(r)).all(|(a, b)| a.same(b)));
         if !same_keys || (key_len == 0 && rows != 1) {
-            return Some(Err(plain_failure(format!(
+            return Some(Err(DbFailure::message_only(format!(
                 "a check split over several scans (more metrics than one query may select) got \
                  parts that do not line up: {} and {} rows, {} and {} key columns. The group key \
                  must read the same in every scan of one snapshot (a volatile expression such \
@@ -1144,17 +1146,6 @@ fn join_parts(mut parts: Vec<(usize, Table)>) -> Option<Result<Table, DbFailure>
         }
     }
     Some(Ok(whole))
-}
-
-fn plain_failure(message: String) -> DbFailure {
-    DbFailure {
-        message,
-        sqlstate: None,
-        detail: None,
-        hint: None,
-        server_context: None,
-        context: None,
-    }
 }
 
 fn duplicate_key(t: &Table) -> Option<String> {
@@ -1275,7 +1266,7 @@ async fn work(
         out.push((
             i,
             h.await
-                .map_err(|e| plain_failure(format!("sorting the result failed: {e}"))),
+                .map_err(|e| DbFailure::message_only(format!("sorting the result failed: {e}"))),
             setting,
         ));
     }
@@ -1572,6 +1563,15 @@ pub(super) fn text_wrapped(native: &[Option<Decoder>]) -> (Vec<String>, Vec<Stri
     (aliases, select)
 }
 
+/// A prepared query's column names, and the exact native decoder of each (`None`: read it
+/// as text).
+pub(super) fn columns_of(stmt: &tokio_postgres::Statement) -> (Vec<String>, Vec<Option<Decoder>>) {
+    stmt.columns()
+        .iter()
+        .map(|c| (c.name().to_string(), Decoder::for_type(c.type_())))
+        .unzip()
+}
+
 /// Prepare, pick a decoder per column (casting to text where there is no exact native one),
 /// stream the rows and split them into the outputs' tables.
 async fn run_query(
@@ -1581,16 +1581,7 @@ async fn run_query(
 ) -> Result<Vec<(usize, Table)>, DbFailure> {
     let fail = |e: tokio_postgres::Error| db::failure(&e, None);
     let inner = client.prepare(sql).await.map_err(fail)?;
-    let names: Vec<String> = inner
-        .columns()
-        .iter()
-        .map(|c| c.name().to_string())
-        .collect();
-    let native: Vec<Option<Decoder>> = inner
-        .columns()
-        .iter()
-        .map(|c| Decoder::for_type(c.type_()))
-        .collect();
+    let (names, native) = columns_of(&inner);
     let (stmt, decoders) = if native.iter().all(Option::is_some) {
         (inner, native.into_iter().flatten().collect::<Vec<_>>())
     } else {
@@ -1678,14 +1669,14 @@ pub(super) fn resolve_outputs(
                     .collect();
                 let mut seen = std::collections::HashSet::new();
                 if let Some(dup) = names.iter().find(|n| !seen.insert(n.as_str())) {
-                    return Err(plain_failure(format!(
+                    return Err(DbFailure::message_only(format!(
                         "the query returns two columns named `{dup}`; give each column its own name (AS ...)"
                     )));
                 }
                 let mut kpos = Vec::new();
                 for k in key {
                     let pos = names.iter().position(|n| n == k).ok_or_else(|| {
-                        plain_failure(format!(
+                        DbFailure::message_only(format!(
                             "key column `{k}` is not in the query's result (it returns: {})",
                             names.join(", ")
                         ))

@@ -94,7 +94,9 @@ impl Out {
                     cells.extend(self.positions.iter().map(|&p| row[p].clone()));
                     cells
                 };
-                writer.push(cells).map_err(|e| plain(e.to_string()))
+                writer
+                    .push(cells)
+                    .map_err(|e| DbFailure::message_only(e.to_string()))
             }
         }
     }
@@ -107,9 +109,12 @@ impl Out {
         if t.len() < limit.max(1) {
             return Ok(());
         }
-        let mut writer = SectionWriter::new(false).map_err(|e| plain(e.to_string()))?;
+        let mut writer =
+            SectionWriter::new(false).map_err(|e| DbFailure::message_only(e.to_string()))?;
         for i in 0..t.len() {
-            writer.push(t.row(i)).map_err(|e| plain(e.to_string()))?;
+            writer
+                .push(t.row(i))
+                .map_err(|e| DbFailure::message_only(e.to_string()))?;
         }
         self.sink = Sink::Spill {
             writer: Box::new(writer),
@@ -130,9 +135,10 @@ impl Out {
             } => {
                 let s = writer
                     .finish(columns, key_len)
-                    .map_err(|e| plain(e.to_string()))?;
+                    .map_err(|e| DbFailure::message_only(e.to_string()))?;
                 Sink::Memory(
-                    section::to_table(&s, "(spilled result)").map_err(|e| plain(e.to_string()))?,
+                    section::to_table(&s, "(spilled result)")
+                        .map_err(|e| DbFailure::message_only(e.to_string()))?,
                 )
             }
             memory => memory,
@@ -150,7 +156,7 @@ impl Out {
             } => Got::Section(
                 writer
                     .finish(columns, key_len)
-                    .map_err(|e| plain(e.to_string()))?,
+                    .map_err(|e| DbFailure::message_only(e.to_string()))?,
             ),
         };
         Ok((self.check, got))
@@ -166,16 +172,7 @@ pub(super) async fn capture(
 ) -> Result<Vec<(usize, Got)>, DbFailure> {
     let fail = |e: tokio_postgres::Error| db::failure(&e, None);
     let inner = client.prepare(sql).await.map_err(fail)?;
-    let names: Vec<String> = inner
-        .columns()
-        .iter()
-        .map(|c| c.name().to_string())
-        .collect();
-    let native: Vec<Option<Decoder>> = inner
-        .columns()
-        .iter()
-        .map(|c| Decoder::for_type(c.type_()))
-        .collect();
+    let (names, native) = super::capture::columns_of(&inner);
     let decoders: Vec<Decoder> = native.iter().map(|d| d.unwrap_or(Decoder::Text)).collect();
     let plans = resolve_outputs(&names, &decoders, outputs)?;
     // The outputs of one grouped scan share its group key; if they did not, the result is
@@ -235,7 +232,7 @@ pub(super) async fn capture(
                 match cmp_at(p, &row, &key_pos) {
                     Ordering::Less => {}
                     Ordering::Equal => {
-                        return Err(plain(format!(
+                        return Err(DbFailure::message_only(format!(
                             "the key columns do not identify rows uniquely: key ({}) appears \
                              more than once; declare more key columns",
                             key_pos
@@ -280,15 +277,4 @@ fn cmp_at(prev: &[Value], row: &[Value], pos: &[usize]) -> Ordering {
         }
     }
     Ordering::Equal
-}
-
-fn plain(message: String) -> DbFailure {
-    DbFailure {
-        message,
-        sqlstate: None,
-        detail: None,
-        hint: None,
-        server_context: None,
-        context: None,
-    }
 }

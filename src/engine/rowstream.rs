@@ -92,12 +92,12 @@ pub(super) fn assemble(
         .and_then(|(r, _)| r.as_ref())
         .map_or(1, |r| r.parts);
     let Some((_, first)) = parts.first() else {
-        return Err(plain(
-            "internal: a rows check came back without its rows".into(),
+        return Err(DbFailure::message_only(
+            "internal: a rows check came back without its rows",
         ));
     };
     if parts.len() != expected {
-        return Err(plain(format!(
+        return Err(DbFailure::message_only(format!(
             "internal: {} of {expected} key ranges came back",
             parts.len()
         )));
@@ -124,7 +124,8 @@ pub(super) fn assemble(
         };
     }
     let mut section = match kept {
-        Some(list) => crate::section::concat(list, check).map_err(|e| plain(e.to_string()))?,
+        Some(list) => crate::section::concat(list, check)
+            .map_err(|e| DbFailure::message_only(e.to_string()))?,
         None => Section {
             columns,
             key_len,
@@ -370,7 +371,7 @@ pub(super) async fn capture(
         .collect();
     let k = keys.len();
     if types.len() <= k {
-        return Err(plain(format!(
+        return Err(DbFailure::message_only(format!(
             "internal: the rows probe returns {} columns for {k} key columns",
             types.len()
         )));
@@ -393,7 +394,7 @@ pub(super) async fn capture(
     let mut filter = Vec::new();
     if let Some(r) = range {
         if !splits_on(&types[0]) {
-            return Err(plain(format!(
+            return Err(DbFailure::message_only(format!(
                 "the baseline was read in key ranges of `{}`, which is now of type {}: key \
                  ranges need an integer, numeric, text or uuid key; take a new baseline",
                 keys[0], types[0]
@@ -438,7 +439,7 @@ pub(super) async fn capture(
         )
         .collect();
     if columns[k].kind != Kind::Int {
-        return Err(plain(format!(
+        return Err(DbFailure::message_only(format!(
             "internal: the fingerprint is of type {}, not bigint",
             types[k]
         )));
@@ -452,7 +453,7 @@ pub(super) async fn capture(
         .and_then(|r| r.to.as_deref())
         .map(|b| bound_value(columns[0].kind, b));
     if matches!(lo, Some(None)) || matches!(hi, Some(None)) {
-        return Err(plain(format!(
+        return Err(DbFailure::message_only(format!(
             "a key range bound is not a value of the key column `{}` ({}): take a new baseline",
             keys[0], types[0]
         )));
@@ -474,7 +475,7 @@ pub(super) async fn capture(
     let mut stream = std::pin::pin!(stream);
     let keeps_values = columns.iter().any(|c| c.name == VALUES);
     let mut out = if keep {
-        Some(SectionWriter::new(keeps_values).map_err(|e| plain(e.to_string()))?)
+        Some(SectionWriter::new(keeps_values).map_err(|e| DbFailure::message_only(e.to_string()))?)
     } else {
         None
     };
@@ -496,17 +497,16 @@ pub(super) async fn capture(
             row.push(db::decode::decode(&r, i, *d).map_err(fail)?);
         }
         if row[..k].iter().any(Value::is_null) {
-            return Err(plain(
+            return Err(DbFailure::message_only(
                 "a key column has NULLs: a rows key must identify every row (use the primary \
-                 key or a unique NOT NULL column)"
-                    .into(),
+                 key or a unique NOT NULL column)",
             ));
         }
         if rows > 0 {
             match cmp_keys(&prev[..k], &row[..k]) {
                 std::cmp::Ordering::Less => {}
                 std::cmp::Ordering::Equal => {
-                    return Err(plain(format!(
+                    return Err(DbFailure::message_only(format!(
                         "the key columns do not identify rows uniquely: key ({}) appears more \
                          than once; declare more key columns",
                         key_text(&row[..k])
@@ -519,7 +519,8 @@ pub(super) async fn capture(
         }
         rows += 1;
         if let Some(out) = &mut out {
-            out.push(&row).map_err(|e| plain(e.to_string()))?;
+            out.push(&row)
+                .map_err(|e| DbFailure::message_only(e.to_string()))?;
         }
         // A damaged baseline ends the merge (reported as the check's error); the post-state
         // is still read to its end, for its own checks and a kept section.
@@ -536,7 +537,7 @@ pub(super) async fn capture(
     let section = match out {
         Some(out) => Some(
             out.finish(columns.clone(), k)
-                .map_err(|e| plain(e.to_string()))?,
+                .map_err(|e| DbFailure::message_only(e.to_string()))?,
         ),
         None => None,
     };
@@ -564,7 +565,7 @@ pub(super) async fn capture(
 
 /// The server sent `key` after `prev` (or outside its key range, `prev` empty).
 fn misordered(key: &[Value], prev: &[Value]) -> DbFailure {
-    plain(format!(
+    DbFailure::message_only(format!(
         "the server returned key ({}) {}: the key's type orders differently on the server \
          than migval compares it (by value for numbers, byte by byte for text); use a key of \
          integer, numeric, uuid or text type",
@@ -582,17 +583,6 @@ fn key_text(key: &[Value]) -> String {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-fn plain(message: String) -> DbFailure {
-    DbFailure {
-        message,
-        sqlstate: None,
-        detail: None,
-        hint: None,
-        server_context: None,
-        context: None,
-    }
 }
 
 #[cfg(test)]

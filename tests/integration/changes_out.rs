@@ -223,7 +223,6 @@ fn every_differing_group_and_value_is_written_exactly_not_only_the_worst() {
     );
 }
 
-#[cfg(not(feature = "parquet"))]
 /// A composite key goes in one cell as a JSON array of its values, so keys whose values hold
 /// ", " stay apart: ("North, East", "x") and ("North", "East, x") would both read
 /// "North, East, x" joined.
@@ -267,6 +266,7 @@ metrics = ["sum(amount)"]
     );
 }
 
+#[cfg(not(feature = "parquet"))]
 #[test]
 fn a_parquet_file_is_refused_before_any_work_without_the_feature() {
     let run = crate::common::migval(&[

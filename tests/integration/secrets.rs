@@ -115,6 +115,10 @@ pub const ROLE: &str = "migval_secret_role";
 /// Make the test server ask `ROLE` for its password (scram) from 127.0.0.1: the cluster trusts
 /// everyone else. The line goes first in pg_hba.conf, then the configuration is reloaded.
 pub async fn require_password_for_role(db: &TestDb) {
+    // One test at a time: two concurrent ALTER ROLEs of the same role fail with "tuple
+    // concurrently updated", and pg_hba.conf is read, changed and written back.
+    static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _one = ONE_AT_A_TIME.lock().await;
     let admin = db.client().await;
     admin
         .batch_execute(&format!(

@@ -76,7 +76,7 @@ fn sums(db: &TestDb) -> BTreeMap<String, String> {
 }
 
 /// The CSV's lines as maps from column name to cell.
-fn read_csv(path: &std::path::Path) -> Vec<BTreeMap<String, String>> {
+pub(crate) fn read_csv(path: &std::path::Path) -> Vec<BTreeMap<String, String>> {
     let mut r = csv::Reader::from_path(path).expect("read the CSV");
     let header: Vec<String> = r
         .headers()

@@ -125,26 +125,6 @@ fn sums(db: &TestDb, accounts: &[i32]) -> BTreeMap<String, String> {
     })
 }
 
-fn read_csv(path: &Path) -> Vec<BTreeMap<String, String>> {
-    let mut r = csv::Reader::from_path(path).expect("read the CSV");
-    let header: Vec<String> = r
-        .headers()
-        .expect("header")
-        .iter()
-        .map(String::from)
-        .collect();
-    r.records()
-        .map(|rec| {
-            let rec = rec.expect("record");
-            header
-                .iter()
-                .cloned()
-                .zip(rec.iter().map(String::from))
-                .collect()
-        })
-        .collect()
-}
-
 #[test]
 fn many_groups_stream_and_exactly_the_changed_groups_are_found() {
     let db = world("stream_many_groups", ENTRIES);
@@ -247,7 +227,7 @@ fn many_groups_stream_and_exactly_the_changed_groups_are_found() {
     assert_eq!(worst["300000"]["scope"], "appeared");
 
     // --changes-out: every differing group and metric, nothing else.
-    let lines = read_csv(&changes);
+    let lines = crate::changes_out::read_csv(&changes);
     let mut listed: Vec<(String, String)> = lines
         .iter()
         .filter(|l| l["check"] == "per account, exact")
